@@ -1,0 +1,143 @@
+"""Checking a custom-action call from iconik, independent of any web framework.
+
+`parse_action()` turns the secret header, query string and raw body of a POST
+to `/add` or `/remove` into an `ActionRequest`, or raises `Rejected` with the
+HTTP status and a message that says what is wrong. Nothing here talks to iconik.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import iconik
+from b2iconik.config import parse_formats
+
+ACTIONS = ("add", "remove")
+SUPPORTED_CONTEXTS = ("ASSET", "COLLECTION", "BULK")
+SECRET_HEADER = "x-bz-secret"
+
+
+class Rejected(Exception):
+    """The call is refused; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    action: str
+    b2_storage_id: str
+    ll_storage_id: str
+    formats: tuple[str, ...]
+    context: str
+    asset_ids: tuple[str, ...]
+    collection_ids: tuple[str, ...]
+    user_id: str | None = None
+    auth_token: str | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.asset_ids) + len(self.collection_ids)
+
+
+def secret_matches(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of the shared secret."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def check_secret(given: str | None, expected: str) -> None:
+    if given is None:
+        raise Rejected(401, f"missing {SECRET_HEADER} header")
+    if not secret_matches(given, expected):
+        raise Rejected(401, f"wrong {SECRET_HEADER} header")
+
+
+def _uuid(value, what: str) -> str:
+    try:
+        return iconik.check_uuid(value, what)
+    except ValueError as error:
+        raise Rejected(400, str(error)) from None
+
+
+def _id_list(body: dict, key: str, what: str) -> tuple[str, ...]:
+    value = body.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise Rejected(400, f"{key} must be a list of UUIDs")
+    return tuple(dict.fromkeys(_uuid(item, f"{what} in {key}") for item in value))
+
+
+def parse_action(
+    action: str,
+    *,
+    secret: str | None,
+    expected_secret: str,
+    query: Mapping[str, str],
+    body: bytes,
+    default_formats: tuple[str, ...],
+    need_token: bool = True,
+) -> ActionRequest:
+    """Validate one custom-action call, secret first, then query, then body."""
+    if action not in ACTIONS:
+        raise Rejected(404, f"unknown action {action!r}; use /add or /remove")
+    check_secret(secret, expected_secret)
+
+    b2 = _uuid(query.get("b2_storage_id"), "b2_storage_id") if query.get("b2_storage_id") else None
+    ll = _uuid(query.get("ll_storage_id"), "ll_storage_id") if query.get("ll_storage_id") else None
+    missing = [name for name, value in (("b2_storage_id", b2), ("ll_storage_id", ll)) if not value]
+    if missing:
+        raise Rejected(400, f"missing query parameter(s): {', '.join(missing)}")
+    if b2 == ll:
+        raise Rejected(400, "b2_storage_id and ll_storage_id are the same storage; "
+                            "the B2 and LucidLink storages must be different")
+    try:
+        formats = parse_formats(query.get("formats"), default_formats)
+    except ValueError as error:
+        raise Rejected(400, f"formats: {error}") from None
+
+    try:
+        payload = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "body must be the JSON object iconik sends with a custom action") from None
+    if not isinstance(payload, dict):
+        raise Rejected(400, "body must be a JSON object")
+
+    context = payload.get("context")
+    if context not in SUPPORTED_CONTEXTS:
+        raise Rejected(400, f"context {str(context)[:40]!r} is not supported; "
+                            f"supported contexts: {', '.join(SUPPORTED_CONTEXTS)}")
+    if payload.get("saved_search_ids"):
+        raise Rejected(400, "saved searches are not supported; select assets or collections")
+    asset_ids = _id_list(payload, "asset_ids", "asset id")
+    collection_ids = _id_list(payload, "collection_ids", "collection id")
+    if not asset_ids and not collection_ids:
+        raise Rejected(400, "nothing selected: asset_ids and collection_ids are both empty")
+    user_id = payload.get("user_id")
+    if user_id is not None:
+        user_id = _uuid(user_id, "user_id")
+    token = payload.get("auth_token")
+    if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 4096):
+        raise Rejected(400, "auth_token must be a non-empty string")
+    if need_token and not token:
+        raise Rejected(400, "auth_token is missing from the body")
+
+    return ActionRequest(
+        action=action,
+        b2_storage_id=b2,
+        ll_storage_id=ll,
+        formats=formats,
+        context=context,
+        asset_ids=asset_ids,
+        collection_ids=collection_ids,
+        user_id=user_id,
+        auth_token=token,
+    )

@@ -1,0 +1,113 @@
+"""Settings from the environment (and an optional `.env` file).
+
+Every setting is listed, with its meaning, in `.env.example` and README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+import iconik
+
+DEFAULT_FORMATS = ("ORIGINAL", "PPRO_PROXY")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _number(env, name: str, default: float, cast=float, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def parse_formats(raw: str | None, default=DEFAULT_FORMATS) -> tuple[str, ...]:
+    """`"ORIGINAL, PPRO_PROXY"` -> ("ORIGINAL", "PPRO_PROXY"); ValueError if malformed."""
+    if raw is None or not raw.strip():
+        return tuple(default)
+    names = [part.strip() for part in raw.split(",")]
+    if any(not name for name in names):
+        raise ValueError("formats must be comma-separated names, with no empty entries")
+    for name in names:
+        iconik.check_format_name(name)
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Settings:
+    iconik_id: str
+    shared_secret: str = field(repr=False)
+    iconik_url: str = iconik.DEFAULT_URL
+    iconik_token: str | None = field(default=None, repr=False)
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    state_dir: Path = Path("state")
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_rps: float = iconik.DEFAULT_MAX_RPS
+    request_timeout: float = 30.0
+    job_workers: int = 2
+    asset_concurrency: int = 16
+    copy_timeout: float = 12 * 3600.0
+    outage_timeout: float = 900.0
+    poll_interval: float = 2.0
+    max_poll_interval: float = 60.0
+    lease_seconds: float = 60.0
+    retention_days: float = 30.0
+    run_jobs: bool = True
+
+    @classmethod
+    def from_env(cls, env=None, *, dotenv: bool = True) -> "Settings":
+        if env is None:
+            if dotenv:
+                load_dotenv(override=False)
+            env = os.environ
+        missing = [name for name in ("ICONIK_ID", "BZ_SHARED_SECRET") if not env.get(name, "").strip()]
+        if missing:
+            raise ConfigError(f"missing required setting(s): {', '.join(missing)} "
+                              "(set them in the environment or in .env)")
+        try:
+            formats = parse_formats(env.get("FORMAT_NAMES"))
+        except ValueError as error:
+            raise ConfigError(f"FORMAT_NAMES: {error}") from None
+        url = env.get("ICONIK_URL", "").strip() or iconik.DEFAULT_URL
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"ICONIK_URL must be an http(s) URL, not {url!r}")
+        return cls(
+            iconik_id=env["ICONIK_ID"].strip(),
+            shared_secret=env["BZ_SHARED_SECRET"].strip(),
+            iconik_url=url,
+            iconik_token=env.get("ICONIK_TOKEN", "").strip() or None,
+            formats=formats,
+            state_dir=Path(env.get("PLUGIN_STATE_DIR", "").strip() or "state"),
+            max_body_bytes=int(_number(env, "PLUGIN_MAX_BODY_BYTES", 2 * 1024 * 1024, int, 1024)),
+            max_rps=_number(env, "ICONIK_MAX_RPS", iconik.DEFAULT_MAX_RPS, float, 0.1),
+            request_timeout=_number(env, "ICONIK_TIMEOUT", 30.0, float, 1),
+            job_workers=int(_number(env, "PLUGIN_JOB_WORKERS", 2, int, 1)),
+            asset_concurrency=int(_number(env, "PLUGIN_ASSET_CONCURRENCY", 16, int, 1)),
+            copy_timeout=_number(env, "PLUGIN_COPY_TIMEOUT", 12 * 3600.0, float, 1),
+            outage_timeout=_number(env, "PLUGIN_OUTAGE_TIMEOUT", 900.0, float, 1),
+            poll_interval=_number(env, "PLUGIN_POLL_INTERVAL", 2.0, float, 0.01),
+            max_poll_interval=_number(env, "PLUGIN_MAX_POLL_INTERVAL", 60.0, float, 0.01),
+            lease_seconds=_number(env, "PLUGIN_LEASE_SECONDS", 60.0, float, 1),
+            retention_days=_number(env, "PLUGIN_JOB_RETENTION_DAYS", 30.0, float, 0),
+            run_jobs=env.get("PLUGIN_RUN_JOBS", "true").strip().lower() not in ("0", "false", "no"),
+        )
+
+    def client(self, auth_token: str | None) -> iconik.IconikClient:
+        """An iconik client for background work: the app token if set, else the click's token."""
+        token = self.iconik_token or auth_token
+        if not token:
+            raise ConfigError("no iconik token: the job has none and ICONIK_TOKEN is not set")
+        return iconik.IconikClient(self.iconik_id, token, self.iconik_url,
+                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps)

@@ -1,0 +1,38 @@
+"""Turning a custom action's selection into the list of assets it means."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import iconik
+
+
+def expand_selection(client: iconik.IconikClient, asset_ids, collection_ids) -> tuple[list[str], list[str]]:
+    """Every selected asset plus every asset inside the selected collections.
+
+    Subcollections are included, across all pages; each asset appears once, in
+    the order first seen, and a collection inside its own subtree is visited
+    once. Returns (asset ids, warnings) where warnings name collections iconik
+    does not know.
+    """
+    assets = dict.fromkeys(asset_ids)
+    warnings = []
+    seen = set()
+    queue = deque(collection_ids)
+    while queue:
+        collection_id = queue.popleft()
+        if collection_id in seen:
+            continue
+        seen.add(collection_id)
+        try:
+            for item in client.iter_collection_contents(collection_id):
+                kind, item_id = item.get("object_type"), item.get("id")
+                if not item_id:
+                    continue
+                if kind == "assets":
+                    assets.setdefault(item_id)
+                elif kind == "collections" and item_id not in seen:
+                    queue.append(item_id)
+        except iconik.NotFound:
+            warnings.append(f"collection {collection_id} not found in iconik")
+    return list(assets), warnings

@@ -1,0 +1,141 @@
+"""The HTTP edge: check each call, record the job, answer at once.
+
+Nothing here talks to iconik. Every refusal is a JSON body `{"error": ...}`
+with the right status, made before any work is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from b2iconik import workflows
+from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action
+from b2iconik.store import StoreError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("plugin", __name__)
+
+
+def _service():
+    return current_app.extensions["b2iconik"]
+
+
+def error(status: int, message: str):
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+@bp.errorhandler(Rejected)
+def _rejected(exc: Rejected):
+    log.info("refused %s %s: %s (%d)", request.method, request.path, exc.message, exc.status)
+    return error(exc.status, exc.message)
+
+
+@bp.get("/")
+def ready():
+    service = _service()
+    return jsonify({"service": "b2-iconik-plugin", "status": "ready",
+                    "jobs": "running" if service.runner.running else "not run by this process"})
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        _service().store.check_writable()
+    except StoreError as exc:
+        log.error("health check failed: %s", exc)
+        return error(503, "the job store cannot record jobs")
+    return jsonify({"status": "ok"})
+
+
+@bp.post("/<any(add, remove):action>")
+def custom_action(action: str):
+    service = _service()
+    check_secret(request.headers.get(SECRET_HEADER), service.settings.shared_secret)
+    body = request.get_data(cache=False)
+    call = parse_action(
+        action,
+        secret=request.headers.get(SECRET_HEADER),
+        expected_secret=service.settings.shared_secret,
+        query=request.args,
+        body=body,
+        default_formats=service.settings.formats,
+        need_token=not service.settings.iconik_token,
+    )
+    token = None if service.settings.iconik_token else call.auth_token
+    try:
+        job_id = service.store.create(action, workflows.new_state(call), token)
+    except StoreError as exc:
+        log.error("could not record a %s job: %s", action, exc)
+        return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
+    service.runner.notify()
+    log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", action, job_id,
+             len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
+    return jsonify({"job_id": job_id, "status_url": f"/jobs/{job_id}"}), 202
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str):
+    service = _service()
+    check_secret(request.headers.get(SECRET_HEADER), service.settings.shared_secret)
+    try:
+        job_id = str(uuid.UUID(job_id))
+    except ValueError:
+        return error(400, "job id is not a UUID")
+    try:
+        job = service.store.get(job_id)
+    except StoreError:
+        return error(503, "the job store cannot be read right now")
+    if job is None:
+        return error(404, f"no job {job_id}")
+    return jsonify(job_view(job))
+
+
+def job_view(job) -> dict:
+    state = job.state
+    summary = workflows.summarize(state)
+    return {
+        "job_id": job.id,
+        "action": job.action,
+        "status": job.status,
+        "phase": state["phase"],
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "b2_storage_id": state["b2_storage_id"],
+        "ll_storage_id": state["ll_storage_id"],
+        "formats": state["formats"],
+        "iconik_job_id": state.get("iconik_job_id"),
+        "counts": summary["counts"],
+        "message": summary["message"],
+        "error": state.get("error"),
+        "warnings": state.get("warnings", []),
+        "outcomes": workflows.outcome_rows(state),
+    }
+
+
+def register_error_handlers(app) -> None:
+    """JSON bodies for the errors Flask raises itself (404, 405, 413, 400, 500)."""
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        messages = {
+            404: f"no such path: {request.path[:200]}; the plugin serves /, /healthz, /add, /remove, /jobs/<id>",
+            405: f"{request.method} is not allowed on {request.path[:200]}",
+            413: f"body too large: at most {app.config.get('MAX_CONTENT_LENGTH')} bytes",
+        }
+        response = error(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+        if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error(500, "internal error; see the plugin's log")

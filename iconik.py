@@ -1,0 +1,397 @@
+"""A small client for the part of iconik's REST API this plugin uses.
+
+One `IconikClient` holds one `requests.Session` with the `App-ID` and
+`Auth-Token` headers. Every call has a timeout, goes through a rate limiter
+shared by every client with the same credentials, and is retried with
+exponential backoff on 429 (honouring `Retry-After`), 502/503/504 and
+connection errors. Lists are iterators that follow `next_url`.
+
+Tokens never appear in logs, reprs or exception text.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Iterator
+from urllib.parse import urljoin
+
+import requests
+import tenacity
+from urllib3.exceptions import NewConnectionError
+
+DEFAULT_URL = "https://app.iconik.io"
+DEFAULT_MAX_RPS = 45.0
+"""A little under iconik's documented ~50 requests/s and 1000 per 20 s."""
+DEFAULT_TIMEOUT = (5.0, 30.0)
+DEFAULT_ATTEMPTS = 6
+PAGE_SIZE = 100
+BULK_LIMIT = 500
+"""The bulk copy endpoint takes at most this many ids per call."""
+
+CONTEXTS = ("ASSET", "COLLECTION", "BULK")
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+log = logging.getLogger(__name__)
+
+_FORMAT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class IconikError(Exception):
+    """iconik answered with an error, or could not be reached."""
+
+    def __init__(self, status: int | None, method: str, path: str, message: str):
+        self.status = status
+        self.method = method
+        self.path = path
+        self.message = message
+        where = f"{method} {path}"
+        what = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"iconik {where} failed: {what}: {message}")
+
+
+class NotFound(IconikError):
+    """iconik answered 404: the thing asked for does not exist."""
+
+
+class Unauthorized(IconikError):
+    """iconik rejected the credentials (401) or refused the call (403)."""
+
+
+class _Retryable(IconikError):
+    """A failure worth another try; `retry_after` is iconik's hint, if any."""
+
+    def __init__(self, *args, retry_after: float | None = None, unsent: bool = False):
+        super().__init__(*args)
+        self.retry_after = retry_after
+        self.unsent = unsent
+
+
+def check_uuid(value: Any, what: str = "id") -> str:
+    """Return `value` as a canonical UUID string, or raise ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{what} is not a UUID: {value[:60]!r}") from None
+
+
+def check_format_name(name: Any) -> str:
+    if not isinstance(name, str) or not _FORMAT_NAME.match(name):
+        raise ValueError(f"not a format name: {str(name)[:60]!r}")
+    return name
+
+
+class RateLimiter:
+    """A thread-safe limiter (GCRA) allowing `rate` calls/s with bursts of `burst`.
+
+    `shared()` returns one limiter per key, so every client built with the same
+    credentials draws on the same budget, whichever thread it runs in.
+    """
+
+    _shared: dict[tuple, "RateLimiter"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, rate: float, burst: int | None = None, clock=time.monotonic, sleep=time.sleep):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.burst = burst if burst is not None else max(1, int(rate // 5))
+        self._interval = 1.0 / self.rate
+        self._tolerance = (self.burst - 1) * self._interval
+        self._tat = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    @classmethod
+    def shared(cls, key: tuple, rate: float) -> "RateLimiter":
+        with cls._shared_lock:
+            limiter = cls._shared.get((key, rate))
+            if limiter is None:
+                limiter = cls._shared[(key, rate)] = cls(rate)
+            return limiter
+
+    def acquire(self) -> float:
+        """Wait for the next slot; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat, now)
+            allowed_at = tat - self._tolerance
+            self._tat = tat + self._interval
+        delay = allowed_at - now
+        if delay > 0:
+            self._sleep(delay)
+            return delay
+        return 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for `seconds` (iconik said it is overloaded)."""
+        with self._lock:
+            self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
+
+
+def _wait_for(retry_state: tenacity.RetryCallState, base: float, cap: float) -> float:
+    """Backoff: iconik's Retry-After when given, else exponential with full jitter."""
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    hint = getattr(error, "retry_after", None)
+    if hint is not None:
+        return min(hint, cap) + random.uniform(0, base)
+    return random.uniform(0, min(cap, base * 2 ** (retry_state.attempt_number - 1)))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or HTTP-date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if not math.isfinite(seconds):  # "inf" would stall (or break) the shared limiter for good
+        return None
+    return max(0.0, seconds)
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "").strip()[:300]
+    if isinstance(body, dict):
+        errors = body.get("errors") or body.get("error") or body.get("message")
+        if isinstance(errors, list):
+            return "; ".join(str(e) for e in errors)[:300]
+        if errors:
+            return str(errors)[:300]
+    return str(body)[:300]
+
+
+class IconikClient:
+    """iconik's assets, files and jobs services, as the plugin needs them."""
+
+    def __init__(
+        self,
+        app_id: str,
+        auth_token: str,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        max_rps: float | None = DEFAULT_MAX_RPS,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        session: requests.Session | None = None,
+    ):
+        if not app_id or not auth_token:
+            raise ValueError("an iconik App-ID and Auth-Token are required")
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.limiter = RateLimiter.shared((self.base_url, app_id), max_rps) if max_rps else None
+        self.session = session or requests.Session()
+        self._max_backoff = max_backoff
+        self.session.headers.update(
+            {"App-ID": app_id, "Auth-Token": auth_token, "Accept": "application/json"}
+        )
+        self._retrying = dict(
+            stop=tenacity.stop_after_attempt(max(1, attempts)),
+            wait=lambda state: _wait_for(state, backoff, max_backoff),
+            reraise=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"IconikClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- transport ---------------------------------------------------------
+
+    def request(self, method: str, path: str, *, idempotent: bool = True, **kwargs) -> Any:
+        """Send one call, with retries; return the decoded JSON body (or None).
+
+        A non-idempotent call (creating something) is retried only when iconik
+        certainly did not act on it: a 429 or a failure to connect.
+        """
+        retry_on = (lambda e: isinstance(e, _Retryable)) if idempotent else (
+            lambda e: isinstance(e, _Retryable) and (e.status == 429 or e.unsent)
+        )
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(retry_on), **self._retrying)
+        try:
+            return retrying(self._send, method, path, **kwargs)
+        except _Retryable as error:
+            raise IconikError(error.status, error.method, error.path, error.message) from None
+
+    def _send(self, method: str, path: str, **kwargs) -> Any:
+        if self.limiter:
+            self.limiter.acquire()
+        url = urljoin(self.base_url, path.lstrip("/"))
+        shown = path.split("?", 1)[0]
+        started = time.monotonic()
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as error:
+            reason = getattr(error.args[0], "reason", None) if error.args else None
+            unsent = isinstance(error, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
+            raise _Retryable(None, method, shown, f"could not connect ({type(error).__name__})",
+                             unsent=unsent) from None
+        except requests.Timeout:
+            raise _Retryable(None, method, shown, f"no answer within {self.timeout} s") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise _Retryable(None, method, shown, "the answer was cut off") from None
+        except requests.RequestException as error:
+            raise IconikError(None, method, shown, f"request failed ({type(error).__name__})") from None
+        log.debug("iconik %s %s -> %s in %.0f ms", method, shown, response.status_code,
+                  (time.monotonic() - started) * 1000)
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429 and self.limiter:
+                # Never hold every caller back longer than one retry may wait.
+                self.limiter.pause(min(retry_after if retry_after is not None else 1.0, self._max_backoff))
+            raise _Retryable(status, method, shown, _error_message(response), retry_after=retry_after)
+        if status == 404:
+            raise NotFound(status, method, shown, _error_message(response))
+        if status in (401, 403):
+            raise Unauthorized(status, method, shown, _error_message(response))
+        if status >= 400:
+            raise IconikError(status, method, shown, _error_message(response))
+        if status == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise IconikError(status, method, shown, "answer is not JSON") from None
+
+    def paginate(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """Yield every object of a list, following `next_url` (opaque) page by page."""
+        query = {"per_page": PAGE_SIZE, **(params or {})}
+        page = self.request("GET", path, params=query)
+        while True:
+            for item in (page or {}).get("objects") or []:
+                yield item
+            next_url = (page or {}).get("next_url")
+            if not next_url:
+                return
+            page = self.request("GET", next_url)
+
+    # -- assets service ----------------------------------------------------
+
+    def get_asset(self, asset_id: str) -> dict:
+        return self.request("GET", f"API/assets/v1/assets/{check_uuid(asset_id, 'asset id')}/")
+
+    def get_collection(self, collection_id: str) -> dict:
+        cid = check_uuid(collection_id, "collection id")
+        return self.request("GET", f"API/assets/v1/collections/{cid}/")
+
+    def iter_collection_contents(self, collection_id: str) -> Iterator[dict]:
+        cid = check_uuid(collection_id, "collection id")
+        return self.paginate(f"API/assets/v1/collections/{cid}/contents/",
+                             {"object_types": "collections,assets"})
+
+    def list_custom_actions(self) -> list[dict]:
+        return list(self.paginate("API/assets/v1/custom_actions/"))
+
+    def create_custom_action(self, context: str, body: dict) -> dict:
+        return self.request("POST", f"API/assets/v1/custom_actions/{_context(context)}/",
+                            json=body, idempotent=False)
+
+    def update_custom_action(self, context: str, action_id: str, body: dict) -> dict:
+        aid = check_uuid(action_id, "custom action id")
+        return self.request("PUT", f"API/assets/v1/custom_actions/{_context(context)}/{aid}/", json=body)
+
+    def delete_custom_action(self, context: str, action_id: str) -> None:
+        aid = check_uuid(action_id, "custom action id")
+        self.request("DELETE", f"API/assets/v1/custom_actions/{_context(context)}/{aid}/")
+
+    # -- files service -----------------------------------------------------
+
+    def get_storage(self, storage_id: str) -> dict:
+        return self.request("GET", f"API/files/v1/storages/{check_uuid(storage_id, 'storage id')}/")
+
+    def iter_formats(self, asset_id: str) -> Iterator[dict]:
+        return self.paginate(f"API/files/v1/assets/{check_uuid(asset_id, 'asset id')}/formats/")
+
+    def get_format(self, asset_id: str, format_name: str) -> dict:
+        aid = check_uuid(asset_id, "asset id")
+        return self.request("GET", f"API/files/v1/assets/{aid}/formats/{check_format_name(format_name)}/")
+
+    def iter_file_sets(self, asset_id: str) -> Iterator[dict]:
+        return self.paginate(f"API/files/v1/assets/{check_uuid(asset_id, 'asset id')}/file_sets/")
+
+    def iter_files(self, asset_id: str) -> Iterator[dict]:
+        return self.paginate(f"API/files/v1/assets/{check_uuid(asset_id, 'asset id')}/files/",
+                             {"generate_signed_url": "false"})
+
+    def iter_file_set_files(self, asset_id: str, file_set_id: str) -> Iterator[dict]:
+        aid = check_uuid(asset_id, "asset id")
+        fsid = check_uuid(file_set_id, "file set id")
+        return self.paginate(f"API/files/v1/assets/{aid}/file_sets/{fsid}/files/",
+                             {"generate_signed_url": "false"})
+
+    def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> None:
+        """Delete a file set; `immediately` also purges its records and bytes."""
+        aid = check_uuid(asset_id, "asset id")
+        fsid = check_uuid(file_set_id, "file set id")
+        params = {"immediately": "true"} if immediately else None
+        self.request("DELETE", f"API/files/v1/assets/{aid}/file_sets/{fsid}/", params=params)
+
+    def purge_file_set(self, asset_id: str, file_set_id: str) -> None:
+        aid = check_uuid(asset_id, "asset id")
+        fsid = check_uuid(file_set_id, "file set id")
+        self.request("DELETE", f"API/files/v1/assets/{aid}/file_sets/{fsid}/purge/")
+
+    def bulk_copy(self, storage_id: str, object_ids: list[str], format_name: str,
+                  object_type: str = "assets") -> dict:
+        """Queue a copy of one format of up to 500 assets (or collections) onto a storage.
+
+        Safe to retry: iconik does not duplicate a transfer that is already there.
+        """
+        if not 0 < len(object_ids) <= BULK_LIMIT:
+            raise ValueError(f"bulk copy takes 1 to {BULK_LIMIT} ids, not {len(object_ids)}")
+        if object_type not in ("assets", "collections"):
+            raise ValueError(f"object_type must be assets or collections, not {object_type!r}")
+        body = {
+            "object_ids": [check_uuid(i, "object id") for i in object_ids],
+            "object_type": object_type,
+            "format_name": check_format_name(format_name),
+        }
+        sid = check_uuid(storage_id, "storage id")
+        return self.request("POST", f"API/files/v1/storages/{sid}/bulk/", json=body)
+
+    # -- jobs service ------------------------------------------------------
+
+    def get_job(self, job_id: str) -> dict:
+        return self.request("GET", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/")
+
+    def create_job(self, body: dict) -> dict:
+        return self.request("POST", "API/jobs/v1/jobs/", json=body, idempotent=False)
+
+    def update_job(self, job_id: str, changes: dict) -> dict:
+        return self.request("PATCH", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/", json=changes)
+
+
+def _context(context: str) -> str:
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {', '.join(CONTEXTS)}")
+    return context
