@@ -1,0 +1,165 @@
+"""`Emulator`: the emulated iconik and its storage gateway, behind one object.
+
+Tests set up the world (storages, assets, files, collections), point the code under
+test at `url` with `app_id` and a token from `new_token()`, turn fault knobs, and
+check the ground truth (bytes on disk, file set records, jobs, request counts).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from pathlib import Path
+
+import requests
+
+from . import seeding
+from .api_common import Backend
+from .auth import Credentials
+from .clicks import custom_action_payload
+from .faults import Faults
+from .gateway import Gateway
+from .server import ServerThread, create_app
+from .stats import RequestStats
+from .world import World
+
+
+class Emulator:
+    def __init__(self, data_dir, per_page_cap: int = 100, app_id: str | None = None):
+        self.data_dir = Path(data_dir)
+        self.world = World(self.data_dir)
+        self.faults = Faults()
+        self.credentials = Credentials(app_id)
+        self.gateway = Gateway(self.world, self.faults)
+        self.stats = RequestStats()
+        self.user_id = str(uuid.uuid4())
+        self.system_domain_id = str(uuid.uuid4())
+        self.app = create_app(Backend(self.world, self.gateway, self.faults, self.credentials,
+                                      self.stats, per_page_cap))
+        self._server: ServerThread | None = None
+
+    # -- serving -----------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> "Emulator":
+        if self._server is None:
+            self._server = ServerThread(self.app, host, port, quiet)
+            self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return self._server.url
+
+    # -- credentials -------------------------------------------------------
+
+    @property
+    def app_id(self) -> str:
+        return self.credentials.app_id
+
+    def new_token(self, value: str | None = None) -> str:
+        return self.credentials.new_token(value)
+
+    def revoke_token(self, token: str) -> None:
+        self.credentials.revoke_token(token)
+
+    # -- building the world ------------------------------------------------
+
+    def add_storage(self, name, method="B2", purpose="FILES", status="ACTIVE", delete=True,
+                    checksums="md5", storage_id=None) -> str:
+        return self.world.add_storage(name, method, purpose, status, delete, checksums, storage_id)
+
+    def add_asset(self, title, asset_id=None) -> str:
+        return self.world.add_asset(title, asset_id)
+
+    def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
+                 size=None, checksum="auto") -> str:
+        return self.world.add_file(asset_id, format_name, storage_id, name, data, status, size, checksum)
+
+    def add_collection(self, title, parent_id=None, collection_id=None) -> str:
+        return self.world.add_collection(title, parent_id, collection_id)
+
+    def add_to_collection(self, collection_id, object_id, object_type="assets") -> None:
+        self.world.add_to_collection(collection_id, object_id, object_type)
+
+    def seed(self, description: dict) -> dict[str, str]:
+        return seeding.seed(self.world, description)
+
+    def seed_file(self, path) -> dict[str, str]:
+        return seeding.seed_file(self.world, path)
+
+    # -- ground truth ------------------------------------------------------
+
+    def storage_files(self, storage_id: str) -> dict[str, bytes]:
+        return self.world.storage_files(storage_id)
+
+    def copies(self, asset_id, format_name, storage_id) -> list[dict]:
+        return self.world.copies(asset_id, format_name, storage_id)
+
+    def file_sets(self, asset_id) -> list[dict]:
+        with self.world.lock:
+            return copy.deepcopy(self.world.file_sets_of(asset_id))
+
+    @property
+    def purged(self) -> list[str]:
+        with self.world.lock:
+            return list(self.world.purged)
+
+    @property
+    def jobs(self) -> dict[str, dict]:
+        with self.world.lock:
+            return copy.deepcopy(self.world.jobs)
+
+    @property
+    def custom_actions(self) -> list[dict]:
+        with self.world.lock:
+            return copy.deepcopy(list(self.world.custom_actions.values()))
+
+    @property
+    def request_counts(self):
+        return self.stats.request_counts
+
+    @property
+    def status_counts(self):
+        return self.stats.status_counts
+
+    def reset_counts(self) -> None:
+        self.stats.reset()
+
+    def wait_idle(self, timeout: float = 10) -> bool:
+        return self.gateway.wait_idle(timeout)
+
+    # -- faults ------------------------------------------------------------
+
+    def fault_asset(self, asset_id, kind, seconds=None) -> None:
+        self.faults.fault_asset(asset_id, kind, seconds)
+
+    def clear_asset_faults(self, asset_id=None) -> None:
+        self.faults.clear_asset_faults(asset_id)
+
+    # -- iconik's side of a click ------------------------------------------
+
+    def post_custom_action(self, url, *, asset_ids=(), collection_ids=(), context="BULK",
+                           headers=None, token=None, timeout=10) -> requests.Response:
+        """POST what iconik sends when a user runs a custom action pointing at `url`.
+
+        `action_id` is the registered custom action with that url, if any.
+        """
+        registered = next((a["id"] for a in self.custom_actions if a.get("url") == url), None)
+        payload = custom_action_payload(
+            user_id=self.user_id, system_domain_id=self.system_domain_id, action_id=registered,
+            context=context, asset_ids=asset_ids, collection_ids=collection_ids,
+            auth_token=token or self.new_token())
+        return requests.post(url, json=payload, headers=headers or {}, timeout=timeout)

@@ -1,0 +1,125 @@
+"""The emulated storage gateway: carries out bulk copies in background threads.
+
+One thread per bulk copy job. For each asset it takes the format's bytes from an
+intact copy on another storage, writes them into the target storage's directory
+and records the new file set, honouring the asset's copy faults. It never
+duplicates a copy that exists or is being made (allow_duplicate_transfers false).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .faults import Faults
+from .world import World, checksum_of
+
+COPIED, SKIPPED, FAILED = "copied", "skipped", "failed"
+
+
+class Gateway:
+    def __init__(self, world: World, faults: Faults):
+        self.world = world
+        self.faults = faults
+        self._in_flight: set[tuple[str, str, str]] = set()
+        self._running = 0
+        self._idle = threading.Condition()
+
+    def start_copy(self, storage_id: str, asset_ids: list[str], format_name: str) -> dict:
+        """Create the TRANSFER job and start copying; returns the job."""
+        storage = self.world.storages[storage_id]
+        job = self.world.create_job({
+            "type": "TRANSFER", "status": "STARTED",
+            "title": f"Transfer {format_name} of {len(asset_ids)} asset(s) to {storage['name']}",
+            "object_type": "assets", "progress_total": len(asset_ids), "message": "Queued",
+            "metadata": {"storage_id": storage_id, "format_name": format_name,
+                         "asset_ids": list(asset_ids)},
+        })
+        with self._idle:
+            self._running += 1
+        threading.Thread(target=self._run, args=(job["id"], storage_id, list(asset_ids), format_name),
+                         name=f"gateway-{job['id'][:8]}", daemon=True).start()
+        return job
+
+    def wait_idle(self, timeout: float = 10) -> bool:
+        """Wait until no copy job is running; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    def _run(self, job_id: str, storage_id: str, asset_ids: list[str], format_name: str) -> None:
+        try:
+            outcomes = []
+            for done, asset_id in enumerate(asset_ids, 1):
+                outcomes.append((asset_id, *self._copy_one(asset_id, format_name, storage_id)))
+                self.world.update_job(job_id, {"progress_processed": done,
+                                               "message": f"Processed {done} of {len(asset_ids)}"})
+            self.world.update_job(job_id, _final_state(outcomes))
+        except Exception as error:  # a bug here must still end the job
+            self.world.update_job(job_id, {"status": "FAILED", "error_message": repr(error)})
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _copy_one(self, asset_id: str, format_name: str, storage_id: str) -> tuple[str, str]:
+        world = self.world
+        key = (asset_id, format_name, storage_id)
+        faults = self.faults.asset_faults(asset_id)
+        with world.lock:
+            fmt = world.format_named(asset_id, format_name)
+            if key in self._in_flight or (fmt and world.active_file_set(asset_id, fmt["id"], storage_id)):
+                return SKIPPED, "already on the storage"
+            if "copy_fails" in faults:
+                return FAILED, "the gateway failed to copy it"
+            if fmt is None:
+                return FAILED, f"it has no format {format_name}"
+            source = self._intact_source(asset_id, fmt, storage_id)
+            if source is None:
+                return FAILED, f"no storage holds an intact copy of {format_name}"
+            self._in_flight.add(key)
+        try:
+            if faults.get("copy_slow"):
+                time.sleep(faults["copy_slow"])
+            with world.lock:
+                self._write_copy(asset_id, fmt, storage_id, source, faults)
+        finally:
+            with world.lock:
+                self._in_flight.discard(key)
+        return COPIED, ""
+
+    def _intact_source(self, asset_id: str, fmt: dict, target_id: str) -> list[tuple[str, bytes]] | None:
+        """(name, bytes) of an ACTIVE file set on another ACTIVE storage, all files CLOSED and present."""
+        world = self.world
+        for file_set in world.file_sets_of(asset_id, fmt["id"]):
+            storage = world.storages[file_set["storage_id"]]
+            if file_set["status"] != "ACTIVE" or storage["id"] == target_id or storage["status"] != "ACTIVE":
+                continue
+            files = world.files_of(asset_id, file_set["id"])
+            contents = [(f["name"], world.read_bytes(f)) for f in files if f["status"] == "CLOSED"]
+            if files and len(contents) == len(files) and all(data is not None for _, data in contents):
+                return contents
+        return None
+
+    def _write_copy(self, asset_id, fmt, storage_id, source, faults) -> None:
+        world = self.world
+        file_set = world.create_file_set(asset_id, fmt, storage_id)
+        form = world.checksum_forms[storage_id]
+        for name, data in source:
+            if "copy_corrupt_size" in faults:
+                data = data[: len(data) // 2]
+            if "copy_corrupt_checksum" in faults and data:
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            if "copy_open" in faults:
+                world.write_file(file_set, name, data, "OPEN", len(data), None)
+            else:
+                world.write_file(file_set, name, data, "CLOSED", len(data), checksum_of(data, form))
+
+
+def _final_state(outcomes: list[tuple[str, str, str]]) -> dict:
+    failures = [f"asset {asset_id}: {why}" for asset_id, result, why in outcomes if result == FAILED]
+    if failures:
+        return {"status": "FAILED", "error_message": "Transfer failed for " + "; ".join(failures)}
+    if all(result == SKIPPED for _, result, _ in outcomes):
+        return {"status": "SKIPPED", "message": "Every asset is already on the storage"}
+    copied = sum(result == COPIED for _, result, _ in outcomes)
+    return {"status": "FINISHED", "message": f"Transferred {copied} asset(s)"}

@@ -1,0 +1,78 @@
+"""The Flask app of the emulated iconik, and a thread that serves it over HTTP.
+
+Every request goes through the gate: latency, outage, transient 503s, rate
+limit, then the App-ID/Auth-Token check. Every answer is counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .api_assets import assets_api
+from .api_common import ApiError, Backend, backend, error_response
+from .api_files import files_api
+from .api_jobs import jobs_api
+
+
+def create_app(services: Backend) -> Flask:
+    app = Flask("b2iconik.emulator")
+    app.extensions["iconik_emulator"] = services
+    for blueprint in (assets_api, files_api, jobs_api):
+        app.register_blueprint(blueprint)
+    app.before_request(_gate)
+    app.after_request(_count)
+    app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message))
+    app.register_error_handler(HTTPException, lambda e: error_response(e.code or 500, e.description or e.name))
+    return app
+
+
+def _gate():
+    services = backend()
+    if services.faults.latency:
+        time.sleep(services.faults.latency)
+    verdict = services.faults.check()
+    g.extra_headers = verdict.headers
+    if verdict.status:
+        return error_response(verdict.status, verdict.message, verdict.headers)
+    if not services.credentials.accepts(request.headers.get("App-ID"), request.headers.get("Auth-Token")):
+        return error_response(401, "missing or invalid App-ID / Auth-Token")
+    return None
+
+
+def _count(response):
+    response.headers.update(getattr(g, "extra_headers", {}))
+    route = request.url_rule.rule if request.url_rule else request.path
+    backend().stats.record(request.method, route, response.status_code)
+    return response
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log(self, type, message, *args):
+        pass
+
+
+class ServerThread:
+    """Serves a WSGI app on host:port (0: a free port) from a daemon thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, quiet: bool = True):
+        handler = _QuietHandler if quiet else WSGIRequestHandler
+        self._server = make_server(host, port, app, threaded=True, request_handler=handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="iconik-emulator", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.host}:{self._server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()

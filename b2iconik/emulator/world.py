@@ -1,0 +1,303 @@
+"""The emulated iconik's state: records in memory, bytes in real storage directories.
+
+Every storage is a directory `data_dir/storages/<name>/`; a file record points at
+`<storage dir>/<directory_path>/<name>`. Callers hold `world.lock` (reentrant)
+around anything that reads or changes several records together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+CHECKSUM_FORMS = {"md5": hashlib.md5, "sha1": hashlib.sha1, None: None}
+"""How a storage fills `checksum`: md5 hex, sha1 hex (another form), or never."""
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def checksum_of(data: bytes, form: str | None) -> str | None:
+    return CHECKSUM_FORMS[form](data).hexdigest() if form else None
+
+
+class World:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.lock = threading.RLock()
+        self.storages: dict[str, dict] = {}
+        self.checksum_forms: dict[str, str | None] = {}
+        self.assets: dict[str, dict] = {}
+        self.formats: dict[str, dict] = {}
+        self.file_sets: dict[str, dict] = {}
+        self.files: dict[str, dict] = {}
+        self.collections: dict[str, dict] = {}
+        self.contents: dict[str, list[tuple[str, str]]] = {}
+        self.jobs: dict[str, dict] = {}
+        self.custom_actions: dict[str, dict] = {}
+        self.purged: list[str] = []
+        self.kept_sources: set[str] = set()
+
+    # -- storages ----------------------------------------------------------
+
+    def add_storage(self, name, method="B2", purpose="FILES", status="ACTIVE", delete=True,
+                    checksums="md5", storage_id=None) -> str:
+        if checksums not in CHECKSUM_FORMS:
+            raise ValueError(f"checksums must be one of {list(CHECKSUM_FORMS)}")
+        with self.lock:
+            if any(s["name"] == name for s in self.storages.values()):
+                raise ValueError(f"storage {name!r} exists")
+            sid = storage_id or new_id()
+            self.storages[sid] = {
+                "id": sid, "name": name, "purpose": purpose, "method": method,
+                "status": status, "settings": {"delete": bool(delete)}, "date_created": now(),
+            }
+            self.checksum_forms[sid] = checksums
+            self.storage_dir(sid).mkdir(parents=True, exist_ok=True)
+            return sid
+
+    def storage_dir(self, storage_id: str) -> Path:
+        return self.data_dir / "storages" / self.storages[storage_id]["name"]
+
+    def file_path(self, file: dict) -> Path:
+        return self.storage_dir(file["storage_id"]) / file["directory_path"] / file["name"]
+
+    # -- assets, formats, file sets, files ---------------------------------
+
+    def add_asset(self, title: str, asset_id: str | None = None) -> str:
+        with self.lock:
+            aid = asset_id or new_id()
+            if aid in self.assets:
+                raise ValueError(f"asset {aid} exists")
+            self.assets[aid] = {"id": aid, "title": title, "type": "ASSET", "status": "ACTIVE",
+                                "version_id": new_id(), "date_created": now()}
+            return aid
+
+    def format_named(self, asset_id: str, name: str) -> dict | None:
+        return next((f for f in self.formats_of(asset_id) if f["name"] == name), None)
+
+    def formats_of(self, asset_id: str) -> list[dict]:
+        return [f for f in self.formats.values() if f["asset_id"] == asset_id]
+
+    def ensure_format(self, asset_id: str, name: str) -> dict:
+        with self.lock:
+            found = self.format_named(asset_id, name)
+            if found:
+                return found
+            fid = new_id()
+            self.formats[fid] = {"id": fid, "asset_id": asset_id, "name": name, "status": "ACTIVE",
+                                 "version_id": self.assets[asset_id]["version_id"],
+                                 "date_created": now()}
+            return self.formats[fid]
+
+    def file_sets_of(self, asset_id, format_id=None, storage_id=None) -> list[dict]:
+        return [fs for fs in self.file_sets.values()
+                if fs["asset_id"] == asset_id
+                and format_id in (None, fs["format_id"])
+                and storage_id in (None, fs["storage_id"])]
+
+    def active_file_set(self, asset_id: str, format_id: str, storage_id: str) -> dict | None:
+        return next((fs for fs in self.file_sets_of(asset_id, format_id, storage_id)
+                     if fs["status"] == "ACTIVE"), None)
+
+    def files_of(self, asset_id: str, file_set_id: str | None = None) -> list[dict]:
+        return [f for f in self.files.values()
+                if f["asset_id"] == asset_id and file_set_id in (None, f["file_set_id"])]
+
+    def create_file_set(self, asset_id: str, fmt: dict, storage_id: str) -> dict:
+        with self.lock:
+            fsid = new_id()
+            self.file_sets[fsid] = {
+                "id": fsid, "asset_id": asset_id, "format_id": fmt["id"], "storage_id": storage_id,
+                "name": fmt["name"], "base_dir": self._free_base_dir(asset_id, fmt, storage_id),
+                "status": "ACTIVE", "is_archive": False, "version_id": fmt["version_id"],
+                "component_ids": [], "date_created": now(),
+            }
+            return self.file_sets[fsid]
+
+    def _free_base_dir(self, asset_id: str, fmt: dict, storage_id: str) -> str:
+        """A directory no other file set (nor leftover bytes) uses on that storage."""
+        taken = {fs["base_dir"] for fs in self.file_sets.values() if fs["storage_id"] == storage_id}
+        root = self.storage_dir(storage_id)
+        base, n = f"{asset_id}/{fmt['name']}", 1
+        candidate = base
+        while candidate in taken or (root / candidate).exists():
+            n += 1
+            candidate = f"{base}-{n}"
+        return candidate
+
+    def write_file(self, file_set: dict, name: str, data: bytes, status: str,
+                   size: int, checksum: str | None) -> dict:
+        """Put `data` on the file set's storage and record the file."""
+        with self.lock:
+            if any(f["name"] == name for f in self.files_of(file_set["asset_id"], file_set["id"])):
+                raise ValueError(f"file set {file_set['id']} already has a file {name!r}")
+            fid = new_id()
+            record = {
+                "id": fid, "asset_id": file_set["asset_id"], "file_set_id": file_set["id"],
+                "format_id": file_set["format_id"], "storage_id": file_set["storage_id"],
+                "name": name, "original_name": name, "directory_path": file_set["base_dir"],
+                "size": size, "checksum": checksum, "status": status, "type": "FILE",
+                "version_id": file_set["version_id"], "date_created": now(),
+            }
+            path = self.file_path(record)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            self.files[fid] = record
+            return record
+
+    def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
+                 size=None, checksum="auto") -> str:
+        with self.lock:
+            if asset_id not in self.assets:
+                raise ValueError(f"no asset {asset_id}")
+            if storage_id not in self.storages:
+                raise ValueError(f"no storage {storage_id}")
+            fmt = self.ensure_format(asset_id, format_name)
+            file_set = (self.active_file_set(asset_id, fmt["id"], storage_id)
+                        or self.create_file_set(asset_id, fmt, storage_id))
+            if checksum == "auto":
+                checksum = checksum_of(data, self.checksum_forms[storage_id])
+            self.write_file(file_set, name, data, status, len(data) if size is None else size, checksum)
+            return file_set["id"]
+
+    def file_view(self, file: dict) -> dict:
+        return {**file, "file_set_status": self.file_sets[file["file_set_id"]]["status"]}
+
+    # -- deleting ----------------------------------------------------------
+
+    def soft_delete(self, file_set_id: str, keep_source: bool = False) -> dict:
+        with self.lock:
+            file_set = self.file_sets[file_set_id]
+            file_set["status"] = "DELETED"
+            file_set["date_deleted"] = now()
+            for file in self.files_of(file_set["asset_id"], file_set_id):
+                file["status"] = "DELETED"
+            if keep_source:
+                self.kept_sources.add(file_set_id)
+            return file_set
+
+    def purge(self, file_set_id: str) -> None:
+        """Drop a deleted file set's records, and its bytes where the storage allows."""
+        with self.lock:
+            file_set = self.file_sets.pop(file_set_id)
+            files = self.files_of(file_set["asset_id"], file_set_id)
+            remove_bytes = (self.storages[file_set["storage_id"]]["settings"]["delete"]
+                            and file_set_id not in self.kept_sources)
+            for file in files:
+                del self.files[file["id"]]
+                if remove_bytes:
+                    self._remove_bytes(file)
+            self.purged.append(file_set_id)
+
+    def _remove_bytes(self, file: dict) -> None:
+        path = self.file_path(file)
+        path.unlink(missing_ok=True)
+        root = self.storage_dir(file["storage_id"])
+        for parent in path.parents:
+            if parent == root or not parent.is_relative_to(root) or any(parent.iterdir()):
+                break
+            parent.rmdir()
+
+    # -- collections -------------------------------------------------------
+
+    def add_collection(self, title: str, parent_id=None, collection_id=None) -> str:
+        with self.lock:
+            cid = collection_id or new_id()
+            if cid in self.collections:
+                raise ValueError(f"collection {cid} exists")
+            self.collections[cid] = {"id": cid, "title": title, "parent_id": parent_id,
+                                     "status": "ACTIVE", "date_created": now()}
+            self.contents[cid] = []
+            if parent_id:
+                self.add_to_collection(parent_id, cid, "collections")
+            return cid
+
+    def add_to_collection(self, collection_id: str, object_id: str, object_type="assets") -> None:
+        with self.lock:
+            if collection_id not in self.collections:
+                raise ValueError(f"no collection {collection_id}")
+            known = {"assets": self.assets, "collections": self.collections}.get(object_type)
+            if known is None or object_id not in known:
+                raise ValueError(f"no {object_type} {object_id}")
+            if (object_type, object_id) not in self.contents[collection_id]:
+                self.contents[collection_id].append((object_type, object_id))
+
+    def collection_items(self, collection_id: str) -> list[dict]:
+        titled = {"assets": self.assets, "collections": self.collections}
+        return [{"id": oid, "object_type": kind, "title": titled[kind][oid]["title"]}
+                for kind, oid in self.contents[collection_id]]
+
+    def expand_assets(self, object_type: str, object_ids: list[str]) -> list[str]:
+        """The distinct assets named, or inside the named collections at any depth.
+
+        Raises KeyError naming the first unknown id.
+        """
+        assets: dict[str, None] = {}
+        pending = [(object_type, oid) for oid in reversed(object_ids)]
+        seen: set[str] = set()
+        while pending:
+            kind, oid = pending.pop()
+            if kind == "assets":
+                if oid not in self.assets:
+                    raise KeyError(oid)
+                assets.setdefault(oid)
+            elif oid not in seen:
+                if oid not in self.collections:
+                    raise KeyError(oid)
+                seen.add(oid)
+                pending.extend(reversed(self.contents[oid]))
+        return list(assets)
+
+    # -- jobs --------------------------------------------------------------
+
+    def create_job(self, fields: dict) -> dict:
+        with self.lock:
+            jid = new_id()
+            stamp = now()
+            self.jobs[jid] = {
+                "id": jid, "object_type": None, "object_id": None, "progress_processed": 0,
+                "progress_total": None, "message": "", "error_message": None, "metadata": {},
+                **fields, "date_created": stamp, "date_modified": stamp,
+            }
+            return self.jobs[jid]
+
+    def update_job(self, job_id: str, changes: dict) -> dict:
+        with self.lock:
+            job = self.jobs[job_id]
+            job.update(changes, date_modified=now())
+            return job
+
+    # -- ground truth ------------------------------------------------------
+
+    def read_bytes(self, file: dict) -> bytes | None:
+        path = self.file_path(file)
+        return path.read_bytes() if path.is_file() else None
+
+    def storage_files(self, storage_id: str) -> dict[str, bytes]:
+        with self.lock:
+            root = self.storage_dir(storage_id)
+            return {p.relative_to(root).as_posix(): p.read_bytes()
+                    for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def copies(self, asset_id: str, format_name: str, storage_id: str) -> list[dict]:
+        with self.lock:
+            fmt = self.format_named(asset_id, format_name)
+            if fmt is None:
+                return []
+            return [
+                {"file_set": dict(fs),
+                 "files": [{"name": f["name"], "size": f["size"], "checksum": f["checksum"],
+                            "status": f["status"], "bytes": self.read_bytes(f)}
+                           for f in self.files_of(asset_id, fs["id"])]}
+                for fs in self.file_sets_of(asset_id, fmt["id"], storage_id)
+                if fs["status"] != "DELETED"
+            ]

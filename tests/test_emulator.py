@@ -1,0 +1,561 @@
+"""The iconik emulator, driven through real HTTP (plain requests and the iconik client)."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask, request
+
+from b2iconik.emulator.server import ServerThread
+from iconik import IconikClient, IconikError, NotFound
+
+FILES = "/API/files/v1"
+ASSETS = "/API/assets/v1"
+JOBS = "/API/jobs/v1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def session(emu, token=None):
+    s = requests.Session()
+    s.headers.update({"App-ID": emu.app_id, "Auth-Token": token or emu.new_token()})
+    s.base = emu.url
+    return s
+
+
+def get(s, path, **kw):
+    return s.get(s.base + path, timeout=5, **kw)
+
+
+def client(emu):
+    return IconikClient(emu.app_id, emu.new_token(), base_url=emu.url, max_rps=None)
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture
+def setup(emulator):
+    """A B2 storage holding ORIGINAL of two assets, and an empty LucidLink storage."""
+    emu = emulator
+    b2 = emu.add_storage("b2")
+    ll = emu.add_storage("ll", method="FILE")
+    assets = {}
+    for n in (1, 2):
+        asset = emu.add_asset(f"clip {n}")
+        emu.add_file(asset, "ORIGINAL", b2, f"clip{n}.mov", os.urandom(50_000 + n))
+        emu.add_file(asset, "ORIGINAL", b2, f"clip{n}.wav", os.urandom(7_000 + n))
+        assets[asset] = emu.copies(asset, "ORIGINAL", b2)[0]
+    return emu, b2, ll, assets
+
+
+def copy_and_wait(emu, storage_id, ids, object_type="assets"):
+    with client(emu) as c:
+        answer = c.bulk_copy(storage_id, ids, "ORIGINAL", object_type=object_type)
+        assert emu.wait_idle(5)
+        return c.get_job(answer["job_id"])
+
+
+# -- bulk copy -------------------------------------------------------------
+
+def test_bulk_copy_puts_identical_bytes_on_the_target(setup):
+    emu, b2, ll, sources = setup
+    job = copy_and_wait(emu, ll, list(sources))
+    assert job["status"] == "FINISHED" and job["type"] == "TRANSFER"
+    assert job["progress_processed"] == job["progress_total"] == 2
+
+    on_disk = emu.storage_files(ll)
+    assert len(on_disk) == 4
+    with client(emu) as c:
+        for asset, source in sources.items():
+            original = {f["name"]: f["bytes"] for f in source["files"]}
+            sets = [fs for fs in c.iter_file_sets(asset) if fs["storage_id"] == ll]
+            assert len(sets) == 1 and sets[0]["status"] == "ACTIVE"
+            assert sets[0]["version_id"] == source["file_set"]["version_id"]
+            files = list(c.iter_file_set_files(asset, sets[0]["id"]))
+            assert {f["name"] for f in files} == set(original)
+            for f in files:
+                data = on_disk[f"{f['directory_path']}/{f['name']}"]
+                assert data == original[f["name"]]
+                assert f["status"] == "CLOSED" and f["size"] == len(data)
+                assert f["checksum"] == md5(data) == md5(original[f["name"]])
+                assert f["version_id"] == sets[0]["version_id"]
+
+
+def test_bulk_copy_is_not_duplicated_when_repeated(setup):
+    emu, b2, ll, sources = setup
+    assert copy_and_wait(emu, ll, list(sources))["status"] == "FINISHED"
+    assert copy_and_wait(emu, ll, list(sources))["status"] == "SKIPPED"
+    for asset in sources:
+        assert len(emu.copies(asset, "ORIGINAL", ll)) == 1
+
+
+def test_bulk_copy_fails_naming_assets_without_an_intact_source(setup):
+    emu, b2, ll, sources = setup
+    no_format = emu.add_asset("proxy only")
+    emu.add_file(no_format, "PPRO_PROXY", b2, "p.mp4", b"p")
+    still_open = emu.add_asset("uploading")
+    emu.add_file(still_open, "ORIGINAL", b2, "u.mov", b"u", status="OPEN")
+    good = next(iter(sources))
+    job = copy_and_wait(emu, ll, [good, no_format, still_open])
+    assert job["status"] == "FAILED"
+    assert no_format in job["error_message"] and still_open in job["error_message"]
+    assert good not in job["error_message"]
+    assert len(emu.copies(good, "ORIGINAL", ll)) == 1
+    assert emu.copies(still_open, "ORIGINAL", ll) == []
+
+
+@pytest.mark.parametrize("form, check", [
+    (None, lambda c, data: c is None),
+    ("sha1", lambda c, data: c == hashlib.sha1(data).hexdigest() and len(c) == 40),
+])
+def test_copies_carry_the_target_storages_checksum_form(setup, form, check):
+    emu, b2, ll, sources = setup
+    other = emu.add_storage("other", method="FILE", checksums=form)
+    asset = next(iter(sources))
+    assert copy_and_wait(emu, other, [asset])["status"] == "FINISHED"
+    for f in emu.copies(asset, "ORIGINAL", other)[0]["files"]:
+        assert check(f["checksum"], f["bytes"])
+
+
+def test_bulk_copy_rejects_bad_requests(setup):
+    emu, b2, ll, sources = setup
+    s = session(emu)
+    url = f"{emu.url}{FILES}/storages/{ll}/bulk/"
+    body = {"object_ids": list(sources), "object_type": "assets", "format_name": "ORIGINAL"}
+    assert s.post(url, json={**body, "object_ids": [body["object_ids"][0]] * 501}).status_code == 400
+    assert s.post(url, json={**body, "object_type": "things"}).status_code == 400
+    assert s.post(url, json={**body, "format_name": None}).status_code == 400
+    assert s.post(url, json={**body, "object_ids": ["0" * 8]}).status_code == 404
+    missing = f"{emu.url}{FILES}/storages/{'0' * 8}/bulk/"
+    assert s.post(missing, json=body).status_code == 404
+    assert emu.jobs == {}
+
+
+# -- per-asset copy faults -------------------------------------------------
+
+def test_fault_copy_fails(setup):
+    emu, b2, ll, sources = setup
+    bad, good = list(sources)
+    emu.fault_asset(bad, "copy_fails")
+    job = copy_and_wait(emu, ll, [bad, good])
+    assert job["status"] == "FAILED" and bad in job["error_message"]
+    assert emu.copies(bad, "ORIGINAL", ll) == [] and len(emu.copies(good, "ORIGINAL", ll)) == 1
+    emu.clear_asset_faults(bad)
+    assert copy_and_wait(emu, ll, [bad])["status"] == "FINISHED"
+
+
+def test_fault_copy_corrupt_size(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    emu.fault_asset(asset, "copy_corrupt_size")
+    assert copy_and_wait(emu, ll, [asset])["status"] == "FINISHED"
+    original = {f["name"]: f["bytes"] for f in source["files"]}
+    for f in emu.copies(asset, "ORIGINAL", ll)[0]["files"]:
+        assert f["status"] == "CLOSED"
+        assert f["size"] == len(f["bytes"]) < len(original[f["name"]])
+        assert original[f["name"]].startswith(f["bytes"])
+
+
+def test_fault_copy_corrupt_checksum(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    emu.fault_asset(asset, "copy_corrupt_checksum")
+    assert copy_and_wait(emu, ll, [asset])["status"] == "FINISHED"
+    original = {f["name"]: f["bytes"] for f in source["files"]}
+    for f in emu.copies(asset, "ORIGINAL", ll)[0]["files"]:
+        assert f["status"] == "CLOSED" and f["size"] == len(original[f["name"]])
+        assert f["bytes"] != original[f["name"]]
+        assert f["checksum"] == md5(f["bytes"]) != md5(original[f["name"]])
+
+
+def test_fault_copy_open(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    emu.fault_asset(asset, "copy_open")
+    assert copy_and_wait(emu, ll, [asset])["status"] == "FINISHED"
+    [copy] = emu.copies(asset, "ORIGINAL", ll)
+    assert copy["file_set"]["status"] == "ACTIVE"
+    assert {f["status"] for f in copy["files"]} == {"OPEN"}
+
+
+def test_fault_copy_slow_and_no_duplicate_while_in_flight(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    emu.fault_asset(asset, "copy_slow", seconds=0.4)
+    started = time.monotonic()
+    with client(emu) as c:
+        first = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
+        assert c.get_job(first)["status"] == "STARTED"
+        second = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
+        assert emu.wait_idle(5)
+        assert time.monotonic() - started >= 0.4
+        assert c.get_job(first)["status"] == "FINISHED"
+        assert c.get_job(second)["status"] == "SKIPPED"
+    assert len(emu.copies(asset, "ORIGINAL", ll)) == 1
+
+
+def test_fault_kind_is_checked(emulator):
+    with pytest.raises(ValueError):
+        emulator.fault_asset("x", "copy_explodes")
+
+
+# -- service-wide faults ---------------------------------------------------
+
+def test_latency_is_added_to_every_request(setup):
+    emu = setup[0]
+    s = session(emu)
+    emu.faults.latency = 0.15
+    started = time.monotonic()
+    assert get(s, f"{FILES}/storages/{setup[1]}/").status_code == 200
+    assert time.monotonic() - started >= 0.15
+    emu.faults.latency = 0
+    started = time.monotonic()
+    get(s, f"{FILES}/storages/{setup[1]}/")
+    assert time.monotonic() - started < 0.15
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_rate_limit_answers_429(setup, retry_after):
+    emu, b2 = setup[0], setup[1]
+    s = session(emu)
+    emu.faults.rate_limit = (5, 1000, 20)
+    emu.faults.retry_after = retry_after
+    answers = [get(s, f"{FILES}/storages/{b2}/") for _ in range(8)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
+    limited = answers[-1]
+    assert limited.json()["errors"]
+    if retry_after:
+        assert int(limited.headers["Retry-After"]) >= 1
+    else:
+        assert "Retry-After" not in limited.headers
+    assert answers[0].headers["RateLimit-Remaining"] == "999"
+
+
+def test_rate_limit_window(setup):
+    emu, b2 = setup[0], setup[1]
+    s = session(emu)
+    emu.faults.rate_limit = (1000, 4, 20)
+    codes = [get(s, f"{FILES}/storages/{b2}/") for _ in range(6)]
+    assert [c.status_code for c in codes] == [200] * 4 + [429] * 2
+    assert 15 <= int(codes[-1].headers["Retry-After"]) <= 20
+    emu.faults.rate_limit = None
+    assert get(s, f"{FILES}/storages/{b2}/").status_code == 200
+
+
+def test_transient_503_rate_is_random_but_reproducible(setup):
+    emu, b2 = setup[0], setup[1]
+    s = session(emu)
+    emu.faults.transient_503_rate = 0.3
+
+    def run():
+        emu.faults.seed(7)
+        return [get(s, f"{FILES}/storages/{b2}/").status_code for _ in range(100)]
+
+    first = run()
+    assert set(first) == {200, 503} and 15 <= first.count(503) <= 45
+    assert run() == first
+
+
+def test_unavailable_until_switched_off(setup):
+    emu, b2 = setup[0], setup[1]
+    s = session(emu)
+    emu.faults.unavailable = True
+    answers = [get(s, f"{FILES}/storages/{b2}/"), get(s, "/anything")]
+    assert [a.status_code for a in answers] == [503, 503]
+    assert answers[0].json()["errors"]
+    emu.faults.unavailable = False
+    assert get(s, f"{FILES}/storages/{b2}/").status_code == 200
+
+
+def test_auth_failures_are_401(setup):
+    emu, b2 = setup[0], setup[1]
+    path = f"{emu.url}{FILES}/storages/{b2}/"
+    token = emu.new_token()
+    for headers in ({}, {"App-ID": emu.app_id}, {"Auth-Token": token},
+                    {"App-ID": "other", "Auth-Token": token},
+                    {"App-ID": emu.app_id, "Auth-Token": "guess"}):
+        answer = requests.get(path, headers=headers, timeout=5)
+        assert answer.status_code == 401 and answer.json()["errors"]
+    good = {"App-ID": emu.app_id, "Auth-Token": token}
+    assert requests.get(path, headers=good, timeout=5).status_code == 200
+    emu.revoke_token(token)
+    assert requests.get(path, headers=good, timeout=5).status_code == 401
+
+
+# -- reading the world -----------------------------------------------------
+
+def test_pagination_returns_every_object_once(make_emulator):
+    emu = make_emulator(per_page_cap=2)
+    b2 = emu.add_storage("b2")
+    asset = emu.add_asset("many")
+    for n in range(5):
+        emu.add_file(asset, f"FORMAT_{n}", b2, f"f{n}.bin", bytes([n]))
+    for n in range(4):
+        emu.add_file(asset, "FORMAT_0", b2, f"extra{n}.bin", b"x")
+    fmt = emu.world.format_named(asset, "FORMAT_0")
+    for _ in range(2):
+        emu.world.soft_delete(emu.world.active_file_set(asset, fmt["id"], b2)["id"])
+        emu.add_file(asset, "FORMAT_0", b2, "again.bin", b"y")
+    parent = emu.add_collection("parent")
+    children = [emu.add_collection(f"child {n}", parent_id=parent) for n in range(3)]
+    for n in range(2):
+        emu.add_to_collection(parent, emu.add_asset(f"member {n}"))
+
+    with client(emu) as c:
+        formats = [f["id"] for f in c.iter_formats(asset)]
+        assert len(formats) == len(set(formats)) == 5
+        sets = [fs["id"] for fs in c.iter_file_sets(asset)]
+        assert sorted(sets) == sorted(fs["id"] for fs in emu.file_sets(asset)) and len(sets) == 7
+        files = [f["id"] for f in c.iter_files(asset)]
+        assert len(files) == len(set(files)) == 11
+        first_set = emu.file_sets(asset)[0]["id"]
+        in_set = [f["name"] for f in c.iter_file_set_files(asset, first_set)]
+        assert sorted(in_set) == ["extra0.bin", "extra1.bin", "extra2.bin", "extra3.bin", "f0.bin"]
+        contents = list(c.iter_collection_contents(parent))
+        assert [i["id"] for i in contents][:3] == children and len(contents) == 5
+
+    s = session(emu)
+    filtered = f"{FILES}/assets/{asset}/formats/{fmt['id']}/storages/{b2}/file_sets/"
+    seen, page = [], get(s, filtered, params={"per_page": 100}).json()
+    assert page["per_page"] == 2 and page["total"] == 3 and page["pages"] == 2
+    while True:
+        seen += [fs["id"] for fs in page["objects"]]
+        if not page["next_url"]:
+            break
+        assert page["next_url"].startswith(f"{FILES}/") and "last_id=" in page["next_url"]
+        page = get(s, page["next_url"]).json()
+    assert len(seen) == len(set(seen)) == 3
+    counted = get(s, f"{FILES}/assets/{asset}/file_sets/", params={"file_count": "true", "per_page": 1})
+    assert "file_count" in counted.json()["objects"][0]
+    contents = get(s, f"{ASSETS}/collections/{parent}/contents/", params={"per_page": 2}).json()
+    assert contents["next_url"] == f"{ASSETS}/collections/{parent}/contents/?per_page=2&page=2"
+
+
+def test_reading_objects_and_404s(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    with client(emu) as c:
+        assert c.get_storage(ll)["method"] == "FILE"
+        assert c.get_storage(b2)["settings"] == {"delete": True}
+        assert c.get_asset(asset)["title"] == "clip 1"
+        assert c.get_format(asset, "ORIGINAL")["version_id"]
+        missing = "00000000-0000-0000-0000-000000000000"
+        for call in (lambda: c.get_asset(missing), lambda: c.get_storage(missing),
+                     lambda: c.get_format(asset, "EDIT_PROXY"), lambda: c.get_collection(missing),
+                     lambda: list(c.iter_files(missing)), lambda: c.get_job(missing)):
+            with pytest.raises(NotFound):
+                call()
+
+
+def test_collection_cycle_is_listed_and_copy_terminates(setup):
+    emu, b2, ll, sources = setup
+    first, second = list(sources)
+    outer = emu.add_collection("outer")
+    inner = emu.add_collection("inner", parent_id=outer)
+    emu.add_to_collection(inner, outer, "collections")
+    emu.add_to_collection(inner, first)
+    emu.add_to_collection(outer, first)
+    emu.add_to_collection(outer, second)
+    with client(emu) as c:
+        assert [i["id"] for i in c.iter_collection_contents(inner)] == [outer, first]
+        assert c.get_collection(inner)["parent_id"] == outer
+    job = copy_and_wait(emu, ll, [outer], object_type="collections")
+    assert job["status"] == "FINISHED" and job["progress_total"] == 2
+    assert all(len(emu.copies(a, "ORIGINAL", ll)) == 1 for a in sources)
+
+
+# -- deleting --------------------------------------------------------------
+
+def test_soft_delete_keeps_bytes_until_purged(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    file_set = source["file_set"]["id"]
+    before = emu.storage_files(b2)
+    with client(emu) as c:
+        with pytest.raises(IconikError) as not_deleted:
+            c.purge_file_set(asset, file_set)
+        assert not_deleted.value.status == 400
+        c.delete_file_set(asset, file_set)
+        assert emu.storage_files(b2) == before
+        assert emu.copies(asset, "ORIGINAL", b2) == []
+        assert {f["status"] for f in c.iter_file_set_files(asset, file_set)} == {"DELETED"}
+        assert [fs["status"] for fs in c.iter_file_sets(asset)] == ["DELETED"]
+        c.purge_file_set(asset, file_set)
+        assert list(c.iter_file_sets(asset)) == []
+    assert emu.purged == [file_set]
+    assert len(emu.storage_files(b2)) == len(before) - 2
+    assert not (emu.data_dir / "storages" / "b2" / asset).exists()
+
+
+def test_delete_immediately_purges(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    file_set = source["file_set"]["id"]
+    s = session(emu)
+    soft = s.delete(f"{emu.url}{FILES}/assets/{asset}/file_sets/{file_set}/", timeout=5)
+    assert soft.status_code == 200 and soft.json()["status"] == "DELETED"
+    other, other_source = list(sources.items())[1]
+    url = f"{emu.url}{FILES}/assets/{other}/file_sets/{other_source['file_set']['id']}/"
+    assert s.delete(url, params={"immediately": "true"}, timeout=5).status_code == 204
+    assert emu.purged == [other_source["file_set"]["id"]]
+    assert not any(p.startswith(other) for p in emu.storage_files(b2))
+    assert any(p.startswith(asset) for p in emu.storage_files(b2))
+
+
+def test_purge_leaves_bytes_where_the_storage_forbids_deleting(emulator):
+    emu = emulator
+    keep = emu.add_storage("keep", delete=False)
+    asset = emu.add_asset("a")
+    file_set = emu.add_file(asset, "ORIGINAL", keep, "a.mov", b"abc")
+    with client(emu) as c:
+        c.delete_file_set(asset, file_set, immediately=True)
+    assert emu.file_sets(asset) == [] and emu.purged == [file_set]
+    assert list(emu.storage_files(keep).values()) == [b"abc"]
+
+
+# -- jobs, custom actions, clicks ------------------------------------------
+
+def test_jobs_create_update_read(emulator):
+    with client(emulator) as c:
+        job = c.create_job({"type": "CUSTOM", "status": "STARTED", "title": "Copy", "extra": 1})
+        assert "extra" not in job and job["progress_processed"] == 0
+        changed = c.update_job(job["id"], {"status": "FINISHED", "message": "done"})
+        assert changed["status"] == "FINISHED" and c.get_job(job["id"])["message"] == "done"
+        with pytest.raises(IconikError) as bad:
+            c.update_job(job["id"], {"status": "DONE"})
+        assert bad.value.status == 400
+        with pytest.raises(IconikError):
+            c.create_job({"type": "CUSTOM", "status": "STARTED"})
+
+
+def test_custom_actions_crud(emulator):
+    emu = emulator
+    body = {"type": "POST", "context": "BULK", "title": "Copy", "url": "https://x/add?b2_storage_id=1",
+            "headers": {"x-bz-secret": "s"}, "app_id": emu.app_id}
+    with client(emu) as c:
+        action = c.create_custom_action("BULK", body)
+        assert action["context"] == "BULK" and action["headers"] == {"x-bz-secret": "s"}
+        updated = c.update_custom_action("BULK", action["id"], {**body, "title": "Copy to LucidLink"})
+        assert updated["title"] == "Copy to LucidLink"
+        assert [a["id"] for a in c.list_custom_actions()] == [action["id"]]
+        with pytest.raises(NotFound):
+            c.update_custom_action("ASSET", action["id"], body)
+        c.delete_custom_action("BULK", action["id"])
+        assert c.list_custom_actions() == [] and emu.custom_actions == []
+    raw = session(emu).get(f"{emu.url}{ASSETS}/custom_actions/", timeout=5).json()
+    assert raw == {"objects": []}
+
+
+def test_post_custom_action_sends_iconiks_payload(emulator):
+    emu = emulator
+    received = []
+    app = Flask("receiver")
+
+    @app.post("/add")
+    def add():
+        received.append((dict(request.headers), request.get_json()))
+        return {"ok": True}
+
+    receiver = ServerThread(app)
+    receiver.start()
+    try:
+        url = f"{receiver.url}/add?b2_storage_id=1"
+        with client(emu) as c:
+            action = c.create_custom_action("BULK", {"type": "POST", "title": "Copy", "url": url})
+        answer = emu.post_custom_action(url, asset_ids=["a1"], collection_ids=["c1"],
+                                        headers={"x-bz-secret": "shh"})
+    finally:
+        receiver.stop()
+    assert answer.status_code == 200
+    headers, payload = received[0]
+    assert payload["action_id"] == action["id"]
+    assert headers["X-Bz-Secret"] == "shh"
+    assert payload["asset_ids"] == ["a1"] and payload["collection_ids"] == ["c1"]
+    assert payload["context"] == "BULK" and payload["saved_search_ids"] == []
+    assert set(payload) >= {"user_id", "system_domain_id", "action_id", "metadata_view_id",
+                            "metadata_values", "date_created", "auth_token"}
+    assert emu.credentials.accepts(emu.app_id, payload["auth_token"])
+
+
+# -- bookkeeping, seeding, standalone --------------------------------------
+
+def test_request_and_status_counts(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    emu.reset_counts()
+    s = session(emu)
+    get(s, f"{FILES}/assets/{asset}/files/")
+    get(s, f"{FILES}/assets/{asset}/files/")
+    requests.get(f"{emu.url}{FILES}/storages/{b2}/", timeout=5)
+    assert emu.request_counts[("GET", "/API/files/v1/assets/<asset_id>/files/")] == 2
+    assert emu.request_counts[("GET", "/API/files/v1/storages/<storage_id>/")] == 1
+    assert emu.status_counts == {200: 2, 401: 1}
+
+
+def test_seed_builds_the_world(emulator):
+    ids = emulator.seed({
+        "storages": [{"name": "b2"}, {"name": "ll", "method": "FILE", "checksums": None}],
+        "assets": [{"title": "a", "files": [{"format": "ORIGINAL", "storage": "b2", "name": "a.mov",
+                                             "size": 1000}]},
+                   {"title": "b", "files": [{"format": "ORIGINAL", "storage": "ll", "name": "b.txt",
+                                             "data": "hi"}]}],
+        "collections": [{"title": "top", "collections": ["sub"]},
+                        {"title": "sub", "parent": "top", "assets": ["a", "b"], "collections": ["top"]}],
+    })
+    [a_copy] = emulator.copies(ids["a"], "ORIGINAL", ids["b2"])
+    assert len(a_copy["files"][0]["bytes"]) == a_copy["files"][0]["size"] == 1000
+    assert emulator.copies(ids["b"], "ORIGINAL", ids["ll"])[0]["files"][0]["checksum"] is None
+    assert emulator.world.collections[ids["sub"]]["parent_id"] == ids["top"]
+    assert emulator.world.expand_assets("collections", [ids["top"]]) == [ids["a"], ids["b"]]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_settings(stream, into):
+    """Collect the NAME=value lines the standalone server prints."""
+    for line in stream:
+        name, sep, value = line.strip().partition("=")
+        if sep and name.isupper():
+            into[name] = value
+
+
+def test_standalone_server_starts_and_stops_on_sigterm(tmp_path):
+    seed = tmp_path / "world.json"
+    seed.write_text(json.dumps({"storages": [{"name": "b2"}]}))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "b2iconik.emulator", "--data", str(tmp_path / "data"),
+         "--port", str(port), "--seed", str(seed), "--quiet"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = {}
+        threading.Thread(target=read_settings, args=(proc.stdout, printed), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while "SEEDED" not in printed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert printed["ICONIK_URL"] == f"http://127.0.0.1:{port}"
+        storage = json.loads(printed["SEEDED"])["b2"]
+        answer = requests.get(f"{printed['ICONIK_URL']}{FILES}/storages/{storage}/", timeout=5,
+                              headers={"App-ID": printed["ICONIK_APP_ID"],
+                                       "Auth-Token": printed["ICONIK_TOKEN"]})
+        assert answer.status_code == 200 and answer.json()["name"] == "b2"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
