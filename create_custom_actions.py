@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Create (or update) the plugin's custom actions in iconik.
+
+    create_custom_actions.py <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]
+    create_custom_actions.py --endpoint E --b2_storage_id B --ll_storage_id L [--formats F]
+    create_custom_actions.py --list [endpoint]
+
+Settings come from the environment or a .env file: ICONIK_TOKEN, ICONIK_ID,
+BZ_SHARED_SECRET and, optionally, ICONIK_URL (default https://app.iconik.io).
+Running it again is safe: existing actions are left alone or updated, never duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from b2iconik import custom_actions as ca
+
+NAMES = ["endpoint", "b2_storage_id", "ll_storage_id", "formats"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="create_custom_actions.py",
+        usage="%(prog)s <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]\n"
+              "       %(prog)s --endpoint E --b2_storage_id B --ll_storage_id L [--formats F] [--dry-run]\n"
+              "       %(prog)s --list [endpoint]",
+        description="Create the \"Add to LucidLink\" and \"Remove from LucidLink\" custom actions "
+                    "(ASSET, COLLECTION and BULK contexts) pointing at the plugin, or update the "
+                    "plugin's existing ones.",
+        epilog="formats: iconik format names, comma-separated, e.g. ORIGINAL,PPRO_PROXY. "
+               "Settings: ICONIK_TOKEN, ICONIK_ID, BZ_SHARED_SECRET, ICONIK_URL (environment or .env).",
+    )
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help="the plugin's base URL (https://...)")
+    parser.add_argument("--b2_storage_id", "--b2-storage-id", dest="b2_storage_id",
+                        help="id of the iconik storage on Backblaze B2")
+    parser.add_argument("--ll_storage_id", "--ll-storage-id", dest="ll_storage_id",
+                        help="id of the iconik storage on LucidLink (a storage gateway)")
+    parser.add_argument("--formats", help="comma-separated format names, e.g. ORIGINAL,PPRO_PROXY")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="show what would be done; change nothing")
+    parser.add_argument("--list", action="store_true",
+                        help="list the plugin's custom actions (for one endpoint, if given)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_intermixed_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    ca.load_env()
+    return ca.run_guarded(lambda: run(args), sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return list_actions(args)
+    values = ca.resolve_arguments(NAMES, args.args, vars(args), required=NAMES[:3])
+    settings = ca.load_settings()
+    with settings.client() as client:
+        plan = ca.plan_create(client, values["endpoint"], values["b2_storage_id"],
+                              values["ll_storage_id"], values["formats"], settings.secret,
+                              settings.app_id)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if not args.dry_run:
+            ca.apply_plan(client, plan)
+    print(ca.render_plan(plan))
+    if plan.error:
+        print(f"error: {plan.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def list_actions(args: argparse.Namespace) -> int:
+    if args.b2_storage_id or args.ll_storage_id or args.formats:
+        raise ca.UsageError("--list takes only an endpoint")
+    values = ca.resolve_arguments(["endpoint"], args.args, vars(args))
+    endpoint = ca.check_endpoint(values["endpoint"])[0] if values["endpoint"] else None
+    settings = ca.load_settings(need_secret=False)
+    with settings.client() as client:
+        actions = ca.list_plugin_actions(client, endpoint)
+    print(ca.render_actions(actions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
