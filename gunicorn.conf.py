@@ -1,0 +1,39 @@
+"""gunicorn settings for `gunicorn -c gunicorn.conf.py plugin:app`.
+
+Every request is answered in milliseconds (the work runs in background
+threads of each worker), so a few workers with a few threads each serve
+iconik comfortably. Each worker also runs the job runner; the SQLite store
+makes sure no job is run twice.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+
+# Two processes: if one dies, the other keeps answering iconik and resumes its jobs.
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+# A request never waits on iconik, so 30 s is generous; a worker that stops
+# answering for that long is restarted, and its jobs resume in another.
+timeout = 30
+# On SIGTERM, running jobs stop at their next step and go back to the store
+# within this time; the next start resumes them.
+graceful_timeout = 25
+keepalive = 5
+
+# No preload: each worker builds its app (and job threads) after the fork.
+preload_app = False
+
+accesslog = "-" if os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no") else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def worker_exit(server, worker):
+    """Give running jobs back to the store before the worker goes."""
+    app = getattr(worker, "wsgi", None)
+    service = getattr(app, "extensions", {}).get("b2iconik") if app else None
+    if service is not None:
+        service.runner.stop()
