@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
@@ -287,12 +287,18 @@ class IconikClient:
         """Yield every object of a list, following `next_url` (opaque) page by page."""
         query = {"per_page": PAGE_SIZE, **(params or {})}
         page = self.request("GET", path, params=query)
+        followed = set()
         while True:
             for item in (page or {}).get("objects") or []:
                 yield item
             next_url = (page or {}).get("next_url")
             if not next_url:
                 return
+            if next_url in followed:
+                raise IconikError(None, "GET", path, "iconik sent the same next page twice")
+            if urlsplit(next_url).netloc and urlsplit(next_url).netloc != urlsplit(self.base_url).netloc:
+                raise IconikError(None, "GET", path, "next page is on another host; not followed")
+            followed.add(next_url)
             page = self.request("GET", next_url)
 
     # -- assets service ----------------------------------------------------

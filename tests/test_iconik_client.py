@@ -793,3 +793,23 @@ def test_custom_action_and_job_writes(client, mock):
     assert client.update_job(JOB, {"status": "FINISHED"})["status"] == "FINISHED"
     assert client.get_job(JOB)["status"] == "FINISHED"
     assert [c.request.method for c in mock.calls] == ["POST", "PUT", "POST", "PATCH", "GET"]
+
+
+@responses.activate
+def test_pagination_refuses_a_next_page_on_another_host_so_the_token_stays_home():
+    client = iconik.IconikClient("app", "SECRET-TOKEN-123", "https://iconik.example", max_rps=None)
+    responses.get("https://iconik.example/API/files/v1/assets/0d56db81-1b8e-4a68-9658-98ad9a94d841/formats/",
+                  json={"objects": [{"id": 1}], "next_url": "https://elsewhere.example/steal?page=2"})
+    with pytest.raises(iconik.IconikError, match="another host"):
+        list(client.iter_formats("0d56db81-1b8e-4a68-9658-98ad9a94d841"))
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_pagination_stops_when_iconik_repeats_a_next_page():
+    client = iconik.IconikClient("app", "tok", "https://iconik.example", max_rps=None)
+    url = "https://iconik.example/API/files/v1/assets/0d56db81-1b8e-4a68-9658-98ad9a94d841/formats/"
+    responses.get(url, json={"objects": [{"id": 1}], "next_url": "/API/files/v1/x/?last_id=1"})
+    responses.get("https://iconik.example/API/files/v1/x/", json={"objects": [{"id": 2}], "next_url": "/API/files/v1/x/?last_id=1"})
+    with pytest.raises(iconik.IconikError, match="same next page"):
+        list(client.iter_formats("0d56db81-1b8e-4a68-9658-98ad9a94d841"))
