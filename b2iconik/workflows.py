@@ -519,7 +519,8 @@ def summarize(state: dict) -> dict:
         for fmt, outcome in formats.items():
             results[outcome["result"]] = results.get(outcome["result"], 0) + 1
             if outcome["result"] not in GOOD_RESULTS:
-                problems.append(f"{asset_id} {fmt}: {outcome['reason']}")
+                reason = outcome["reason"].removeprefix("kept on LucidLink: ")
+                problems.append(f"{asset_id} {fmt}: {reason}")
     done = state["phase"] == "done"
     failed = bool(state.get("error")) or bool(problems)
     status = ("failed" if failed else "succeeded") if done else None

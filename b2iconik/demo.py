@@ -1,0 +1,240 @@
+"""The demo: Add to LucidLink and Remove from LucidLink, end to end, on one machine.
+
+Runs the iconik emulator (with its storage gateway), seeds a B2 storage with
+small generated media files in nested collections, starts the plugin under
+real gunicorn, creates the custom actions with create_custom_actions.py, then
+clicks Add and Remove the way iconik does. One asset's B2 copy is corrupt, so
+Remove must keep that asset on LucidLink. Prints what is where after each
+step and what the jobs reported; exits 1 if anything is not as it must be.
+
+    python -m b2iconik.demo [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from b2iconik.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS = ("ORIGINAL", "PPRO_PROXY")
+
+ASSETS = [
+    # (title, collection, has a proxy, B2 copy is corrupt)
+    ("A001_C003_opening_wide.mov", "Day 1", True, False),
+    ("A001_C007_interview.mov", "Day 1", True, False),
+    ("A002_C001_b-roll_street.mov", "Day 2", False, False),
+    ("A002_C004_b-roll_market.mov", "Day 2", True, True),
+    ("title_card.png", "Spring campaign", False, False),
+]
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def _media(title: str, size: int) -> bytes:
+    return random.Random(title).randbytes(size)
+
+
+def seed(emu: Emulator) -> dict:
+    """Storages, nested collections and assets whose masters are on B2."""
+    b2 = emu.add_storage("Backblaze B2 archive", method="B2")
+    ll = emu.add_storage("LucidLink Filespace", method="FILE")
+    top = emu.add_collection("Projects")
+    campaign = emu.add_collection("Spring campaign", parent_id=top)
+    days = {"Spring campaign": campaign,
+            "Day 1": emu.add_collection("Day 1", parent_id=campaign),
+            "Day 2": emu.add_collection("Day 2", parent_id=campaign)}
+    assets = {}
+    for title, collection, proxy, corrupt in ASSETS:
+        asset_id = emu.add_asset(title)
+        data = _media(title, 48_000 + len(title) * 1000)
+        checksum = hashlib.md5(b"bit rot " + data).hexdigest() if corrupt else "auto"
+        emu.add_file(asset_id, "ORIGINAL", b2, title, data, checksum=checksum)
+        if proxy:
+            emu.add_file(asset_id, "PPRO_PROXY", b2, title.rsplit(".", 1)[0] + "_proxy.mp4", data[:8000])
+        emu.add_to_collection(days[collection], asset_id)
+        assets[asset_id] = {"title": title, "proxy": proxy, "corrupt": corrupt}
+    return {"b2": b2, "ll": ll, "top": top, "assets": assets}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_plugin(env: dict, state_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "PLUGIN_STATE_DIR": str(state_dir),
+                "PLUGIN_POLL_INTERVAL": "0.2", "PLUGIN_MAX_POLL_INTERVAL": "1", "ACCESS_LOG": "false",
+                "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"],
+                               cwd=ROOT, env=full_env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DemoFailed("the plugin did not start under gunicorn")
+        try:
+            if requests.get(url + "/", timeout=1).ok:
+                return process, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise DemoFailed("the plugin did not answer within 30 s")
+
+
+def create_actions(env: dict, endpoint: str, world: dict) -> None:
+    result = subprocess.run([sys.executable, "create_custom_actions.py", endpoint, world["b2"], world["ll"]],
+                            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    print(result.stdout.rstrip())
+    if result.returncode != 0:
+        raise DemoFailed(f"create_custom_actions.py failed: {result.stderr.strip()}")
+
+
+def click(emu: Emulator, title: str, context: str, **selection) -> requests.Response:
+    """Run the custom action called `title` the way iconik does: its URL, its headers."""
+    action = next((a for a in emu.custom_actions if a["title"] == title and a["context"] == context), None)
+    if action is None:
+        raise DemoFailed(f"no custom action {title!r} for {context} in iconik")
+    print(f"\n>>> {title} ({context}) ...")
+    return emu.post_custom_action(action["url"], headers=action["headers"], context=context, **selection)
+
+
+def follow(url: str, secret: str, answer: requests.Response, timeout: float = 120) -> dict:
+    if answer.status_code != 202:
+        raise DemoFailed(f"the plugin answered {answer.status_code}: {answer.text}")
+    status_url = url + answer.json()["status_url"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = requests.get(status_url, headers={"x-bz-secret": secret}, timeout=5).json()
+        if view["status"] in ("succeeded", "failed"):
+            return view
+        time.sleep(0.2)
+    raise DemoFailed(f"job did not finish within {timeout} s")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(x)) for x in [h, *[r[i] for r in rows]]) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def where(emu: Emulator, world: dict) -> dict:
+    """(asset, format) -> {"B2": bytes or None, "LucidLink": bytes or None} from the ground truth."""
+    found = {}
+    for asset_id in world["assets"]:
+        for fmt in FORMATS:
+            for role in ("b2", "ll"):
+                copies = emu.copies(asset_id, fmt, world[role])
+                data = b"".join(f["bytes"] for c in copies for f in c["files"]) if copies else None
+                found.setdefault((asset_id, fmt), {})[role] = data
+    return found
+
+
+def show_storages(emu: Emulator, world: dict, heading: str) -> dict:
+    state = where(emu, world)
+    rows = []
+    for (asset_id, fmt), roles in state.items():
+        if roles["b2"] is None and roles["ll"] is None:
+            continue
+        rows.append([world["assets"][asset_id]["title"], fmt,
+                     f"{len(roles['b2'])} B" if roles["b2"] is not None else "-",
+                     f"{len(roles['ll'])} B" if roles["ll"] is not None else "-"])
+    print(f"\n{heading}\n" + table(["asset", "format", "on B2", "on LucidLink"], rows))
+    return state
+
+
+def show_job(view: dict, world: dict) -> None:
+    rows = [[world["assets"].get(o["asset_id"], {}).get("title", o["asset_id"]), o["format"], o["result"],
+             o["reason"]] for o in view["outcomes"]]
+    print(f"\njob {view['job_id']}: {view['status']}\n" + table(["asset", "format", "result", "reason"], rows))
+    print(f"message: {view['message']}")
+
+
+def check(condition: bool, what: str, problems: list) -> None:
+    print(f"  [{'ok' if condition else 'WRONG'}] {what}")
+    if not condition:
+        problems.append(what)
+
+
+def run(workdir: Path) -> int:
+    problems: list[str] = []
+    with Emulator(workdir / "iconik") as emu:
+        world = seed(emu)
+        secret = secrets.token_urlsafe(24)
+        env = {"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "BZ_SHARED_SECRET": secret,
+               "ICONIK_TOKEN": emu.new_token()}
+        plugin_env = {k: v for k, v in env.items() if k != "ICONIK_TOKEN"}
+        process, url = start_plugin(plugin_env, workdir / "state")
+        try:
+            print(f"iconik emulator at {emu.url}; plugin under gunicorn at {url}\n")
+            create_actions(env, url, world)
+            before = show_storages(emu, world, "Before: masters on B2 only")
+
+            add = follow(url, secret, click(emu, "Add to LucidLink", "COLLECTION", collection_ids=[world["top"]]))
+            show_job(add, world)
+            after_add = show_storages(emu, world, "After Add to LucidLink")
+            print("\nchecks after Add:")
+            check(add["status"] == "succeeded", "the add job succeeded", problems)
+            check(all(roles["ll"] == roles["b2"] for roles in after_add.values() if roles["b2"] is not None),
+                  "every format on B2 is now on LucidLink, byte for byte", problems)
+
+            remove = follow(url, secret, click(emu, "Remove from LucidLink", "BULK",
+                                               asset_ids=list(world["assets"])))
+            show_job(remove, world)
+            after_remove = show_storages(emu, world, "After Remove from LucidLink")
+            print("\nchecks after Remove:")
+            corrupt = {a for a, info in world["assets"].items() if info["corrupt"]}
+            check(all(after_remove[(a, "ORIGINAL")]["ll"] is not None for a in corrupt),
+                  "the asset whose B2 copy is corrupt is kept on LucidLink", problems)
+            check(all(roles["ll"] is None for (a, _), roles in after_remove.items() if a not in corrupt),
+                  "every other asset is gone from LucidLink", problems)
+            check(all(after_remove[k]["b2"] == before[k]["b2"] for k in before),
+                  "B2 is exactly as before (nothing deleted or changed there)", problems)
+            kept = [o for o in remove["outcomes"] if o["result"] == "kept"]
+            check(remove["status"] == "failed" and len(kept) == 1 and "checksum" in kept[0]["reason"],
+                  "the remove job reports the kept asset and why", problems)
+            panel = {job["title"]: job["status"] for job in emu.jobs.values() if job.get("type") == "CUSTOM"}
+            print(f"\niconik Jobs panel: {panel}")
+            check(any(t.startswith("Add") and s == "FINISHED" for t, s in panel.items())
+                  and any(t.startswith("Remove") and s == "FAILED" for t, s in panel.items()),
+                  "iconik's Jobs panel shows the add FINISHED and the remove FAILED (one asset kept)", problems)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(40)
+    print("\nDEMO " + ("PASSED" if not problems else f"FAILED: {'; '.join(problems)}"))
+    return 0 if not problems else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            return run(Path(args.keep))
+        with tempfile.TemporaryDirectory(prefix="b2iconik-demo-") as workdir:
+            return run(Path(workdir))
+    except DemoFailed as error:
+        print(f"\nDEMO FAILED: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
