@@ -56,7 +56,7 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     max_rps: float = iconik.DEFAULT_MAX_RPS
     request_timeout: float = 30.0
-    job_workers: int = 2
+    job_workers: int = 8
     asset_concurrency: int = 16
     copy_timeout: float = 12 * 3600.0
     outage_timeout: float = 900.0
@@ -93,7 +93,7 @@ class Settings:
             max_body_bytes=int(_number(env, "PLUGIN_MAX_BODY_BYTES", 2 * 1024 * 1024, int, 1024)),
             max_rps=_number(env, "ICONIK_MAX_RPS", iconik.DEFAULT_MAX_RPS, float, 0.1),
             request_timeout=_number(env, "ICONIK_TIMEOUT", 30.0, float, 1),
-            job_workers=int(_number(env, "PLUGIN_JOB_WORKERS", 2, int, 1)),
+            job_workers=int(_number(env, "PLUGIN_JOB_WORKERS", 8, int, 1)),
             asset_concurrency=int(_number(env, "PLUGIN_ASSET_CONCURRENCY", 16, int, 1)),
             copy_timeout=_number(env, "PLUGIN_COPY_TIMEOUT", 12 * 3600.0, float, 1),
             outage_timeout=_number(env, "PLUGIN_OUTAGE_TIMEOUT", 900.0, float, 1),

@@ -1,5 +1,11 @@
 """Runs the jobs of the store in background threads of this process.
 
+Of all the processes sharing a state directory (gunicorn workers), one at a
+time runs jobs: the one holding an exclusive lock on `runner.lock`. The others
+only accept and record jobs, and take over when the lock frees, which the
+kernel does as soon as its holder dies. So every job of the host draws on one
+rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
+
 Each worker thread claims a job, runs its workflow and records the end. A
 heartbeat renews the leases of the jobs this process holds. `stop()` (on
 SIGTERM) stops taking work, lets running steps end at their next boundary and
@@ -8,7 +14,9 @@ gives the jobs back to the store, so the next process resumes them at once.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 
 from b2iconik import workflows
@@ -34,23 +42,50 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        self._leader_fd: int | None = None
 
     def start(self) -> None:
+        """Begin running jobs, as soon as this process holds the runner lock."""
         if self._threads:
             return
+        self._stop.clear()
+        leader = threading.Thread(target=self._lead, name="job-leader", daemon=True)
+        leader.start()
+        self._threads.append(leader)
+
+    def _lead(self) -> None:
+        path = self.store.dir / "runner.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        while not self._stop.is_set():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                self._stop.wait(self.idle_poll)
+        if self._stop.is_set():
+            os.close(fd)
+            return
+        self._leader_fd = fd
+        log.info("this process runs the jobs (pid %d)", os.getpid())
+        self._start_workers()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader_fd is not None
+
+    def _start_workers(self) -> None:
         try:
             pruned = self.store.prune(self.settings.retention_days)
             if pruned:
                 log.info("forgot %d finished job(s) older than %s days", pruned, self.settings.retention_days)
         except StoreError as error:
             log.warning("could not prune old jobs: %s", error)
-        for number in range(self.settings.job_workers):
-            thread = threading.Thread(target=self._work, name=f"job-runner-{number}", daemon=True)
+        workers = [threading.Thread(target=self._work, name=f"job-runner-{n}", daemon=True)
+                   for n in range(self.settings.job_workers)]
+        workers.append(threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True))
+        self._threads.extend(workers)
+        for thread in workers:
             thread.start()
-            self._threads.append(thread)
-        heartbeat = threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True)
-        heartbeat.start()
-        self._threads.append(heartbeat)
 
     def notify(self) -> None:
         """A job was queued: look for work now rather than at the next poll."""
@@ -59,9 +94,12 @@ class JobRunner:
     def stop(self, timeout: float = 20.0) -> None:
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(timeout)
         self._threads = []
+        if self._leader_fd is not None:
+            os.close(self._leader_fd)
+            self._leader_fd = None
 
     @property
     def running(self) -> bool:

@@ -40,8 +40,10 @@ def _rejected(exc: Rejected):
 @bp.get("/")
 def ready():
     service = _service()
-    return jsonify({"service": "b2-iconik-plugin", "status": "ready",
-                    "jobs": "running" if service.runner.running else "not run by this process"})
+    runner = service.runner
+    jobs = ("run by this process" if runner.is_leader else
+            "run by another process on this host" if runner.running else "not run by this process")
+    return jsonify({"service": "b2-iconik-plugin", "status": "ready", "jobs": jobs})
 
 
 @bp.get("/healthz")

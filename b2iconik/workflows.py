@@ -382,6 +382,10 @@ class Workflow:
     def _remove_copies(self, asset_id, fmt, on_ll, on_b2, after_copy) -> dict | str:
         kept, notes = [], []
         for ll_copy in on_ll:
+            unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
+            if unfinished:
+                kept.append(f"LucidLink copy is still {', '.join(unfinished)} (being written?)")
+                continue
             verdict = find_intact_b2_copy(ll_copy, on_b2)
             if not verdict.safe:
                 if verdict.reason == NO_B2_COPY:
