@@ -1,0 +1,60 @@
+"""Settings: required ones refused clearly, every setting documented."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from b2iconik.config import ConfigError, Settings
+from harness import ROOT
+
+SOURCES = ["plugin.py", "main.py", "gunicorn.conf.py", "iconik.py", *map(str, (ROOT / "b2iconik").glob("*.py")),
+           *map(str, (ROOT / "b2iconik" / "cloud").glob("*.py"))]
+
+
+def test_missing_required_settings_are_named():
+    with pytest.raises(ConfigError, match="ICONIK_ID, BZ_SHARED_SECRET"):
+        Settings.from_env({})
+    with pytest.raises(ConfigError, match="BZ_SHARED_SECRET"):
+        Settings.from_env({"ICONIK_ID": "app"})
+
+
+@pytest.mark.parametrize("name,value", [("ICONIK_MAX_RPS", "fast"), ("PLUGIN_JOB_WORKERS", "0"),
+                                        ("FORMAT_NAMES", "ORIGINAL,,PROXY"), ("ICONIK_URL", "ftp://x")])
+def test_malformed_settings_are_refused_with_their_name(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "s", name: value})
+
+
+def test_defaults_and_a_repr_without_secrets():
+    settings = Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "sekrit-value",
+                                  "ICONIK_TOKEN": "token-value"})
+    assert settings.formats == ("ORIGINAL", "PPRO_PROXY")
+    assert settings.iconik_url == "https://app.iconik.io"
+    assert "sekrit-value" not in repr(settings) and "token-value" not in repr(settings)
+
+
+def test_the_app_refuses_to_start_without_its_settings_and_says_which(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", "import plugin; plugin.app"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "missing required setting(s): ICONIK_ID, BZ_SHARED_SECRET" in result.stderr
+
+
+def test_every_environment_variable_the_code_reads_is_in_env_example_and_readme():
+    names = set()
+    for path in SOURCES:
+        try:
+            text = open(path).read()
+        except FileNotFoundError:
+            continue
+        names |= set(re.findall(r"""(?:environ|env)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']""", text))
+        names |= set(re.findall(r"""_number\(env, "([A-Z0-9_]+)\"""", text))
+    ignored = {"GOOGLE_CLOUD_PROJECT", "GCP_PROJECT", "K_SERVICE", "PYTHONPATH", "PATH", "FUNCTION_TARGET"}
+    example = (ROOT / ".env.example").read_text() + (
+        (ROOT / ".env.yaml.example").read_text() if (ROOT / ".env.yaml.example").exists() else "")
+    readme = (ROOT / "README.md").read_text()
+    undocumented = sorted(n for n in names - ignored if n not in example or n not in readme)
+    assert not undocumented, f"not in .env.example / README: {undocumented}"
