@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 
 from b2iconik import workflows
 from b2iconik.config import ConfigError, Settings
@@ -94,8 +95,9 @@ class JobRunner:
     def stop(self, timeout: float = 20.0) -> None:
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         for thread in list(self._threads):
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         if self._leader_fd is not None:
             os.close(self._leader_fd)
