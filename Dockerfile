@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# Container image of b2-iconik-plugin. Build, run and upgrade: README.md, "Deploy in a container".
+#
+#   docker build -t b2-iconik-plugin .
+#   docker run -d --name b2-iconik-plugin --env-file /etc/b2-iconik-plugin/env \
+#     -p 8000:8000 -v b2-iconik-state:/var/lib/b2-iconik-plugin --stop-timeout 40 \
+#     --restart unless-stopped b2-iconik-plugin
+#
+# It runs the same command as the systemd unit (b2-iconik-plugin.service) and the
+# test suite (tests/harness.py, run_gunicorn); tests/test_deploy_files.py keeps them equal.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# A system user without a login shell; it owns only the state directory.
+RUN groupadd --system --gid 10001 b2iconik \
+ && useradd --system --uid 10001 --gid b2iconik --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin b2iconik
+
+WORKDIR /app
+
+# The runtime requirements only (never requirements-dev.txt), in their own layer.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+
+# The application: what `gunicorn -c gunicorn.conf.py plugin:app` imports, plus the
+# custom-action scripts (run them with `docker run --rm --env-file ... IMAGE python create_custom_actions.py`).
+COPY gunicorn.conf.py plugin.py iconik.py create_custom_actions.py delete_custom_actions.py ./
+COPY b2iconik/ ./b2iconik/
+
+# The durable job store. Mount a volume here: jobs survive restarts and upgrades.
+ENV PLUGIN_STATE_DIR=/var/lib/b2-iconik-plugin
+RUN mkdir -p /var/lib/b2-iconik-plugin \
+ && chown b2iconik:b2iconik /var/lib/b2-iconik-plugin \
+ && chmod 0700 /var/lib/b2-iconik-plugin
+VOLUME ["/var/lib/b2-iconik-plugin"]
+
+# Everything else (ICONIK_ID, BZ_SHARED_SECRET, ICONIK_URL, ...) comes from the
+# environment at `docker run` (-e or --env-file); no .env file is in the image.
+ENV HOST=0.0.0.0 \
+    PORT=8000
+EXPOSE 8000
+
+USER b2iconik
+
+# /healthz answers 200 while the job store can record jobs (slim has no curl).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+
+# SIGTERM (docker stop): gunicorn stops taking requests, running jobs pause and go
+# back to the store within graceful_timeout (25 s); stop with `-t 40` (or run with
+# --stop-timeout 40) so that they can. The next container resumes them.
+STOPSIGNAL SIGTERM
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]

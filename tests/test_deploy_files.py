@@ -1,0 +1,553 @@
+"""The deployment files cannot drift apart from what the test suite runs.
+
+No container engine runs here, so the Dockerfile is read, not built: it must
+install requirements.txt (only), copy every module the app imports, and start the
+same command as tests/harness.py (run_gunicorn), the systemd unit and the launchd
+property list. The launchd wrapper script and the image's health check are run for real.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import plistlib
+import re
+import runpy
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from harness import ROOT, free_port, plugin_settings, serve_plugin
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+UNIT = ROOT / "b2-iconik-plugin.service"
+PLIST = ROOT / "deploy" / "macos" / "com.backblaze.b2-iconik-plugin.plist"
+HARNESS = ROOT / "tests" / "harness.py"
+APP_ENTRY_POINTS = ("plugin.py", "gunicorn.conf.py")
+STATE_DIR = "/var/lib/b2-iconik-plugin"
+
+
+# -- reading the Dockerfile ---------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with continuation lines joined and comments dropped."""
+    instructions, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        whole = (pending + line).strip()
+        pending = ""
+        keyword, _, rest = whole.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+@pytest.fixture(scope="module")
+def docker():
+    return dockerfile_instructions(DOCKERFILE.read_text())
+
+
+def args_of(instructions, keyword) -> list[str]:
+    return [rest for kind, rest in instructions if kind == keyword]
+
+
+def exec_form(rest: str) -> list[str]:
+    value = json.loads(rest)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), rest
+    return value
+
+
+def env_of(instructions) -> dict[str, str]:
+    env = {}
+    for rest in args_of(instructions, "ENV"):
+        for item in shlex.split(rest):
+            key, sep, value = item.partition("=")
+            assert sep, f"use ENV KEY=value, not {rest!r}"
+            env[key] = value
+    return env
+
+
+def workdir_of(instructions) -> PurePosixPath:
+    workdirs = args_of(instructions, "WORKDIR")
+    assert len(workdirs) == 1, "one WORKDIR, for the app"
+    return PurePosixPath(workdirs[0])
+
+
+def copies_of(instructions) -> list[tuple[list[str], str]]:
+    copies = []
+    for rest in args_of(instructions, "COPY") + args_of(instructions, "ADD"):
+        parts = [p for p in shlex.split(rest) if not p.startswith("--")]
+        copies.append((parts[:-1], parts[-1]))
+    return copies
+
+
+def image_files(instructions) -> dict[PurePosixPath, Path]:
+    """Every file the image receives from the build context: image path -> source file."""
+    workdir = workdir_of(instructions)
+    files = {}
+    for sources, dest in copies_of(instructions):
+        target = workdir / dest if not dest.startswith("/") else PurePosixPath(dest)
+        for source in sources:
+            path = ROOT / source
+            assert path.exists(), f"COPY {source}: no such file or directory in the build context"
+            if path.is_dir():
+                for file in sorted(path.rglob("*")):
+                    relative = file.relative_to(ROOT).as_posix()
+                    if file.is_file() and not dockerignored(relative):
+                        files[target / file.relative_to(path).as_posix()] = file
+            else:
+                assert not dockerignored(source), f"COPY {source}, but .dockerignore leaves it out"
+                into_dir = dest.endswith("/") or len(sources) > 1
+                files[target / path.name if into_dir else target] = path
+    return files
+
+
+# -- .dockerignore, with Docker's rules -------------------------------------------------
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    out, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif c == "*":
+            out, i = out + "[^/]*", i + 1
+        elif c == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(c), i + 1
+    return re.compile(out + r"\Z")
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern]]:
+    rules = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = os.path.normpath(line[1:].strip() if negate else line).lstrip("/")
+        rules.append((negate, _pattern_regex(pattern)))
+    return rules
+
+
+def dockerignored(path: str) -> bool:
+    """Whether Docker leaves `path` (relative, /-separated) out of the build context: the last
+    pattern matching the path or one of its parent directories decides."""
+    parts = PurePosixPath(path).parts
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for negate, regex in dockerignore_rules():
+        if any(regex.match(candidate) for candidate in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_the_dockerignore_matcher_follows_dockers_rules():
+    assert _pattern_regex("*").match("plugin.py") and not _pattern_regex("*").match("a/b")
+    assert _pattern_regex("**/__pycache__").match("__pycache__")
+    assert _pattern_regex("**/__pycache__").match("b2iconik/emulator/__pycache__")
+    assert _pattern_regex("**/*.pyc").match("b2iconik/x.pyc")
+
+
+# -- the command, three ways ------------------------------------------------------------
+
+
+def harness_command() -> list[str]:
+    """The command run_gunicorn starts, with `python -m gunicorn` read as `gunicorn`."""
+    tree = ast.parse(HARNESS.read_text())
+    function = next(node for node in ast.walk(tree)
+                    if isinstance(node, ast.FunctionDef) and node.name == "run_gunicorn")
+    assign = next(node for node in ast.walk(function) if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "command" for t in node.targets))
+    items = assign.value.elts
+    assert ast.unparse(items[0]) == "sys.executable"
+    words = [ast.literal_eval(item) for item in items[1:]]
+    assert words[:1] == ["-m"], words
+    return words[1:]
+
+
+def systemd_command() -> tuple[list[str], str]:
+    """ExecStart with the venv's path dropped from gunicorn, and the WorkingDirectory."""
+    settings = {}
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    (exec_start,), (workdir,) = settings["ExecStart"], settings["WorkingDirectory"]
+    argv = shlex.split(exec_start)
+    assert argv[0] == f"{workdir}/.venv/bin/gunicorn", "the unit runs the checkout's venv"
+    return ["gunicorn", *argv[1:]], workdir
+
+
+def unit_environment() -> dict[str, str]:
+    env = {}
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line[len("Environment="):].partition("=")
+            env[key] = value
+    return env
+
+
+@pytest.fixture(scope="module")
+def plist():
+    with PLIST.open("rb") as handle:
+        return plistlib.load(handle)
+
+
+def plist_script(plist) -> str:
+    argv = plist["ProgramArguments"]
+    assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3, argv
+    return argv[2]
+
+
+def plist_command(plist) -> list[str]:
+    """The command the launchd wrapper execs, with the venv's path dropped from gunicorn."""
+    lines = [line.strip() for line in plist_script(plist).splitlines() if line.strip().startswith("exec ")]
+    assert len(lines) == 1, "the wrapper ends by exec-ing gunicorn (so launchd's SIGTERM reaches it)"
+    argv = shlex.split(lines[0])[1:]
+    assert argv[0] == f"{plist['WorkingDirectory']}/.venv/bin/gunicorn", "the checkout's venv"
+    return ["gunicorn", *argv[1:]]
+
+
+def gunicorn_config() -> dict:
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_the_image_starts_the_command_the_tests_and_the_systemd_unit_run(docker, plist):
+    cmd = exec_form(args_of(docker, "CMD")[-1])
+    expected = ["gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]
+    assert harness_command() == expected
+    assert systemd_command()[0] == expected
+    assert cmd == expected
+    assert plist_command(plist) == expected
+    assert not args_of(docker, "ENTRYPOINT"), "no ENTRYPOINT: CMD is the whole command"
+
+
+def test_the_image_runs_from_the_directory_holding_the_app(docker):
+    files = image_files(docker)
+    workdir = workdir_of(docker)
+    for name in APP_ENTRY_POINTS:
+        assert files.get(workdir / name) == ROOT / name, f"{name} is not copied into {workdir}"
+
+
+# -- requirements ----------------------------------------------------------------------------
+
+
+def test_the_image_installs_the_runtime_requirements_only(docker):
+    runs = args_of(docker, "RUN")
+    installs = [run for run in runs if "pip install" in run]
+    assert len(installs) == 1, installs
+    assert re.search(r"(^|\s)-r\s+requirements\.txt(\s|$)", installs[0]), installs[0]
+    assert not [rest for _, rest in docker if "requirements-dev" in rest]
+    assert dockerignored("requirements-dev.txt")
+    # requirements.txt is in the image before the install runs.
+    order = [(kind, rest) for kind, rest in docker if kind in ("COPY", "RUN")]
+    copied_at = next(i for i, (kind, rest) in enumerate(order)
+                     if kind == "COPY" and "requirements.txt" in shlex.split(rest))
+    installed_at = next(i for i, (kind, rest) in enumerate(order) if kind == "RUN" and "pip install" in rest)
+    assert copied_at < installed_at
+    assert files_in_image(docker, "requirements.txt")
+
+
+def files_in_image(docker, relative: str) -> bool:
+    return ROOT / relative in set(image_files(docker).values())
+
+
+def test_the_base_image_is_the_official_slim_python(docker):
+    (base,) = args_of(docker, "FROM")
+    assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", base), base
+
+
+# -- everything the app imports is in the image ---------------------------------------------------
+
+
+def _module_files(dotted: str) -> list[Path]:
+    """The project files that importing `dotted` loads (packages' __init__ included)."""
+    parts = dotted.split(".")
+    found = []
+    for n in range(1, len(parts) + 1):
+        base = ROOT.joinpath(*parts[:n])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                found.append(candidate)
+    return found
+
+
+def import_closure(entry_points=APP_ENTRY_POINTS) -> tuple[set[Path], set[str]]:
+    """Project files reachable by imports from the entry points, and the top-level
+    names of what they import from outside the project (stdlib excluded)."""
+    local, external = set(), set()
+    pending = [ROOT / name for name in entry_points]
+    while pending:
+        file = pending.pop()
+        if file in local:
+            continue
+        local.add(file)
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    package = file.relative_to(ROOT).parent.parts
+                    package = package[: len(package) - (node.level - 1)]
+                    base = ".".join([*package, node.module] if node.module else package)
+                else:
+                    base = node.module
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            for name in names:
+                files = _module_files(name)
+                if files:
+                    pending.extend(files)
+                elif name == (names[0]) and name.split(".")[0] not in sys.stdlib_module_names:
+                    if not _module_files(name.split(".")[0]):
+                        external.add(name.split(".")[0])
+    return local, external
+
+
+def test_the_image_holds_every_module_the_app_imports(docker):
+    local, _ = import_closure()
+    copied = set(image_files(docker).values())
+    assert {ROOT / "plugin.py", ROOT / "iconik.py", ROOT / "b2iconik" / "web.py"} <= local
+    missing = sorted(str(path.relative_to(ROOT)) for path in local - copied)
+    assert not missing, f"the app imports files the image does not hold: {missing}"
+
+
+def test_the_image_holds_the_tools_run_inside_the_container(docker):
+    """`python -m b2iconik.selftest` and the custom-action scripts, as README.md runs them."""
+    tools = ("b2iconik/selftest.py", "create_custom_actions.py", "delete_custom_actions.py")
+    local, external = import_closure(tools)
+    copied = set(image_files(docker).values())
+    missing = sorted(str(path.relative_to(ROOT)) for path in local - copied)
+    assert not missing, f"the tools need files the image does not hold: {missing}"
+    providers = metadata.packages_distributions()
+    runtime = runtime_distributions()
+    assert all({_normalize(d) for d in providers.get(module, [])} & runtime for module in external), external
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(line: str) -> str | None:
+    line = line.split("#", 1)[0].strip()
+    if not line or line.startswith("-"):
+        return None
+    return _normalize(re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0])
+
+
+def runtime_distributions() -> set[str]:
+    """requirements.txt's distributions and everything they require (extras left out)."""
+    wanted = {name for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if (name := _requirement_name(line))}
+    seen, pending = set(), list(wanted)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for requirement in requires:
+            if "extra ==" in requirement:
+                continue
+            if (dependency := _requirement_name(requirement)):
+                pending.append(dependency)
+    return seen
+
+
+def test_requirements_txt_provides_every_third_party_import_of_the_app():
+    _, external = import_closure()
+    assert {"flask", "requests", "dotenv"} <= external
+    providers = metadata.packages_distributions()
+    runtime = runtime_distributions()
+    unprovided = {module: providers.get(module) for module in sorted(external)
+                  if not {_normalize(d) for d in providers.get(module, [])} & runtime}
+    assert not unprovided, f"imported by the app but not installed from requirements.txt: {unprovided}"
+    assert "gunicorn" in runtime, "the image's CMD runs gunicorn: requirements.txt must install it"
+
+
+# -- .dockerignore ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    ".venv", ".venv/bin/python", "tests", "tests/test_selftest.py", "state", "state/jobs.sqlite3",
+    ".env", ".env.yaml", ".git/config", "b2iconik/__pycache__/web.cpython-312.pyc", "b2iconik/.env",
+    "bench-results/run.json", "requirements-dev.txt", "scripts/test",
+])
+def test_dockerignore_leaves_local_files_out_of_the_build_context(path):
+    assert dockerignored(path), path
+
+
+def test_everything_copied_is_in_the_build_context(docker):
+    for sources, _ in copies_of(docker):
+        for source in sources:
+            assert (ROOT / source).exists(), source
+            assert not dockerignored(source.rstrip("/")), f".dockerignore leaves out {source}"
+    files = image_files(docker)
+    assert not [p for p in files if "__pycache__" in p.parts or p.suffix == ".pyc"]
+
+
+# -- user, state, configuration, health, stopping ------------------------------------------------
+
+
+def test_the_image_runs_as_a_user_who_is_not_root(docker):
+    users = args_of(docker, "USER")
+    assert users and users[-1] not in ("root", "0", "0:0")
+    last_user = max(i for i, (kind, _) in enumerate(docker) if kind == "USER")
+    cmd_at = max(i for i, (kind, _) in enumerate(docker) if kind == "CMD")
+    assert last_user < cmd_at
+    assert any("useradd" in run and users[-1].split(":")[0] in run for run in args_of(docker, "RUN"))
+
+
+def test_the_state_directory_is_a_volume_in_the_same_place_as_under_systemd(docker):
+    env = env_of(docker)
+    assert env["PLUGIN_STATE_DIR"] == STATE_DIR
+    assert unit_environment()["PLUGIN_STATE_DIR"] == STATE_DIR
+    volumes = [v for rest in args_of(docker, "VOLUME")
+               for v in (exec_form(rest) if rest.startswith("[") else rest.split())]
+    assert volumes == [STATE_DIR]
+    user = args_of(docker, "USER")[-1].split(":")[0]
+    assert any(f"chown {user}" in run and STATE_DIR in run for run in args_of(docker, "RUN")), \
+        "the state directory belongs to the service user"
+    # VOLUME comes after the directory is made and owned, or the ownership is lost.
+    volume_at = next(i for i, (kind, _) in enumerate(docker) if kind == "VOLUME")
+    chown_at = max(i for i, (kind, rest) in enumerate(docker) if kind == "RUN" and STATE_DIR in rest)
+    assert chown_at < volume_at
+
+
+def test_configuration_comes_from_the_environment(docker):
+    env = env_of(docker)
+    for secret in ("ICONIK_ID", "ICONIK_TOKEN", "BZ_SHARED_SECRET"):
+        assert secret not in env, f"{secret} must not be baked into the image"
+    assert dockerignored(".env")
+    assert env.get("HOST") == "0.0.0.0"
+    assert args_of(docker, "EXPOSE") == [env.get("PORT", "8000")]
+    assert gunicorn_config()["bind"].endswith(":8000") or "PORT" in os.environ
+
+
+def test_the_healthcheck_asks_healthz_with_python(docker):
+    (rest,) = args_of(docker, "HEALTHCHECK")
+    options, _, command = rest.partition("CMD ")
+    argv = exec_form(command)
+    assert argv[:2] == ["python", "-c"] and "/healthz" in argv[2] and "urllib" in argv[2]
+    assert "curl" not in rest and "wget" not in rest
+
+
+def test_the_healthcheck_command_passes_on_a_healthy_plugin_and_fails_otherwise(docker, emulator, tmp_path):
+    (rest,) = args_of(docker, "HEALTHCHECK")
+    code = exec_form(rest.partition("CMD ")[2])[2]
+
+    def healthcheck(port) -> int:
+        env = {**os.environ, "PORT": str(port)}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30).returncode
+
+    with serve_plugin(plugin_settings(emulator, tmp_path / "state"), run_jobs=False) as plugin:
+        assert healthcheck(int(plugin.url.rsplit(":", 1)[1])) == 0
+    assert healthcheck(free_port()) != 0  # nothing listening
+
+    class Unhealthy(BaseHTTPRequestHandler):  # what /healthz answers when the store cannot write
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Unhealthy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert healthcheck(server.server_port) != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_stopping_leaves_time_for_jobs_to_go_back_to_the_store(docker, plist):
+    graceful = gunicorn_config()["graceful_timeout"]
+    unit = UNIT.read_text()
+    assert int(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1)) > graceful
+    assert plist["ExitTimeOut"] > graceful
+    assert args_of(docker, "STOPSIGNAL") in ([], ["SIGTERM"])
+    assert "-t 40" in DOCKERFILE.read_text() or "--stop-timeout 40" in DOCKERFILE.read_text()
+    assert 40 > graceful
+
+
+# -- macOS launchd ---------------------------------------------------------------------------
+
+
+def test_the_launchd_plist_runs_the_plugin_as_a_kept_alive_daemon(plist):
+    assert plist["Label"] == PLIST.stem
+    assert plist["RunAtLoad"] is True
+    assert plist["KeepAlive"] is True or plist["KeepAlive"] == {"SuccessfulExit": False}
+    assert plist["WorkingDirectory"].startswith("/")
+    for key in ("StandardOutPath", "StandardErrorPath"):
+        assert plist[key].startswith("/Library/Logs/b2-iconik-plugin/")
+    assert plist["StandardOutPath"] != plist["StandardErrorPath"]
+    assert plist.get("UserName") not in (None, "root")
+    state = plist["EnvironmentVariables"]["PLUGIN_STATE_DIR"]
+    assert state.startswith("/") and not state.startswith(plist["WorkingDirectory"] + "/")
+    assert plist.get("Umask") == 0o077
+
+
+def _wrapper_with(plist, env_file: Path, program: str) -> str:
+    """The wrapper script with the env file and gunicorn swapped for test doubles."""
+    script = plist_script(plist)
+    (env_path,) = re.findall(r"done < (\S+)", script)
+    exec_line = next(line for line in script.splitlines() if line.strip().startswith("exec "))
+    return script.replace(env_path, shlex.quote(str(env_file))).replace(exec_line, f"exec {program}")
+
+
+SHELLS = [shell for shell in ("/bin/sh", "bash", "dash") if shutil.which(shell)]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_launchd_wrapper_exports_the_environment_file_literally(plist, tmp_path, shell):
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "# the plugin's settings\n"
+        "\n"
+        "ICONIK_ID=abc-123\n"
+        "BZ_SHARED_SECRET=s3cr$t;with&odd'chars\"and spaces\n"
+        "ICONIK_URL=https://app.iconik.io\n"
+        "FORMAT_NAMES=ORIGINAL,PPRO_PROXY")  # no newline at the end
+    printer = f"{shlex.quote(sys.executable)} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+    script = _wrapper_with(plist, env_file, printer)
+    done = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout)
+    assert exported["ICONIK_ID"] == "abc-123"
+    assert exported["BZ_SHARED_SECRET"] == "s3cr$t;with&odd'chars\"and spaces"
+    assert exported["ICONIK_URL"] == "https://app.iconik.io"
+    assert exported["FORMAT_NAMES"] == "ORIGINAL,PPRO_PROXY"
+
+
+def test_the_launchd_wrapper_stops_when_the_environment_file_is_missing(plist, tmp_path):
+    script = _wrapper_with(plist, tmp_path / "missing", "true")
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
