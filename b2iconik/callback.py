@@ -106,7 +106,7 @@ def parse_action(
 
     try:
         payload = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise Rejected(400, "body must be the JSON object iconik sends with a custom action") from None
     if not isinstance(payload, dict):
         raise Rejected(400, "body must be a JSON object")
@@ -125,8 +125,10 @@ def parse_action(
     if user_id is not None:
         user_id = _uuid(user_id, "user_id")
     token = payload.get("auth_token")
-    if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 4096):
-        raise Rejected(400, "auth_token must be a non-empty string")
+    if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 4096
+                              or token != token.strip() or not (token.isascii() and token.isprintable())):
+        # it becomes the Auth-Token header of the job's calls, so printable ASCII only
+        raise Rejected(400, "auth_token must be a non-empty string of printable ASCII characters")
     if need_token and not token:
         raise Rejected(400, "auth_token is missing from the body")
 

@@ -97,7 +97,10 @@ class JobRunner:
         self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+            try:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except RuntimeError:  # listed by the leader but not started yet: it sees the stop at once
+                pass
         self._threads = []
         if self._leader_fd is not None:
             os.close(self._leader_fd)

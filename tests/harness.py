@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pytest
 import requests
 from werkzeug.serving import make_server
 
@@ -134,3 +136,50 @@ def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+# -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------
+
+def iconik_calls(emu, method: str | None = None, contains: str = "") -> int:
+    """How many requests the emulator answered, optionally of one method and route."""
+    return sum(n for (m, route), n in emu.request_counts.items()
+               if (method is None or m == method) and contains in route)
+
+
+def transfers(emu, storage_id: str | None = None) -> list[dict]:
+    """The bulk copies iconik was asked for: the metadata of its TRANSFER jobs."""
+    return [job["metadata"] for job in emu.jobs.values() if job["type"] == "TRANSFER"
+            and (storage_id is None or job["metadata"]["storage_id"] == storage_id)]
+
+
+def holds(emu, asset_id: str, fmt: str, storage_id: str, data: bytes) -> bool:
+    """True when an ACTIVE file set of that format on that storage holds exactly `data`, CLOSED."""
+    return any(c["file_set"]["status"] == "ACTIVE" and c["files"]
+               and all(f["status"] == "CLOSED" and f["bytes"] == data for f in c["files"])
+               for c in emu.copies(asset_id, fmt, storage_id))
+
+
+def untouched(emu, asset_id: str, file_set_id: str) -> bool:
+    """The file set is still ACTIVE and was never purged: no DELETE reached it."""
+    return (file_set_id not in emu.purged
+            and any(fs["id"] == file_set_id and fs["status"] == "ACTIVE" for fs in emu.file_sets(asset_id)))
+
+
+@pytest.fixture
+def quick_runner(monkeypatch):
+    """Job runners that look for work every 50 ms and plugin servers (serve_plugin) that stop
+    within 50 ms, so each test that starts and stops one takes no whole second."""
+    import plugin
+    from b2iconik.runner import JobRunner
+
+    monkeypatch.setattr(plugin, "JobRunner", functools.partial(JobRunner, idle_poll=0.05))
+    monkeypatch.setattr(sys.modules[__name__], "make_server", _quick_make_server)
+
+
+def _quick_make_server(*args, **kwargs):
+    """werkzeug's server, polling for shutdown every 50 ms rather than 500 ms."""
+    from werkzeug.serving import make_server as werkzeug_make_server
+
+    server = werkzeug_make_server(*args, **kwargs)
+    server.serve_forever = functools.partial(server.serve_forever, poll_interval=0.05)
+    return server
