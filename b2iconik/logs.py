@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 
@@ -20,17 +21,21 @@ job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id"
 class Redactor(logging.Filter):
     def __init__(self):
         super().__init__()
-        self._secrets: set[str] = set()
+        self._secrets: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= 4:
             with self._lock:
-                self._secrets.add(secret)
+                self._secrets[secret] += 1
 
     def discard(self, secret: str | None) -> None:
+        """Forget one registration of `secret`; it stays hidden while others hold it."""
         with self._lock:
-            self._secrets.discard(secret)
+            if self._secrets[secret] > 1:
+                self._secrets[secret] -= 1
+            else:
+                self._secrets.pop(secret, None)
 
     def scrub(self, text: str) -> str:
         with self._lock:

@@ -84,9 +84,9 @@ class JobRunner:
         workers = [threading.Thread(target=self._work, name=f"job-runner-{n}", daemon=True)
                    for n in range(self.settings.job_workers)]
         workers.append(threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True))
-        self._threads.extend(workers)
         for thread in workers:
             thread.start()
+            self._threads.append(thread)
 
     def notify(self) -> None:
         """A job was queued: look for work now rather than at the next poll."""
@@ -97,10 +97,7 @@ class JobRunner:
         self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
-            try:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            except RuntimeError:  # listed by the leader but not started yet: it sees the stop at once
-                pass
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         if self._leader_fd is not None:
             os.close(self._leader_fd)

@@ -73,7 +73,7 @@ def new_owner() -> str:
 
 
 def _owner_is_gone(owner: str | None) -> bool:
-    """True when `owner` was a process on this host that no longer runs."""
+    """True when `owner` was a process on this host that no longer runs (or is a zombie)."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -88,7 +88,11 @@ def _owner_is_gone(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 class JobStore:
@@ -96,26 +100,33 @@ class JobStore:
         self.dir = Path(state_dir)
         self.path = self.dir / "jobs.sqlite3"
         self.clock = clock
-        self._local = threading.local()
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             os.chmod(self.path, 0o600)
-            self._connection().executescript(SCHEMA)
+            with self._lock:
+                self._connection().executescript(SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open the job store in {self.dir}: {error}") from None
 
     def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        """The process's one connection; callers hold `_lock`.
+
+        Not one per thread: a thread-per-request server (werkzeug, `flask run`) would
+        leave a connection behind per request, and SQLite keeps each one's file
+        descriptors open while any other connection to the file is open.
+        """
+        if self._db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
+            self._db = db
+        return self._db
 
     def _transaction(self):
         store = self
@@ -127,14 +138,18 @@ class JobStore:
                 return self.db
 
             def __exit__(self, kind, error, tb):
-                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+                try:
+                    self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+                finally:
+                    if self.db.in_transaction:  # the shared connection must not stay in it
+                        self.db.execute("ROLLBACK")
                 return False
 
         return _Tx()
 
     def _run(self, work):
         try:
-            with self._transaction() as db:
+            with self._lock, self._transaction() as db:
                 return work(db)
         except sqlite3.Error as error:
             raise StoreError(f"job store failed: {error}") from None
@@ -228,7 +243,8 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         try:
-            row = self._connection().execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            with self._lock:
+                row = self._connection().execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         except sqlite3.Error as error:
             raise StoreError(f"job store failed: {error}") from None
         if row is None:
@@ -238,11 +254,12 @@ class JobStore:
                    updated_at=row["updated_at"], finished_at=row["finished_at"])
 
     def counts(self) -> dict[str, int]:
-        rows = self._connection().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        with self._lock:
+            rows = self._connection().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {row["status"]: row["n"] for row in rows}
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

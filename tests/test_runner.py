@@ -45,3 +45,32 @@ def test_a_lucidlink_copy_still_being_written_is_never_removed(emulator, tmp_pat
     assert "OPEN" in view["outcomes"][0]["reason"]
     assert list(emulator.storage_files(ll).values()) == [b"r" * 500]
     assert not [k for k in emulator.request_counts if k[0] == "DELETE"]
+
+
+def test_a_token_shared_by_two_live_jobs_stays_redacted_until_both_end():
+    from b2iconik.logs import Redactor
+
+    redactor = Redactor()
+    redactor.add("shared-token-1234")
+    redactor.add("shared-token-1234")
+    redactor.discard("shared-token-1234")
+    assert redactor.scrub("x shared-token-1234 y") == "x [redacted] y"
+    redactor.discard("shared-token-1234")
+    assert redactor.scrub("x shared-token-1234 y") == "x shared-token-1234 y"
+
+
+def test_a_zombie_holder_counts_as_gone(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from b2iconik.store import _owner_is_gone
+
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)
+    assert _owner_is_gone(f"{socket.gethostname()}:{child.pid}:abc")
+    child.wait()
+    assert _owner_is_gone(f"{socket.gethostname()}:{child.pid}:abc")
+    assert not _owner_is_gone(f"{socket.gethostname()}:{os.getppid()}:abc")
