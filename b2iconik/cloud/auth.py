@@ -1,0 +1,98 @@
+"""Proof that a call to the continuation path comes from the plugin's own queue.
+
+Two proofs are accepted, either one suffices:
+
+- an OIDC token (`Authorization: Bearer ...`) that Cloud Tasks mints for the
+  queue's service account: signed by Google, audience FUNCTION_URL, e-mail
+  TASKS_SERVICE_ACCOUNT (verified);
+- a task signature (`x-bz-task-signature: v1=<hex>`): HMAC-SHA256 of the task
+  body under the shared secret, which only the plugin knows.
+
+Cloud Tasks carries both; the in-process queue of local runs signs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "x-bz-task-signature"
+_DOMAIN = b"b2-iconik-plugin task v1\n"
+"""Prefixed to the body before signing, so the MAC can mean nothing else."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode("utf-8"), _DOMAIN + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def signature_matches(secret: str, body: bytes, given: str | None) -> bool:
+    if not given:
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), given.strip().encode("utf-8", "replace"))
+
+
+class _CachingRequest:
+    """A google-auth transport that keeps Google's public certificates for a while.
+
+    `id_token.verify_oauth2_token` downloads the certificates on every call;
+    they change about daily, so one download an hour per instance is plenty.
+    """
+
+    def __init__(self, ttl: float = 3600.0):
+        from google.auth.transport.requests import Request
+
+        self._inner = Request()
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        if method != "GET" or body is not None:
+            return self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(url)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        response = self._inner(url, method=method, headers=headers, timeout=timeout or 10, **kwargs)
+        if response.status == 200:
+            with self._lock:
+                self._cache[url] = (now, response)
+        return response
+
+
+class OidcVerifier:
+    """Checks the Bearer token Cloud Tasks sends for the queue's service account."""
+
+    def __init__(self, audience: str, service_account: str):
+        self.audience = audience
+        self.service_account = service_account.lower()
+        self._request = None
+
+    def verify(self, authorization: str | None) -> tuple[bool, str]:
+        """(accepted, why not) for an Authorization header value."""
+        if not authorization:
+            return False, "no Authorization header"
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False, "Authorization is not a Bearer token"
+        from google.oauth2 import id_token
+
+        if self._request is None:
+            self._request = _CachingRequest()
+        try:
+            claims = id_token.verify_oauth2_token(token.strip(), self._request, audience=self.audience)
+        except Exception as error:  # ValueError, GoogleAuthError, transport errors
+            return False, f"token not valid: {type(error).__name__}: {str(error)[:200]}"
+        email = str(claims.get("email") or "").lower()
+        if email != self.service_account:
+            return False, f"token is for {email or 'no e-mail'}, not the queue's service account"
+        if claims.get("email_verified") is not True:
+            return False, "token's e-mail is not verified"
+        return True, ""

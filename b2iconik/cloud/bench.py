@@ -1,0 +1,97 @@
+"""How fast `iconik_handler` answers a click, measured in-process with no queue behind it.
+
+    python -m b2iconik.cloud.bench [--assets 1000] [--repeats 200]
+
+or from a benchmark script:
+
+    from b2iconik.cloud.bench import click_answer_times
+    stats = click_answer_times(assets=1000, repeats=200)   # milliseconds
+
+The function is loaded from main.py with TASKS_MODE=null (tasks are taken and
+dropped: no Google account, no iconik, no work) and the shared secret from the
+environment, then called through a Flask request context, as functions-framework
+calls it. What is measured is the click's whole path: secret check, parsing and
+validation of the body, the job's state and task payload, and the enqueue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import flask
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "bench-shared-secret-0123456789"
+
+
+def load_function(env: dict | None = None):
+    """A fresh copy of main.py's module, loaded with `env` over the environment."""
+    wanted = {"ICONIK_ID": "bench-app-id", "BZ_SHARED_SECRET": SECRET, "TASKS_MODE": "null",
+              "ICONIK_URL": "http://127.0.0.1:9", "LOG_LEVEL": "WARNING", **(env or {})}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        spec = importlib.util.spec_from_file_location("b2iconik_bench_main", ROOT / "main.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return module
+
+
+def click_body(assets: int) -> bytes:
+    return json.dumps({
+        "user_id": str(uuid.uuid4()), "system_domain_id": str(uuid.uuid4()), "context": "BULK",
+        "action_id": str(uuid.uuid4()), "asset_ids": [str(uuid.uuid4()) for _ in range(assets)],
+        "collection_ids": [], "saved_search_ids": [], "metadata_view_id": None, "metadata_values": None,
+        "date_created": "2024-01-01T00:00:00", "auth_token": "bench-token-" + "x" * 40,
+    }).encode()
+
+
+def click_answer_times(assets: int = 1000, repeats: int = 200, action: str = "add", module=None) -> dict:
+    """Call iconik_handler `repeats` times with a selection of `assets`; answer times in ms."""
+    module = module or load_function()
+    body = click_body(assets)
+    query = f"b2_storage_id={uuid.uuid4()}&ll_storage_id={uuid.uuid4()}"
+    app = flask.Flask("bench")
+    times = []
+    for _ in range(repeats):
+        with app.test_request_context(f"/{action}?{query}", method="POST", data=body,
+                                      headers={"x-bz-secret": SECRET, "Content-Type": "application/json"}):
+            started = time.perf_counter()
+            response = module.iconik_handler(flask.request)
+            times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 202:
+            raise AssertionError(f"iconik_handler answered {response.status_code}: {response.get_data()[:300]}")
+    times.sort()
+    return {
+        "assets": assets, "repeats": repeats, "body_bytes": len(body),
+        "min_ms": round(times[0], 3), "median_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 3),
+        "max_ms": round(times[-1], 3), "tasks_queued": module.get_handler().queue.count,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m b2iconik.cloud.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--assets", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--action", choices=("add", "remove"), default="add")
+    args = parser.parse_args(argv)
+    print(json.dumps(click_answer_times(args.assets, args.repeats, args.action), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,788 @@
+"""The Cloud Function variant (main.iconik_handler) end to end.
+
+The function runs in functions-framework's real app (`create_app(target, source)`,
+served over HTTP by werkzeug in a thread, or the `functions-framework` command
+in a subprocess) against the iconik emulator. Google's services are replaced at
+their client classes: a fake Secret Manager client, and a fake Cloud Tasks
+client whose queue delivers each task to the function over HTTP, when due,
+with duplicates, lost deliveries and retries on demand. OIDC verification is
+replaced by a fake that accepts fake tokens minted by that queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import functions_framework
+import pytest
+import requests
+from google.api_core import exceptions as api_errors
+from google.cloud import secretmanager, tasks_v2
+from google.oauth2 import id_token
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from b2iconik.cloud import payload as payloads
+from b2iconik.cloud.auth import SIGNATURE_HEADER, sign
+from b2iconik.cloud.secrets import crc32c
+from harness import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "cloud-shared-secret-0123456789"
+PROJECT = "test-project"
+QUEUE = f"projects/{PROJECT}/locations/us-central1/queues/b2-iconik-jobs"
+SERVICE_ACCOUNT = f"b2-iconik-tasks@{PROJECT}.iam.gserviceaccount.com"
+FUNCTIONS_FRAMEWORK = str(Path(sys.executable).parent / "functions-framework")
+
+
+def crc32c_bitwise(data: bytes) -> int:
+    """An independent, bit-at-a-time CRC-32C, to check the function's."""
+    value = 0xFFFFFFFF
+    for byte in data:
+        value ^= byte
+        for _ in range(8):
+            value = (value >> 1) ^ (0x82F63B78 * (value & 1))
+    return value ^ 0xFFFFFFFF
+
+
+# -- fakes at Google's client boundary ---------------------------------------------
+
+class FakeSecretManager:
+    """Stands in for secretmanager.SecretManagerServiceClient; `crc` None: the right checksum."""
+
+    def __init__(self, value: bytes, crc: int | None = None):
+        self.value = value
+        self.crc = crc
+        self.names: list[str] = []
+        fake = self
+
+        class Client:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def access_secret_version(self, request=None, *, name=None, **kwargs):
+                name = name or request["name"]
+                fake.names.append(name)
+                crc = crc32c_bitwise(fake.value) if fake.crc is None else fake.crc
+                return secretmanager.AccessSecretVersionResponse(
+                    name=name.replace("/latest", "/3"),
+                    payload=secretmanager.SecretPayload(data=fake.value, data_crc32c=crc))
+
+        self.client_class = Client
+
+
+def fake_oidc_token(email: str, audience: str) -> str:
+    return f"fake-oidc|{email}|{audience}"
+
+
+def fake_verify_oauth2_token(token, request, audience=None, clock_skew_in_seconds=0):
+    parts = token.split("|") if isinstance(token, str) else []
+    if len(parts) != 3 or parts[0] != "fake-oidc":
+        raise ValueError("Wrong number of segments in token")
+    if audience is not None and parts[2] != audience:
+        raise ValueError(f"Token has wrong audience {parts[2]}, expected {audience}")
+    return {"iss": "https://accounts.google.com", "aud": parts[2], "email": parts[1], "email_verified": True}
+
+
+class FakeCloudTasks:
+    """A queue behind a fake tasks_v2.CloudTasksClient, delivering over real HTTP.
+
+    Knobs, by task id (`<job id>-<step>`) or step number:
+      fail_create[step] = n   the next n creations of that step fail (ServiceUnavailable)
+      lose_first   {steps}    the first delivery of that step is lost (counts as failed)
+      duplicate    {steps}    after a successful delivery, that step is delivered again,
+                              to `duplicate_url` if set (another instance)
+      strip_signature         deliveries carry only the OIDC token
+    """
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.tasks: dict[str, tasks_v2.Task] = {}
+        self.log: list[dict] = []
+        self.fail_create: dict[int, int] = {}
+        self.lose_first: set[int] = set()
+        self.duplicate: set[int] = set()
+        self.duplicate_url: str | None = None
+        self.strip_signature = False
+        self.rejected_creates = 0
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._busy = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="fake-cloud-tasks")
+        self._thread.start()
+        fake = self
+
+        class Client:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def create_task(self, request=None, *, parent=None, task=None, retry=None, timeout=None, metadata=()):
+                if request is None:
+                    request = tasks_v2.CreateTaskRequest(parent=parent, task=task)
+                return fake.create(request)
+
+        self.client_class = Client
+
+    @staticmethod
+    def step_of(task_id: str) -> int:
+        return int(task_id.rsplit("-", 1)[1])
+
+    def create(self, request: tasks_v2.CreateTaskRequest) -> tasks_v2.Task:
+        task = request.task
+        assert task.name.startswith(request.parent + "/tasks/"), task.name
+        task_id = task.name.rsplit("/", 1)[1]
+        with self.cond:
+            step = self.step_of(task_id)
+            if self.fail_create.get(step):
+                self.fail_create[step] -= 1
+                self.rejected_creates += 1
+                raise api_errors.ServiceUnavailable("fake Cloud Tasks outage")
+            if task.name in self.tasks:
+                raise api_errors.AlreadyExists(f"task {task.name} exists")
+            self.tasks[task.name] = task
+            due = task.schedule_time.timestamp() if task.schedule_time else 0.0
+            self._push(due, task, 0, None)
+        return task
+
+    def _push(self, due, task, attempt, url, duplicate=False):
+        heapq.heappush(self._heap, (due, next(self._seq), task, attempt, url, duplicate))
+        self.cond.notify_all()
+
+    def _loop(self):
+        while True:
+            with self.cond:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.time()):
+                    self.cond.wait(0.02)
+                if self._stopped:
+                    return
+                due, _, task, attempt, url, duplicate = heapq.heappop(self._heap)
+                self._busy = True
+            try:
+                self._deliver(task, attempt, url, duplicate)
+            finally:
+                with self.cond:
+                    self._busy = False
+                    self.cond.notify_all()
+
+    def _deliver(self, task, attempt, url, duplicate):
+        http = task.http_request
+        task_id = task.name.rsplit("/", 1)[1]
+        step = self.step_of(task_id)
+        headers = dict(http.headers)
+        headers.update({"X-CloudTasks-TaskRetryCount": str(attempt), "X-CloudTasks-TaskName": task_id,
+                        "X-CloudTasks-QueueName": QUEUE.rsplit("/", 1)[1]})
+        if "oidc_token" in http:
+            headers["Authorization"] = "Bearer " + fake_oidc_token(http.oidc_token.service_account_email,
+                                                                    http.oidc_token.audience)
+        if self.strip_signature:
+            headers.pop(SIGNATURE_HEADER, None)
+        record = {"task": task_id, "step": step, "attempt": attempt, "duplicate": duplicate,
+                  "status": None, "answer": None, "url": url or http.url}
+        if attempt == 0 and step in self.lose_first and not duplicate:
+            self.lose_first.discard(step)
+            record["status"] = "lost"
+        else:
+            try:
+                answer = requests.post(record["url"], data=bytes(http.body), headers=headers, timeout=60)
+                record["status"] = answer.status_code
+                record["answer"] = answer.json() if answer.content else None
+            except requests.RequestException as error:
+                record["status"] = f"error: {type(error).__name__}"
+        with self.cond:
+            self.log.append(record)
+            ok = isinstance(record["status"], int) and 200 <= record["status"] < 300
+            if ok and step in self.duplicate and not duplicate:
+                self.duplicate.discard(step)
+                self._push(0.0, task, 0, self.duplicate_url, duplicate=True)
+            elif not ok and attempt < 30:
+                self._push(time.time() + 0.05, task, attempt + 1, url, duplicate)
+
+    def wait_done(self, job_id: str, timeout: float = 60.0) -> dict:
+        """The answer of the delivery that finished `job_id`."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for record in self.log:
+                    answer = record["answer"] or {}
+                    if answer.get("job_id") == job_id and answer.get("done"):
+                        return answer
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"job {job_id} did not finish: {self.log[-5:]}")
+                self.cond.wait(min(left, 0.1))
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: not self._heap and not self._busy, timeout), self._heap
+
+    def records(self, job_id: str) -> list[dict]:
+        with self.cond:
+            return [r for r in self.log if r["task"].startswith(job_id)]
+
+    def stop(self):
+        with self.cond:
+            self._stopped = True
+            self.cond.notify_all()
+        self._thread.join(5)
+
+
+# -- running the function ------------------------------------------------------------
+
+class _Quiet(WSGIRequestHandler):
+    def log(self, *args):
+        pass
+
+
+@contextmanager
+def serve(port: int):
+    """functions-framework's app for main.iconik_handler, over HTTP on `port`."""
+    app = functions_framework.create_app("iconik_handler", str(ROOT / "main.py"))
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Cloud:
+    def __init__(self, emu, queue: FakeCloudTasks, secrets: FakeSecretManager, url: str):
+        self.emu, self.queue, self.secrets, self.url = emu, queue, secrets, url
+
+    def click(self, action, b2, ll, *, secret=SECRET, formats="ORIGINAL", url=None, **selection):
+        query = f"b2_storage_id={b2}&ll_storage_id={ll}" + (f"&formats={formats}" if formats else "")
+        return self.emu.post_custom_action(f"{url or self.url}/{action}?{query}",
+                                           headers={"x-bz-secret": secret}, **selection)
+
+    def run(self, action, b2, ll, **selection) -> dict:
+        answer = self.click(action, b2, ll, **selection)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job_id"]
+        done = self.queue.wait_done(job_id)
+        done["records"] = self.queue.records(job_id)
+        return done
+
+
+@pytest.fixture
+def cloud_env(emulator, monkeypatch):
+    """Environment, fakes and patches for the function in Cloud Tasks mode (nothing started)."""
+    queue = FakeCloudTasks()
+    secrets = FakeSecretManager(SECRET.encode() + b"\n")
+    port = free_port()
+    for name in ("BZ_SHARED_SECRET", "ICONIK_TOKEN", "TASKS_MODE", "GCP_PROJECT", "TASKS_SERVICE_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "ICONIK_ID": emulator.app_id, "ICONIK_URL": emulator.url, "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "TASKS_QUEUE": QUEUE, "FUNCTION_URL": f"http://127.0.0.1:{port}",
+        "PLUGIN_POLL_INTERVAL": "0.05", "PLUGIN_MAX_POLL_INTERVAL": "0.2", "ICONIK_MAX_RPS": "1000",
+        "PLUGIN_OUTAGE_TIMEOUT": "30", "LOG_FORMAT": "text",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", secrets.client_class)
+    monkeypatch.setattr(tasks_v2, "CloudTasksClient", queue.client_class)
+    monkeypatch.setattr(id_token, "verify_oauth2_token", fake_verify_oauth2_token)
+    yield {"queue": queue, "secrets": secrets, "port": port, "emu": emulator}
+    queue.stop()
+
+
+@pytest.fixture
+def cloud(cloud_env):
+    with serve(cloud_env["port"]) as url:
+        yield Cloud(cloud_env["emu"], cloud_env["queue"], cloud_env["secrets"], url)
+
+
+def world(emu, **assets):
+    """B2 and LucidLink storages, and assets named by keyword with their ORIGINAL bytes on B2."""
+    b2 = emu.add_storage("B2")
+    ll = emu.add_storage("LucidLink", method="FILE")
+    ids = {}
+    for title, data in assets.items():
+        ids[title] = emu.add_asset(title)
+        emu.add_file(ids[title], "ORIGINAL", b2, f"{title}.mov", data)
+    return b2, ll, ids
+
+
+def iconik_calls(emu) -> int:
+    return sum(emu.request_counts.values())
+
+
+# -- the whole flow ------------------------------------------------------------------
+
+def test_add_then_remove_through_cloud_tasks(cloud):
+    emu = cloud.emu
+    b2, ll, ids = world(emu, one=b"first clip " * 50, two=b"second clip " * 70, slow=b"slow clip " * 30)
+    emu.fault_asset(ids["slow"], "copy_slow", 0.6)
+
+    done = cloud.run("add", b2, ll, asset_ids=list(ids.values()))
+
+    assert done["result"] == "succeeded", done
+    assert done["counts"]["results"] == {"copied": 3}
+    on_ll = emu.storage_files(ll)
+    assert sorted(on_ll.values()) == sorted(emu.storage_files(b2).values())
+    steps = [r["step"] for r in done["records"]]
+    assert len(set(steps)) >= 3, "the copy wait should have taken several continuation steps"
+    assert all(r["task"] == f"{done['job_id']}-{r['step']}" for r in done["records"])
+    entry = emu.jobs[done["iconik_job_id"]]
+    assert (entry["type"], entry["status"]) == ("CUSTOM", "FINISHED")
+
+    done = cloud.run("remove", b2, ll, asset_ids=list(ids.values()))
+
+    assert done["result"] == "succeeded", done
+    assert done["counts"]["results"] == {"removed": 3}
+    assert emu.storage_files(ll) == {}
+    assert len(emu.storage_files(b2)) == 3
+    assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED"
+
+
+def test_tasks_carry_signature_oidc_schedule_and_names(cloud_env, monkeypatch):
+    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"x" * 1000)
+        emu.fault_asset(ids["clip"], "copy_slow", 0.5)
+        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
+    assert done["result"] == "succeeded"
+    created = [t for name, t in queue.tasks.items() if done["job_id"] in name]
+    assert len(created) == len(done["records"]) >= 3
+    for task in created:
+        http = task.http_request
+        assert http.url == f"http://127.0.0.1:{cloud_env['port']}/continue"
+        assert http.http_method == tasks_v2.HttpMethod.POST
+        assert http.headers[SIGNATURE_HEADER] == sign(SECRET, bytes(http.body))
+        assert http.oidc_token.service_account_email == SERVICE_ACCOUNT
+        assert http.oidc_token.audience == f"http://127.0.0.1:{cloud_env['port']}"
+        assert 15 <= task.dispatch_deadline.total_seconds() <= 1800
+        body = payloads.decode(bytes(http.body))
+        assert task.name == f"{QUEUE}/tasks/{body.job_id}-{body.step}"
+        assert body.auth_token, "without ICONIK_TOKEN the click's token rides in the task"
+    assert any(task.schedule_time for task in created), "waits should be scheduled, not busy"
+
+
+def test_duplicates_lost_deliveries_and_failed_enqueues_do_not_fork_or_stall(cloud_env, monkeypatch):
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    with serve(cloud_env["port"]) as url, serve(free_port()) as other:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, a=b"a" * 3000, b=b"b" * 2000)
+        emu.fault_asset(ids["a"], "copy_slow", 1.0)
+        queue.duplicate = {0, 1, 2}          # delivered again after success...
+        queue.duplicate_url = other + "/continue"   # ...to another instance
+        queue.lose_first = {3}               # first delivery of step 3 never arrives
+        queue.fail_create = {4: 2}           # queuing step 4 fails twice: step 3 is redelivered
+
+        done = cloud.run("add", b2, ll, asset_ids=list(ids.values()))
+        queue.wait_idle()
+
+    assert done["result"] == "succeeded", done
+    assert sorted(emu.storage_files(ll).values()) == sorted(emu.storage_files(b2).values())
+    records = queue.records(done["job_id"])
+    dupes = [r for r in records if r["duplicate"]]
+    assert len(dupes) == 3 and all(r["status"] == 200 and r["answer"]["duplicate"] for r in dupes), dupes
+    assert any(r["status"] == "lost" and r["step"] == 3 for r in records)
+    failed = [r for r in records if r["step"] == 3 and r["status"] == 503]
+    assert len(failed) == 2 and queue.rejected_creates == 2
+    # One chain: each step created once, and exactly one delivery finished the job.
+    steps = sorted(int(name.rsplit("-", 1)[1]) for name in queue.tasks if done["job_id"] in name)
+    assert steps == list(range(len(steps)))
+    assert sum(1 for r in records if (r["answer"] or {}).get("done")) == 1
+    # The duplicate of step 0 made its own iconik entry, then closed it; one entry finished the job.
+    custom = [job for job in emu.jobs.values() if job["type"] == "CUSTOM"]
+    assert sorted(job["status"] for job in custom) in (["FINISHED"], ["FINISHED", "SKIPPED"])
+    assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED"
+
+
+def test_a_late_duplicate_after_the_end_does_nothing(cloud_env):
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    b2, ll, ids = world(emu, clip=b"y" * 500)
+    emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"y" * 500)
+    with serve(cloud_env["port"]) as url, serve(free_port()) as other:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        first = cloud.run("remove", b2, ll, asset_ids=[ids["clip"]])
+        assert first["result"] == "succeeded" and emu.storage_files(ll) == {}
+        entry = emu.jobs[first["iconik_job_id"]]
+        for record in first["records"]:
+            task = queue.tasks[f"{QUEUE}/tasks/{record['task']}"]
+            # Delivered again, late, to an instance that never saw the job.
+            again = requests.post(f"{other}/continue", data=bytes(task.http_request.body),
+                                  headers=dict(task.http_request.headers), timeout=30)
+            assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+    assert emu.jobs[first["iconik_job_id"]] == entry
+    # Steps after the first see the job's entry has ended and do nothing; a repeat of the
+    # first step (which makes the entry) leaves one extra entry, closed as SKIPPED.
+    others = [job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["id"] != entry["id"]]
+    assert [job["status"] for job in others] == ["SKIPPED"]
+    assert len(emu.storage_files(b2)) == 1
+
+
+def test_long_phases_are_split_by_the_slice_deadline(cloud_env, monkeypatch):
+    monkeypatch.setenv("PLUGIN_SLICE_SECONDS", "1")
+    monkeypatch.setenv("PLUGIN_ASSET_CONCURRENCY", "1")
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    b2, ll, ids = world(emu, **{f"clip{n}": bytes([n]) * 100 for n in range(10)})
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        emu.faults.latency = 0.06
+        done = cloud.run("add", b2, ll, asset_ids=list(ids.values()))
+    assert done["result"] == "succeeded"
+    assert done["counts"]["results"] == {"copied": 10}
+    check_steps = [r for r in done["records"] if (r["answer"] or {}).get("phase") == "check"]
+    assert check_steps and all(r["answer"]["delay"] == 0 for r in check_steps)
+
+
+def test_an_iconik_app_token_keeps_the_clicks_token_out_of_tasks(cloud_env, monkeypatch):
+    app_token = cloud_env["emu"].new_token()
+    monkeypatch.setenv("ICONIK_TOKEN", app_token)
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"z" * 100)
+        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
+    assert done["result"] == "succeeded"
+    for task in queue.tasks.values():
+        assert payloads.decode(bytes(task.http_request.body)).auth_token is None
+        assert b"auth_token" not in bytes(task.http_request.body)
+
+
+# -- safe delete ---------------------------------------------------------------------
+
+def test_unsafe_removes_delete_nothing(cloud):
+    emu = cloud.emu
+    b2 = emu.add_storage("B2")
+    ll = emu.add_storage("LucidLink", method="FILE")
+    data = {name: name.encode() * 200 for name in ("corrupt", "fails", "garbled", "fine")}
+    ids = {name: emu.add_asset(name) for name in data}
+    for name, asset in ids.items():
+        emu.add_file(asset, "ORIGINAL", ll, f"{name}.mov", data[name])
+    # A B2 copy whose checksum does not match; no B2 copy and the copy fails;
+    # no B2 copy and the copy arrives corrupted; a sound B2 copy.
+    emu.add_file(ids["corrupt"], "ORIGINAL", b2, "corrupt.mov", data["corrupt"], checksum="0" * 32)
+    emu.fault_asset(ids["fails"], "copy_fails")
+    emu.fault_asset(ids["garbled"], "copy_corrupt_checksum")
+    emu.add_file(ids["fine"], "ORIGINAL", b2, "fine.mov", data["fine"])
+    before = emu.storage_files(ll)
+
+    done = cloud.run("remove", b2, ll, asset_ids=list(ids.values()))
+
+    assert done["result"] == "failed"
+    assert done["counts"]["results"] == {"kept": 3, "removed": 1}
+    kept = {path: content for path, content in before.items() if not path.startswith(ids["fine"])}
+    assert emu.storage_files(ll) == kept and len(kept) == 3
+    assert "checksum" in done["message"] and "FAILED" in done["message"]
+    assert emu.jobs[done["iconik_job_id"]]["status"] == "FAILED"
+
+
+# -- refusals --------------------------------------------------------------------------
+
+def test_bad_input_and_bad_secret_are_refused_before_iconik(cloud):
+    emu = cloud.emu
+    b2, ll, ids = world(emu, clip=b"q" * 10)
+    emu.reset_counts()
+    query = f"b2_storage_id={b2}&ll_storage_id={ll}"
+    good = {"context": "BULK", "asset_ids": [ids["clip"]], "auth_token": "t" * 20}
+
+    def post(path, body=good, headers=None, method="POST"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return requests.request(method, cloud.url + path, data=data, timeout=10,
+                                headers={"x-bz-secret": SECRET, **(headers or {})})
+
+    cases = [
+        (cloud.click("add", b2, ll, secret="wrong", asset_ids=[ids["clip"]]), 401, "wrong x-bz-secret"),
+        (requests.post(f"{cloud.url}/add?{query}", json=good, timeout=10), 401, "missing x-bz-secret"),
+        (post(f"/add?ll_storage_id={ll}"), 400, "b2_storage_id"),
+        (post(f"/add?b2_storage_id={b2}&ll_storage_id={b2}"), 400, "same storage"),
+        (post(f"/add?{query}&formats=ORIGINAL,,X"), 400, "formats"),
+        (post(f"/remove?{query}", b"{not json"), 400, "JSON"),
+        (post(f"/remove?{query}", {**good, "context": "SAVED_SEARCH"}), 400, "not supported"),
+        (post(f"/remove?{query}", {**good, "asset_ids": ["nope"]}), 400, "UUID"),
+        (post(f"/add?{query}", {**good, "auth_token": None}), 400, "auth_token"),
+        (post(f"/add?{query}", b"x" * (2 * 1024 * 1024 + 1)), 413, "too large"),
+        (post(f"/add?{query}", method="GET"), 405, "not allowed"),
+        (post("/delete"), 404, "no such path"),
+    ]
+    for answer, status, words in cases:
+        assert answer.status_code == status, (answer.status_code, answer.text)
+        assert answer.json() == {"error": answer.json()["error"], "status": status}
+        assert words in answer.json()["error"], answer.json()
+    assert cases[-2][0].headers["Allow"] == "POST, OPTIONS"
+    assert iconik_calls(emu) == 0
+    assert cloud.queue.tasks == {}
+    assert requests.get(cloud.url + "/", timeout=5).json()["jobs"] == f"Cloud Tasks queue {QUEUE}"
+    # Deployed, the function is also reached under /iconik_handler/...
+    assert requests.get(cloud.url + "/iconik_handler/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_secret_comes_from_secret_manager_checked_and_cached(cloud):
+    emu, secrets = cloud.emu, cloud.secrets
+    b2, ll, ids = world(emu, clip=b"s" * 10)
+    for _ in range(3):
+        assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 202
+    cloud.queue.wait_idle()
+    assert secrets.names == [f"projects/{PROJECT}/secrets/bz-shared-secret/versions/latest"]
+
+
+def test_a_secret_with_a_wrong_crc32c_is_refused(cloud_env):
+    queue, emu, secrets = cloud_env["queue"], cloud_env["emu"], cloud_env["secrets"]
+    secrets.crc = crc32c_bitwise(secrets.value) ^ 0x1
+    b2, ll, ids = world(emu, clip=b"c" * 10)
+    emu.reset_counts()
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, secrets, url)
+        answer = cloud.click("add", b2, ll, asset_ids=[ids["clip"]])
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"error": answer.json()["error"], "status": 503}
+        forged = payloads.encode(str(uuid.uuid4()), 1, {"action": "add", "phase": "resolve"}, None)
+        refused = requests.post(f"{url}/continue", data=forged,
+                                headers={SIGNATURE_HEADER: sign(SECRET, forged)}, timeout=10)
+        assert refused.status_code == 503
+        assert queue.tasks == {} and iconik_calls(emu) == 0
+
+        secrets.crc = None      # the damage was in transit: the next read is sound
+        assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 202
+    assert len(secrets.names) == 3
+
+
+def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
+    monkeypatch.setenv("BZ_SHARED_SECRET", "local-override-secret")
+    emu = cloud_env["emu"]
+    b2, ll, ids = world(emu, clip=b"o" * 10)
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, cloud_env["queue"], cloud_env["secrets"], url)
+        assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 401
+        assert cloud.click("add", b2, ll, secret="local-override-secret",
+                           asset_ids=[ids["clip"]]).status_code == 202
+    assert cloud_env["secrets"].names == []
+
+
+def test_continuation_needs_proof_from_the_queue(cloud_env, monkeypatch):
+    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    b2, ll, ids = world(emu, clip=b"p" * 10)
+    state = {"action": "add", "b2_storage_id": b2, "ll_storage_id": ll, "formats": ["ORIGINAL"],
+             "context": "BULK", "selection": {"asset_ids": [ids["clip"]], "collection_ids": []},
+             "phase": "resolve", "assets": [], "outcomes": {}, "to_copy": {}, "copies": [],
+             "processed": [], "warnings": [], "error": None}
+    body = payloads.encode(str(uuid.uuid4()), 0, state, emu.new_token())
+    audience = f"http://127.0.0.1:{cloud_env['port']}"
+    emu.reset_counts()
+    with serve(cloud_env["port"]) as url:
+        def call(headers, data=body):
+            return requests.post(f"{url}/continue", data=data, headers=headers, timeout=30)
+
+        refusals = [
+            (call({}), 401),
+            (call({"Authorization": "Bearer not-a-token"}), 403),
+            (call({"Authorization": "Bearer " + fake_oidc_token("someone@else.iam.gserviceaccount.com", audience)}), 403),
+            (call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, "https://other.example")}), 403),
+            (call({SIGNATURE_HEADER: sign("not-the-secret", body)}), 403),
+            (call({SIGNATURE_HEADER: sign(SECRET, body + b" ")}), 403),
+            (call({SIGNATURE_HEADER: sign(SECRET, body)}, data=body.replace(b'"step":0', b'"step":5')), 403),
+            (requests.get(f"{url}/continue", timeout=5), 405),
+        ]
+        for answer, status in refusals:
+            assert answer.status_code == status, answer.text
+            assert answer.json()["status"] == status
+        assert iconik_calls(emu) == 0 and queue.tasks == {}
+
+        by_oidc = call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, audience)})
+        assert by_oidc.status_code == 200, by_oidc.text
+        by_signature = call({SIGNATURE_HEADER: sign(SECRET, body)})
+        assert by_signature.status_code == 200 and by_signature.json()["duplicate"] is True
+        queue.wait_done(by_oidc.json()["job_id"])
+
+
+def test_oidc_token_alone_carries_a_job(cloud_env, monkeypatch):
+    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    queue.strip_signature = True
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"k" * 100)
+        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
+    assert done["result"] == "succeeded" and len(emu.storage_files(ll)) == 1
+
+
+def test_a_step_that_keeps_failing_ends_the_job_as_failed(cloud_env, monkeypatch):
+    monkeypatch.setenv("PLUGIN_TASK_ATTEMPTS", "3")
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    queue.fail_create = {1: 1000}
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"f" * 100)
+        emu.fault_asset(ids["clip"], "copy_slow", 1.0)
+        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
+    assert done["result"] == "failed"
+    assert "gave up after 3 failed deliveries" in done["message"]
+    statuses = sorted(job["status"] for job in emu.jobs.values() if job["type"] == "CUSTOM")
+    assert statuses == ["FAILED", "SKIPPED", "SKIPPED", "SKIPPED"], statuses
+
+
+# -- local mode, as a person runs it ---------------------------------------------------
+
+@contextmanager
+def functions_framework_process(env: dict, log_path: Path):
+    port = free_port()
+    full = {**{k: v for k, v in os.environ.items()
+               if k not in ("TASKS_QUEUE", "TASKS_MODE", "ICONIK_TOKEN", "FUNCTION_URL")},
+            **env, "PYTHONPATH": str(ROOT)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([FUNCTIONS_FRAMEWORK, "--target", "iconik_handler", "--source", "main.py",
+                                    "--host", "127.0.0.1", "--port", str(port)],
+                                   cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError("functions-framework exited: " + log_path.read_text()[-3000:])
+            try:
+                if requests.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "functions-framework did not answer in 30 s"
+            time.sleep(0.1)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_for_entry(emu, count: int, timeout: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = sorted((j for j in emu.jobs.values() if j["type"] == "CUSTOM"), key=lambda j: j["date_created"])
+        if len(entries) >= count and all(j["status"] in ("FINISHED", "FAILED") for j in entries):
+            return entries
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.1)
+
+
+def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
+    emu = emulator
+    b2, ll, ids = world(emu, one=b"local one " * 40, two=b"local two " * 90)
+    emu.fault_asset(ids["two"], "copy_slow", 0.5)
+    env = {"ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
+           "PLUGIN_POLL_INTERVAL": "0.1", "PLUGIN_MAX_POLL_INTERVAL": "0.3", "LOG_FORMAT": "text"}
+    log_path = tmp_path / "function.log"
+    with functions_framework_process(env, log_path) as url:
+        assert requests.get(url + "/", timeout=5).json()["jobs"] == "in-process queue (local mode)"
+        query = f"b2_storage_id={b2}&ll_storage_id={ll}&formats=ORIGINAL"
+        added = emu.post_custom_action(f"{url}/add?{query}", asset_ids=list(ids.values()),
+                                       headers={"x-bz-secret": SECRET})
+        assert added.status_code == 202, added.text
+        [entry] = wait_for_entry(emu, 1)
+        assert entry["status"] == "FINISHED", entry
+        assert sorted(emu.storage_files(ll).values()) == sorted(emu.storage_files(b2).values())
+
+        removed = emu.post_custom_action(f"{url}/remove?{query}", asset_ids=list(ids.values()),
+                                         headers={"x-bz-secret": SECRET})
+        assert removed.status_code == 202, removed.text
+        entries = wait_for_entry(emu, 2)
+        assert [e["status"] for e in entries] == ["FINISHED", "FINISHED"], entries
+        assert emu.storage_files(ll) == {} and len(emu.storage_files(b2)) == 2
+        unproven = requests.post(url + "/continue", data=b"{}", timeout=5)
+        assert unproven.status_code == 401
+    log = log_path.read_text()
+    assert "in-process local mode" in log
+    assert "queued step 1" in log, "the local run should go through continuation steps"
+
+
+# -- small pieces ----------------------------------------------------------------------
+
+def test_crc32c_matches_the_standard():
+    assert crc32c(b"123456789") == 0xE3069283 == crc32c_bitwise(b"123456789")
+    assert crc32c(SECRET.encode()) == crc32c_bitwise(SECRET.encode())
+
+
+def test_payload_round_trip_and_refusals():
+    state = {"action": "remove", "phase": "wait", "assets": [str(uuid.uuid4()) for _ in range(1000)]}
+    job = str(uuid.uuid4())
+    body = payloads.encode(job, 7, state, "tok")
+    decoded = payloads.decode(body)
+    assert (decoded.job_id, decoded.step, decoded.state, decoded.auth_token) == (job, 7, state, "tok")
+    assert len(body) < len(json.dumps(state))
+    for bad in (b"", b"[]", b'{"v": 2}', body.replace(b'"step":7', b'"step":-1'),
+                body.replace(b'"action":"remove"', b'"action":"add"')):
+        with pytest.raises(payloads.BadPayload):
+            payloads.decode(bad)
+
+
+def test_click_answer_time_helper_runs_in_process():
+    from b2iconik.cloud.bench import click_answer_times
+
+    stats = click_answer_times(assets=1000, repeats=3)
+    assert stats["repeats"] == 3 and stats["tasks_queued"] == 3
+    assert stats["median_ms"] < 1000
+
+
+def test_in_process_queue_takes_a_name_once_retries_failures_and_waits_for_due_time():
+    from b2iconik.cloud.tasks import InProcessQueue, Task
+
+    seen = []
+    answers = iter([500, 200, 200])
+
+    def deliver(headers, body):
+        seen.append((body, headers["X-CloudTasks-TaskRetryCount"], time.monotonic()))
+        if headers[SIGNATURE_HEADER] != sign(SECRET, body):
+            return 403
+        return next(answers)
+
+    queue = InProcessQueue(deliver, signer=lambda body: sign(SECRET, body), min_backoff=0.05)
+    try:
+        started = time.monotonic()
+        assert queue.enqueue(Task("job-0", b"first")) is True
+        assert queue.enqueue(Task("job-0", b"first again")) is False
+        assert queue.enqueue(Task("job-1", b"later", schedule_at=time.time() + 0.3)) is True
+        assert queue.wait_idle(10)
+    finally:
+        queue.stop()
+    assert [(body, attempt) for body, attempt, _ in seen] == [(b"first", "0"), (b"first", "1"), (b"later", "0")]
+    assert seen[2][2] - started >= 0.29
+
+
+def test_settings_are_checked_when_the_function_loads(tmp_path):
+    from b2iconik.cloud.config import CloudConfig
+    from b2iconik.config import ConfigError
+
+    base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": "s3cret"}
+    assert CloudConfig.from_env(base).mode == "local"
+    assert CloudConfig.from_env({**base, "TASKS_MODE": "null"}).mode == "null"
+    cloud = CloudConfig.from_env({"ICONIK_ID": "app", "TASKS_QUEUE": QUEUE, "FUNCTION_URL": "https://f.example/"})
+    assert (cloud.mode, cloud.local_secret, cloud.function_url, cloud.queue_project) == (
+        "cloud", None, "https://f.example", PROJECT)
+    for env, words in [({**base, "K_SERVICE": "iconik-handler"}, "TASKS_QUEUE is required"),
+                       ({**base, "TASKS_QUEUE": "my-queue"}, "TASKS_QUEUE must look like"),
+                       ({**base, "TASKS_QUEUE": QUEUE}, "FUNCTION_URL is required"),
+                       ({**base, "TASKS_MODE": "sometimes"}, "TASKS_MODE"),
+                       ({**base, "TASKS_SERVICE_ACCOUNT": "nobody"}, "TASKS_SERVICE_ACCOUNT"),
+                       ({**base, "PLUGIN_SLICE_SECONDS": "soon"}, "PLUGIN_SLICE_SECONDS"),
+                       ({"BZ_SHARED_SECRET": "x"}, "ICONIK_ID")]:
+        with pytest.raises(ConfigError, match=words):
+            CloudConfig.from_env(env)
+    # As functions-framework loads it: a bad setting stops the start, naming the setting.
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "ICONIK_ID": "app", "TASKS_QUEUE": "nope"}
+    result = subprocess.run([FUNCTIONS_FRAMEWORK, "--target", "iconik_handler", "--source", str(ROOT / "main.py"),
+                             "--port", str(free_port())], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    assert "cannot start: TASKS_QUEUE must look like" in result.stderr
