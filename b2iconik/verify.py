@@ -33,6 +33,8 @@ class Verdict:
     reason: str
     note: str | None = None
     """Something a person should know even when safe (e.g. checksums not compared)."""
+    incomplete: bool = False
+    """The B2 copy is missing or still being written, rather than wrong."""
 
 
 def copies_of(file_sets: list[dict], files: list[dict], format_id: str, storage_id: str,
@@ -88,7 +90,7 @@ def check_b2_copy(lucidlink: Copy, b2: Copy) -> Verdict:
             return Verdict(False, f"B2 copy lacks file {name!r}")
         if b2_file.get("status") != "CLOSED":
             return Verdict(False, f"B2 copy of {name!r} is {b2_file.get('status') or 'of unknown status'}, "
-                                  "not CLOSED (incomplete)")
+                                  "not CLOSED (incomplete)", incomplete=True)
         ll_size, b2_size = ll_file.get("size"), b2_file.get("size")
         if not isinstance(ll_size, int) or not isinstance(b2_size, int):
             return Verdict(False, f"size of {name!r} unknown, so the copies cannot be compared")
@@ -110,11 +112,12 @@ def check_b2_copy(lucidlink: Copy, b2: Copy) -> Verdict:
 def find_intact_b2_copy(lucidlink: Copy, b2_copies: list[Copy]) -> Verdict:
     """The verdict of the best B2 copy: the first intact one, else why none is."""
     if not b2_copies:
-        return Verdict(False, NO_B2_COPY)
-    reasons = []
+        return Verdict(False, NO_B2_COPY, incomplete=True)
+    verdicts = []
     for candidate in b2_copies:
         verdict = check_b2_copy(lucidlink, candidate)
         if verdict.safe:
             return verdict
-        reasons.append(verdict.reason)
-    return Verdict(False, "; ".join(dict.fromkeys(reasons)))
+        verdicts.append(verdict)
+    return Verdict(False, "; ".join(dict.fromkeys(v.reason for v in verdicts)),
+                   incomplete=all(v.incomplete for v in verdicts))

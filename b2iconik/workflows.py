@@ -50,6 +50,14 @@ class Transient(Exception):
     """iconik could not be reached or was overloaded; try this step again later."""
 
 
+class NotSettled(Exception):
+    """iconik skipped a copy as already there or under way, but it is not complete yet.
+
+    This happens when a copy is asked for again (after a crash) while the first
+    one still runs. The asset is checked again later, until the copy timeout.
+    """
+
+
 class Fatal(Exception):
     """The job cannot go on (bad storage, credentials refused); the message says why."""
 
@@ -333,6 +341,13 @@ class Workflow:
         message = entry.get("message")
         return f"copy job {status}" + (f": {message}" if message else "")
 
+    def _await_skipped_copy(self, asset_id: str, fmt: str) -> None:
+        """Raise NotSettled when the copy of (asset, format) was skipped and time is left."""
+        entry = self._copy_entry(asset_id, fmt)
+        started = self.state.get("copy_started_at") or self.clock()
+        if entry and entry.get("status") == "SKIPPED" and self.clock() - started < self.tuning.copy_timeout:
+            raise NotSettled(f"{fmt} of {asset_id}: copy skipped by iconik but not complete yet")
+
     def _check_added(self, asset_id: str) -> dict:
         state = self.state
         try:
@@ -349,10 +364,12 @@ class Workflow:
             if any(c.files and all(f.get("status") == "CLOSED" for f in c.files) for c in on_ll):
                 outcome[fmt] = {"result": "copied", "reason": "complete copy on LucidLink"}
             elif on_ll:
+                self._await_skipped_copy(asset_id, fmt)
                 statuses = sorted({f.get("status") for c in on_ll for f in c.files} - {"CLOSED"})
                 outcome[fmt] = {"result": "failed", "reason": "LucidLink copy incomplete (files "
                                 + (", ".join(map(str, statuses)) or "missing") + f"); {self._copy_story(asset_id, fmt)}"}
             else:
+                self._await_skipped_copy(asset_id, fmt)
                 outcome[fmt] = {"result": "failed",
                                 "reason": f"not on LucidLink; {self._copy_story(asset_id, fmt)}"}
         return outcome
@@ -388,6 +405,8 @@ class Workflow:
                 continue
             verdict = find_intact_b2_copy(ll_copy, on_b2)
             if not verdict.safe:
+                if after_copy and verdict.incomplete:
+                    self._await_skipped_copy(asset_id, fmt)
                 if verdict.reason == NO_B2_COPY:
                     if not after_copy:
                         return NEEDS_COPY
@@ -466,6 +485,8 @@ class Workflow:
                         raise Fatal(f"iconik rejected the plugin's token ({error.status})")
                     elif isinstance(error, iconik.IconikError) and is_transient(error):
                         self._outage(error)
+                        retry.append(asset_id)
+                    elif isinstance(error, NotSettled):
                         retry.append(asset_id)
                     else:
                         log.exception("step failed for asset %s", asset_id, exc_info=error)

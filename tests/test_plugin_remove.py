@@ -455,3 +455,25 @@ def test_removing_an_already_verified_asset_costs_at_most_6_iconik_calls(emulato
     assert per_asset_three <= 6 * 3
     assert (total_three - total_one) / 2 <= 6, (total_one, total_three)
     assert iconik_calls(emu, "POST", "/bulk/") == 0 and iconik_calls(emu, "DELETE") == 6
+
+
+def test_a_copy_to_b2_already_under_way_is_awaited_not_reported_as_missing(emulator, tmp_path):
+    """iconik answers a repeated copy request with a SKIPPED job while the first still runs."""
+    import iconik
+
+    b2 = emulator.add_storage("b2", method="B2")
+    ll = emulator.add_storage("ll", method="FILE")
+    asset = emulator.add_asset("slow")
+    emulator.add_file(asset, "ORIGINAL", ll, "slow.mov", b"s" * 3000)
+    emulator.fault_asset(asset, "copy_slow", seconds=1.5)
+    with iconik.IconikClient(emulator.app_id, emulator.new_token(), emulator.url, max_rps=None) as client:
+        client.bulk_copy(b2, [asset], "ORIGINAL")
+    with serve_plugin(plugin_settings(emulator, tmp_path / "state")) as plugin:
+        answer = plugin.post(emulator, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset])
+        view = plugin.wait(answer.json()["job_id"])
+    statuses = [job["status"] for job in emulator.jobs.values() if job["type"] == "TRANSFER"]
+    assert "SKIPPED" in statuses
+    assert view["status"] == "succeeded", view
+    assert view["outcomes"][0]["result"] == "removed"
+    assert list(emulator.storage_files(b2).values()) == [b"s" * 3000]
+    assert emulator.storage_files(ll) == {}
