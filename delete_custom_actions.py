@@ -43,38 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_intermixed_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
-    ca.load_env()
-    return ca.run_guarded(lambda: run(args), sys.stderr)
+    return ca.cli_main(build_parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
         if args.formats:
             raise ca.UsageError("--list takes only an endpoint")
-        values = ca.resolve_arguments(["endpoint"], args.args, vars(args))
-        endpoint = ca.check_endpoint(values["endpoint"])[0] if values["endpoint"] else None
-        settings = ca.load_settings(need_secret=False)
-        with settings.client() as client:
-            print(ca.render_actions(ca.list_plugin_actions(client, endpoint)))
-        return 0
+        return ca.print_listing(args.args, vars(args))
     values = ca.resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"])
     ca.check_endpoint(values["endpoint"])
     settings = ca.load_settings(need_secret=False)
     with settings.client() as client:
-        plan = ca.plan_delete(client, values["endpoint"], values["formats"])
-        for warning in plan.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        if not args.dry_run:
-            ca.apply_plan(client, plan)
-    print(ca.render_plan(plan))
-    if plan.error:
-        print(f"error: {plan.error}", file=sys.stderr)
-        return 1
-    return 0
+        return ca.carry_out(client, ca.plan_delete(client, values["endpoint"], values["formats"]), args.dry_run)
 
 
 if __name__ == "__main__":

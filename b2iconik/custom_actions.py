@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -630,3 +631,39 @@ def run_guarded(body, err) -> int:
     except IconikError as error:
         print(f"error: {describe_error(error)}", file=err)
         return 1
+
+
+# -- shared by the two scripts ----------------------------------------------------------
+
+
+def cli_main(parser, run, argv) -> int:
+    """Parse the arguments, read .env, run; errors become messages and an exit code."""
+    try:
+        args = parser.parse_intermixed_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    load_env()
+    return run_guarded(lambda: run(args), sys.stderr)
+
+
+def print_listing(positional, flags: dict) -> int:
+    """Print the plugin's custom actions (for one endpoint, if given) as a table."""
+    values = resolve_arguments(["endpoint"], positional, flags)
+    endpoint = check_endpoint(values["endpoint"])[0] if values["endpoint"] else None
+    settings = load_settings(need_secret=False)
+    with settings.client() as client:
+        print(render_actions(list_plugin_actions(client, endpoint)))
+    return 0
+
+
+def carry_out(client, plan, dry_run: bool) -> int:
+    """Apply a plan (unless a dry run) and print what was done; 1 if it failed."""
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not dry_run:
+        apply_plan(client, plan)
+    print(render_plan(plan))
+    if plan.error:
+        print(f"error: {plan.error}", file=sys.stderr)
+        return 1
+    return 0
