@@ -32,7 +32,7 @@ MAX_ATTEMPTS = 5
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 1.0):
+    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 0.25):
         self.store = store
         self.settings = settings
         self.tuning = workflows.Tuning.from_settings(settings)

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -111,14 +112,16 @@ def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1",
                 "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT), "ACCESS_LOG": "false"}
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]
-    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"gunicorn exited: {process.stdout.read().decode()[-3000:]}")
+                log.seek(0)
+                raise AssertionError(f"gunicorn exited: {log.read().decode(errors='replace')[-3000:]}")
             try:
                 if requests.get(url + "/", timeout=1).status_code == 200:
                     break
@@ -136,6 +139,7 @@ def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        log.close()
 
 
 # -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------

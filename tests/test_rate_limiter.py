@@ -215,7 +215,7 @@ def test_a_burst_from_many_threads_stays_under_the_rate():
 
 def test_clients_sharing_credentials_share_one_budget_across_threads():
     rate, calls = 100, 60
-    burst = RateLimiter(rate).burst  # what shared() builds
+    burst = RateLimiter(rate).burst  # the constructor's default burst
     stamps: list[float] = []
     lock = threading.Lock()
 

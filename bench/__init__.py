@@ -1,0 +1,1 @@
+"""Benchmarks of the plugin against the local iconik emulator: `python -m bench.benchmark`."""

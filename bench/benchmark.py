@@ -1,0 +1,824 @@
+"""Benchmark of the plugin under real gunicorn against the local iconik emulator.
+
+    .venv/bin/python -m bench.benchmark            # the full run (about 7 minutes on 2 cores)
+    .venv/bin/python -m bench.benchmark --quick    # smaller sizes, a smoke run (about 1 minute)
+    .venv/bin/python bench/benchmark.py --only answer,remove
+
+Parts (each against a fresh emulator and a fresh gunicorn with default settings
+unless said otherwise):
+
+  answer    answer time of POST /add and /remove (1 and 1000 assets), client-side,
+            sequential, once with PLUGIN_RUN_JOBS=false and once with jobs running
+            on storage ids iconik does not know (each job ends after one call)
+  remove    Remove of N assets whose copies are verified, with the emulator at iconik's
+            limit (50 req/s, 1000 per 20 s) and 30 ms latency per call
+  latency   the same with 150 ms latency per call
+  headroom  the first again with ICONIK_MAX_RPS=48: is 90% of the ceiling in reach by setting?
+  concurrent  20 different custom actions posted at once: peak RSS, processes
+  crash     kill -9 mid-remove, restart on the same state dir, check the outcome
+  handler   main.iconik_handler answer time, when main.py exists
+
+Prints a table and writes everything to bench-results/benchmark.json. Logs of each
+gunicorn run are kept in bench-results/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from b2iconik.emulator import Emulator  # noqa: E402
+from b2iconik.emulator.clicks import custom_action_payload  # noqa: E402
+
+RESULTS = ROOT / "bench-results"
+SECRET = "bench-secret-" + secrets.token_hex(12)
+FORMATS = ("ORIGINAL", "PPRO_PROXY")
+ICONIK_LIMIT = (50, 1000, 20)
+"""iconik's documented limit: 50 requests/s sustained, 1000 in any 20 s window."""
+ICONIK_RPS = ICONIK_LIMIT[0]
+SETTING_NAMES = (
+    "ICONIK_TOKEN", "FORMAT_NAMES", "PLUGIN_MAX_BODY_BYTES", "ICONIK_MAX_RPS", "ICONIK_TIMEOUT",
+    "PLUGIN_JOB_WORKERS", "PLUGIN_ASSET_CONCURRENCY", "PLUGIN_COPY_TIMEOUT", "PLUGIN_OUTAGE_TIMEOUT",
+    "PLUGIN_POLL_INTERVAL", "PLUGIN_MAX_POLL_INTERVAL", "PLUGIN_LEASE_SECONDS",
+    "PLUGIN_JOB_RETENTION_DAYS", "PLUGIN_RUN_JOBS", "GUNICORN_WORKERS", "GUNICORN_THREADS",
+)
+FINAL = ("succeeded", "failed")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- the service under test ----------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live process whose process group is `pgid` (gunicorn's master and workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command: state, ppid, pgrp, ...; zombies hold no memory
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Service:
+    """`gunicorn -c gunicorn.conf.py plugin:app` in its own process group, logs to a file."""
+
+    app_spec = "plugin:app"
+
+    def __init__(self, name: str, emu: Emulator, state_dir: Path, **settings: str):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = RESULTS / "logs" / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+        # Empty means "the default" to Settings, and keeps a stray .env from filling them in.
+        env.update({name: "" for name in SETTING_NAMES if name not in ("GUNICORN_WORKERS", "GUNICORN_THREADS")})
+        env.update({
+            "ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
+            "PLUGIN_STATE_DIR": str(state_dir), "HOST": "127.0.0.1", "PORT": str(self.port),
+            "ACCESS_LOG": "false", "LOG_LEVEL": "info", "PYTHONPATH": str(ROOT),
+        })
+        env.update({k: str(v) for k, v in settings.items()})
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Service":
+        log_file = open(self.log_path, "wb")
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.app_spec]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
+            try:
+                if requests.get(self.url + "/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log_path}")
+            time.sleep(0.05)
+        # wait until every worker is up, so process counts and RSS are steady
+        workers = int(self.env.get("GUNICORN_WORKERS") or 2)
+        while len(self.pids()) < workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        return group_pids(self.pgid)
+
+    def open_files(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                pass
+        return total
+
+    def rss_mb(self) -> float:
+        return sum(rss_kb(pid) for pid in self.pids()) / 1024
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.pgid, signal.SIGTERM)
+        try:
+            self.process.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pgid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group (master and workers) at once."""
+        os.killpg(self.pgid, signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + 5
+        while group_pids(self.pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def log_findings(self) -> dict:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        lines = text.splitlines()
+        return {
+            "log": str(self.log_path.relative_to(ROOT)),
+            "errors": sum('"level": "ERROR"' in line or " ERROR " in line for line in lines),
+            "tracebacks": text.count("Traceback"),
+            "pool_full_warnings": text.count("Connection pool is full"),
+            "iconik_retries_logged": sum("will retry" in line for line in lines),
+        }
+
+    def post(self, emu: Emulator, action: str, b2: str, ll: str, *, formats: str | None = None,
+             **selection) -> requests.Response:
+        query = f"b2_storage_id={b2}&ll_storage_id={ll}" + (f"&formats={formats}" if formats else "")
+        return emu.post_custom_action(f"{self.url}/{action}?{query}", headers={"x-bz-secret": SECRET},
+                                      **selection)
+
+    def job(self, job_id: str) -> dict:
+        return requests.get(f"{self.url}/jobs/{job_id}", headers={"x-bz-secret": SECRET}, timeout=30).json()
+
+    def wait(self, job_id: str, timeout: float, interval: float = 0.5) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.job(job_id)
+            if view.get("status") in FINAL:
+                return view
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} did not finish in {timeout:.0f} s: "
+                                   f"{view.get('phase')} {view.get('counts')}")
+            time.sleep(interval)
+
+
+@contextmanager
+def running(name: str, emu: Emulator, state_dir: Path, **settings):
+    service = Service(name, emu, state_dir, **settings).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def emulator(tmp: Path, name: str):
+    emu = Emulator(tmp / name).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+# -- building worlds and checking ground truth ----------------------------------
+
+def media(rng: random.Random, size: int = 512) -> bytes:
+    return rng.randbytes(size)
+
+
+def seed_assets(emu: Emulator, b2: str, ll: str, count: int, *, prefix: str, on_b2=True, on_ll=True,
+                b2_corrupt=False, rng=None) -> dict[str, dict[str, bytes]]:
+    """`count` assets with ORIGINAL and PPRO_PROXY; returns asset id -> format -> original bytes."""
+    rng = rng or random.Random(prefix)
+    assets = {}
+    for n in range(count):
+        asset = emu.add_asset(f"{prefix}-{n:05d}.mov")
+        assets[asset] = {}
+        for fmt in FORMATS:
+            data = media(rng)
+            name = f"{prefix}-{n:05d}-{fmt.lower()}.mov"
+            if on_ll:
+                emu.add_file(asset, fmt, ll, name, data)
+            if on_b2:
+                emu.add_file(asset, fmt, b2, name, bytes([data[0] ^ 0xFF]) + data[1:] if b2_corrupt else data)
+            assets[asset][fmt] = data
+    return assets
+
+
+def ground_truth(emu: Emulator) -> dict[tuple[str, str, str], list[dict]]:
+    """(asset, format name, storage) -> the live copies there, each with its files' bytes on disk.
+
+    One pass over the emulator's records (its per-asset helpers scan the whole world).
+    """
+    world = emu.world
+    with world.lock:
+        format_names = {fid: f["name"] for fid, f in world.formats.items()}
+        files_by_set: dict[str, list[dict]] = {}
+        for record in world.files.values():
+            files_by_set.setdefault(record["file_set_id"], []).append(record)
+        truth: dict[tuple, list[dict]] = {}
+        for file_set in world.file_sets.values():
+            if file_set["status"] == "DELETED":
+                continue
+            files = [{"name": f["name"], "status": f["status"], "size": f["size"],
+                      "bytes": world.read_bytes(f)} for f in files_by_set.get(file_set["id"], [])]
+            key = (file_set["asset_id"], format_names[file_set["format_id"]], file_set["storage_id"])
+            truth.setdefault(key, []).append({"status": file_set["status"], "files": files})
+    return truth
+
+
+def intact(copies: list[dict], data: bytes) -> bool:
+    """Is one of `copies` an ACTIVE file set whose single file is CLOSED and holds `data`?"""
+    return any(c["status"] == "ACTIVE" and c["files"] and all(
+        f["status"] == "CLOSED" and f["bytes"] == data and f["size"] == len(data) for f in c["files"])
+        for c in copies)
+
+
+def call_summary(emu: Emulator, assets: int) -> dict:
+    counts = emu.request_counts
+    statuses = emu.status_counts
+    total = sum(counts.values())
+    refused = statuses.get(429, 0) + statuses.get(503, 0)
+    return {
+        "calls": total,
+        "calls_429": statuses.get(429, 0),
+        "calls_503": statuses.get(503, 0),
+        "calls_per_asset": round((total - refused) / assets, 3) if assets else None,
+        "by_route": {f"{method} {route}": n for (method, route), n in sorted(counts.items(), key=lambda kv: -kv[1])},
+    }
+
+
+# -- part 1: answer times ---------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+ANSWER_MODES = {
+    "idle": "PLUGIN_RUN_JOBS=false: no job runs",
+    "busy": "while a {n}-asset Remove runs at iconik's limit (the clicks name storages iconik does "
+            "not know, so their own jobs end after 1 call)",
+    "churn": "every click's job runs at once and ends after 1 call (storages unknown to iconik): "
+             "about 100 jobs/s, a stress case",
+}
+
+
+def bench_answer(tmp: Path, requests_each: int, busy_assets: int) -> dict:
+    results = {"requests_each": requests_each, "method": "sequential POSTs on one keep-alive connection, "
+               "timed client-side from send to full answer; 10 warm-up requests not counted",
+               "modes": {k: v.format(n=busy_assets) for k, v in ANSWER_MODES.items()}, "runs": []}
+    with emulator(tmp, "iconik-answer") as emu:
+        token = emu.new_token()
+        b2_real = emu.add_storage("b2", method="B2")
+        ll_real = emu.add_storage("lucidlink", method="FILE")
+        busy = seed_assets(emu, b2_real, ll_real, busy_assets, prefix="busy")
+        emu.faults.rate_limit = ICONIK_LIMIT
+        emu.faults.latency = 0.03
+        for mode in ANSWER_MODES:
+            emu.reset_counts()
+            settings = {"PLUGIN_RUN_JOBS": "false"} if mode == "idle" else {}
+            with running(f"answer-{mode}", emu, tmp / f"state-answer-{mode}", **settings) as service:
+                if mode == "busy":
+                    job = service.post(emu, "remove", b2_real, ll_real, asset_ids=list(busy)).json()["job_id"]
+                    deadline = time.monotonic() + 30
+                    while service.job(job)["counts"]["assets_done"] < 10 and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                session = requests.Session()
+                b2, ll = str(uuid.uuid4()), str(uuid.uuid4())
+                for action in ("add", "remove"):
+                    for size in (1, 1000):
+                        body = json.dumps(custom_action_payload(
+                            user_id=str(uuid.uuid4()), system_domain_id=str(uuid.uuid4()),
+                            action_id=str(uuid.uuid4()), context="BULK",
+                            asset_ids=[str(uuid.uuid4()) for _ in range(size)], collection_ids=[],
+                            auth_token=token)).encode()
+                        url = f"{service.url}/{action}?b2_storage_id={b2}&ll_storage_id={ll}"
+                        headers = {"x-bz-secret": SECRET, "Content-Type": "application/json"}
+                        times = []
+                        for n in range(requests_each + 10):
+                            started = time.perf_counter()
+                            answer = session.post(url, data=body, headers=headers, timeout=10)
+                            elapsed = (time.perf_counter() - started) * 1000
+                            if answer.status_code != 202:
+                                raise RuntimeError(f"/{action} answered {answer.status_code}: {answer.text[:300]}")
+                            if n >= 10:  # the first few warm the workers up
+                                times.append(elapsed)
+                        row = {"mode": mode, "action": action, "assets": size, "body_bytes": len(body),
+                               "p50_ms": round(percentile(times, 50), 2),
+                               "p99_ms": round(percentile(times, 99), 2),
+                               "max_ms": round(max(times), 2)}
+                        results["runs"].append(row)
+                        log(f"answer [{mode}] {action} {size:>4} asset(s): p50 {row['p50_ms']} ms, "
+                            f"p99 {row['p99_ms']} ms")
+                session.close()
+                if mode == "busy":
+                    view = service.job(job)
+                    results["busy_job"] = {"status": view["status"], "assets_done": view["counts"]["assets_done"],
+                                           "of": view["counts"]["assets"]}
+                    if view["counts"]["assets_done"] >= busy_assets:
+                        results["busy_job"]["note"] = "the Remove ended before the measurement did"
+                else:
+                    time.sleep(0.5)  # let the last short jobs end before the service goes
+            results.setdefault("logs", []).append(service.log_findings())
+            if mode == "idle":
+                results["iconik_calls_when_idle"] = sum(emu.request_counts.values())
+    results["p99_max_ms"] = {mode: max(r["p99_ms"] for r in results["runs"] if r["mode"] == mode)
+                             for mode in ANSWER_MODES}
+    results["target_met"] = results["p99_max_ms"]["idle"] < 50 and results["p99_max_ms"]["busy"] < 50
+    return results
+
+
+# -- part 2 and 3: remove at iconik's limit -----------------------------------------
+
+def bench_remove(tmp: Path, count: int, latency: float, name: str, **settings) -> dict:
+    with emulator(tmp, f"iconik-{name}") as emu:
+        b2 = emu.add_storage("b2", method="B2")
+        ll = emu.add_storage("lucidlink", method="FILE")
+        started = time.monotonic()
+        assets = seed_assets(emu, b2, ll, count, prefix=name)
+        log(f"{name}: seeded {count} assets in {time.monotonic() - started:.1f} s")
+        emu.faults.latency = latency
+        emu.faults.rate_limit = ICONIK_LIMIT
+        emu.reset_counts()
+        with running(name, emu, tmp / f"state-{name}", **settings) as service:
+            clicked = time.monotonic()
+            answer = service.post(emu, "remove", b2, ll, asset_ids=list(assets))
+            answer.raise_for_status()
+            job_id = answer.json()["job_id"]
+            # the view lists every outcome: polled seldom, so as not to load the worker that runs the job
+            view = service.wait(job_id, timeout=max(120.0, count * 1.0), interval=2.0)
+            observed = time.monotonic() - clicked
+        findings = service.log_findings()
+        calls = call_summary(emu, count)
+        truth = ground_truth(emu)
+    wall = view["finished_at"] - view["created_at"]
+    started = job_started_at(service.log_path, job_id)
+    queued = round(started - view["created_at"], 3) if started else None
+    results = {r["result"]: 0 for r in view["outcomes"]}
+    for row in view["outcomes"]:
+        results[row["result"]] += 1
+    ll_left = sum(1 for a in assets for f in FORMATS if truth.get((a, f, ll)))
+    b2_intact = sum(1 for a, d in assets.items() for f in FORMATS if intact(truth.get((a, f, b2), []), d[f]))
+    per_asset = calls["calls_per_asset"]
+    ceiling = ICONIK_RPS / per_asset
+    throughput = count / wall
+    out = {
+        "assets": count, "formats": list(FORMATS), "latency_s": latency, "rate_limit": list(ICONIK_LIMIT),
+        "settings": ", ".join(f"{k}={v}" for k, v in settings.items()) or
+        "defaults (ICONIK_MAX_RPS 45, PLUGIN_ASSET_CONCURRENCY 16, 2 gunicorn workers)",
+        "job_status": view["status"], "job_error": view["error"], "results": results,
+        "wall_s": round(wall, 2), "observed_by_client_s": round(observed, 2),
+        "queued_before_start_s": queued,
+        "fraction_of_ceiling_from_start": round(count / (wall - queued) / ceiling, 4) if queued is not None else None,
+        **calls,
+        "achieved_rps": round((calls["calls"] - calls["calls_429"]) / wall, 2),
+        "ceiling_assets_per_s": round(ceiling, 3),
+        "throughput_assets_per_s": round(throughput, 3),
+        "fraction_of_ceiling": round(throughput / ceiling, 4),
+        "ll_copies_left": ll_left, "b2_copies_intact": b2_intact,
+        "service_log": findings,
+    }
+    out["correct"] = (view["status"] == "succeeded" and results.get("removed") == count * len(FORMATS)
+                      and ll_left == 0 and b2_intact == count * len(FORMATS))
+    out["targets"] = {"fraction>=0.90": out["fraction_of_ceiling"] >= 0.90,
+                      "calls_per_asset<=6": per_asset <= 6, "no_429": calls["calls_429"] == 0}
+    # what latency alone would allow: concurrency assets in flight, each waiting per_asset calls
+    out["latency_bound_assets_per_s"] = round(16 / (per_asset * latency), 2) if latency else None
+    log(f"{name}: {count} assets in {wall:.1f} s, {per_asset} calls/asset, {calls['calls_429']} x 429, "
+        f"{out['achieved_rps']} req/s, {out['fraction_of_ceiling'] * 100:.1f}% of the ceiling, "
+        f"correct={out['correct']}")
+    return out
+
+
+def job_started_at(log_path: Path, job_id: str) -> float | None:
+    """When the runner began the job (epoch seconds), from the service's JSON log."""
+    from datetime import datetime, timezone
+
+    for line in log_path.read_text(errors="replace").splitlines():
+        if job_id in line and '"running ' in line:
+            try:
+                stamp = json.loads(line)["time"]
+            except (ValueError, KeyError):
+                continue
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return None
+
+
+# -- part 4: 20 custom actions at once --------------------------------------------
+
+def bench_concurrent(tmp: Path, actions: int, per_action: int) -> dict:
+    with emulator(tmp, "iconik-concurrent") as emu:
+        b2 = emu.add_storage("b2", method="B2")
+        ll = emu.add_storage("lucidlink", method="FILE")
+        plans = []
+        for n in range(actions):
+            action = "add" if n % 2 == 0 else "remove"
+            assets = seed_assets(emu, b2, ll, per_action, prefix=f"c{n:02d}", on_ll=(action == "remove"))
+            formats = "ORIGINAL" if n % 4 in (2, 3) else None
+            selection = {"asset_ids": list(assets)}
+            if n % 3 == 0:  # some come from a collection
+                collection = emu.add_collection(f"collection {n}")
+                for asset in assets:
+                    emu.add_to_collection(collection, asset)
+                selection = {"collection_ids": [collection], "context": "COLLECTION"}
+            plans.append({"action": action, "assets": assets, "formats": formats, "selection": selection})
+        emu.faults.latency = 0.03
+        emu.faults.rate_limit = ICONIK_LIMIT
+        emu.reset_counts()
+        with running("concurrent", emu, tmp / "state-concurrent") as service:
+            time.sleep(0.5)
+            before = sorted(service.pids())
+            rss_before = service.rss_mb()
+            fds_before = service.open_files()
+            samples, peak_procs, stop = [], [0], threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    pids = service.pids()
+                    peak_procs[0] = max(peak_procs[0], len(pids))
+                    samples.append(sum(rss_kb(p) for p in pids) / 1024)
+                    stop.wait(0.05)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=actions) as pool:
+                answers = list(pool.map(lambda p: service.post(emu, p["action"], b2, ll, formats=p["formats"],
+                                                               **p["selection"]), plans))
+            answered = time.monotonic() - started
+            for answer in answers:
+                answer.raise_for_status()
+            views = [service.wait(a.json()["job_id"], timeout=300) for a in answers]
+            wall = time.monotonic() - started
+            time.sleep(0.5)
+            stop.set()
+            sampler.join()
+            after = sorted(service.pids())
+            fds_after = service.open_files()
+        findings = service.log_findings()
+        calls = call_summary(emu, actions * per_action)
+        truth = ground_truth(emu)
+    wrong = []
+    for plan, view in zip(plans, views):
+        formats = plan["formats"].split(",") if plan["formats"] else list(FORMATS)
+        for asset, data in plan["assets"].items():
+            for fmt in formats:
+                on_ll = truth.get((asset, fmt, ll), [])
+                if plan["action"] == "add" and not intact(on_ll, data[fmt]):
+                    wrong.append(f"add: {asset} {fmt} not on LucidLink")
+                if plan["action"] == "remove" and on_ll:
+                    wrong.append(f"remove: {asset} {fmt} still on LucidLink")
+                if not intact(truth.get((asset, fmt, b2), []), data[fmt]):
+                    wrong.append(f"{asset} {fmt}: B2 copy not intact")
+        if view["status"] != "succeeded":
+            wrong.append(f"job {view['job_id']} {view['status']}: {view['message'][:200]}")
+    out = {
+        "actions": actions, "assets_per_action": per_action, "latency_s": 0.03, "rate_limit": list(ICONIK_LIMIT),
+        "all_answered_s": round(answered, 3), "all_finished_s": round(wall, 2),
+        "statuses": sorted({v["status"] for v in views}),
+        "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(max(samples), 1), "samples": len(samples),
+        "processes_before": len(before), "processes_peak": peak_procs[0], "processes_after": len(after),
+        "same_processes": before == after, "open_files_before": fds_before, "open_files_after": fds_after,
+        "problems": wrong[:20], "correct": not wrong, **calls, "service_log": findings,
+    }
+    out["targets"] = {"peak_rss<150MB": out["peak_rss_mb"] < 150,
+                      "no_process_per_request": out["processes_peak"] == len(before) and before == after,
+                      "all_finished": all(v["status"] in FINAL for v in views)}
+    log(f"concurrent: {actions} actions finished in {wall:.1f} s; peak RSS {out['peak_rss_mb']} MB; "
+        f"processes {len(before)} -> peak {peak_procs[0]} -> {len(after)}; {calls['calls_429']} x 429; "
+        f"correct={out['correct']}")
+    return out
+
+
+# -- part 5: crash and resume -------------------------------------------------------
+
+def bench_crash(tmp: Path, count: int) -> dict:
+    corrupt_n = no_b2_n = max(1, count // 10)
+    verified_n = count - corrupt_n - no_b2_n
+    with emulator(tmp, "iconik-crash") as emu:
+        b2 = emu.add_storage("b2", method="B2")
+        ll = emu.add_storage("lucidlink", method="FILE")
+        verified = seed_assets(emu, b2, ll, verified_n, prefix="ok")
+        corrupt = seed_assets(emu, b2, ll, corrupt_n, prefix="bad", b2_corrupt=True)
+        no_b2 = seed_assets(emu, b2, ll, no_b2_n, prefix="nob2", on_b2=False)
+        assets = {**verified, **corrupt, **no_b2}
+        order = list(assets)
+        random.Random(7).shuffle(order)
+        emu.faults.latency = 0.03
+        emu.faults.rate_limit = ICONIK_LIMIT
+        emu.reset_counts()
+        state = tmp / "state-crash"
+        service = Service("crash-1", emu, state).start()
+        try:
+            answer = service.post(emu, "remove", b2, ll, asset_ids=order)
+            answer.raise_for_status()
+            job_id = answer.json()["job_id"]
+            # kill once about 40% of the LucidLink deletions have been made
+            target = int(0.4 * 2 * (verified_n + no_b2_n))
+            deadline = time.monotonic() + 300
+            while True:
+                deletes = sum(n for (method, route), n in emu.request_counts.items()
+                              if method == "DELETE" and "file_sets" in route)
+                if deletes >= target:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the remove made too few deletions to crash it midway")
+                time.sleep(0.01)
+            service.kill9()
+        finally:
+            service.stop()
+        killed_at = {"deletes": deletes, "phase": None}
+        log(f"crash: killed -9 after {deletes} deletions; restarting on the same state dir")
+        restarted = time.monotonic()
+        with running("crash-2", emu, state) as service2:
+            view = service2.wait(job_id, timeout=300)
+        resumed_s = time.monotonic() - restarted
+        findings = [service.log_findings(), service2.log_findings()]
+        truth = ground_truth(emu)
+    outcomes = {(r["asset_id"], r["format"]): r for r in view["outcomes"]}
+    missing = [f"{a} {f}" for a in assets for f in FORMATS if (a, f) not in outcomes]
+    unsafe, lost, wrong = [], [], []
+    for asset, data in assets.items():
+        for fmt in FORMATS:
+            on_ll = truth.get((asset, fmt, ll), [])
+            b2_ok = intact(truth.get((asset, fmt, b2), []), data[fmt])
+            if not on_ll and not b2_ok:
+                unsafe.append(f"{asset} {fmt}: gone from LucidLink without an intact B2 copy")
+            if not b2_ok and not intact(on_ll, data[fmt]):
+                lost.append(f"{asset} {fmt}")
+            result = outcomes.get((asset, fmt), {}).get("result")
+            expected = ("kept",) if asset in corrupt else ("removed", "not_on_lucidlink")
+            if result not in expected:
+                wrong.append(f"{asset} {fmt}: {result} (expected {'/'.join(expected)})")
+            if asset in corrupt and not on_ll:
+                wrong.append(f"{asset} {fmt}: corrupt on B2 but removed from LucidLink")
+            if asset not in corrupt and on_ll:
+                wrong.append(f"{asset} {fmt}: still on LucidLink")
+    results = {}
+    for row in view["outcomes"]:
+        results[row["result"]] = results.get(row["result"], 0) + 1
+    out = {
+        "assets": count, "verified": verified_n, "b2_corrupt": corrupt_n, "not_on_b2": no_b2_n,
+        "killed_after_deletions": killed_at["deletes"], "resumed_and_finished_s": round(resumed_s, 2),
+        "job_status": view["status"], "job_error": view["error"], "phase": view["phase"], "results": results,
+        "outcomes_recorded": len(outcomes), "outcomes_expected": count * len(FORMATS),
+        "missing_outcomes": missing[:20], "unsafe_deletions": unsafe[:20], "lost": lost[:20],
+        "wrong": wrong[:20], "service_logs": findings,
+    }
+    out["correct"] = (view["phase"] == "done" and not view["error"] and not missing and not unsafe
+                      and not lost and not wrong)
+    log(f"crash: resumed job finished in {resumed_s:.1f} s: {results}; outcomes {len(outcomes)}/"
+        f"{count * len(FORMATS)}; unsafe {len(unsafe)}; lost {len(lost)}; correct={out['correct']}")
+    return out
+
+
+# -- part 6: the Cloud Function's handler -----------------------------------------------
+
+def bench_handler(tmp: Path, requests_each: int) -> dict:
+    """main.iconik_handler's answer to a 1000-asset click, in-process, with its queue in null mode.
+
+    main.py is loaded the way b2iconik/cloud/bench.py loads it: TASKS_MODE=null (each
+    click's first task is taken and dropped: no Google account, no iconik), the shared
+    secret from the environment. Measured: secret check, body validation, the job's
+    state and task payload, the enqueue; not Cloud Tasks' own latency.
+    """
+    if not (ROOT / "main.py").exists():
+        return {"skipped": "main.py does not exist"}
+    try:
+        from b2iconik.cloud import bench as cloud_bench
+        module = cloud_bench.load_function()
+    except BaseException as error:  # noqa: BLE001 - main.py exits (SystemExit) on bad settings
+        return {"skipped": f"main.py could not be loaded: {type(error).__name__}: {error}"}
+    handler = getattr(module, "iconik_handler", None)
+    if handler is None:
+        return {"skipped": "main.py has no iconik_handler"}
+    from flask import Flask, request
+
+    app = Flask("bench-handler")
+    b2, ll = str(uuid.uuid4()), str(uuid.uuid4())
+    runs = []
+    for action in ("add", "remove"):
+        for size in (1, 1000):
+            body = cloud_bench.click_body(size)
+            times = []
+            for n in range(requests_each + 10):
+                with app.test_request_context(f"/{action}?b2_storage_id={b2}&ll_storage_id={ll}", method="POST",
+                                              data=body, headers={"x-bz-secret": cloud_bench.SECRET,
+                                                                  "Content-Type": "application/json"}):
+                    started = time.perf_counter()
+                    answer = handler(request)
+                    elapsed = (time.perf_counter() - started) * 1000
+                if answer.status_code != 202:
+                    return {"skipped": f"iconik_handler answered {answer.status_code}: "
+                                       f"{answer.get_data(as_text=True)[:200]}"}
+                if n >= 10:
+                    times.append(elapsed)
+            runs.append({"action": action, "assets": size, "body_bytes": len(body),
+                         "p50_ms": round(percentile(times, 50), 2), "p99_ms": round(percentile(times, 99), 2),
+                         "max_ms": round(max(times), 2)})
+            log(f"main.iconik_handler {action} {size:>4} asset(s): p50 {runs[-1]['p50_ms']} ms, "
+                f"p99 {runs[-1]['p99_ms']} ms")
+    return {"runs": runs, "mode": "in-process call through a Flask request context, TASKS_MODE=null "
+            "(the first task of each job is built and dropped)", "requests_each": requests_each}
+
+
+# -- the report --------------------------------------------------------------------------
+
+def machine() -> dict:
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as info:
+            memory = f"{int(info.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory": memory, "python": platform.python_version(),
+            "platform": platform.platform(), "gunicorn": version("gunicorn"), "flask": version("flask")}
+
+
+def table(report: dict) -> str:
+    rows = []
+    mark = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+    answer = report.get("answer")
+    if answer:
+        for run in answer["runs"]:
+            target = "p99 < 50 ms" if run["mode"] != "churn" else "(stress, no target)"
+            rows.append((f"POST /{run['action']} answer, {run['assets']} asset(s), {run['mode']}",
+                         f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms", target,
+                         mark(run["p99_ms"] < 50) if run["mode"] != "churn" else ""))
+    for key, label in (("remove", "Remove"), ("latency", "Remove, 150 ms latency"),
+                       ("headroom", "Remove, ICONIK_MAX_RPS=48")):
+        part = report.get(key)
+        if not part:
+            continue
+        queued = part.get("queued_before_start_s")
+        rows.append((f"{label}: {part['assets']} assets, wall time", f"{part['wall_s']:.1f} s"
+                     + (f" (job started {queued:.2f} s after the click)" if queued is not None else ""), "", ""))
+        rows.append((f"{label}: iconik calls per asset", f"{part['calls_per_asset']}", "<= 6",
+                     mark(part["calls_per_asset"] <= 6)))
+        rows.append((f"{label}: 429s received", f"{part['calls_429']}", "0", mark(part["calls_429"] == 0)))
+        rows.append((f"{label}: throughput", f"{part['throughput_assets_per_s']:.2f} assets/s = "
+                     f"{part['fraction_of_ceiling'] * 100:.2f}% of {part['ceiling_assets_per_s']:.2f}",
+                     ">= 90% of ceiling", mark(part["fraction_of_ceiling"] >= 0.9)))
+        if part.get("fraction_of_ceiling_from_start") is not None:
+            rows.append((f"{label}: throughput from the job's start",
+                         f"{part['fraction_of_ceiling_from_start'] * 100:.2f}% of the ceiling", "", ""))
+        rows.append((f"{label}: result per ground truth", "correct" if part["correct"] else "WRONG", "correct",
+                     mark(part["correct"])))
+    part = report.get("concurrent")
+    if part:
+        rows.append((f"{part['actions']} actions at once: all finished",
+                     f"{part['all_finished_s']:.1f} s, {','.join(part['statuses'])}", "all finish",
+                     mark(part["targets"]["all_finished"] and part["correct"])))
+        rows.append(("  peak RSS (master + workers)", f"{part['peak_rss_mb']:.1f} MB", "< 150 MB",
+                     mark(part["peak_rss_mb"] < 150)))
+        rows.append(("  processes before / peak / after",
+                     f"{part['processes_before']} / {part['processes_peak']} / {part['processes_after']}",
+                     "no process per request", mark(part["targets"]["no_process_per_request"])))
+        rows.append(("  open files (all processes) before / after",
+                     f"{part['open_files_before']} / {part['open_files_after']}", "", ""))
+        rows.append(("  429s received", f"{part['calls_429']}", "", ""))
+    part = report.get("crash")
+    if part:
+        rows.append((f"Crash (kill -9) mid-remove of {part['assets']}, restart",
+                     f"resumed, done in {part['resumed_and_finished_s']:.1f} s; "
+                     f"{part['outcomes_recorded']}/{part['outcomes_expected']} outcomes; "
+                     f"{len(part['unsafe_deletions'])} unsafe", "nothing lost or unsafe", mark(part["correct"])))
+    part = report.get("handler")
+    if part:
+        if "skipped" in part:
+            rows.append(("main.iconik_handler answer", "skipped: " + part["skipped"], "", ""))
+        else:
+            for run in part["runs"]:
+                rows.append((f"main.iconik_handler /{run['action']}, {run['assets']} asset(s)",
+                             f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms", "p99 < 50 ms",
+                             mark(run["p99_ms"] < 50)))
+    widths = [max(len(str(r[i])) for r in rows + [("measure", "measured", "target", "")]) for i in range(4)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "measured", "target", ""), widths))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+PARTS = ("answer", "remove", "latency", "headroom", "concurrent", "crash", "handler")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", help=f"comma-separated parts to run ({','.join(PARTS)})")
+    parser.add_argument("--out", default=str(RESULTS / "benchmark.json"), help="where to write the JSON")
+    args = parser.parse_args(argv)
+    parts = args.only.split(",") if args.only else list(PARTS)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    sizes = ({"answer_requests": 50, "remove_assets": 100, "actions": 20, "per_action": 3, "crash_assets": 60}
+             if args.quick else
+             {"answer_requests": 200, "remove_assets": 1000, "actions": 20, "per_action": 10, "crash_assets": 200})
+    report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else ""),
+              "quick": args.quick, "sizes": sizes, "machine": machine(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    log(f"machine: {report['machine']['nproc']} cpu, {report['machine']['memory']}, "
+        f"python {report['machine']['python']}")
+    RESULTS.mkdir(exist_ok=True)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="b2iconik-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "answer" in parts:
+            report["answer"] = bench_answer(tmp, sizes["answer_requests"], sizes["remove_assets"])
+        if "remove" in parts:
+            report["remove"] = bench_remove(tmp, sizes["remove_assets"], 0.03, "remove")
+        if "latency" in parts:
+            report["latency"] = bench_remove(tmp, sizes["remove_assets"], 0.15, "latency")
+        if "headroom" in parts:
+            report["headroom"] = bench_remove(tmp, sizes["remove_assets"], 0.03, "headroom", ICONIK_MAX_RPS="48")
+        if "concurrent" in parts:
+            report["concurrent"] = bench_concurrent(tmp, sizes["actions"], sizes["per_action"])
+        if "crash" in parts:
+            report["crash"] = bench_crash(tmp, sizes["crash_assets"])
+        if "handler" in parts:
+            report["handler"] = bench_handler(tmp, sizes["answer_requests"])
+    report["duration_s"] = round(time.monotonic() - began, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(table(report))
+    print(f"\n{report['duration_s']:.0f} s in all; details in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
