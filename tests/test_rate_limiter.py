@@ -269,3 +269,10 @@ def test_clients_with_other_credentials_or_bases_do_not_share():
 
 def test_a_client_can_run_without_a_limiter():
     assert IconikClient("app-1", "token", max_rps=None).limiter is None
+
+
+def test_the_shared_default_limiter_stays_inside_both_of_iconiks_windows():
+    limiter = RateLimiter.shared(("https://window.example/", "window-app"), iconik.DEFAULT_MAX_RPS)
+    per_second = limiter.burst + limiter.rate * 1
+    per_twenty = limiter.burst + limiter.rate * 20
+    assert per_second <= 49 and per_twenty <= 1000
