@@ -69,7 +69,10 @@ tokens = st.text(TOKEN_CHARS, min_size=16, max_size=80).map(lambda s: "tok_" + s
 wrong_secrets = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), min_size=12, max_size=60).map(
     lambda s: "wrong" + s).filter(lambda s: s.strip() != SECRET and s == s.strip())
 uuids = st.uuids().map(str)
-paths = st.text(max_size=40).filter(lambda p: "?" not in p and "#" not in p).map(lambda p: "/" + p)
+# Not "//...": Flask's test client reads that as a URL with a host (e.g. "//\x80" fails in its own
+# IDNA encoding before any request exists); a real request line cannot say that.
+paths = st.text(max_size=40).filter(lambda p: "?" not in p and "#" not in p and not p.startswith("/")).map(
+    lambda p: "/" + p)
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 header_names = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=20).filter(
     lambda n: n.lower() not in ("content-length", "transfer-encoding", "x-bz-secret", "host"))
