@@ -601,8 +601,8 @@ def _lucidlink_copy_state(ctx: Context, records: Records) -> tuple[list[str], li
     return problems, described, notes, pending
 
 
-def check_b2_before_remove(ctx: Context) -> Result:
-    """Refuse to post Remove unless the B2 copy recorded in step 1 is still intact."""
+def b2_changes(ctx: Context) -> list[str]:
+    """How the B2 copies differ now from what step 1 recorded; empty when unchanged."""
     records = read_records(ctx)
     problems = []
     for fmt, snapshot in ctx.b2_before.items():
@@ -610,6 +610,12 @@ def check_b2_before_remove(ctx: Context) -> Result:
                    if c.id == snapshot.file_set_id), None)
         if (problem := snapshot_problem(b2, snapshot)) is not None:
             problems.append(f"{fmt}: {problem}")
+    return problems
+
+
+def check_b2_before_remove(ctx: Context) -> Result:
+    """Refuse to post Remove unless the B2 copy recorded in step 1 is still intact."""
+    problems = b2_changes(ctx)
     if problems:
         return failed("refusing to post 'Remove from LucidLink': the B2 copy is not intact: " + "; ".join(problems))
     return passed("B2 copy still intact: " + ", ".join(f"{fmt} ({_files_text(s)})" for fmt, s in ctx.b2_before.items()))
@@ -626,13 +632,7 @@ def check_lucidlink_gone(ctx: Context) -> Result:
 
 
 def check_b2_after(ctx: Context) -> Result:
-    records = read_records(ctx)
-    problems = []
-    for fmt, snapshot in ctx.b2_before.items():
-        b2 = next((c for c in records.copies(fmt, ctx.options.b2_storage_id, active_only=False)
-                   if c.id == snapshot.file_set_id), None)
-        if (problem := snapshot_problem(b2, snapshot)) is not None:
-            problems.append(f"{fmt}: {problem}")
+    problems = b2_changes(ctx)
     if problems:
         return failed("the B2 copy is not intact after the removal: " + "; ".join(problems))
     return passed("B2 copy intact and unchanged (ACTIVE, files CLOSED, same sizes and checksums): "
