@@ -1,8 +1,9 @@
 """Checking a custom-action call from iconik, independent of any web framework.
 
-`parse_action()` turns the secret header, query string and raw body of a POST
-to `/add` or `/remove` into an `ActionRequest`, or raises `Rejected` with the
-HTTP status and a message that says what is wrong. Nothing here talks to iconik.
+`check_secret()` checks the shared secret (first, before the body is read);
+`parse_action()` then turns the query string and raw body of a POST to `/add`
+or `/remove` into an `ActionRequest`, or raises `Rejected` with the HTTP status
+and a message that says what is wrong. Nothing here talks to iconik.
 """
 
 from __future__ import annotations
@@ -79,17 +80,14 @@ def _id_list(body: dict, key: str, what: str) -> tuple[str, ...]:
 def parse_action(
     action: str,
     *,
-    secret: str | None,
-    expected_secret: str,
     query: Mapping[str, str],
     body: bytes,
     default_formats: tuple[str, ...],
     need_token: bool = True,
 ) -> ActionRequest:
-    """Validate one custom-action call, secret first, then query, then body."""
+    """Validate one custom-action call whose secret was checked: query, then body."""
     if action not in ACTIONS:
         raise Rejected(404, f"unknown action {action!r}; use /add or /remove")
-    check_secret(secret, expected_secret)
 
     b2 = _uuid(query.get("b2_storage_id"), "b2_storage_id") if query.get("b2_storage_id") else None
     ll = _uuid(query.get("ll_storage_id"), "ll_storage_id") if query.get("ll_storage_id") else None

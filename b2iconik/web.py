@@ -63,8 +63,6 @@ def custom_action(action: str):
     body = request.get_data(cache=False)
     call = parse_action(
         action,
-        secret=request.headers.get(SECRET_HEADER),
-        expected_secret=service.settings.shared_secret,
         query=request.args,
         body=body,
         default_formats=service.settings.formats,

@@ -182,8 +182,6 @@ class FunctionHandler:
         body = read_body(self.settings.max_body_bytes)
         call = parse_action(
             action,
-            secret=given,
-            expected_secret=expected,
             query=query,
             body=body,
             default_formats=self.settings.formats,
