@@ -570,8 +570,7 @@ def _lucidlink_copy_state(ctx: Context, records: Records) -> tuple[list[str], li
     problems, described, notes = [], [], []
     pending = False
     for fmt, snapshot in ctx.b2_before.items():
-        b2 = next((c for c in records.copies(fmt, opts.b2_storage_id, active_only=False)
-                   if c.id == snapshot.file_set_id), None)
+        b2 = recorded_b2_copy(records, ctx, fmt, snapshot)
         if (problem := snapshot_problem(b2, snapshot)) is not None:
             problems.append(f"{fmt}: the B2 copy it is compared with changed: {problem}")
             continue
@@ -601,14 +600,18 @@ def _lucidlink_copy_state(ctx: Context, records: Records) -> tuple[list[str], li
     return problems, described, notes, pending
 
 
+def recorded_b2_copy(records, ctx: Context, fmt: str, snapshot):
+    """The B2 file set that step 1 recorded, as iconik lists it now (None if gone)."""
+    return next((c for c in records.copies(fmt, ctx.options.b2_storage_id, active_only=False)
+                 if c.id == snapshot.file_set_id), None)
+
+
 def b2_changes(ctx: Context) -> list[str]:
     """How the B2 copies differ now from what step 1 recorded; empty when unchanged."""
     records = read_records(ctx)
     problems = []
     for fmt, snapshot in ctx.b2_before.items():
-        b2 = next((c for c in records.copies(fmt, ctx.options.b2_storage_id, active_only=False)
-                   if c.id == snapshot.file_set_id), None)
-        if (problem := snapshot_problem(b2, snapshot)) is not None:
+        if (problem := snapshot_problem(recorded_b2_copy(records, ctx, fmt, snapshot), snapshot)) is not None:
             problems.append(f"{fmt}: {problem}")
     return problems
 

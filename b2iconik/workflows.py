@@ -103,7 +103,8 @@ def new_state(request) -> dict:
     }
 
 
-def _title(state: dict) -> str:
+def job_title(state: dict) -> str:
+    """The Jobs panel title for people, e.g. 'Remove 12 assets from LucidLink'."""
     count = len(state["assets"])
     noun = "asset" if count == 1 else "assets"
     if state["action"] == "add":
@@ -206,8 +207,8 @@ class Workflow:
             self._pause(self.tuning.poll_interval)
             return False
         state["warnings"].extend(warnings)
-        self.panel.start(_title(state), len(state["assets"]))
-        log.info("%s: %d asset(s), formats %s", _title(state), len(state["assets"]), ",".join(state["formats"]))
+        self.panel.start(job_title(state), len(state["assets"]))
+        log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]), ",".join(state["formats"]))
         return True
 
     def _check_storages(self) -> None:

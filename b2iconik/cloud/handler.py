@@ -391,8 +391,7 @@ class FunctionHandler:
                 return self._finished(task)
         panel = JobsPanel(client, state)
         if not state.get("iconik_job_id"):
-            verb = "Add to" if state["action"] == "add" else "Remove from"
-            panel.start(f"{verb} LucidLink", summary["counts"]["assets"])
+            panel.start(workflows.job_title(state), summary["counts"]["assets"])
         panel.finish(False, summary["message"], summary["counts"]["assets_done"], summary["counts"]["assets"])
         return self._finished(task)
 
