@@ -106,40 +106,49 @@ def settings_env(settings: Settings) -> dict:
 
 
 @contextmanager
-def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
-    """`gunicorn -c gunicorn.conf.py plugin:app` as a real process; yields (url, process)."""
-    port = port or free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1",
-                "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT), "ACCESS_LOG": "false"}
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+def run_server(command: list[str], env: dict, port: int, log, *, name: str, start_timeout: float = 20,
+               stop_timeout: float = 30):
+    """Run `command` in its own process group, writing to `log`, until `GET /` answers 200.
+
+    Yields (url, process); on the way out, SIGTERM to the group, then SIGKILL if it lingers.
+    """
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_timeout
         while True:
             if process.poll() is not None:
                 log.seek(0)
-                raise AssertionError(f"gunicorn exited: {log.read().decode(errors='replace')[-3000:]}")
+                raise AssertionError(f"{name} exited: {log.read().decode(errors='replace')[-3000:]}")
             try:
                 if requests.get(url + "/", timeout=1).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("gunicorn did not answer within 20 s")
+                raise AssertionError(f"{name} did not answer within {start_timeout} s")
             time.sleep(0.1)
         yield url, process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(30)
+                process.wait(stop_timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        log.close()
+
+
+@contextmanager
+def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
+    """`gunicorn -c gunicorn.conf.py plugin:app` as a real process; yields (url, process)."""
+    port = port or free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1",
+                "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT), "ACCESS_LOG": "false"}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]
+    with tempfile.TemporaryFile() as log, run_server(command, full_env, port, log, name="gunicorn") as served:
+        yield served
 
 
 # -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------

@@ -15,7 +15,6 @@ import heapq
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.auth import SIGNATURE_HEADER, sign
 from b2iconik.cloud.secrets import crc32c
-from harness import free_port
+from harness import free_port, run_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "cloud-shared-secret-0123456789"
@@ -638,33 +637,11 @@ def functions_framework_process(env: dict, log_path: Path):
     full = {**{k: v for k, v in os.environ.items()
                if k not in ("TASKS_QUEUE", "TASKS_MODE", "ICONIK_TOKEN", "FUNCTION_URL")},
             **env, "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([FUNCTIONS_FRAMEWORK, "--target", "iconik_handler", "--source", "main.py",
-                                    "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError("functions-framework exited: " + log_path.read_text()[-3000:])
-            try:
-                if requests.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "functions-framework did not answer in 30 s"
-            time.sleep(0.1)
+    command = [FUNCTIONS_FRAMEWORK, "--target", "iconik_handler", "--source", "main.py",
+               "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "w+b") as log, run_server(command, full, port, log, name="functions-framework",
+                                                   start_timeout=30, stop_timeout=20) as (url, _):
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def wait_for_entry(emu, count: int, timeout: float = 60.0) -> list[dict]:
