@@ -181,8 +181,20 @@ class JobStore:
                 return row["id"]
             return None
 
+        if not self._has_live_jobs():
+            return None
         job_id = self._run(work)
         return self.get(job_id) if job_id else None
+
+    def _has_live_jobs(self) -> bool:
+        """A read without the write lock, so idle runners do not contend with new clicks."""
+        try:
+            with self._lock:
+                row = self._connection().execute(
+                    "SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1").fetchone()
+        except sqlite3.Error as error:
+            raise StoreError(f"job store failed: {error}") from None
+        return row is not None
 
     def save(self, job_id: str, owner: str, state: dict, lease_seconds: float) -> None:
         """Record progress and renew the lease; LostLease if another process holds it."""
