@@ -238,18 +238,21 @@ class IconikClient:
 
     # -- transport ---------------------------------------------------------
 
-    def request(self, method: str, path: str, *, idempotent: bool = True, **kwargs) -> Any:
+    def request(self, method: str, path: str, *, idempotent: bool = True, with_status: bool = False,
+                **kwargs) -> Any:
         """Send one call, with retries; return the decoded JSON body (or None).
 
-        A non-idempotent call (creating something) is retried only when iconik
-        certainly did not act on it: a 429 or a failure to connect.
+        With `with_status`, return (HTTP status, body) instead. A non-idempotent
+        call (creating something) is retried only when iconik certainly did not
+        act on it: a 429 or a failure to connect.
         """
         retry_on = (lambda e: isinstance(e, _Retryable)) if idempotent else (
             lambda e: isinstance(e, _Retryable) and (e.status == 429 or e.unsent)
         )
         retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(retry_on), **self._retrying)
         try:
-            return retrying(self._send, method, path, **kwargs)
+            status, body = retrying(self._send, method, path, **kwargs)
+            return (status, body) if with_status else body
         except _Retryable as error:
             raise IconikError(error.status, error.method, error.path, error.message) from None
 
@@ -288,9 +291,9 @@ class IconikClient:
         if status >= 400:
             raise IconikError(status, method, shown, _error_message(response))
         if status == 204 or not response.content:
-            return None
+            return status, None
         try:
-            return response.json()
+            return status, response.json()
         except ValueError:
             raise IconikError(status, method, shown, "answer is not JSON") from None
 
@@ -366,12 +369,18 @@ class IconikClient:
         return self.paginate(f"API/files/v1/assets/{aid}/file_sets/{fsid}/files/",
                              {"generate_signed_url": "false"})
 
-    def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> None:
-        """Delete a file set; `immediately` also purges its records and bytes."""
+    def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> bool:
+        """Delete a file set; `immediately` asks iconik to purge its records and bytes too.
+
+        Returns True when iconik answered 204 (purged), False when it answered 200
+        (soft-deleted: in iconik's recycle bin until purged).
+        """
         aid = check_uuid(asset_id, "asset id")
         fsid = check_uuid(file_set_id, "file set id")
         params = {"immediately": "true"} if immediately else None
-        self.request("DELETE", f"API/files/v1/assets/{aid}/file_sets/{fsid}/", params=params)
+        status, _ = self.request("DELETE", f"API/files/v1/assets/{aid}/file_sets/{fsid}/", params=params,
+                                 with_status=True)
+        return status == 204
 
     def purge_file_set(self, asset_id: str, file_set_id: str) -> None:
         aid = check_uuid(asset_id, "asset id")

@@ -14,6 +14,10 @@ from dotenv import load_dotenv
 import iconik
 
 DEFAULT_FORMATS = ("ORIGINAL", "PPRO_PROXY")
+MIN_SECRET_LENGTH = 32
+PURGE_MODES = ("verified", "always", "never")
+"""When a removed LucidLink file set is purged at once rather than left in iconik's recycle bin:
+`verified` only when every file's checksum was compared and matched; `always`; `never`."""
 
 
 class ConfigError(Exception):
@@ -65,6 +69,13 @@ class Settings:
     lease_seconds: float = 60.0
     retention_days: float = 30.0
     run_jobs: bool = True
+    b2_storage_id: str | None = None
+    """When set, the only storage a call may name as B2 (PLUGIN_B2_STORAGE_ID)."""
+    ll_storage_id: str | None = None
+    """When set, the only storage a call may name as LucidLink (PLUGIN_LL_STORAGE_ID)."""
+    purge: str = "verified"
+    open_copy_timeout: float = 900.0
+    """How long an Add waits for a LucidLink copy whose files stay OPEN/GROWING (s)."""
 
     @classmethod
     def from_env(cls, env=None, *, dotenv: bool = True) -> "Settings":
@@ -80,12 +91,29 @@ class Settings:
             formats = parse_formats(env.get("FORMAT_NAMES"))
         except ValueError as error:
             raise ConfigError(f"FORMAT_NAMES: {error}") from None
+        secret = env["BZ_SHARED_SECRET"].strip()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"BZ_SHARED_SECRET is {len(secret)} characters; it must be at least "
+                              f"{MIN_SECRET_LENGTH} (make one with: openssl rand -hex 32)")
+        purge = env.get("PLUGIN_PURGE", "").strip().lower() or "verified"
+        if purge not in PURGE_MODES:
+            raise ConfigError(f"PLUGIN_PURGE must be one of {', '.join(PURGE_MODES)}, not {purge!r}")
+        pins = {}
+        for name, key in (("PLUGIN_B2_STORAGE_ID", "b2_storage_id"), ("PLUGIN_LL_STORAGE_ID", "ll_storage_id")):
+            raw = env.get(name, "").strip()
+            if raw:
+                try:
+                    pins[key] = iconik.check_uuid(raw, name)
+                except ValueError as error:
+                    raise ConfigError(str(error)) from None
+        if pins.get("b2_storage_id") and pins.get("b2_storage_id") == pins.get("ll_storage_id"):
+            raise ConfigError("PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID name the same storage")
         url = env.get("ICONIK_URL", "").strip() or iconik.DEFAULT_URL
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"ICONIK_URL must be an http(s) URL, not {url!r}")
         return cls(
             iconik_id=env["ICONIK_ID"].strip(),
-            shared_secret=env["BZ_SHARED_SECRET"].strip(),
+            shared_secret=secret,
             iconik_url=url,
             iconik_token=env.get("ICONIK_TOKEN", "").strip() or None,
             formats=formats,
@@ -102,6 +130,9 @@ class Settings:
             lease_seconds=_number(env, "PLUGIN_LEASE_SECONDS", 60.0, float, 1),
             retention_days=_number(env, "PLUGIN_JOB_RETENTION_DAYS", 30.0, float, 0),
             run_jobs=env.get("PLUGIN_RUN_JOBS", "true").strip().lower() not in ("0", "false", "no"),
+            purge=purge,
+            open_copy_timeout=_number(env, "PLUGIN_OPEN_COPY_TIMEOUT", 900.0, float, 1),
+            **pins,
         )
 
     def client(self, auth_token: str | None) -> iconik.IconikClient:
