@@ -176,7 +176,7 @@ def run(workdir: Path) -> int:
     problems: list[str] = []
     with Emulator(workdir / "iconik") as emu:
         world = seed(emu)
-        secret = secrets.token_urlsafe(24)
+        secret = secrets.token_hex(32)
         env = {"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "BZ_SHARED_SECRET": secret,
                "ICONIK_TOKEN": emu.new_token()}
         plugin_env = {k: v for k, v in env.items() if k != "ICONIK_TOKEN"}

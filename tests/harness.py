@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from b2iconik.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "test-shared-secret-0123456789"
+SECRET = "test-shared-secret-0123456789abcdef0123"
 FINAL = ("succeeded", "failed")
 
 

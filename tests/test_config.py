@@ -9,6 +9,7 @@ import pytest
 from b2iconik.config import ConfigError, Settings
 from harness import ROOT
 
+GOOD_SECRET = "config-test-secret-0123456789abcdef"
 SOURCES = ["plugin.py", "main.py", "gunicorn.conf.py", "iconik.py", *map(str, (ROOT / "b2iconik").glob("*.py")),
            *map(str, (ROOT / "b2iconik" / "cloud").glob("*.py"))]
 
@@ -24,15 +25,35 @@ def test_missing_required_settings_are_named():
                                         ("FORMAT_NAMES", "ORIGINAL,,PROXY"), ("ICONIK_URL", "ftp://x")])
 def test_malformed_settings_are_refused_with_their_name(name, value):
     with pytest.raises(ConfigError, match=name):
-        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "s", name: value})
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET, name: value})
 
 
 def test_defaults_and_a_repr_without_secrets():
-    settings = Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "sekrit-value",
+    settings = Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET,
                                   "ICONIK_TOKEN": "token-value"})
     assert settings.formats == ("ORIGINAL", "PPRO_PROXY")
     assert settings.iconik_url == "https://app.iconik.io"
-    assert "sekrit-value" not in repr(settings) and "token-value" not in repr(settings)
+    assert GOOD_SECRET not in repr(settings) and "token-value" not in repr(settings)
+
+
+def test_a_shared_secret_shorter_than_32_characters_is_refused():
+    with pytest.raises(ConfigError, match=r"BZ_SHARED_SECRET is 31 characters; it must be at least 32 "
+                                          r"\(make one with: openssl rand -hex 32\)"):
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "x" * 31})
+    with pytest.raises(ConfigError, match="is 31 characters"):  # surrounding blanks do not count
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "  " + "x" * 31 + "  "})
+    assert Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": "x" * 32}).shared_secret == "x" * 32
+
+
+def test_the_app_refuses_to_start_with_a_short_secret(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "ICONIK_ID": "app", "BZ_SHARED_SECRET": "short-secret",
+           "PLUGIN_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-c", "import plugin; plugin.app"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "b2-iconik-plugin cannot start: BZ_SHARED_SECRET is 12 characters; it must be at least 32" in result.stderr
+    assert "short-secret" not in result.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything is written
 
 
 def test_the_app_refuses_to_start_without_its_settings_and_says_which(tmp_path):

@@ -19,7 +19,7 @@ from b2iconik import custom_actions as ca  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 
 REAL_LOAD_ENV = ca.load_env
-SECRET = "first-shared-secret-0123456789"
+SECRET = "first-shared-secret-0123456789abcdef"
 ENDPOINT = "https://plugin.example.com"
 OTHER_ENDPOINT = "https://other-plugin.example.com/b2"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -125,7 +125,7 @@ def test_create_twice_leaves_one_set(emu, env, cli):
 def test_changed_secret_updates_the_existing_actions(emu, env, cli):
     cli.create(ENDPOINT, env.b2, env.ll)
     ids = sorted(a["id"] for a in emu.custom_actions)
-    new_secret = "second-shared-secret-9876543210"
+    new_secret = "second-shared-secret-9876543210fedcba"
     env.monkeypatch.setenv("BZ_SHARED_SECRET", new_secret)
 
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
@@ -245,7 +245,7 @@ def test_dry_run_writes_nothing(emu, env, cli):
 
     cli.create(ENDPOINT, env.b2, env.ll)
     before = writes(emu)
-    env.monkeypatch.setenv("BZ_SHARED_SECRET", "another-secret-value")
+    env.monkeypatch.setenv("BZ_SHARED_SECRET", "another-secret-value-0123456789abcdef")
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll, "--dry-run")
     assert code == 0, err
     assert "would update" in out
@@ -363,7 +363,7 @@ def test_env_file_is_read_without_overriding_the_environment(emu, env, cli, tmp_
     monkeypatch.setenv("BZ_SHARED_SECRET", SECRET)  # the environment wins over .env
     (tmp_path / ".env").write_text(
         f"ICONIK_URL={emu.url}\nICONIK_ID={emu.app_id}\nICONIK_TOKEN={env.token}\n"
-        "BZ_SHARED_SECRET=the-value-from-dot-env\n")
+        "BZ_SHARED_SECRET=the-value-from-dot-env-0123456789abcdef\n")
     monkeypatch.chdir(tmp_path)
 
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll)

@@ -213,7 +213,8 @@ def test_a_storage_that_is_not_a_files_storage(ready):
 
 
 def test_the_plugin_runs_with_another_secret(world, tmp_path):
-    with serve_plugin(plugin_settings(world.emu, tmp_path / "state", shared_secret="another-secret-42")) as plugin:
+    other = "another-secret-42-0123456789abcdef"
+    with serve_plugin(plugin_settings(world.emu, tmp_path / "state", shared_secret=other)) as plugin:
         world.plugin = plugin
         create_actions(world, plugin.url)
         code, out, _ = run(world)
@@ -228,7 +229,7 @@ def test_the_plugin_runs_with_another_secret(world, tmp_path):
 
 def test_the_custom_actions_send_another_secret(world, plugin):
     world.plugin = plugin
-    create_actions(world, plugin.url, secret="an-old-secret-0000")
+    create_actions(world, plugin.url, secret="an-old-secret-0000-0123456789abcdef")
     code, out, _ = run(world)
 
     assert code == 1
@@ -487,7 +488,8 @@ def test_settings_come_from_dotenv_and_flags_override(tmp_path, monkeypatch):
     for name in ("ICONIK_ID", "ICONIK_TOKEN", "BZ_SHARED_SECRET", "ICONIK_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("ICONIK_ID=from-dotenv\nICONIK_TOKEN=t\nBZ_SHARED_SECRET=s\n")
+    (tmp_path / ".env").write_text(
+        "ICONIK_ID=from-dotenv\nICONIK_TOKEN=t\nBZ_SHARED_SECRET=dotenv-shared-secret-0123456789abcdef\n")
     monkeypatch.setenv("ICONIK_TOKEN", "from-environment")
     merged = selftest.load_environment(None, None)
     assert merged["ICONIK_ID"] == "from-dotenv" and merged["ICONIK_TOKEN"] == "from-environment"
