@@ -25,7 +25,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
-from urllib3.exceptions import NewConnectionError
+import urllib3.util
+from urllib3.exceptions import LocationParseError, NewConnectionError
 
 DEFAULT_URL = "https://app.iconik.io"
 DEFAULT_MAX_RPS = 46.0
@@ -45,6 +46,9 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 log = logging.getLogger(__name__)
 
 _FORMAT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_URL_TEXT = re.compile(r"^[\x21-\x5b\x5d-\x7e]*$")
+"""What a path or link may hold: printable ASCII without spaces or backslashes (percent-encode the rest)."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class IconikError(Exception):
@@ -173,6 +177,38 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an absolute http(s) URL, default port filled in.
+
+    None when it has no host, carries a user name or password, or when urllib and
+    urllib3 (which requests sends with) do not read the same scheme, host and port.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        other = urllib3.util.parse_url(url)
+    except (ValueError, LocationParseError):
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None or other.auth is not None:
+        return None
+    mine = (scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS[scheme])
+    other_scheme = (other.scheme or "").lower()
+    theirs = (other_scheme, (other.host or "").lower().strip("[]"),
+              other.port if other.port is not None else _DEFAULT_PORTS.get(other_scheme))
+    return mine if mine == theirs else None
+
+
+def _shown(path: Any) -> str:
+    """A path as it may appear in an error: no query, no odd characters, not too long."""
+    if not isinstance(path, str):
+        return repr(path)[:120]
+    text = path.split("?", 1)[0]
+    return text if _URL_TEXT.match(text) and len(text) <= 200 else repr(text[:120])
+
+
 def _error_message(response: requests.Response) -> str:
     try:
         body = response.json()
@@ -207,6 +243,7 @@ class IconikClient:
         if not app_id or not auth_token:
             raise ValueError("an iconik App-ID and Auth-Token are required")
         self.base_url = base_url.rstrip("/") + "/"
+        self._origin = _origin(self.base_url)
         self.timeout = timeout
         self.limiter = RateLimiter.shared((self.base_url, app_id), max_rps) if max_rps else None
         self.session = session or requests.Session()
@@ -256,14 +293,41 @@ class IconikClient:
         except _Retryable as error:
             raise IconikError(error.status, error.method, error.path, error.message) from None
 
+    def resolve(self, method: str, path: str) -> str:
+        """The absolute URL of `path` (or of a link iconik sent), refused unless it is on ICONIK_URL's host.
+
+        A path hangs off the base URL ("API/..." and "/API/..." alike); an absolute URL
+        or a network-path reference ("//host/...") is taken as it is. The URL is resolved
+        first and then compared, so that nothing the resolution normalises away (leading
+        blanks or control characters, "@", a changed scheme or port) can send the
+        Auth-Token anywhere but ICONIK_URL's scheme, host and port. Raises IconikError
+        (nothing is sent).
+        """
+        if not isinstance(path, str) or not _URL_TEXT.match(path):
+            raise IconikError(None, method, _shown(path),
+                              "refused: the path has characters iconik's URLs never have (whitespace, "
+                              "control characters, backslashes or non-ASCII); nothing was sent")
+        if self._origin is None:
+            raise IconikError(None, method, _shown(path),
+                              "ICONIK_URL is not an http(s) URL with a host (and no user name or password); "
+                              "nothing was sent")
+        url = urljoin(self.base_url, path if path.startswith("//") else path.lstrip("/"))
+        if _origin(url) != self._origin:
+            scheme, host, port = self._origin
+            raise IconikError(None, method, _shown(path),
+                              f"refused: the URL is on another host than ICONIK_URL ({scheme}://{host}:{port}); "
+                              "nothing was sent")
+        return url
+
     def _send(self, method: str, path: str, **kwargs) -> Any:
+        url = self.resolve(method, path)
+        shown = _shown(path)
         if self.limiter:
             self.limiter.acquire()
-        url = urljoin(self.base_url, path.lstrip("/"))
-        shown = path.split("?", 1)[0]
         started = time.monotonic()
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            # Never follow a redirect: requests keeps the Auth-Token on a redirect to another host.
+            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.ConnectionError as error:
             reason = getattr(error.args[0], "reason", None) if error.args else None
             unsent = isinstance(error, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
@@ -284,6 +348,9 @@ class IconikClient:
                 # Never hold every caller back longer than one retry may wait.
                 self.limiter.pause(min(retry_after if retry_after is not None else 1.0, self._max_backoff))
             raise _Retryable(status, method, shown, _error_message(response), retry_after=retry_after)
+        if 300 <= status < 400:
+            raise IconikError(status, method, shown, "iconik answered with a redirect, which was not followed "
+                              "(the client never follows redirects; check ICONIK_URL)")
         if status == 404:
             raise NotFound(status, method, shown, _error_message(response))
         if status in (401, 403):
@@ -308,11 +375,14 @@ class IconikClient:
             next_url = (page or {}).get("next_url")
             if not next_url:
                 return
-            if next_url in followed:
-                raise IconikError(None, "GET", path, "iconik sent the same next page twice")
-            if urlsplit(next_url).netloc and urlsplit(next_url).netloc != urlsplit(self.base_url).netloc:
-                raise IconikError(None, "GET", path, "next page is on another host; not followed")
-            followed.add(next_url)
+            try:
+                url = self.resolve("GET", next_url)
+            except IconikError as error:
+                raise IconikError(None, "GET", _shown(path),
+                                  f"iconik's next page link was not followed: {error.message}") from None
+            if url in followed:
+                raise IconikError(None, "GET", _shown(path), "iconik sent the same next page twice")
+            followed.add(url)
             page = self.request("GET", next_url)
 
     # -- assets service ----------------------------------------------------

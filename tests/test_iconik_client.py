@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -778,8 +780,8 @@ def test_file_set_deletes(client, mock):
     mock.delete(url, match=[matchers.query_param_matcher({})], json={"id": FILE_SET, "status": "DELETED"})
     mock.delete(url, match=[matchers.query_param_matcher({"immediately": "true"})], status=204)
     mock.delete(url + "purge/", status=204)
-    assert client.delete_file_set(ASSET, FILE_SET) is None
-    assert client.delete_file_set(ASSET, FILE_SET, immediately=True) is None
+    assert client.delete_file_set(ASSET, FILE_SET) is False  # 200: soft-deleted, in the recycle bin
+    assert client.delete_file_set(ASSET, FILE_SET, immediately=True) is True  # 204: purged
     assert client.purge_file_set(ASSET, FILE_SET) is None
     assert [c.request.method for c in mock.calls] == ["DELETE"] * 3
     assert "keep_source" not in "".join(c.request.url for c in mock.calls)
@@ -821,3 +823,173 @@ def test_pagination_stops_when_iconik_repeats_a_next_page():
     responses.get("https://iconik.example/API/files/v1/x/", json={"objects": [{"id": 2}], "next_url": "/API/files/v1/x/?last_id=1"})
     with pytest.raises(iconik.IconikError, match="same next page"):
         list(client.iter_formats("0d56db81-1b8e-4a68-9658-98ad9a94d841"))
+
+
+# -- following iconik's links: the token goes to ICONIK_URL's host and nowhere else ----------
+
+EVIL = "evil.example"
+
+# Each of these, resolved against https://app.iconik.io/, is somewhere else (or is refused
+# before it is resolved): the two payloads of issue 13.4 first, then variants.
+LINKS_ELSEWHERE = [
+    "/ https://evil.example/x",            # urljoin strips the blank: https://evil.example/x
+    "/\x00//evil.example/x",               # ... and the NUL: //evil.example/x
+    "/\t//evil.example/x",
+    "\x7f//evil.example/x",
+    "https://evil.example/x",
+    "//evil.example/x",                    # protocol-relative
+    "///evil.example/x".replace("///", "//"),
+    "http://app.iconik.io/API/x",          # scheme change: same host, plain http
+    "https://app.iconik.io:8443/API/x",    # port change
+    "http:evil.example/x",
+    "https://app.iconik.io@evil.example/x",  # userinfo: the host is evil.example
+    "https://app.iconik.io:443@evil.example/x",
+    "https://evil.example@app.iconik.io/x",  # userinfo on the right host: refused too
+    "https://app.iconik.io%2F@evil.example/x",
+    "https://app.iconik.io%2Eevil.example/x",
+    "https://evil.example#@app.iconik.io/",
+    "https://evil.example?@app.iconik.io/",
+    "\\\\evil.example/x",                   # backslashes, read as slashes by browsers
+    "/\\evil.example/x",
+    "https:\\\\evil.example/x",
+    "https://app.iconik.io\\@evil.example/x",
+    "https://evil.example\\@app.iconik.io/x",
+    "https://app.iconik.io\u3002evil.example/x",  # non-ASCII
+]
+
+# These stay on iconik's host (percent-encoding is not decoded into a host).
+LINKS_AT_HOME = [
+    "/%2F%2Fevil.example/x",
+    "%2F%2Fevil.example/x",
+    "https:%2F%2Fevil.example/x",
+    "/API/x/?next=https://evil.example/",
+]
+
+
+@pytest.fixture
+def every_host():
+    """A mock that answers any URL on any host (an empty last page), recording each call."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        for method in (responses.GET, responses.POST, responses.PUT, responses.PATCH, responses.DELETE):
+            rsps.add(method, re.compile(r".*"), json={"objects": [], "next_url": None})
+        yield rsps
+
+
+def _assert_token_stayed_home(calls) -> None:
+    for call in calls:
+        parts = urlsplit(call.request.url)
+        assert (parts.scheme, parts.hostname, parts.port or 443) == ("https", "app.iconik.io", 443), call.request.url
+        assert EVIL not in (parts.netloc or "")
+
+
+@pytest.mark.parametrize("link", LINKS_ELSEWHERE)
+def test_a_next_url_elsewhere_is_refused_and_the_token_is_not_sent(sleeps, every_host, link):
+    client = make_client()
+    first = f"{BASE}/API/files/v1/assets/{ASSET}/formats/"
+    every_host.get(first, json={"objects": [{"id": "o"}], "next_url": link})
+    every_host.registered().insert(0, every_host.registered().pop())  # ask this one first
+    with pytest.raises(IconikError) as excinfo:
+        list(client.iter_formats(ASSET))
+    assert "not followed" in raised(excinfo).message
+    assert "nothing was sent" in raised(excinfo).message
+    assert [c.request.url for c in every_host.calls] == [first + "?per_page=100"]
+    assert TOKEN not in _text_of(raised(excinfo))
+
+
+@pytest.mark.parametrize("link", LINKS_ELSEWHERE)
+def test_a_path_elsewhere_is_refused_before_anything_is_sent(sleeps, every_host, link):
+    client = make_client()
+    for method in ("GET", "DELETE", "POST"):
+        with pytest.raises(IconikError) as excinfo:
+            client.request(method, link, json={} if method == "POST" else None)
+        assert raised(excinfo).status is None
+        assert "refused" in raised(excinfo).message
+        assert TOKEN not in _text_of(raised(excinfo))
+    assert len(every_host.calls) == 0
+
+
+def test_the_two_payloads_of_the_issue_are_refused_with_a_clear_reason(client, every_host):
+    for link in ("/ https://evil.example/x", "/\x00//evil.example/x"):
+        with pytest.raises(IconikError, match="whitespace, control characters"):
+            client.request("GET", link)
+    with pytest.raises(IconikError, match="another host than ICONIK_URL"):
+        client.request("GET", "https://evil.example/x")
+    assert len(every_host.calls) == 0
+
+
+@pytest.mark.parametrize("link", LINKS_AT_HOME)
+def test_percent_encoded_hosts_stay_paths_on_iconiks_host(sleeps, every_host, link):
+    client = make_client()
+    first = f"{BASE}/API/files/v1/assets/{ASSET}/formats/"
+    every_host.get(first, json={"objects": [{"id": "o"}], "next_url": link})
+    every_host.registered().insert(0, every_host.registered().pop())
+    assert [f["id"] for f in client.iter_formats(ASSET)] == ["o"]
+    assert len(every_host.calls) == 2
+    _assert_token_stayed_home(every_host.calls)
+    assert all(c.request.headers["Auth-Token"] == TOKEN for c in every_host.calls)
+
+
+@pytest.mark.parametrize("link", [
+    "https://app.iconik.io/API/files/v1/x/?last_id=1",
+    "https://APP.iconik.io:443/API/files/v1/x/?last_id=1",   # the default port, spelled out
+    "HTTPS://app.iconik.io/API/files/v1/x/?last_id=1",
+    "//app.iconik.io/API/files/v1/x/?last_id=1",
+    "/API/files/v1/x/?last_id=1",
+])
+def test_next_urls_on_iconiks_own_host_are_followed(sleeps, every_host, link):
+    client = make_client()
+    first = f"{BASE}/API/files/v1/assets/{ASSET}/formats/"
+    every_host.get(first, json={"objects": [{"id": "o"}], "next_url": link})
+    every_host.registered().insert(0, every_host.registered().pop())
+    list(client.iter_formats(ASSET))
+    assert len(every_host.calls) == 2
+    assert urlsplit(every_host.calls[1].request.url).path == "/API/files/v1/x/"
+    _assert_token_stayed_home(every_host.calls)
+
+
+def test_a_base_url_with_a_port_accepts_only_that_port(sleeps, every_host):
+    client = make_client(base_url="http://localhost:8080/emulator")
+    client.request("GET", "http://localhost:8080/API/x/")  # same scheme, host and port
+    for link in ("http://localhost/API/x/", "http://localhost:80/API/x/", "https://localhost:8080/API/x/",
+                 "http://localhost:8081/API/x/", "http://127.0.0.1:8080/API/x/"):
+        with pytest.raises(IconikError, match="another host"):
+            client.request("GET", link)
+    assert [c.request.url for c in every_host.calls] == ["http://localhost:8080/API/x/"]
+
+
+def test_a_base_url_with_user_info_sends_nothing(sleeps, every_host):
+    client = make_client(base_url="https://user:pw@app.iconik.io")
+    with pytest.raises(IconikError, match="ICONIK_URL is not") as excinfo:
+        client.get_asset(ASSET)
+    assert "pw" not in _text_of(raised(excinfo))
+    assert len(every_host.calls) == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed(sleeps, every_host, status):
+    client = make_client()
+    every_host.get(ASSET_URL, status=status, headers={"Location": f"https://{EVIL}/steal"})
+    every_host.registered().insert(0, every_host.registered().pop())
+    with pytest.raises(IconikError, match="redirect") as excinfo:
+        client.get_asset(ASSET)
+    assert raised(excinfo).status == status
+    assert [c.request.url for c in every_host.calls] == [ASSET_URL]  # once, never retried
+    assert TOKEN not in _text_of(raised(excinfo))
+
+
+def test_a_redirect_of_a_write_is_not_followed_either(sleeps, every_host):
+    client = make_client()
+    every_host.post(JOBS_URL, status=307, headers={"Location": f"https://{EVIL}/API/jobs/v1/jobs/"})
+    every_host.registered().insert(0, every_host.registered().pop())
+    with pytest.raises(IconikError, match="redirect"):
+        client.create_job(JOB_BODY)
+    assert [c.request.url for c in every_host.calls] == [JOBS_URL]
+
+
+def test_a_redirect_on_the_same_host_is_not_followed_either(sleeps, every_host):
+    client = make_client()
+    every_host.get(ASSET_URL, status=302, headers={"Location": f"{BASE}/login"})
+    every_host.registered().insert(0, every_host.registered().pop())
+    with pytest.raises(IconikError, match="redirect"):
+        client.get_asset(ASSET)
+    assert len(every_host.calls) == 1
