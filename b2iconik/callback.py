@@ -19,6 +19,7 @@ from b2iconik.config import parse_formats
 ACTIONS = ("add", "remove")
 SUPPORTED_CONTEXTS = ("ASSET", "COLLECTION", "BULK")
 SECRET_HEADER = "x-bz-secret"
+QUERY_PARAMETERS = ("b2_storage_id", "ll_storage_id", "formats")
 
 
 class Rejected(Exception):
@@ -84,11 +85,20 @@ def parse_action(
     body: bytes,
     default_formats: tuple[str, ...],
     need_token: bool = True,
+    pinned: tuple[str | None, str | None] = (None, None),
 ) -> ActionRequest:
-    """Validate one custom-action call whose secret was checked: query, then body."""
+    """Validate one custom-action call whose secret was checked: query, then body.
+
+    `pinned` is (B2 storage id, LucidLink storage id) from the settings; a call
+    naming another storage in either role is refused with 403.
+    """
     if action not in ACTIONS:
         raise Rejected(404, f"unknown action {action!r}; use /add or /remove")
 
+    unknown = sorted(set(query) - set(QUERY_PARAMETERS))
+    if unknown:
+        raise Rejected(400, f"unknown query parameter(s): {', '.join(name[:40] for name in unknown[:5])}; "
+                            f"/{action} takes {', '.join(QUERY_PARAMETERS)}")
     b2 = _uuid(query.get("b2_storage_id"), "b2_storage_id") if query.get("b2_storage_id") else None
     ll = _uuid(query.get("ll_storage_id"), "ll_storage_id") if query.get("ll_storage_id") else None
     missing = [name for name, value in (("b2_storage_id", b2), ("ll_storage_id", ll)) if not value]
@@ -97,6 +107,10 @@ def parse_action(
     if b2 == ll:
         raise Rejected(400, "b2_storage_id and ll_storage_id are the same storage; "
                             "the B2 and LucidLink storages must be different")
+    for role, given, allowed in (("b2_storage_id", b2, pinned[0]), ("ll_storage_id", ll, pinned[1])):
+        if allowed and given != allowed:
+            raise Rejected(403, f"{role} is not the storage this plugin is set up for "
+                                f"(PLUGIN_{role.split('_')[0].upper()}_STORAGE_ID)")
     try:
         formats = parse_formats(query.get("formats"), default_formats)
     except ValueError as error:

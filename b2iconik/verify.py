@@ -35,6 +35,10 @@ class Verdict:
     """Something a person should know even when safe (e.g. checksums not compared)."""
     incomplete: bool = False
     """The B2 copy is missing or still being written, rather than wrong."""
+    checksums_compared: bool = False
+    """Every file's checksum was compared and matched (not only status, name and size)."""
+    b2_file_set_id: str | None = None
+    """The B2 file set the verdict is about, when safe."""
 
 
 def copies_of(file_sets: list[dict], files: list[dict], format_id: str, storage_id: str,
@@ -106,7 +110,26 @@ def check_b2_copy(lucidlink: Copy, b2: Copy) -> Verdict:
     if uncompared:
         note = (f"checksums not compared for {uncompared} file(s) (missing or of different forms); "
                 "verified by status, name and size")
-    return Verdict(True, "B2 copy verified", note)
+    return Verdict(True, "B2 copy verified", note, checksums_compared=not uncompared, b2_file_set_id=b2.id)
+
+
+def file_sets_from_files(files: list[dict]) -> list[dict] | None:
+    """The file sets an asset's files list describes, or None if a file lacks the fields needed.
+
+    iconik's files list carries `file_set_id`, `format_id`, `storage_id`,
+    `file_set_status` and `version_id` on every file, so it describes every copy
+    with files. An older iconik that leaves them out gets None: read the file sets.
+    """
+    found: dict[str, dict] = {}
+    for record in files:
+        if not all(key in record for key in ("file_set_id", "format_id", "storage_id", "file_set_status")):
+            return None
+        file_set_id = record["file_set_id"]
+        if file_set_id not in found:
+            found[file_set_id] = {"id": file_set_id, "format_id": record["format_id"],
+                                  "storage_id": record["storage_id"], "status": record["file_set_status"],
+                                  "version_id": record.get("version_id")}
+    return list(found.values())
 
 
 def find_intact_b2_copy(lucidlink: Copy, b2_copies: list[Copy]) -> Verdict:

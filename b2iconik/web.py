@@ -67,6 +67,7 @@ def custom_action(action: str):
         body=body,
         default_formats=service.settings.formats,
         need_token=not service.settings.iconik_token,
+        pinned=(service.settings.b2_storage_id, service.settings.ll_storage_id),
     )
     token = None if service.settings.iconik_token else call.auth_token
     try:

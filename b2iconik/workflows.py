@@ -15,10 +15,17 @@ B2 copy of it was verified in the same step.
 Results per asset and format:
     copied            add: a complete copy is on LucidLink
     missing_format    the asset has no such format (reported, not fatal)
-    removed           remove: deleted from LucidLink after B2 was verified
+    removed           remove: deleted from LucidLink after B2 was verified; `file_sets`
+                      says, per file set, whether iconik purged it or keeps it in its
+                      recycle bin, and which B2 file set it was verified against, how
     not_on_lucidlink  remove: nothing of that format on LucidLink
     kept              remove: left on LucidLink; the reason says why
     failed            add: the copy did not complete; the reason says why
+    unconfirmed       remove: a delete was sent, then the job had to end before a
+                      fresh read could show what iconik did (e.g. the token expired)
+
+What iconik did is always judged from a fresh read of the asset, never from the
+status of a copy job (a hint for when to look) nor from a lost answer.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 import iconik
 from b2iconik.progress import JobsPanel
 from b2iconik.selection import expand_selection
-from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy
+from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, file_sets_from_files, find_intact_b2_copy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ PHASES = {
 DONE_JOB_STATUSES = frozenset({"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"})
 GOOD_RESULTS = frozenset({"copied", "missing_format", "removed", "not_on_lucidlink"})
 NEEDS_COPY = "needs_copy"
+PURGE_MODES = ("verified", "always", "never")
 
 
 class Transient(Exception):
@@ -62,6 +70,41 @@ class Fatal(Exception):
     """The job cannot go on (bad storage, credentials refused); the message says why."""
 
 
+class Interrupted(Exception):
+    """iconik refused the token part-way through one asset; `outcome` holds what was done first."""
+
+    def __init__(self, outcome: dict, error: iconik.IconikError):
+        super().__init__(str(error))
+        self.outcome = outcome
+        self.error = error
+
+
+@dataclass(frozen=True)
+class AssetRecords:
+    """What iconik says of one asset: its live formats by name, its file sets and its files."""
+
+    formats: dict
+    file_sets: list
+    files: list
+
+
+def live_formats(formats: list) -> dict:
+    """Format name -> id, of the formats that are not DELETED; an ACTIVE one wins over one without status.
+
+    iconik can list a deleted format with the same name as the live one.
+    """
+    found: dict = {}
+    for fmt in formats:
+        if not isinstance(fmt, dict) or not fmt.get("name") or not fmt.get("id"):
+            continue
+        status = fmt.get("status")
+        if status and status != "ACTIVE":
+            continue
+        if fmt["name"] not in found or status == "ACTIVE":
+            found[fmt["name"]] = fmt["id"]
+    return found
+
+
 def is_transient(error: iconik.IconikError) -> bool:
     return error.status is None or error.status == 429 or error.status >= 500
 
@@ -75,12 +118,13 @@ class Tuning:
     outage_timeout: float = 900.0
     checkpoint_interval: float = 1.0
     progress_interval: float = 2.0
+    open_copy_timeout: float = 900.0
 
     @classmethod
     def from_settings(cls, settings) -> "Tuning":
         return cls(concurrency=settings.asset_concurrency, poll_interval=settings.poll_interval,
                    max_poll_interval=settings.max_poll_interval, copy_timeout=settings.copy_timeout,
-                   outage_timeout=settings.outage_timeout)
+                   outage_timeout=settings.outage_timeout, open_copy_timeout=settings.open_copy_timeout)
 
 
 def new_state(request) -> dict:
@@ -158,7 +202,7 @@ def job_title(state: dict) -> str:
 class Workflow:
     def __init__(self, client: iconik.IconikClient, state: dict, tuning: Tuning = Tuning(), *,
                  checkpoint=None, stop: threading.Event | None = None, deadline: float | None = None,
-                 blocking_waits: bool = True, clock=time.time):
+                 blocking_waits: bool = True, clock=time.time, claim_assets=None, purge: str = "verified"):
         self.client = client
         self.state = state
         self.tuning = tuning
@@ -167,8 +211,14 @@ class Workflow:
         self.deadline = deadline
         self.blocking_waits = blocking_waits
         self.clock = clock
+        self._claim_assets = claim_assets or (lambda asset_ids: [])
+        if purge not in PURGE_MODES:
+            raise ValueError(f"purge must be one of {', '.join(PURGE_MODES)}")
+        self.purge = purge
         self.panel = JobsPanel(client, state, tuning.progress_interval)
         self._last_checkpoint = 0.0
+        self._lock = threading.RLock()
+        """Held while the state is changed by asset threads or written out."""
 
     # -- driving -----------------------------------------------------------
 
@@ -178,17 +228,38 @@ class Workflow:
         A phase returns True when it has finished. Otherwise it was stopped, or
         it waits for something: with blocking waits it has already waited and is
         simply called again; without, `state["wake_at"]` says when to go on.
+
+        The state is checked first, as if it came from outside, and the storages
+        are checked with iconik at the start of every run, whatever the phase.
         """
         state = self.state
+        try:
+            validate_state(state)
+        except ValueError as error:
+            state["error"] = f"the job's recorded state is not valid: {error}"
+            state.setdefault("warnings", [])
+            state.setdefault("outcomes", {})
+            state.setdefault("assets", [])
+            self._enter("done")
+            return True
+        storages_checked = False
         while state["phase"] != "done":
             if self.stopping():
                 return False
             phase = state["phase"]
             try:
+                if not storages_checked:
+                    if not self._check_storages_once():
+                        if not self.blocking_waits:
+                            self.checkpoint(force=True)
+                            return False
+                        continue
+                    storages_checked = True
                 finished = getattr(self, f"_phase_{phase}")()
             except Fatal as error:
                 log.error("job cannot go on: %s", error)
                 state["error"] = str(error)
+                self._close_unjudged(str(error))
                 self._enter("done")
                 return True
             if finished:
@@ -203,9 +274,10 @@ class Workflow:
         return self._stop.is_set() or (self.deadline is not None and self.clock() >= self.deadline)
 
     def _enter(self, phase: str) -> None:
-        self.state["phase"] = phase
-        self.state["processed"] = []
-        self.state.pop("outage_since", None)
+        with self._lock:
+            self.state["phase"] = phase
+            self.state["processed"] = []
+            self.state.pop("outage_since", None)
         if phase == "done":
             self._finish()
         self.checkpoint(force=True)
@@ -213,8 +285,9 @@ class Workflow:
     def checkpoint(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
-            self._last_checkpoint = now
-            self._checkpoint(self.state)
+            with self._lock:
+                self._last_checkpoint = now
+                self._checkpoint(self.state)
 
     def _pause(self, seconds: float) -> bool:
         """Wait `seconds` unless stopping; False when the wait must happen elsewhere."""
@@ -233,47 +306,92 @@ class Workflow:
             raise Fatal(f"iconik unreachable for over {self.tuning.outage_timeout:.0f} s: {error}")
         log.warning("iconik unreachable, will retry: %s", error)
 
+    def _retry_later(self, error: iconik.IconikError) -> bool:
+        """React to a failed call of a phase's own: Fatal, or pause and return False."""
+        if isinstance(error, iconik.Unauthorized):
+            raise Fatal(token_refused(error)) from None
+        if not is_transient(error):
+            raise Fatal(str(error)) from None
+        self._outage(error)
+        self._pause(self.tuning.poll_interval)
+        return False
+
     # -- phases ------------------------------------------------------------
+
+    def _check_storages_once(self) -> bool:
+        try:
+            self._check_storages()
+        except iconik.IconikError as error:
+            return self._retry_later(error)
+        return True
 
     def _phase_resolve(self) -> bool:
         state = self.state
-        try:
-            self._check_storages()
-            state["assets"], warnings = expand_selection(
-                self.client, state["selection"]["asset_ids"], state["selection"]["collection_ids"])
-        except iconik.IconikError as error:
-            if isinstance(error, iconik.Unauthorized):
-                raise Fatal(f"iconik rejected the plugin's token ({error.status})") from None
-            if not is_transient(error):
-                raise Fatal(str(error)) from None
-            self._outage(error)
+        if not state.get("resolved"):
+            try:
+                assets, warnings = expand_selection(
+                    self.client, state["selection"]["asset_ids"], state["selection"]["collection_ids"])
+            except iconik.IconikError as error:
+                return self._retry_later(error)
+            with self._lock:
+                state["assets"] = assets
+                state["warnings"].extend(warnings)
+                state["resolved"] = True
+            self.panel.start(job_title(state), len(state["assets"]))
+            log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]),
+                     ",".join(state["formats"]))
+            self.checkpoint(force=True)
+        busy = self._claim_assets(state["assets"])
+        if busy:
+            if state.get("waiting_for") != len(busy):
+                state["waiting_for"] = len(busy)
+                log.info("waiting: another job is working on %d of this job's assets", len(busy))
+                self.panel.progress(0, len(state["assets"]), f"Waiting for another job to finish with "
+                                    f"{len(busy)} of these assets", force=True)
             self._pause(self.tuning.poll_interval)
             return False
-        state["warnings"].extend(warnings)
-        self.panel.start(job_title(state), len(state["assets"]))
-        log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]), ",".join(state["formats"]))
+        state.pop("waiting_for", None)
         return True
 
     def _check_storages(self) -> None:
+        """Refuse storages that cannot play their role: checked with iconik on every run.
+
+        The LucidLink storage is a storage gateway's directory (method FILE); the
+        B2 storage is a cloud storage (any other method). Both are Files storages.
+        """
         state = self.state
         if state["b2_storage_id"] == state["ll_storage_id"]:
             raise Fatal("the B2 and LucidLink storages are the same storage; refusing to work")
+        warnings = []
         for role, key in (("B2", "b2_storage_id"), ("LucidLink", "ll_storage_id")):
             try:
                 storage = self.client.get_storage(state[key])
             except iconik.NotFound:
                 raise Fatal(f"{role} storage {state[key]} does not exist in iconik") from None
+            if not isinstance(storage, dict):
+                raise Fatal(f"iconik described {role} storage {state[key]} in a form the plugin cannot read")
+            name = storage.get("name") or state[key]
             purpose = storage.get("purpose")
             if purpose and purpose != "FILES":
-                raise Fatal(f"{role} storage {storage.get('name') or state[key]} is a {purpose} "
-                            "storage, not a Files storage")
+                raise Fatal(f"{role} storage {name} is a {purpose} storage, not a Files storage")
+            method = storage.get("method")
+            if role == "LucidLink" and method != "FILE":
+                raise Fatal(f"LucidLink storage {name} is not a storage gateway storage (its method is "
+                            f"{method or 'not given'}, not FILE); refusing to work")
+            if role == "B2" and (not method or method == "FILE"):
+                raise Fatal(f"B2 storage {name} is not a cloud storage (its method is {method or 'not given'}); "
+                            "refusing to work")
             if storage.get("status") and storage["status"] != "ACTIVE":
-                state["warnings"].append(f"{role} storage {storage.get('name')} is {storage['status']}")
+                warnings.append(f"{role} storage {name} is {storage['status']}")
             if (role == "LucidLink" and state["action"] == "remove"
                     and (storage.get("settings") or {}).get("delete") is False):
-                state["warnings"].append(
+                warnings.append(
                     "iconik may not delete files on the LucidLink storage (its settings.delete is off): "
                     "file sets are removed from iconik but the bytes stay in the Filespace")
+        with self._lock:
+            for warning in warnings:
+                if warning not in state["warnings"]:
+                    state["warnings"].append(warning)
 
     def _phase_inspect(self) -> bool:
         return self._for_each_asset(self.state["assets"], self._inspect_for_removal)
@@ -291,19 +409,17 @@ class Workflow:
             try:
                 answer = self.client.bulk_copy(target, entry["asset_ids"], entry["format"])
             except iconik.IconikError as error:
-                if isinstance(error, iconik.Unauthorized):
-                    raise Fatal(f"iconik rejected the plugin's token ({error.status})") from None
-                if is_transient(error):
-                    self._outage(error)
-                    self._pause(self.tuning.poll_interval)
-                    return False
+                if isinstance(error, iconik.Unauthorized) or is_transient(error):
+                    return self._retry_later(error)
                 entry.update(status="FAILED", message=f"iconik refused the copy: {error.message}")
                 continue
-            job_id = (answer or {}).get("job_id")
-            if job_id:
-                entry["job_id"] = job_id
-            else:
-                entry.update(status="UNKNOWN", message="iconik queued the copy without a job to follow")
+            job_id = answer.get("job_id") if isinstance(answer, dict) else None
+            try:
+                entry["job_id"] = iconik.check_uuid(job_id, "copy job id") if job_id else None
+            except ValueError:
+                entry["job_id"] = None
+            if not entry["job_id"]:
+                entry.update(status="QUEUED", message="iconik queued the copy without a job to follow")
             self.checkpoint(force=True)
         state["copy_started_at"] = state.get("copy_started_at") or self.clock()
         return True
@@ -321,6 +437,10 @@ class Workflow:
         return plan
 
     def _phase_wait(self) -> bool:
+        """Follow the copy jobs until iconik says they ended: a hint for when to look, not proof.
+
+        The check phase then waits for the copies themselves.
+        """
         state = self.state
         interval = state.get("poll_interval", self.tuning.poll_interval)
         while True:
@@ -339,14 +459,16 @@ class Workflow:
                     entry.update(status="UNKNOWN", message="iconik no longer knows the copy job")
                     continue
                 except iconik.IconikError as error:
+                    if isinstance(error, iconik.Unauthorized):
+                        raise Fatal(token_refused(error)) from None
                     if not is_transient(error):
                         raise Fatal(f"could not follow the copy job: {error}") from None
                     self._outage(error)
                     break
                 state.pop("outage_since", None)
-                if job.get("status") in DONE_JOB_STATUSES:
-                    entry.update(status=job["status"],
-                                 message=job.get("error_message") or job.get("message") or "")
+                status = job.get("status") if isinstance(job, dict) else None
+                if status in DONE_JOB_STATUSES:
+                    entry.update(status=status, message=str(job.get("error_message") or job.get("message") or "")[:500])
             if all(e.get("status") in DONE_JOB_STATUSES or not e.get("job_id") for e in state["copies"]):
                 return True
             interval = min(interval * 1.5, self.tuning.max_poll_interval)
@@ -362,14 +484,39 @@ class Workflow:
         assets = list(dict.fromkeys(a for ids in state["to_copy"].values() for a in ids))
         return self._for_each_asset(assets, lambda a: self._inspect_for_removal(a, after_copy=True))
 
-    # -- per-asset steps (run in worker threads; they only read state) -------
+    # -- reading an asset (in asset threads) --------------------------------
 
-    def _asset_records(self, asset_id: str) -> tuple[dict, list, list]:
-        """The asset's formats by name, its file sets and its files: 3 iconik calls."""
-        formats = {f.get("name"): f.get("id") for f in self.client.iter_formats(asset_id)}
-        file_sets = list(self.client.iter_file_sets(asset_id))
-        files = list(self.client.iter_files(asset_id)) if file_sets else []
-        return formats, file_sets, files
+    def _read_asset(self, asset_id: str) -> AssetRecords | None:
+        """The asset's live formats, its file sets and files: 2 iconik calls; None if no such asset.
+
+        iconik answers 404 for an empty formats or files list, so a 404 there means
+        "none"; only then is the asset itself read, to tell "none" from "no asset".
+        The file sets come from the files list; an older iconik whose files lack
+        the file set fields costs a third read (counted in the job's record).
+        """
+        try:
+            formats = list(self.client.iter_formats(asset_id))
+        except iconik.NotFound:
+            try:
+                self.client.get_asset(asset_id)
+            except iconik.NotFound:
+                return None
+            return AssetRecords({}, [], [])
+        try:
+            files = [f for f in self.client.iter_files(asset_id) if isinstance(f, dict)]
+        except iconik.NotFound:
+            files = []
+        file_sets = file_sets_from_files(files)
+        if file_sets is None:
+            with self._lock:
+                self.state["file_set_reads"] = self.state.get("file_set_reads", 0) + 1
+            try:
+                file_sets = [fs for fs in self.client.iter_file_sets(asset_id) if isinstance(fs, dict)]
+            except iconik.NotFound:
+                file_sets = []
+        return AssetRecords(live_formats(formats), file_sets, files)
+
+    # -- copies asked for, and waiting for them -----------------------------
 
     def _copy_entry(self, asset_id: str, fmt: str) -> dict | None:
         for entry in self.state["copies"]:
@@ -385,63 +532,107 @@ class Workflow:
         message = entry.get("message")
         return f"copy job {status}" + (f": {message}" if message else "")
 
-    def _await_skipped_copy(self, asset_id: str, fmt: str) -> None:
-        """Raise NotSettled when the copy of (asset, format) was skipped and time is left."""
+    def _await_copy(self, asset_id: str, fmt: str, incomplete: list[Copy]) -> None:
+        """Raise NotSettled while the copy of (asset, format) may still land; return to judge it now.
+
+        A copy job's status is only a hint: the copy is waited for until it is
+        complete or the copy timeout passes. Two exceptions end the wait early:
+        iconik said the copy job failed and nothing of the copy exists, or a
+        copy's files have not changed (status, size) for the open-copy timeout.
+        """
+        state = self.state
         entry = self._copy_entry(asset_id, fmt)
-        started = self.state.get("copy_started_at") or self.clock()
-        if entry and entry.get("status") == "SKIPPED" and self.clock() - started < self.tuning.copy_timeout:
-            raise NotSettled(f"{fmt} of {asset_id}: copy skipped by iconik but not complete yet")
+        if entry is None:
+            return
+        now = self.clock()
+        if now - (state.get("copy_started_at") or now) >= self.tuning.copy_timeout:
+            return
+        if entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT") and not incomplete:
+            return
+        key = f"{asset_id}/{fmt}"
+        if incomplete:
+            signature = sorted(f"{f.get('id')}:{f.get('status')}:{f.get('size')}" for c in incomplete for f in c.files)
+            with self._lock:
+                seen = state.setdefault("incomplete", {}).get(key)
+                if not seen or seen["files"] != signature:
+                    state["incomplete"][key] = seen = {"files": signature, "since": now}
+            if now - seen["since"] >= self.tuning.open_copy_timeout:
+                return
+        raise NotSettled(f"{fmt} of {asset_id}: copy not complete yet")
+
+    def _stalled(self, asset_id: str, fmt: str) -> bool:
+        seen = self.state.get("incomplete", {}).get(f"{asset_id}/{fmt}")
+        return bool(seen) and self.clock() - seen["since"] >= self.tuning.open_copy_timeout
+
+    # -- per-asset steps (in asset threads) ---------------------------------
 
     def _check_added(self, asset_id: str) -> dict:
         state = self.state
-        try:
-            formats, file_sets, files = self._asset_records(asset_id)
-        except iconik.NotFound:
+        records = self._read_asset(asset_id)
+        if records is None:
             return {fmt: {"result": "failed", "reason": "asset not found in iconik"} for fmt in state["formats"]}
         outcome = {}
         for fmt in state["formats"]:
-            format_id = formats.get(fmt)
+            format_id = records.formats.get(fmt)
             if format_id is None:
                 outcome[fmt] = {"result": "missing_format", "reason": f"asset has no {fmt} format"}
                 continue
-            on_ll = copies_of(file_sets, files, format_id, state["ll_storage_id"], active_only=True)
-            if any(c.files and all(f.get("status") == "CLOSED" for f in c.files) for c in on_ll):
-                outcome[fmt] = {"result": "copied", "reason": "complete copy on LucidLink"}
-            elif on_ll:
-                self._await_skipped_copy(asset_id, fmt)
-                statuses = sorted({f.get("status") for c in on_ll for f in c.files} - {"CLOSED"})
+            on_ll = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=True)
+            complete = [c for c in on_ll if c.files and all(f.get("status") == "CLOSED" for f in c.files)]
+            if complete:
+                outcome[fmt] = {"result": "copied", "reason": "complete copy on LucidLink",
+                                "file_set_id": complete[0].id}
+                continue
+            unknown = [c for c in copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"],
+                                             active_only=False) if not c.file_set.get("status")]
+            self._await_copy(asset_id, fmt, on_ll + unknown)
+            if on_ll:
+                statuses = sorted({str(f.get("status")) for c in on_ll for f in c.files} - {"CLOSED"})
+                still = "still being written, unchanged for over " \
+                        f"{self.tuning.open_copy_timeout:.0f} s; " if self._stalled(asset_id, fmt) else ""
                 outcome[fmt] = {"result": "failed", "reason": "LucidLink copy incomplete (files "
-                                + (", ".join(map(str, statuses)) or "missing") + f"); {self._copy_story(asset_id, fmt)}"}
+                                + (", ".join(statuses) or "missing") + f"); {still}{self._copy_story(asset_id, fmt)}"}
+            elif unknown:
+                outcome[fmt] = {"result": "failed", "reason": "iconik gives no status for the LucidLink file set "
+                                f"{unknown[0].id}, so the copy cannot be confirmed; {self._copy_story(asset_id, fmt)}"}
             else:
-                self._await_skipped_copy(asset_id, fmt)
-                outcome[fmt] = {"result": "failed",
-                                "reason": f"not on LucidLink; {self._copy_story(asset_id, fmt)}"}
+                outcome[fmt] = {"result": "failed", "reason": f"not on LucidLink; {self._copy_story(asset_id, fmt)}"}
         return outcome
 
     def _inspect_for_removal(self, asset_id: str, after_copy: bool = False) -> dict:
         state = self.state
         wanted = state["formats"] if not after_copy else [
             fmt for fmt, ids in state["to_copy"].items() if asset_id in ids]
-        try:
-            formats, file_sets, files = self._asset_records(asset_id)
-        except iconik.NotFound:
+        records = self._read_asset(asset_id)
+        if records is None:
             return {fmt: {"result": "not_on_lucidlink", "reason": "asset not found in iconik"} for fmt in wanted}
-        outcome = {}
-        for fmt in wanted:
-            format_id = formats.get(fmt)
-            if format_id is None:
-                outcome[fmt] = {"result": "not_on_lucidlink", "reason": f"asset has no {fmt} format"}
-                continue
-            on_ll = copies_of(file_sets, files, format_id, state["ll_storage_id"], active_only=True)
-            if not on_ll:
-                outcome[fmt] = {"result": "not_on_lucidlink", "reason": "nothing of this format on LucidLink"}
-                continue
-            on_b2 = copies_of(file_sets, files, format_id, state["b2_storage_id"], active_only=False)
-            outcome[fmt] = self._remove_copies(asset_id, fmt, on_ll, on_b2, after_copy)
+        outcome: dict = {}
+        try:
+            for fmt in wanted:
+                outcome[fmt] = self._remove_format(asset_id, fmt, records, after_copy)
+        except iconik.Unauthorized as error:
+            raise Interrupted(outcome, error) from None
         return outcome
 
-    def _remove_copies(self, asset_id, fmt, on_ll, on_b2, after_copy) -> dict | str:
-        kept, notes = [], []
+    def _remove_format(self, asset_id: str, fmt: str, records: AssetRecords, after_copy: bool) -> dict | str:
+        state = self.state
+        sent = self._deletes_sent(asset_id, fmt)
+        format_id = records.formats.get(fmt)
+        if format_id is None:
+            if sent:
+                return self._removed_earlier(sent)
+            return {"result": "not_on_lucidlink", "reason": f"asset has no {fmt} format"}
+        unknown = [c.id for c in copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"],
+                                           active_only=False) if not c.file_set.get("status")]
+        on_ll = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=True)
+        if not on_ll and not unknown:
+            if sent:
+                return self._removed_earlier(sent)
+            return {"result": "not_on_lucidlink", "reason": "nothing of this format on LucidLink"}
+        on_b2 = copies_of(records.file_sets, records.files, format_id, state["b2_storage_id"], active_only=False)
+        kept = [f"iconik gives no status for LucidLink file set {fs_id}; cannot tell whether it is live"
+                for fs_id in unknown]
+        removed = []
         for ll_copy in on_ll:
             unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
             if unfinished:
@@ -450,38 +641,113 @@ class Workflow:
             verdict = find_intact_b2_copy(ll_copy, on_b2)
             if not verdict.safe:
                 if after_copy and verdict.incomplete:
-                    self._await_skipped_copy(asset_id, fmt)
+                    self._await_copy(asset_id, fmt, [c for c in on_b2 if c.files])
+                if verdict.reason == NO_B2_COPY and not after_copy:
+                    return NEEDS_COPY
                 if verdict.reason == NO_B2_COPY:
-                    if not after_copy:
-                        return NEEDS_COPY
                     kept.append(f"no B2 copy after copying ({self._copy_story(asset_id, fmt)})")
+                elif after_copy and verdict.incomplete and self._stalled(asset_id, fmt):
+                    kept.append(f"{verdict.reason}; B2 copy unchanged for over "
+                                f"{self.tuning.open_copy_timeout:.0f} s")
                 else:
                     kept.append(verdict.reason)
                 continue
-            try:
-                self.client.delete_file_set(asset_id, ll_copy.id, immediately=True)
-            except iconik.IconikError as error:
-                if is_transient(error) or isinstance(error, iconik.Unauthorized):
-                    raise
-                kept.append(f"iconik refused the delete: {error.message}")
-                continue
-            log.info("removed %s of asset %s from LucidLink (file set %s)", fmt, asset_id, ll_copy.id)
-            if verdict.note:
-                notes.append(verdict.note)
-        if kept:
-            return {"result": "kept", "reason": "kept on LucidLink: " + "; ".join(dict.fromkeys(kept))}
-        reason = "B2 copy verified; removed from LucidLink"
-        if notes:
-            reason += " (" + "; ".join(dict.fromkeys(notes)) + ")"
-        return {"result": "removed", "reason": reason}
+            result = self._delete(asset_id, fmt, ll_copy, verdict, records)
+            (removed if result["result"] == "removed" else kept).append(result)
+        return self._judge_removal(kept, removed)
+
+    def _delete(self, asset_id: str, fmt: str, ll_copy: Copy, verdict: Verdict, records: AssetRecords) -> dict:
+        """Delete one verified LucidLink file set; what iconik did is what a fresh read shows.
+
+        The intent is recorded (and written out) before the call, so a lost answer
+        or a crash right after it is still recorded as a removal.
+        """
+        purge = self.purge == "always" or (self.purge == "verified" and verdict.checksums_compared)
+        done = {"result": "removed", "file_set_id": ll_copy.id, "verified_against": verdict.b2_file_set_id,
+                "verification": "checksums" if verdict.checksums_compared else "status, name and size",
+                "bytes": sum(f.get("size") or 0 for f in ll_copy.files if isinstance(f.get("size"), int)),
+                "note": verdict.note}
+        self._note_delete(asset_id, fmt, ll_copy.id, done)
+        try:
+            purged = self.client.delete_file_set(asset_id, ll_copy.id, immediately=purge)
+        except iconik.NotFound:
+            purged = None
+        except iconik.IconikError as error:
+            if is_transient(error) or isinstance(error, iconik.Unauthorized):
+                raise
+            after = self._file_set_now(asset_id, ll_copy.id)
+            if after == "ACTIVE":
+                self._forget_delete(asset_id, fmt, ll_copy.id)
+                return {"result": "kept", "reason": f"iconik refused the delete: {error.message}"}
+            purged = after is None
+        else:
+            log.info("removed %s of asset %s from LucidLink (file set %s, %s)", fmt, asset_id, ll_copy.id,
+                     "purged" if purged else "in iconik's recycle bin")
+            return {**done, "deleted": "purged" if purged else "recycle_bin"}
+        after = self._file_set_now(asset_id, ll_copy.id)
+        if after == "ACTIVE":
+            self._forget_delete(asset_id, fmt, ll_copy.id)
+            return {"result": "kept", "reason": "iconik answered the delete with 404 but still lists the "
+                                                "LucidLink file set as ACTIVE"}
+        log.info("removed %s of asset %s from LucidLink (file set %s): the answer was lost, a fresh read "
+                 "shows it gone", fmt, asset_id, ll_copy.id)
+        return {**done, "deleted": "purged" if after is None else "recycle_bin",
+                "note": "; ".join(filter(None, [done["note"], "iconik's answer to the delete was lost; "
+                                                 "a fresh read shows the file set gone"]))}
+
+    def _file_set_now(self, asset_id: str, file_set_id: str) -> str | None:
+        """The status iconik lists now for one file set of an asset: None when gone entirely."""
+        try:
+            files = list(self.client.iter_file_set_files(asset_id, file_set_id))
+        except iconik.NotFound:
+            return None
+        statuses = {f.get("file_set_status") for f in files if isinstance(f, dict)}
+        if not files:
+            return None
+        if statuses <= {"DELETED"}:
+            return "DELETED"
+        return "ACTIVE" if "ACTIVE" in statuses else (sorted(map(str, statuses))[0])
+
+    def _note_delete(self, asset_id: str, fmt: str, file_set_id: str, record: dict) -> None:
+        with self._lock:
+            sent = self.state.setdefault("deleting", {}).setdefault(asset_id, {}).setdefault(fmt, {})
+            sent[file_set_id] = {k: v for k, v in record.items() if k != "result"}
+        self.checkpoint(force=True)
+
+    def _forget_delete(self, asset_id: str, fmt: str, file_set_id: str) -> None:
+        with self._lock:
+            self.state.get("deleting", {}).get(asset_id, {}).get(fmt, {}).pop(file_set_id, None)
+
+    def _deletes_sent(self, asset_id: str, fmt: str) -> dict:
+        with self._lock:
+            return dict(self.state.get("deleting", {}).get(asset_id, {}).get(fmt, {}))
+
+    @staticmethod
+    def _removed_earlier(sent: dict) -> dict:
+        """A delete was sent (then its answer was lost, or the job stopped) and the copy is gone now."""
+        note = "the delete was sent before the job was interrupted; a fresh read shows the file set gone"
+        return _removed_outcome([{**record, "file_set_id": file_set_id, "deleted": "unknown",
+                                  "note": "; ".join(filter(None, [record.get("note"), note]))}
+                                 for file_set_id, record in sent.items()])
+
+    @staticmethod
+    def _judge_removal(kept: list, removed: list) -> dict:
+        reasons = [k if isinstance(k, str) else k["reason"] for k in kept]
+        if reasons:
+            outcome = {"result": "kept", "reason": "kept on LucidLink: " + "; ".join(dict.fromkeys(reasons))}
+            if removed:
+                outcome["removed_file_sets"] = [r["file_set_id"] for r in removed]
+            return outcome
+        return _removed_outcome(removed)
 
     # -- running per-asset steps concurrently -------------------------------
 
     def _for_each_asset(self, asset_ids: list[str], step) -> bool:
         """Run `step(asset_id)` for each unprocessed asset, several at a time.
 
-        Assets whose step met a transient failure are tried again after a pause,
-        until iconik has been unreachable longer than the outage timeout.
+        Assets whose step met a transient failure, or whose copy has not landed
+        yet, are tried again after a pause (backing off), until iconik has been
+        unreachable longer than the outage timeout or the copy timeout passes.
         """
         state = self.state
         processed = set(state["processed"])
@@ -503,13 +769,20 @@ class Workflow:
         return True
 
     def _run_round(self, pending: list[str], step, processed: set) -> list[str]:
+        """One pass over `pending`; returns the assets to try again.
+
+        When iconik refuses the token, no new asset is started, the ones in
+        flight are finished and recorded (including what they did before the
+        refusal), and then the job ends.
+        """
         retry = []
         in_flight = {}
         queue = iter(pending)
         limit = self.tuning.concurrency
+        refused: iconik.IconikError | None = None
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="asset") as pool:
             while True:
-                while len(in_flight) < limit * 2 and not self.stopping():
+                while len(in_flight) < limit * 2 and not self.stopping() and refused is None:
                     asset_id = next(queue, None)
                     if asset_id is None:
                         break
@@ -523,33 +796,51 @@ class Workflow:
                     error = future.exception()
                     if error is None:
                         self._record(asset_id, future.result())
-                        processed.add(asset_id)
-                        self.state["processed"].append(asset_id)
+                        self._processed(asset_id, processed)
+                    elif isinstance(error, Interrupted):
+                        refused = refused or error.error
+                        self._record(asset_id, error.outcome)
                     elif isinstance(error, iconik.Unauthorized):
-                        raise Fatal(f"iconik rejected the plugin's token ({error.status})")
+                        refused = refused or error
                     elif isinstance(error, iconik.IconikError) and is_transient(error):
-                        self._outage(error)
+                        try:
+                            self._outage(error)
+                        except Fatal as fatal:
+                            refused = refused or fatal
                         retry.append(asset_id)
                     elif isinstance(error, NotSettled):
                         retry.append(asset_id)
                     else:
-                        log.exception("step failed for asset %s", asset_id, exc_info=error)
+                        log.error("step failed for asset %s: %s: %s", asset_id, type(error).__name__, error)
                         self._record_failure(asset_id, error)
-                        processed.add(asset_id)
-                        self.state["processed"].append(asset_id)
+                        self._processed(asset_id, processed)
                 self.checkpoint()
                 self._report_progress()
+        if isinstance(refused, Fatal):
+            raise refused
+        if refused is not None:
+            raise Fatal(token_refused(refused))
         return retry
+
+    def _processed(self, asset_id: str, processed: set) -> None:
+        processed.add(asset_id)
+        with self._lock:
+            self.state["processed"].append(asset_id)
 
     def _record(self, asset_id: str, outcome: dict) -> None:
         state = self.state
-        for fmt, result in outcome.items():
-            if result == NEEDS_COPY:
-                waiting = state["to_copy"].setdefault(fmt, [])
-                if asset_id not in waiting:
-                    waiting.append(asset_id)
-            else:
-                state["outcomes"].setdefault(asset_id, {})[fmt] = result
+        with self._lock:
+            for fmt, result in outcome.items():
+                if result == NEEDS_COPY:
+                    waiting = state["to_copy"].setdefault(fmt, [])
+                    if asset_id not in waiting:
+                        waiting.append(asset_id)
+                else:
+                    state["outcomes"].setdefault(asset_id, {})[fmt] = result
+                    state.get("deleting", {}).get(asset_id, {}).pop(fmt, None)
+                    state.get("incomplete", {}).pop(f"{asset_id}/{fmt}", None)
+            if not state.get("deleting", {}).get(asset_id, True):
+                state["deleting"].pop(asset_id, None)
 
     def _record_failure(self, asset_id: str, error: BaseException) -> None:
         result = "failed" if self.state["action"] == "add" else "kept"
@@ -557,8 +848,38 @@ class Workflow:
             f"could not check ({type(error).__name__}: {error})"
         if result == "kept":
             reason = "kept on LucidLink: " + reason
-        for fmt in self.state["formats"]:
-            self.state["outcomes"].setdefault(asset_id, {}).setdefault(fmt, {"result": result, "reason": reason})
+        with self._lock:
+            for fmt in self.state["formats"]:
+                self.state["outcomes"].setdefault(asset_id, {}).setdefault(fmt, {"result": result, "reason": reason})
+
+    def _close_unjudged(self, why: str) -> None:
+        """The job ends early: record what is known of every asset not judged yet.
+
+        A delete that was sent is recorded as such (nothing can be re-read now);
+        everything else was left as it was, and the record says so.
+        """
+        state = self.state
+        with self._lock:
+            for asset_id in state.get("assets", []):
+                for fmt in state["formats"]:
+                    if fmt in state["outcomes"].get(asset_id, {}):
+                        continue
+                    sent = state.get("deleting", {}).get(asset_id, {}).get(fmt)
+                    if sent:
+                        outcome = {"result": "unconfirmed", "file_set_ids": list(sent),
+                                   "reason": f"a delete of the LucidLink copy was sent but not confirmed "
+                                             f"before the job ended ({why})"}
+                    elif state["action"] == "add":
+                        story = self._copy_story(asset_id, fmt)
+                        outcome = {"result": "failed", "reason": f"not confirmed before the job ended ({why}); "
+                                                                 f"{story}"}
+                    else:
+                        story = self._copy_story(asset_id, fmt)
+                        copying = "" if story == "no copy was made" else f"; a copy to B2 was requested ({story})"
+                        outcome = {"result": "kept", "reason": f"kept on LucidLink: not checked before the job "
+                                                               f"ended ({why}){copying}"}
+                    state["outcomes"].setdefault(asset_id, {})[fmt] = outcome
+            state.pop("deleting", None)
 
     def _report_progress(self) -> None:
         done = count_done(self.state)
@@ -573,6 +894,28 @@ class Workflow:
         self.panel.finish(self.state["succeeded"], summary["message"], summary["counts"]["assets_done"],
                           summary["counts"]["assets"])
         log.info("job finished: %s", summary["message"])
+
+
+def _removed_outcome(removed: list[dict]) -> dict:
+    """One format's outcome from the file sets removed for it."""
+    notes = [r["note"] for r in removed if r.get("note")]
+    places = {r.get("deleted") for r in removed}
+    where = {"purged": "purged", "recycle_bin": "in iconik's recycle bin until it is purged",
+             "unknown": "removed"}
+    reason = "B2 copy verified; removed from LucidLink"
+    if places - {"purged"}:
+        reason += " (" + ", ".join(where.get(p, str(p)) for p in sorted(map(str, places))) + ")"
+    if notes:
+        reason += " (" + "; ".join(dict.fromkeys(notes)) + ")"
+    outcome = {"result": "removed", "reason": reason,
+               "file_sets": [{k: r.get(k) for k in ("file_set_id", "deleted", "verified_against",
+                                                     "verification", "bytes")} for r in removed]}
+    return outcome
+
+
+def token_refused(error: iconik.IconikError) -> str:
+    return (f"iconik refused the plugin's token ({error.status}); a click's token expires, so for long "
+            "jobs set ICONIK_TOKEN to an application token")
 
 
 def count_done(state: dict) -> int:
