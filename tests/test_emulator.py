@@ -22,6 +22,7 @@ FILES = "/API/files/v1"
 ASSETS = "/API/assets/v1"
 JOBS = "/API/jobs/v1"
 ROOT = Path(__file__).resolve().parent.parent
+MISSING = "00000000-0000-0000-0000-000000000000"
 
 
 def session(emu, token=None):
@@ -135,7 +136,10 @@ def test_bulk_copy_rejects_bad_requests(setup):
     assert s.post(url, json={**body, "object_ids": [body["object_ids"][0]] * 501}).status_code == 400
     assert s.post(url, json={**body, "object_type": "things"}).status_code == 400
     assert s.post(url, json={**body, "format_name": None}).status_code == 400
-    assert s.post(url, json={**body, "object_ids": ["0" * 8]}).status_code == 404
+    assert s.post(url, json={**body, "object_ids": ["0" * 8]}).status_code == 400
+    assert s.post(url, json={**body, "object_ids": [MISSING]}).status_code == 404
+    assert s.post(url, json={k: v for k, v in body.items() if k != "object_type"}).status_code == 400
+    assert s.post(url, json={**body, "delete_original": True}).status_code == 400
     missing = f"{emu.url}{FILES}/storages/{'0' * 8}/bulk/"
     assert s.post(missing, json=body).status_code == 404
     assert emu.jobs == {}
@@ -471,7 +475,8 @@ def test_post_custom_action_sends_iconiks_payload(emulator):
     try:
         url = f"{receiver.url}/add?b2_storage_id=1"
         with client(emu) as c:
-            action = c.create_custom_action("BULK", {"type": "POST", "title": "Copy", "url": url})
+            action = c.create_custom_action("BULK", {"type": "POST", "context": "BULK", "title": "Copy",
+                                                     "url": url})
         answer = emu.post_custom_action(url, asset_ids=["a1"], collection_ids=["c1"],
                                         headers={"x-bz-secret": "shh"})
     finally:

@@ -1,6 +1,7 @@
 """Run the emulator standalone until Ctrl-C or SIGTERM.
 
     python -m b2iconik.emulator --data DIR --port N [--seed world.json] [--app-id X --token Y]
+                                [--mode parent_copy_jobs --mode empty_lists_404 ...]
 
 Prints the URL and the credentials it accepts as ICONIK_* lines.
 """
@@ -13,6 +14,7 @@ import signal
 import threading
 
 from .emulator import Emulator
+from .faults import MODES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--token", help="Auth-Token to accept (default: a random one)")
     parser.add_argument("--per-page-cap", type=int, default=100)
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument("--mode", action="append", choices=MODES, default=[],
+                        help="switch on one of real iconik's behaviours (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -34,6 +38,8 @@ def main(argv=None) -> None:
     emu = Emulator(args.data, per_page_cap=args.per_page_cap, app_id=args.app_id)
     seeded = emu.seed_file(args.seed) if args.seed else {}
     token = emu.new_token(args.token)
+    for mode in args.mode:
+        setattr(emu.faults, mode, True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app, jsonify, request
 
@@ -22,6 +22,7 @@ class Backend:
     credentials: Credentials
     stats: RequestStats
     per_page_cap: int
+    scrolls: paging.Scrolls = field(default_factory=paging.Scrolls)
 
 
 def backend() -> Backend:
@@ -58,16 +59,28 @@ def flag(name: str) -> bool:
     return request.args.get(name, "").lower() in ("true", "1", "yes")
 
 
-def cursor_list(objects: list[dict]):
-    return _paged(paging.by_cursor, objects)
+def cursor_list(objects: list[dict], empty_message: str | None = None):
+    """A `last_id` paged list; under `empty_lists_404` an empty page answers 404 `empty_message`."""
+    return _paged(paging.by_cursor, objects, empty_message)
 
 
 def numbered_list(objects: list[dict]):
     return _paged(paging.by_number, objects)
 
 
-def _paged(pager, objects):
+def search_list(objects: list[dict], empty_message: str | None = None):
+    """A search-index list: numbered pages (404 past the last) or scroll; per_page at most 100."""
+    scrolls = backend().scrolls
+    return _paged(lambda *args: paging.by_search(*args, scrolls), objects, empty_message)
+
+
+def _paged(pager, objects, empty_message=None):
     try:
-        return jsonify(pager(objects, request.path, request.args, backend().per_page_cap))
+        answer = pager(objects, request.path, request.args, backend().per_page_cap)
     except ValueError as error:
         raise ApiError(400, str(error)) from None
+    except paging.PageMissing as error:
+        raise ApiError(404, str(error)) from None
+    if empty_message and backend().faults.empty_lists_404 and not answer["objects"]:
+        raise ApiError(404, empty_message)
+    return jsonify(answer)

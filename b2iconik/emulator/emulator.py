@@ -69,8 +69,10 @@ class Emulator:
     def app_id(self) -> str:
         return self.credentials.app_id
 
-    def new_token(self, value: str | None = None) -> str:
-        return self.credentials.new_token(value)
+    def new_token(self, value: str | None = None, *, max_calls: int | None = None,
+                  lifetime: float | None = None) -> str:
+        """A token accepted from now on; with `max_calls` or `lifetime` (s) it then answers 401."""
+        return self.credentials.new_token(value, max_calls=max_calls, lifetime=lifetime)
 
     def revoke_token(self, token: str) -> None:
         self.credentials.revoke_token(token)
@@ -85,8 +87,22 @@ class Emulator:
         return self.world.add_asset(title, asset_id)
 
     def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
-                 size=None, checksum="auto") -> str:
-        return self.world.add_file(asset_id, format_name, storage_id, name, data, status, size, checksum)
+                 size=None, checksum="auto", date_modified=None) -> str:
+        """Add a file to the ACTIVE format's ACTIVE file set there (made if need be); returns the set's id."""
+        return self.world.add_file(asset_id, format_name, storage_id, name, data, status, size, checksum,
+                                   date_modified)
+
+    def delete_format(self, asset_id, name) -> str:
+        """Mark the asset's ACTIVE format `name` DELETED; a later add_file makes a new one."""
+        return self.world.delete_format(asset_id, name)
+
+    def drop_status(self, file_set_id) -> None:
+        """Remove the file set's `status` (its files then show file_set_status None)."""
+        self.world.drop_status(file_set_id)
+
+    def snapshot_listing(self) -> None:
+        """What the storage file listing serves while `faults.listing_lag` is on."""
+        self.world.snapshot_listing()
 
     def add_collection(self, title, parent_id=None, collection_id=None) -> str:
         return self.world.add_collection(title, parent_id, collection_id)
@@ -138,6 +154,11 @@ class Emulator:
     def reset_counts(self) -> None:
         self.stats.reset()
 
+    @property
+    def lost_replies(self) -> list[dict]:
+        """{method, path, status, how} of each reply lost so far."""
+        return self.stats.lost_replies
+
     def wait_idle(self, timeout: float = 10) -> bool:
         return self.gateway.wait_idle(timeout)
 
@@ -148,6 +169,10 @@ class Emulator:
 
     def clear_asset_faults(self, asset_id=None) -> None:
         self.faults.clear_asset_faults(asset_id)
+
+    def lose_replies(self, method, route_contains, times=1, how="503") -> None:
+        """Apply the next `times` matching requests, then answer 502/503/504 or drop the connection."""
+        self.faults.lose_replies(method, route_contains, times, how)
 
     # -- iconik's side of a click ------------------------------------------
 

@@ -1,7 +1,8 @@
 """Knobs that make the emulated iconik misbehave; every one is off by default.
 
 Service-wide knobs (latency, rate limit, 503s, outage) act on each API request
-through `check()`; per-asset knobs act on the gateway's copies.
+through `check()`; lost replies act after a request was applied; per-asset knobs act
+on the gateway's copies; the mode flags make documented iconik behaviour visible.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 ASSET_FAULTS = ("copy_fails", "copy_corrupt_size", "copy_corrupt_checksum", "copy_open", "copy_slow")
+LOST_REPLY_KINDS = ("502", "503", "504", "drop")
+MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404")
+"""The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
+
+
+@dataclass
+class LostReply:
+    """The next `times` requests of `method` whose path contains `route_contains`."""
+
+    method: str
+    route_contains: str
+    times: int
+    how: str
 
 
 @dataclass
@@ -31,6 +45,13 @@ class Faults:
         self.retry_after = True
         self.transient_503_rate = 0.0
         self.unavailable = False
+        # Modes of real iconik (fact sheet), each off by default:
+        self.parent_copy_jobs = False  # a bulk copy makes a parent job with one child per asset
+        self.bulk_copy_without_job_id = False  # the bulk copy answers 202 with no body
+        self.empty_lists_404 = False  # an empty list answers 404 "... don't exist"
+        self.listing_lag = False  # the storage file listing serves the last snapshot
+        self.redelete_404 = False  # DELETE of an already deleted file set answers 404
+        self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()
         self._rate_limit: tuple[float, int, float] | None = None
@@ -82,6 +103,32 @@ class Faults:
         if self.retry_after:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return Verdict(429, "Too many requests", headers)
+
+    # -- lost replies --------------------------------------------------------
+
+    def lose_replies(self, method: str, route_contains: str, times: int = 1, how: str = "503") -> None:
+        """Apply the next `times` matching requests, then answer `how` (a 5xx, or "drop")."""
+        if how not in LOST_REPLY_KINDS:
+            raise ValueError(f"how must be one of {LOST_REPLY_KINDS}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._lost_replies.append(LostReply(method.upper(), route_contains, times, how))
+
+    def take_lost_reply(self, method: str, path: str) -> str | None:
+        """How to lose the reply to this request (using up one), or None."""
+        with self._lock:
+            for rule in self._lost_replies:
+                if rule.method == method.upper() and rule.route_contains in path:
+                    rule.times -= 1
+                    if rule.times == 0:
+                        self._lost_replies.remove(rule)
+                    return rule.how
+        return None
+
+    def clear_lost_replies(self) -> None:
+        with self._lock:
+            self._lost_replies.clear()
 
     # -- per-asset copy faults ---------------------------------------------
 

@@ -4,6 +4,10 @@ One thread per bulk copy job. For each asset it takes the format's bytes from an
 intact copy on another storage, writes them into the target storage's directory
 and records the new file set, honouring the asset's copy faults. It never
 duplicates a copy that exists or is being made (allow_duplicate_transfers false).
+
+Under `faults.parent_copy_jobs` a bulk copy makes a parent job (`has_children`) that
+reads FINISHED as soon as its children are queued, and one child job per asset
+(`parent_id`) that carries the transfer itself.
 """
 
 from __future__ import annotations
@@ -26,20 +30,60 @@ class Gateway:
         self._idle = threading.Condition()
 
     def start_copy(self, storage_id: str, asset_ids: list[str], format_name: str) -> dict:
-        """Create the TRANSFER job and start copying; returns the job."""
+        """Create the TRANSFER job (a parent, under parent_copy_jobs) and start copying; returns it."""
         storage = self.world.storages[storage_id]
+        metadata = {"storage_id": storage_id, "format_name": format_name, "asset_ids": list(asset_ids)}
         job = self.world.create_job({
             "type": "TRANSFER", "status": "STARTED",
             "title": f"Transfer {format_name} of {len(asset_ids)} asset(s) to {storage['name']}",
             "object_type": "assets", "progress_total": len(asset_ids), "message": "Queued",
-            "metadata": {"storage_id": storage_id, "format_name": format_name,
-                         "asset_ids": list(asset_ids)},
+            "metadata": metadata,
         })
+        if self.faults.parent_copy_jobs:
+            run, args = self._run_children, (self._queue_children(job, asset_ids, storage, metadata),)
+        else:
+            run, args = self._run, (job["id"], storage_id, list(asset_ids), format_name)
         with self._idle:
             self._running += 1
-        threading.Thread(target=self._run, args=(job["id"], storage_id, list(asset_ids), format_name),
-                         name=f"gateway-{job['id'][:8]}", daemon=True).start()
+        threading.Thread(target=run, args=args, name=f"gateway-{job['id'][:8]}", daemon=True).start()
         return job
+
+    def _queue_children(self, parent: dict, asset_ids: list[str], storage: dict, metadata: dict) -> list[dict]:
+        """One READY child job per asset; the parent then reads FINISHED."""
+        children = [self.world.create_job({
+            "type": "TRANSFER", "status": "READY", "parent_id": parent["id"], "has_children": False,
+            "title": f"Transfer {metadata['format_name']} of asset {asset_id} to {storage['name']}",
+            "object_type": "assets", "object_id": asset_id, "progress_total": 1, "message": "Queued",
+            "metadata": {**metadata, "asset_ids": [asset_id]},
+        }) for asset_id in asset_ids]
+        self.world.update_job(parent["id"], {
+            "status": "FINISHED", "has_children": True, "progress_processed": len(children),
+            "message": f"Queued {len(children)} transfer(s)",
+            "children_progress": {c["id"]: _progress(c) for c in children},
+        })
+        return children
+
+    def _run_children(self, children: list[dict]) -> None:
+        try:
+            for child in children:
+                self._update_child(child, {"status": "STARTED", "message": "Transferring"})
+                meta = child["metadata"]
+                result, why = self._copy_one(child["object_id"], meta["format_name"], meta["storage_id"])
+                self._update_child(child, {"progress_processed": 1, **_final_state([(child["object_id"], result, why)])})
+        except Exception as error:  # a bug here must still end the jobs
+            for child in children:
+                if child["status"] in ("READY", "STARTED"):
+                    self._update_child(child, {"status": "FAILED", "error_message": repr(error)})
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _update_child(self, child: dict, changes: dict) -> None:
+        with self.world.lock:
+            self.world.update_job(child["id"], changes)
+            parent = self.world.jobs[child["parent_id"]]
+            parent["children_progress"] = {**parent["children_progress"], child["id"]: _progress(child)}
 
     def wait_idle(self, timeout: float = 10) -> bool:
         """Wait until no copy job is running; False on timeout."""
@@ -92,7 +136,7 @@ class Gateway:
         world = self.world
         for file_set in world.file_sets_of(asset_id, fmt["id"]):
             storage = world.storages[file_set["storage_id"]]
-            if file_set["status"] != "ACTIVE" or storage["id"] == target_id or storage["status"] != "ACTIVE":
+            if file_set.get("status") != "ACTIVE" or storage["id"] == target_id or storage["status"] != "ACTIVE":
                 continue
             files = world.files_of(asset_id, file_set["id"])
             contents = [(f["name"], world.read_bytes(f)) for f in files if f["status"] == "CLOSED"]
@@ -113,6 +157,10 @@ class Gateway:
                 world.write_file(file_set, name, data, "OPEN", len(data), None)
             else:
                 world.write_file(file_set, name, data, "CLOSED", len(data), checksum_of(data, form))
+
+
+def _progress(job: dict) -> dict:
+    return {k: job[k] for k in ("status", "progress_processed", "progress_total")}
 
 
 def _final_state(outcomes: list[tuple[str, str, str]]) -> dict:

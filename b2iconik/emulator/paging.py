@@ -1,4 +1,5 @@
-"""iconik's list envelopes: cursor paging (`last_id`) and numbered pages (`page`).
+"""iconik's list envelopes: cursor paging (`last_id`) and numbered pages (`page`),
+and the search-index lists' numbered pages or scroll (`scroll=true`, `scroll_id`).
 
 Cursor lists are ordered by id, so a cursor stays valid when its object goes away
 between two pages. `next_url` is relative (path and query) and null on the last page.
@@ -8,9 +9,44 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
+import uuid
+from collections import OrderedDict
 from urllib.parse import urlencode
 
 DEFAULT_PER_PAGE = 10
+SEARCH_MAX_PER_PAGE = 100
+"""The search-index lists document `per_page` at most 100; more is refused."""
+
+
+class PageMissing(LookupError):
+    """A numbered page past the last one (iconik: 404 "Requested page does not exist")."""
+
+
+class Scrolls:
+    """Open scrolls: the objects that matched when each began, and how far it has read."""
+
+    def __init__(self, keep: int = 1000):
+        self._lock = threading.Lock()
+        self._keep = keep
+        self._open: OrderedDict[str, list] = OrderedDict()
+
+    def start(self, objects: list[dict]) -> str:
+        scroll_id = uuid.uuid4().hex
+        with self._lock:
+            self._open[scroll_id] = [list(objects), 0]
+            while len(self._open) > self._keep:
+                self._open.popitem(last=False)
+        return scroll_id
+
+    def take(self, scroll_id: str, size: int) -> tuple[list[dict], int, int]:
+        """The next `size` objects, the position they start at, and the total."""
+        with self._lock:
+            if scroll_id not in self._open:
+                raise ValueError(f"scroll_id {scroll_id} is unknown or expired")
+            objects, start = self._open[scroll_id]
+            self._open[scroll_id][1] = start + size
+            return objects[start:start + size], start, len(objects)
 
 
 def by_cursor(objects: list[dict], path: str, args, cap: int) -> dict:
@@ -41,13 +77,37 @@ def by_number(objects: list[dict], path: str, args, cap: int) -> dict:
     )
 
 
+def by_search(objects: list[dict], path: str, args, cap: int, scrolls: Scrolls) -> dict:
+    """Numbered pages, or with `scroll=true` a scroll that reads what matched at its start."""
+    size = _page_size(args, cap, SEARCH_MAX_PER_PAGE)
+    scroll_id = args.get("scroll_id")
+    if not scroll_id and args.get("scroll", "").lower() not in ("true", "1"):
+        page = _positive_int(args.get("page", 1), "page")
+        if page > max(1, math.ceil(len(objects) / size)):
+            raise PageMissing("Requested page does not exist")
+        return by_number(objects, path, args, cap=size)
+    if not scroll_id:
+        scroll_id = scrolls.start(objects)
+    chunk, start, total = scrolls.take(scroll_id, size)
+    more = start + size < total
+    query = [(k, v) for k, v in args.items(multi=True) if k not in ("scroll", "scroll_id", "page")]
+    query += [("scroll", "true"), ("scroll_id", scroll_id)]
+    return {**_envelope(chunk, page=start // size + 1, size=size, total=total,
+                        next_url=f"{path}?{urlencode(query)}" if more else None,
+                        first_url=None, prev_url=None, last_url=None),
+            "scroll_id": scroll_id}
+
+
 def _envelope(objects, *, page, size, total, **urls) -> dict:
     return {"objects": objects, "page": page, "pages": max(1, math.ceil(total / size)),
             "per_page": size, "total": total, "scroll_id": None, **urls}
 
 
-def _page_size(args, cap: int) -> int:
-    return min(_positive_int(args.get("per_page", DEFAULT_PER_PAGE), "per_page"), cap)
+def _page_size(args, cap: int, limit: int | None = None) -> int:
+    size = _positive_int(args.get("per_page", DEFAULT_PER_PAGE), "per_page")
+    if limit is not None and size > limit:
+        raise ValueError(f"per_page must be at most {limit}")
+    return min(size, cap)
 
 
 def _positive_int(raw, name: str) -> int:

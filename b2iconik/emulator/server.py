@@ -1,7 +1,9 @@
 """The Flask app of the emulated iconik, and a thread that serves it over HTTP.
 
 Every request goes through the gate: latency, outage, transient 503s, rate
-limit, then the App-ID/Auth-Token check. Every answer is counted.
+limit, then the App-ID/Auth-Token check. Every answer is counted. A lost reply
+(`Faults.lose_replies`) lets the handler run, then answers a 5xx instead, or
+closes the connection without a word.
 """
 
 from __future__ import annotations
@@ -9,23 +11,27 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import Flask, g, request
+from flask import Flask, g, make_response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .api_assets import assets_api
 from .api_common import ApiError, Backend, backend, error_response
 from .api_files import files_api
+from .api_job_list import job_list_api
 from .api_jobs import jobs_api
+
+DROP_REPLY = "b2iconik.emulator.drop_reply"
 
 
 def create_app(services: Backend) -> Flask:
     app = Flask("b2iconik.emulator")
     app.extensions["iconik_emulator"] = services
-    for blueprint in (assets_api, files_api, jobs_api):
+    for blueprint in (assets_api, files_api, jobs_api, job_list_api):
         app.register_blueprint(blueprint)
     app.before_request(_gate)
     app.after_request(_count)
+    app.wsgi_app = _DropReplies(app.wsgi_app)
     app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message))
     app.register_error_handler(HTTPException, lambda e: error_response(e.code or 500, e.description or e.name))
     return app
@@ -39,16 +45,41 @@ def _gate():
     g.extra_headers = verdict.headers
     if verdict.status:
         return error_response(verdict.status, verdict.message, verdict.headers)
-    if not services.credentials.accepts(request.headers.get("App-ID"), request.headers.get("Auth-Token")):
+    if not services.credentials.admit(request.headers.get("App-ID"), request.headers.get("Auth-Token")):
         return error_response(401, "missing or invalid App-ID / Auth-Token")
+    g.lose_reply = services.faults.take_lost_reply(request.method, request.path)
     return None
 
 
 def _count(response):
     response.headers.update(getattr(g, "extra_headers", {}))
     route = request.url_rule.rule if request.url_rule else request.path
-    backend().stats.record(request.method, route, response.status_code)
+    how = getattr(g, "lose_reply", None)
+    if how:
+        backend().stats.record_lost(request.method, request.path, response.status_code, how)
+        if how == "drop":
+            request.environ[DROP_REPLY] = True
+        else:
+            response = make_response(error_response(int(how), "the service did not answer in time"))
+    status = 0 if how == "drop" else response.status_code
+    backend().stats.record(request.method, route, status)
     return response
+
+
+class _DropReplies:
+    """WSGI wrapper: a reply marked dropped is never written; the connection just closes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        body = self.app(environ, start_response)
+        if environ.get(DROP_REPLY):
+            if hasattr(body, "close"):
+                body.close()
+            # werkzeug's server treats this as the client going away: it writes nothing.
+            raise ConnectionAbortedError("the emulator dropped this reply")
+        return body
 
 
 class _QuietHandler(WSGIRequestHandler):

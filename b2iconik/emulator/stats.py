@@ -11,11 +11,22 @@ class RequestStats:
         self._lock = threading.Lock()
         self._requests: Counter = Counter()
         self._statuses: Counter = Counter()
+        self._lost: list[dict] = []
 
     def record(self, method: str, route: str, status: int) -> None:
         with self._lock:
             self._requests[(method, route)] += 1
             self._statuses[status] += 1
+
+    def record_lost(self, method: str, path: str, status: int, how: str) -> None:
+        with self._lock:
+            self._lost.append({"method": method, "path": path, "status": status, "how": how})
+
+    @property
+    def lost_replies(self) -> list[dict]:
+        """{method, path, status (what the handler answered), how} of each lost reply."""
+        with self._lock:
+            return [dict(r) for r in self._lost]
 
     @property
     def request_counts(self) -> Counter:
@@ -25,6 +36,7 @@ class RequestStats:
 
     @property
     def status_counts(self) -> Counter:
+        """status -> count of what clients got; 0 counts replies dropped unanswered."""
         with self._lock:
             return Counter(self._statuses)
 
@@ -32,3 +44,4 @@ class RequestStats:
         with self._lock:
             self._requests.clear()
             self._statuses.clear()
+            self._lost.clear()

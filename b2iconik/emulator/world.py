@@ -16,6 +16,11 @@ from pathlib import Path
 CHECKSUM_FORMS = {"md5": hashlib.md5, "sha1": hashlib.sha1, None: None}
 """How a storage fills `checksum`: md5 hex, sha1 hex (another form), or never."""
 
+LISTING_FIELDS = ("id", "asset_id", "file_set_id", "file_set_status", "format_id", "format_status",
+                  "storage_id", "name", "original_name", "directory_path", "size", "checksum",
+                  "status", "type", "version_id", "date_created", "date_modified")
+"""The fields of a file in the storage file listing (iconik's FileElasticSchema)."""
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -23,6 +28,22 @@ def new_id() -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def parse_time(value) -> datetime:
+    """A naive UTC datetime from a datetime, an ISO 8601 string, or epoch seconds/milliseconds."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        number = float(value)
+        moment = datetime.fromtimestamp(number / 1000 if number >= 1e11 else number, timezone.utc)
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
 
 
 def checksum_of(data: bytes, form: str | None) -> str | None:
@@ -45,6 +66,7 @@ class World:
         self.custom_actions: dict[str, dict] = {}
         self.purged: list[str] = []
         self.kept_sources: set[str] = set()
+        self.listing_snapshot: dict[str, list[dict]] = {}
 
     # -- storages ----------------------------------------------------------
 
@@ -82,21 +104,43 @@ class World:
             return aid
 
     def format_named(self, asset_id: str, name: str) -> dict | None:
-        return next((f for f in self.formats_of(asset_id) if f["name"] == name), None)
+        """The asset's ACTIVE format of that name."""
+        return next((f for f in self.formats_of(asset_id)
+                     if f["name"] == name and f["status"] == "ACTIVE"), None)
+
+    def format_by_name(self, asset_id: str, name: str) -> dict | None:
+        """What GET .../formats/{name}/ serves: the ACTIVE one, else the newest deleted one."""
+        named = [f for f in self.formats_of(asset_id) if f["name"] == name]
+        return self.format_named(asset_id, name) or (named[-1] if named else None)
 
     def formats_of(self, asset_id: str) -> list[dict]:
         return [f for f in self.formats.values() if f["asset_id"] == asset_id]
 
     def ensure_format(self, asset_id: str, name: str) -> dict:
+        """The ACTIVE format of that name, made if there is none (its id sorts after older ones)."""
         with self.lock:
             found = self.format_named(asset_id, name)
             if found:
                 return found
+            older = [f["id"] for f in self.formats_of(asset_id) if f["name"] == name]
             fid = new_id()
+            while older and fid <= max(older):
+                fid = new_id()
+            stamp = now()
             self.formats[fid] = {"id": fid, "asset_id": asset_id, "name": name, "status": "ACTIVE",
                                  "version_id": self.assets[asset_id]["version_id"],
-                                 "date_created": now()}
+                                 "date_created": stamp, "date_modified": stamp}
             return self.formats[fid]
+
+    def delete_format(self, asset_id: str, name: str) -> str:
+        """Mark the asset's ACTIVE format `name` DELETED (its file sets stay); returns its id."""
+        with self.lock:
+            fmt = self.format_named(asset_id, name)
+            if fmt is None:
+                raise ValueError(f"asset {asset_id} has no ACTIVE format {name}")
+            stamp = now()
+            fmt.update(status="DELETED", date_deleted=stamp, date_modified=stamp)
+            return fmt["id"]
 
     def file_sets_of(self, asset_id, format_id=None, storage_id=None) -> list[dict]:
         return [fs for fs in self.file_sets.values()
@@ -106,7 +150,7 @@ class World:
 
     def active_file_set(self, asset_id: str, format_id: str, storage_id: str) -> dict | None:
         return next((fs for fs in self.file_sets_of(asset_id, format_id, storage_id)
-                     if fs["status"] == "ACTIVE"), None)
+                     if fs.get("status") == "ACTIVE"), None)
 
     def files_of(self, asset_id: str, file_set_id: str | None = None) -> list[dict]:
         return [f for f in self.files.values()
@@ -135,18 +179,20 @@ class World:
         return candidate
 
     def write_file(self, file_set: dict, name: str, data: bytes, status: str,
-                   size: int, checksum: str | None) -> dict:
+                   size: int, checksum: str | None, date_modified=None) -> dict:
         """Put `data` on the file set's storage and record the file."""
         with self.lock:
             if any(f["name"] == name for f in self.files_of(file_set["asset_id"], file_set["id"])):
                 raise ValueError(f"file set {file_set['id']} already has a file {name!r}")
             fid = new_id()
+            stamp = now()
             record = {
                 "id": fid, "asset_id": file_set["asset_id"], "file_set_id": file_set["id"],
                 "format_id": file_set["format_id"], "storage_id": file_set["storage_id"],
                 "name": name, "original_name": name, "directory_path": file_set["base_dir"],
                 "size": size, "checksum": checksum, "status": status, "type": "FILE",
-                "version_id": file_set["version_id"], "date_created": now(),
+                "version_id": file_set["version_id"], "date_created": stamp,
+                "date_modified": parse_time(date_modified).isoformat() if date_modified else stamp,
             }
             path = self.file_path(record)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +201,7 @@ class World:
             return record
 
     def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
-                 size=None, checksum="auto") -> str:
+                 size=None, checksum="auto", date_modified=None) -> str:
         with self.lock:
             if asset_id not in self.assets:
                 raise ValueError(f"no asset {asset_id}")
@@ -166,21 +212,45 @@ class World:
                         or self.create_file_set(asset_id, fmt, storage_id))
             if checksum == "auto":
                 checksum = checksum_of(data, self.checksum_forms[storage_id])
-            self.write_file(file_set, name, data, status, len(data) if size is None else size, checksum)
+            self.write_file(file_set, name, data, status, len(data) if size is None else size, checksum,
+                            date_modified)
             return file_set["id"]
 
+    def drop_status(self, file_set_id: str) -> None:
+        """Remove the file set's `status` key (iconik does not require one)."""
+        with self.lock:
+            self.file_sets[file_set_id].pop("status", None)
+
     def file_view(self, file: dict) -> dict:
-        return {**file, "file_set_status": self.file_sets[file["file_set_id"]]["status"]}
+        """A file as iconik's files lists serve it, with its file set's, format's and storage's state."""
+        return {**file,
+                "file_set_status": self.file_sets.get(file["file_set_id"], {}).get("status"),
+                "format_status": self.formats.get(file["format_id"], {}).get("status"),
+                "storage_method": self.storages[file["storage_id"]]["method"]}
+
+    # -- the storage file listing (a search index) -------------------------
+
+    def storage_listing(self, storage_id: str) -> list[dict]:
+        """Every file record on the storage, as the listing shows it now."""
+        with self.lock:
+            return [{k: view.get(k) for k in LISTING_FIELDS}
+                    for view in map(self.file_view, self.files.values())
+                    if view["storage_id"] == storage_id]
+
+    def snapshot_listing(self) -> None:
+        """Freeze what the listing serves under `listing_lag`, for every storage."""
+        with self.lock:
+            self.listing_snapshot = {sid: self.storage_listing(sid) for sid in self.storages}
 
     # -- deleting ----------------------------------------------------------
 
     def soft_delete(self, file_set_id: str, keep_source: bool = False) -> dict:
         with self.lock:
             file_set = self.file_sets[file_set_id]
-            file_set["status"] = "DELETED"
-            file_set["date_deleted"] = now()
+            stamp = now()
+            file_set.update(status="DELETED", date_deleted=stamp, date_modified=stamp)
             for file in self.files_of(file_set["asset_id"], file_set_id):
-                file["status"] = "DELETED"
+                file.update(status="DELETED", date_modified=stamp)
             if keep_source:
                 self.kept_sources.add(file_set_id)
             return file_set
@@ -299,5 +369,5 @@ class World:
                             "status": f["status"], "bytes": self.read_bytes(f)}
                            for f in self.files_of(asset_id, fs["id"])]}
                 for fs in self.file_sets_of(asset_id, fmt["id"], storage_id)
-                if fs["status"] != "DELETED"
+                if fs.get("status") != "DELETED"
             ]
