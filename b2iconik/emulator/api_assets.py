@@ -1,13 +1,26 @@
-"""The assets service, /API/assets/v1: assets, collections and custom actions."""
+"""The assets service, /API/assets/v1: assets, collections and custom actions.
+
+Custom actions are checked as iconik's CustomActionSchema describes them: `context`,
+`title` and `url` are required on create (POST) and replace (PUT); a PATCH may leave any
+field out, but what it sends must be valid. `type` is OPEN or POST, `headers` an object of
+strings, `app_id` and `metadata_view` UUIDs (or null), `disabled` a boolean. An action's
+`status` is iconik's own: HEALTHY, or FAILING after calls to its URL failed.
+"""
 
 from __future__ import annotations
+
+import uuid
 
 from flask import Blueprint, jsonify, request
 
 from .api_common import ApiError, backend, found, json_body, numbered_list
 from .world import new_id, now
 
-CONTEXTS = ("ASSET", "COLLECTION", "BULK", "SAVED_SEARCH", "SHARED_ASSET", "SHARED_COLLECTION", "NONE")
+CONTEXTS = ("ASSET", "ASSET_SUBCLIP", "SHARED_ASSET", "COLLECTION", "SHARED_COLLECTION", "BULK",
+            "SAVED_SEARCH", "NONE")
+ACTION_TYPES = ("OPEN", "POST")
+ACTION_STATUSES = ("HEALTHY", "FAILING")
+REQUIRED = ("context", "title", "url")
 EDITABLE = ("type", "title", "url", "headers", "app_id", "disabled", "metadata_view")
 
 assets_api = Blueprint("assets_api", __name__, url_prefix="/API/assets/v1")
@@ -47,18 +60,13 @@ def list_custom_actions():
 @assets_api.post("/custom_actions/<context>/")
 def create_custom_action(context):
     _check_context(context)
-    body = json_body()
-    for required in ("title", "url"):
-        if not isinstance(body.get(required), str) or not body[required]:
-            raise ApiError(400, f"{required} is required")
-    if not isinstance(body.get("headers", {}), dict):
-        raise ApiError(400, "headers must be an object")
+    body = _action_body(context, partial=False)
     world = backend().world
     with world.lock:
         action_id = new_id()
         stamp = now()
         action = {"id": action_id, "context": context, "type": "POST", "headers": {},
-                  "app_id": None, "disabled": False, "status": "ACTIVE",
+                  "app_id": None, "disabled": False, "status": "HEALTHY",
                   **{k: body[k] for k in EDITABLE if k in body},
                   "date_created": stamp, "date_modified": stamp}
         world.custom_actions[action_id] = action
@@ -67,12 +75,10 @@ def create_custom_action(context):
 
 @assets_api.route("/custom_actions/<context>/<action_id>/", methods=["PUT", "PATCH"])
 def update_custom_action(context, action_id):
-    body = json_body()
-    if "headers" in body and not isinstance(body["headers"], dict):
-        raise ApiError(400, "headers must be an object")
     world = backend().world
     with world.lock:
         action = _custom_action(context, action_id)
+        body = _action_body(context, partial=request.method == "PATCH")
         action.update({k: body[k] for k in EDITABLE if k in body}, date_modified=now())
         return jsonify(action)
 
@@ -97,3 +103,43 @@ def _custom_action(context: str, action_id: str) -> dict:
     if action["context"] != context:
         raise ApiError(404, f"custom action {action_id} not found in {context}")
     return action
+
+
+def _action_body(context: str, *, partial: bool) -> dict:
+    """The request's custom action, checked against iconik's CustomActionSchema (400 if not)."""
+    body = json_body()
+    if not partial:
+        missing = [name for name in REQUIRED if name not in body]
+        if missing:
+            raise ApiError(400, f"{', '.join(missing)}: missing data for required field")
+    if "context" in body:
+        if body["context"] not in CONTEXTS:
+            raise ApiError(400, f"context must be one of {', '.join(CONTEXTS)}")
+        if body["context"] != context:
+            raise ApiError(400, f"context {body['context']} in the body is not the URL's {context}")
+    for name in ("title", "url"):
+        if name in body and (not isinstance(body[name], str) or not body[name]):
+            raise ApiError(400, f"{name} must be a non-empty string")
+    if "type" in body and body["type"] not in ACTION_TYPES:
+        raise ApiError(400, f"type must be one of {', '.join(ACTION_TYPES)}")
+    if "status" in body and body["status"] not in ACTION_STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(ACTION_STATUSES)}")
+    headers = body.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ApiError(400, "headers must be an object of strings")
+    for name in ("app_id", "metadata_view"):
+        if body.get(name) is not None and not _is_uuid(body[name]):
+            raise ApiError(400, f"{name} must be a UUID")
+    if "disabled" in body and not isinstance(body["disabled"], bool):
+        raise ApiError(400, "disabled must be a boolean")
+    return body
+
+
+def _is_uuid(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
