@@ -7,10 +7,15 @@ their client classes: a fake Secret Manager client, and a fake Cloud Tasks
 client whose queue delivers each task to the function over HTTP, when due,
 with duplicates, lost deliveries and retries on demand. OIDC verification is
 replaced by a fake that accepts fake tokens minted by that queue.
+
+The forged continuations (a state naming the B2 storage in both roles, signed
+with the shared secret) reproduce issue 13.1: before the fix, one of them purged
+the only copy of an asset.
 """
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import json
@@ -19,7 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import uuid
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,13 +41,14 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.auth import SIGNATURE_HEADER, sign
 from b2iconik.cloud.secrets import crc32c
-from harness import free_port, run_server
+from harness import free_port, run_server, untouched
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "cloud-shared-secret-0123456789"
+SECRET = "cloud-shared-secret-0123456789abcdef"
 PROJECT = "test-project"
 QUEUE = f"projects/{PROJECT}/locations/us-central1/queues/b2-iconik-jobs"
 SERVICE_ACCOUNT = f"b2-iconik-tasks@{PROJECT}.iam.gserviceaccount.com"
+LOCAL_SECRET = "local-override-secret-0123456789abcdef"
 FUNCTIONS_FRAMEWORK = str(Path(sys.executable).parent / "functions-framework")
 
 
@@ -101,7 +109,6 @@ class FakeCloudTasks:
       lose_first   {steps}    the first delivery of that step is lost (counts as failed)
       duplicate    {steps}    after a successful delivery, that step is delivered again,
                               to `duplicate_url` if set (another instance)
-      strip_signature         deliveries carry only the OIDC token
     """
 
     def __init__(self):
@@ -112,7 +119,6 @@ class FakeCloudTasks:
         self.lose_first: set[int] = set()
         self.duplicate: set[int] = set()
         self.duplicate_url: str | None = None
-        self.strip_signature = False
         self.rejected_creates = 0
         self._heap: list = []
         self._seq = itertools.count()
@@ -184,8 +190,6 @@ class FakeCloudTasks:
         if "oidc_token" in http:
             headers["Authorization"] = "Bearer " + fake_oidc_token(http.oidc_token.service_account_email,
                                                                     http.oidc_token.audience)
-        if self.strip_signature:
-            headers.pop(SIGNATURE_HEADER, None)
         record = {"task": task_id, "step": step, "attempt": attempt, "duplicate": duplicate,
                   "status": None, "answer": None, "url": url or http.url}
         if attempt == 0 and step in self.lose_first and not duplicate:
@@ -291,6 +295,7 @@ def cloud_env(emulator, monkeypatch):
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
     monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", secrets.client_class)
     monkeypatch.setattr(tasks_v2, "CloudTasksClient", queue.client_class)
     monkeypatch.setattr(id_token, "verify_oauth2_token", fake_verify_oauth2_token)
@@ -347,8 +352,7 @@ def test_add_then_remove_through_cloud_tasks(cloud):
     assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED"
 
 
-def test_tasks_carry_signature_oidc_schedule_and_names(cloud_env, monkeypatch):
-    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+def test_tasks_carry_oidc_schedule_and_names_and_no_signature(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
@@ -362,7 +366,8 @@ def test_tasks_carry_signature_oidc_schedule_and_names(cloud_env, monkeypatch):
         http = task.http_request
         assert http.url == f"http://127.0.0.1:{cloud_env['port']}/continue"
         assert http.http_method == tasks_v2.HttpMethod.POST
-        assert http.headers[SIGNATURE_HEADER] == sign(SECRET, bytes(http.body))
+        assert SIGNATURE_HEADER not in http.headers, "with Cloud Tasks the OIDC token is the only proof"
+        assert SECRET.encode() not in bytes(http.body)
         assert http.oidc_token.service_account_email == SERVICE_ACCOUNT
         assert http.oidc_token.audience == f"http://127.0.0.1:{cloud_env['port']}"
         assert 15 <= task.dispatch_deadline.total_seconds() <= 1800
@@ -416,8 +421,10 @@ def test_a_late_duplicate_after_the_end_does_nothing(cloud_env):
         for record in first["records"]:
             task = queue.tasks[f"{QUEUE}/tasks/{record['task']}"]
             # Delivered again, late, to an instance that never saw the job.
-            again = requests.post(f"{other}/continue", data=bytes(task.http_request.body),
-                                  headers=dict(task.http_request.headers), timeout=30)
+            http = task.http_request
+            token = fake_oidc_token(http.oidc_token.service_account_email, http.oidc_token.audience)
+            again = requests.post(f"{other}/continue", data=bytes(http.body), timeout=30,
+                                  headers={**http.headers, "Authorization": "Bearer " + token})
             assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
     assert emu.jobs[first["iconik_job_id"]] == entry
     # Steps after the first see the job's entry has ended and do nothing; a repeat of the
@@ -519,7 +526,9 @@ def test_bad_input_and_bad_secret_are_refused_before_iconik(cloud):
     assert cases[-2][0].headers["Allow"] == "POST, OPTIONS"
     assert iconik_calls(emu) == 0
     assert cloud.queue.tasks == {}
-    assert requests.get(cloud.url + "/", timeout=5).json()["jobs"] == f"Cloud Tasks queue {QUEUE}"
+    ready = requests.get(cloud.url + "/", timeout=5)
+    assert ready.json() == {"service": "b2-iconik-plugin", "status": "ready"}
+    assert PROJECT not in ready.text and "b2-iconik-jobs" not in ready.text
     # Deployed, the function is also reached under /iconik_handler/...
     assert requests.get(cloud.url + "/iconik_handler/healthz", timeout=5).json() == {"status": "ok"}
 
@@ -543,38 +552,55 @@ def test_a_secret_with_a_wrong_crc32c_is_refused(cloud_env):
         answer = cloud.click("add", b2, ll, asset_ids=[ids["clip"]])
         assert answer.status_code == 503, answer.text
         assert answer.json() == {"error": answer.json()["error"], "status": 503}
+        # The continuation path never needs the shared secret: refused for want of OIDC.
         forged = payloads.encode(str(uuid.uuid4()), 1, {"action": "add", "phase": "resolve"}, None)
         refused = requests.post(f"{url}/continue", data=forged,
-                                headers={SIGNATURE_HEADER: sign(SECRET, forged)}, timeout=10)
-        assert refused.status_code == 503
+                                headers={SIGNATURE_HEADER: sign(SECRET.encode(), forged)}, timeout=10)
+        assert refused.status_code == 401
         assert queue.tasks == {} and iconik_calls(emu) == 0
 
         secrets.crc = None      # the damage was in transit: the next read is sound
         assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 202
-    assert len(secrets.names) == 3
+    assert len(secrets.names) == 2
 
 
 def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
-    monkeypatch.setenv("BZ_SHARED_SECRET", "local-override-secret")
+    monkeypatch.setenv("BZ_SHARED_SECRET", LOCAL_SECRET)
     emu = cloud_env["emu"]
     b2, ll, ids = world(emu, clip=b"o" * 10)
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, cloud_env["queue"], cloud_env["secrets"], url)
         assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 401
-        assert cloud.click("add", b2, ll, secret="local-override-secret",
-                           asset_ids=[ids["clip"]]).status_code == 202
+        assert cloud.click("add", b2, ll, secret=LOCAL_SECRET, asset_ids=[ids["clip"]]).status_code == 202
     assert cloud_env["secrets"].names == []
 
 
-def test_continuation_needs_proof_from_the_queue(cloud_env, monkeypatch):
-    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+def job_state(action, b2, ll, assets, phase="resolve") -> dict:
+    """A job state as the click makes it, at `phase` (assets listed when past resolve)."""
+    return {"action": action, "b2_storage_id": b2, "ll_storage_id": ll, "formats": ["ORIGINAL"],
+            "context": "BULK", "selection": {"asset_ids": list(assets), "collection_ids": []},
+            "phase": phase, "assets": [] if phase == "resolve" else list(assets), "outcomes": {},
+            "to_copy": {}, "copies": [], "processed": [], "warnings": [], "error": None}
+
+
+def only_copy_on_b2(emu):
+    """Storages, and an asset whose only copy is on B2: (b2, ll, asset, its B2 file set)."""
+    b2 = emu.add_storage("B2 with the only copy")
+    ll = emu.add_storage("LucidLink without a copy", method="FILE")
+    asset = emu.add_asset("only-copy")
+    return b2, ll, asset, emu.add_file(asset, "ORIGINAL", b2, "only-copy.mov", b"the only copy " * 100)
+
+
+def forged_remove(emu, b2, asset) -> bytes:
+    """Issue 13.1's task: remove, with the B2 storage in both roles, past resolve's checks."""
+    return payloads.encode(str(uuid.uuid4()), 1, job_state("remove", b2, b2, [asset], "inspect"),
+                           emu.new_token())
+
+
+def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     b2, ll, ids = world(emu, clip=b"p" * 10)
-    state = {"action": "add", "b2_storage_id": b2, "ll_storage_id": ll, "formats": ["ORIGINAL"],
-             "context": "BULK", "selection": {"asset_ids": [ids["clip"]], "collection_ids": []},
-             "phase": "resolve", "assets": [], "outcomes": {}, "to_copy": {}, "copies": [],
-             "processed": [], "warnings": [], "error": None}
-    body = payloads.encode(str(uuid.uuid4()), 0, state, emu.new_token())
+    body = payloads.encode(str(uuid.uuid4()), 0, job_state("add", b2, ll, [ids["clip"]]), emu.new_token())
     audience = f"http://127.0.0.1:{cloud_env['port']}"
     emu.reset_counts()
     with serve(cloud_env["port"]) as url:
@@ -583,35 +609,108 @@ def test_continuation_needs_proof_from_the_queue(cloud_env, monkeypatch):
 
         refusals = [
             (call({}), 401),
-            (call({"Authorization": "Bearer not-a-token"}), 403),
+            # A task signature is no way in with Cloud Tasks, whatever its key.
+            (call({SIGNATURE_HEADER: sign(SECRET.encode(), body)}), 401),
+            (call({SIGNATURE_HEADER: sign(b"not-the-key", body)}), 401),
+            (call({"Authorization": "Bearer not-a-token", SIGNATURE_HEADER: sign(SECRET.encode(), body)}), 403),
             (call({"Authorization": "Bearer " + fake_oidc_token("someone@else.iam.gserviceaccount.com", audience)}), 403),
             (call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, "https://other.example")}), 403),
-            (call({SIGNATURE_HEADER: sign("not-the-secret", body)}), 403),
-            (call({SIGNATURE_HEADER: sign(SECRET, body + b" ")}), 403),
-            (call({SIGNATURE_HEADER: sign(SECRET, body)}, data=body.replace(b'"step":0', b'"step":5')), 403),
+            (call({"Authorization": "Basic " + fake_oidc_token(SERVICE_ACCOUNT, audience)}), 403),
             (requests.get(f"{url}/continue", timeout=5), 405),
         ]
         for answer, status in refusals:
             assert answer.status_code == status, answer.text
-            assert answer.json()["status"] == status
+            assert answer.json() == {"error": answer.json()["error"], "status": status}
         assert iconik_calls(emu) == 0 and queue.tasks == {}
 
-        by_oidc = call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, audience)})
+        token = {"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, audience)}
+        by_oidc = call(token)
         assert by_oidc.status_code == 200, by_oidc.text
-        by_signature = call({SIGNATURE_HEADER: sign(SECRET, body)})
-        assert by_signature.status_code == 200 and by_signature.json()["duplicate"] is True
+        again = call(token)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
         queue.wait_done(by_oidc.json()["job_id"])
 
 
-def test_oidc_token_alone_carries_a_job(cloud_env, monkeypatch):
-    monkeypatch.setenv("TASKS_SERVICE_ACCOUNT", SERVICE_ACCOUNT)
+def test_forged_continuation_signed_with_the_shared_secret_deletes_nothing_in_the_cloud(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
-    queue.strip_signature = True
+    b2, ll, asset, b2_set = only_copy_on_b2(emu)
+    forged = forged_remove(emu, b2, asset)
+    audience = f"http://127.0.0.1:{cloud_env['port']}"
+    emu.reset_counts()
     with serve(cloud_env["port"]) as url:
-        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"k" * 100)
-        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
-    assert done["result"] == "succeeded" and len(emu.storage_files(ll)) == 1
+        signed = requests.post(f"{url}/continue", data=forged, timeout=30,
+                               headers={SIGNATURE_HEADER: sign(SECRET.encode(), forged)})
+        assert signed.status_code == 401, signed.text
+        # Even with the queue's own token, the state is checked again: refused before iconik.
+        token = {"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, audience)}
+        checked = requests.post(f"{url}/continue", data=forged, headers=token, timeout=30)
+        assert checked.status_code == 400, checked.text
+        assert "same storage" in checked.json()["error"]
+    assert iconik_calls(emu) == 0 and queue.tasks == {}
+    assert untouched(emu, asset, b2_set) and emu.purged == []
+    assert emu.storage_files(b2) and emu.storage_files(ll) == {}
+
+
+@pytest.fixture
+def local_function(cloud_env, monkeypatch):
+    """The function in in-process local mode, served from this process: (url, its handler)."""
+    monkeypatch.setenv("TASKS_MODE", "local")
+    monkeypatch.setenv("BZ_SHARED_SECRET", SECRET)
+    with serve(cloud_env["port"]) as url:
+        handler = sys.modules["main"].get_handler()
+        try:
+            yield url, handler
+        finally:
+            handler.queue.stop()
+
+
+def test_local_continuations_take_only_the_process_task_key(local_function, emulator):
+    url, handler = local_function
+    emu = emulator
+    b2, ll, asset, b2_set = only_copy_on_b2(emu)
+    forged = forged_remove(emu, b2, asset)
+    key = handler.task_key
+    assert len(key) == 32 and SECRET.encode() not in key
+    emu.reset_counts()
+
+    def call(body, signature):
+        return requests.post(f"{url}/continue", data=body, headers={SIGNATURE_HEADER: signature}, timeout=30)
+
+    # Signed with the shared secret (issue 13.1): not the task key, refused.
+    assert call(forged, sign(SECRET.encode(), forged)).status_code == 403
+    # Signed with the task key, but the state fails the checks made in every slice.
+    answer = call(forged, sign(key, forged))
+    assert answer.status_code == 400 and "same storage" in answer.json()["error"], answer.text
+    bad_asset = payloads.encode(str(uuid.uuid4()), 1, job_state("remove", b2, ll, ["not-a-uuid"], "inspect"), None)
+    answer = call(bad_asset, sign(key, bad_asset))
+    assert answer.status_code == 400 and "asset" in answer.json()["error"], answer.text
+    # A zlib bomb: refused at once, not inflated.
+    bomb = zlib_bomb(8 * payloads.MAX_STATE_BYTES)
+    started = time.monotonic()
+    answer = call(bomb, sign(key, bomb))
+    assert answer.status_code == 400 and "inflates to more than" in answer.json()["error"], answer.text
+    assert time.monotonic() - started < 5
+    assert iconik_calls(emu) == 0 and untouched(emu, asset, b2_set) and emu.purged == []
+    assert handler.queue.idle()
+
+
+def test_continuation_states_off_the_pinned_storages_are_refused(cloud_env, monkeypatch):
+    queue, emu = cloud_env["queue"], cloud_env["emu"]
+    b2, ll, ids = world(emu, clip=b"n" * 100)
+    other_b2 = emu.add_storage("Another B2")
+    ll_set = emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"n" * 100)
+    monkeypatch.setenv("PLUGIN_B2_STORAGE_ID", b2)
+    monkeypatch.setenv("PLUGIN_LL_STORAGE_ID", ll)
+    token = {"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, f"http://127.0.0.1:{cloud_env['port']}")}
+    emu.reset_counts()
+    with serve(cloud_env["port"]) as url:
+        for b2_id, ll_id in ((other_b2, ll), (b2, other_b2)):
+            body = payloads.encode(str(uuid.uuid4()), 1,
+                                   job_state("remove", b2_id, ll_id, [ids["clip"]], "inspect"), emu.new_token())
+            answer = requests.post(f"{url}/continue", data=body, headers=token, timeout=30)
+            assert answer.status_code == 400, answer.text
+            assert "pinned" in answer.json()["error"]
+    assert iconik_calls(emu) == 0 and queue.tasks == {} and untouched(emu, ids["clip"], ll_set)
 
 
 def test_a_step_that_keeps_failing_ends_the_job_as_failed(cloud_env, monkeypatch):
@@ -662,7 +761,7 @@ def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
            "PLUGIN_POLL_INTERVAL": "0.1", "PLUGIN_MAX_POLL_INTERVAL": "0.3", "LOG_FORMAT": "text"}
     log_path = tmp_path / "function.log"
     with functions_framework_process(env, log_path) as url:
-        assert requests.get(url + "/", timeout=5).json()["jobs"] == "in-process queue (local mode)"
+        assert requests.get(url + "/", timeout=5).json() == {"service": "b2-iconik-plugin", "status": "ready"}
         query = f"b2_storage_id={b2}&ll_storage_id={ll}&formats=ORIGINAL"
         added = emu.post_custom_action(f"{url}/add?{query}", asset_ids=list(ids.values()),
                                        headers={"x-bz-secret": SECRET})
@@ -679,6 +778,15 @@ def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
         assert emu.storage_files(ll) == {} and len(emu.storage_files(b2)) == 2
         unproven = requests.post(url + "/continue", data=b"{}", timeout=5)
         assert unproven.status_code == 401
+        # Issue 13.1's forged task, signed with the shared secret: refused, nothing touched.
+        b2_only, _, asset, b2_set = only_copy_on_b2(emu)
+        purged = emu.purged
+        emu.reset_counts()
+        forged = forged_remove(emu, b2_only, asset)
+        refused = requests.post(url + "/continue", data=forged, timeout=10,
+                                headers={SIGNATURE_HEADER: sign(SECRET.encode(), forged)})
+        assert refused.status_code == 403, refused.text
+        assert iconik_calls(emu) == 0 and untouched(emu, asset, b2_set) and emu.purged == purged
     log = log_path.read_text()
     assert "in-process local mode" in log
     assert "queued step 1" in log, "the local run should go through continuation steps"
@@ -698,10 +806,43 @@ def test_payload_round_trip_and_refusals():
     decoded = payloads.decode(body)
     assert (decoded.job_id, decoded.step, decoded.state, decoded.auth_token) == (job, 7, state, "tok")
     assert len(body) < len(json.dumps(state))
+    packed = zlib.compress(json.dumps(state).encode())
+    whole = json.loads(body)
     for bad in (b"", b"[]", b'{"v": 2}', body.replace(b'"step":7', b'"step":-1'),
-                body.replace(b'"action":"remove"', b'"action":"add"')):
+                body.replace(b'"action":"remove"', b'"action":"add"'), b"[" * 100_000,
+                json.dumps({**whole, "state_z": base64.b64encode(packed[:-10]).decode()}).encode(),
+                json.dumps({**whole, "state_z": base64.b64encode(packed + b"more").decode()}).encode()):
         with pytest.raises(payloads.BadPayload):
             payloads.decode(bad)
+
+
+def zlib_bomb(inflated: int) -> bytes:
+    """A task body whose state_z is small but inflates to `inflated` bytes."""
+    packer = zlib.compressobj(6)
+    chunk = b"0" * (1 << 20)
+    packed = b"".join([packer.compress(chunk) for _ in range(inflated >> 20)] + [packer.flush()])
+    return json.dumps({"v": 1, "job_id": str(uuid.uuid4()), "step": 1, "action": "add",
+                       "state_z": base64.b64encode(packed).decode()}).encode()
+
+
+def test_a_zlib_bomb_is_refused_without_inflating_it():
+    bomb = zlib_bomb(8 * payloads.MAX_STATE_BYTES)
+    assert len(bomb) < 200_000
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(payloads.BadPayload, match="inflates to more than"):
+            payloads.decode(bomb)
+        took = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert took < 2 and peak < 3 * payloads.MAX_STATE_BYTES, (took, peak)
+    # A state the encoder makes is one the decoder takes; past the bound, it will not make one.
+    big = {"action": "add", "phase": "resolve", "pad": "x" * (payloads.MAX_STATE_BYTES - 100)}
+    assert payloads.decode(payloads.encode(str(uuid.uuid4()), 0, big, None)).state == big
+    with pytest.raises(payloads.StateTooLarge):
+        payloads.encode(str(uuid.uuid4()), 0, {**big, "pad": big["pad"] + "x" * 200}, None)
 
 
 def test_click_answer_time_helper_runs_in_process():
@@ -713,6 +854,7 @@ def test_click_answer_time_helper_runs_in_process():
 
 
 def test_in_process_queue_takes_a_name_once_retries_failures_and_waits_for_due_time():
+    from b2iconik.cloud.auth import new_task_key
     from b2iconik.cloud.tasks import InProcessQueue, Task
 
     seen = []
@@ -720,11 +862,12 @@ def test_in_process_queue_takes_a_name_once_retries_failures_and_waits_for_due_t
 
     def deliver(headers, body):
         seen.append((body, headers["X-CloudTasks-TaskRetryCount"], time.monotonic()))
-        if headers[SIGNATURE_HEADER] != sign(SECRET, body):
+        if headers[SIGNATURE_HEADER] != sign(key, body):
             return 403
         return next(answers)
 
-    queue = InProcessQueue(deliver, signer=lambda body: sign(SECRET, body), min_backoff=0.05)
+    key = new_task_key()
+    queue = InProcessQueue(deliver, signer=lambda body: sign(key, body), min_backoff=0.05)
     try:
         started = time.monotonic()
         assert queue.enqueue(Task("job-0", b"first")) is True
@@ -741,15 +884,18 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
     from b2iconik.cloud.config import CloudConfig
     from b2iconik.config import ConfigError
 
-    base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": "s3cret"}
+    base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": LOCAL_SECRET}
     assert CloudConfig.from_env(base).mode == "local"
     assert CloudConfig.from_env({**base, "TASKS_MODE": "null"}).mode == "null"
-    cloud = CloudConfig.from_env({"ICONIK_ID": "app", "TASKS_QUEUE": QUEUE, "FUNCTION_URL": "https://f.example/"})
-    assert (cloud.mode, cloud.local_secret, cloud.function_url, cloud.queue_project) == (
-        "cloud", None, "https://f.example", PROJECT)
+    deployed = {"ICONIK_ID": "app", "TASKS_QUEUE": QUEUE, "FUNCTION_URL": "https://f.example/"}
+    cloud = CloudConfig.from_env({**deployed, "TASKS_SERVICE_ACCOUNT": SERVICE_ACCOUNT})
+    assert (cloud.mode, cloud.local_secret, cloud.function_url, cloud.queue_project, cloud.service_account) == (
+        "cloud", None, "https://f.example", PROJECT, SERVICE_ACCOUNT)
     for env, words in [({**base, "K_SERVICE": "iconik-handler"}, "TASKS_QUEUE is required"),
                        ({**base, "TASKS_QUEUE": "my-queue"}, "TASKS_QUEUE must look like"),
                        ({**base, "TASKS_QUEUE": QUEUE}, "FUNCTION_URL is required"),
+                       (deployed, "TASKS_SERVICE_ACCOUNT is required with Cloud Tasks"),
+                       ({**base, "TASKS_MODE": "local", "BZ_SHARED_SECRET": "s3cret"}, "at least 32"),
                        ({**base, "TASKS_MODE": "sometimes"}, "TASKS_MODE"),
                        ({**base, "TASKS_SERVICE_ACCOUNT": "nobody"}, "TASKS_SERVICE_ACCOUNT"),
                        ({**base, "PLUGIN_SLICE_SECONDS": "soon"}, "PLUGIN_SLICE_SECONDS"),
@@ -757,9 +903,9 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
         with pytest.raises(ConfigError, match=words):
             CloudConfig.from_env(env)
     # As functions-framework loads it: a bad setting stops the start, naming the setting.
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "ICONIK_ID": "app", "TASKS_QUEUE": "nope"}
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **deployed}
     result = subprocess.run([FUNCTIONS_FRAMEWORK, "--target", "iconik_handler", "--source", str(ROOT / "main.py"),
                              "--port", str(free_port())], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode != 0
-    assert "cannot start: TASKS_QUEUE must look like" in result.stderr
+    assert "cannot start: TASKS_SERVICE_ACCOUNT is required with Cloud Tasks" in result.stderr

@@ -1,14 +1,14 @@
 """Proof that a call to the continuation path comes from the plugin's own queue.
 
-Two proofs are accepted, either one suffices:
+Exactly one proof is accepted, by mode (the other is ignored, never a second way in):
 
-- an OIDC token (`Authorization: Bearer ...`) that Cloud Tasks mints for the
-  queue's service account: signed by Google, audience FUNCTION_URL, e-mail
-  TASKS_SERVICE_ACCOUNT (verified);
-- a task signature (`x-bz-task-signature: v1=<hex>`): HMAC-SHA256 of the task
-  body under the shared secret, which only the plugin knows.
-
-Cloud Tasks carries both; the in-process queue of local runs signs only.
+- Cloud Tasks: an OIDC token (`Authorization: Bearer ...`) that Cloud Tasks mints
+  for the queue's service account: signed by Google, audience FUNCTION_URL,
+  e-mail TASKS_SERVICE_ACCOUNT, verified (`OidcVerifier`).
+- in-process queue (local runs): a task signature (`x-bz-task-signature: v1=<hex>`),
+  HMAC-SHA256 of the task body under a random key made when the process starts
+  (`new_task_key`). The key never leaves the process and is never the shared
+  secret, so knowing the shared secret does not let anyone forge a task.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 import threading
 import time
 
@@ -24,17 +25,23 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "x-bz-task-signature"
 _DOMAIN = b"b2-iconik-plugin task v1\n"
 """Prefixed to the body before signing, so the MAC can mean nothing else."""
+TASK_KEY_BYTES = 32
 
 
-def sign(secret: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode("utf-8"), _DOMAIN + body, hashlib.sha256).hexdigest()
+def new_task_key() -> bytes:
+    """A fresh random key for signing this process's own tasks."""
+    return secrets.token_bytes(TASK_KEY_BYTES)
+
+
+def sign(key: bytes, body: bytes) -> str:
+    digest = hmac.new(key, _DOMAIN + body, hashlib.sha256).hexdigest()
     return f"v1={digest}"
 
 
-def signature_matches(secret: str, body: bytes, given: str | None) -> bool:
+def signature_matches(key: bytes, body: bytes, given: str | None) -> bool:
     if not given:
         return False
-    return hmac.compare_digest(sign(secret, body).encode(), given.strip().encode("utf-8", "replace"))
+    return hmac.compare_digest(sign(key, body).encode(), given.strip().encode("utf-8", "replace"))
 
 
 class _CachingRequest:

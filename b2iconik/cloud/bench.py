@@ -28,7 +28,7 @@ from pathlib import Path
 import flask
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "bench-shared-secret-0123456789"
+SECRET = "bench-shared-secret-0123456789abcdef"
 
 
 def load_function(env: dict | None = None):

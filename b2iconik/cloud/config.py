@@ -7,7 +7,8 @@ as for the Flask app. On top of them, the function reads:
     TASKS_MODE             auto (default), cloud, local or null
     TASKS_QUEUE            projects/P/locations/L/queues/Q; set -> Cloud Tasks mode
     FUNCTION_URL           the function's own https URL (tasks call FUNCTION_URL/continue)
-    TASKS_SERVICE_ACCOUNT  the e-mail of the service account whose OIDC token tasks carry
+    TASKS_SERVICE_ACCOUNT  the e-mail of the service account whose OIDC token tasks carry;
+                           required with Cloud Tasks (the only proof /continue accepts there)
     PLUGIN_SLICE_SECONDS   how long one continuation works before handing over (240)
     PLUGIN_TASK_ATTEMPTS   failed deliveries of one step before the job is failed (10)
     BZ_SECRET_NAME         the Secret Manager secret holding the shared secret (bz-shared-secret)
@@ -84,6 +85,10 @@ class CloudConfig:
                                   "which tasks call back on FUNCTION_URL/continue")
             if not function_url.startswith(("https://", "http://")):
                 raise ConfigError(f"FUNCTION_URL must be an http(s) URL, not {function_url[:200]!r}")
+            if not service_account:
+                raise ConfigError("TASKS_SERVICE_ACCOUNT is required with Cloud Tasks: the e-mail of the "
+                                  "service account whose OIDC token every task carries, the only proof "
+                                  "/continue accepts")
         if service_account and not SERVICE_ACCOUNT.match(service_account):
             raise ConfigError(f"TASKS_SERVICE_ACCOUNT must be a service account e-mail, not {service_account!r}")
 
@@ -115,12 +120,12 @@ class CloudConfig:
         secret = ("BZ_SHARED_SECRET from the environment" if self.local_secret
                   else f"secret {self.secret_name} from Secret Manager")
         if self.mode == "cloud":
-            proof = (f"OIDC token of {self.service_account} or task signature" if self.service_account
-                     else "task signature only (TASKS_SERVICE_ACCOUNT unset)")
             return (f"Cloud Tasks queue {self.queue}, continuations at {self.function_url}/continue "
-                    f"({proof}); {secret}; slices of {self.slice_seconds:.0f} s")
+                    f"(OIDC token of {self.service_account} only); {secret}; "
+                    f"slices of {self.slice_seconds:.0f} s")
         if self.mode == "local":
             return (f"in-process local mode (TASKS_QUEUE unset): jobs run in this process through "
-                    f"/continue, {self.local_workers} at a time, and are lost if it stops; {secret}")
+                    f"/continue (signed with a key that never leaves the process), "
+                    f"{self.local_workers} at a time, and are lost if it stops; {secret}")
         return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only; "
                 f"{secret}")

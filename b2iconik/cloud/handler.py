@@ -4,12 +4,14 @@
 HTTP call with a `Reply`; `main.iconik_handler` turns Flask's request into
 those arguments and the `Reply` into a response.
 
-    GET  /            ready, and which queue is in use
+    GET  /            ready (nothing about the project or the queue)
     GET  /healthz     {"status": "ok"}
     POST /add         custom action: checked by b2iconik.callback, answered 202,
     POST /remove      step 0 of the job queued
-    POST /continue    from the queue only: one slice of the job's workflow, then
-                      the next step queued (schedule time: the state's wake_at)
+    POST /continue    from the queue only (see auth.py): the task's state is
+                      checked again as if it came from outside, then one slice
+                      of the job's workflow runs and the next step is queued
+                      (schedule time: the state's wake_at)
 
 Every refusal is `{"error": message, "status": n}`, as from the Flask app, and
 is made before anything talks to iconik.
@@ -29,7 +31,7 @@ import iconik
 from b2iconik import workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.cloud import payload as payloads
-from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, sign, signature_matches
+from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
 from b2iconik.cloud.config import CloudConfig
 from b2iconik.cloud.secrets import SecretUnavailable, SharedSecret
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
@@ -109,13 +111,15 @@ class _StepLedger:
 
 class FunctionHandler:
     def __init__(self, config: CloudConfig, *, secret: SharedSecret, queue, oidc: OidcVerifier | None = None,
-                 clock=time.time):
+                 task_key: bytes | None = None, clock=time.time):
+        """`oidc` or `task_key` is the one proof /continue accepts (OIDC wins); neither: none."""
         self.config = config
         self.settings = config.settings
         self.tuning = workflows.Tuning.from_settings(config.settings)
         self.secret = secret
         self.queue = queue
         self.oidc = oidc
+        self.task_key = None if oidc is not None else task_key
         self.clock = clock
         self._steps = _StepLedger()
 
@@ -153,7 +157,7 @@ class FunctionHandler:
         if method not in allowed:
             return error(405, f"{method} is not allowed on {path[:200]}", {"Allow": ", ".join(allowed)})
         if path == "/":
-            return Reply(200, {"service": "b2-iconik-plugin", "status": "ready", "jobs": self.queue.describe()})
+            return Reply(200, {"service": "b2-iconik-plugin", "status": "ready"})
         if path == "/healthz":
             return Reply(200, {"status": "ok"})
         if path == CONTINUE_PATH:
@@ -189,8 +193,11 @@ class FunctionHandler:
         )
         job_id = str(uuid.uuid4())
         token = None if self.settings.iconik_token else call.auth_token
-        body = payloads.encode(job_id, 0, workflows.new_state(call), token)
-        if len(body) > payloads.MAX_TASK_BODY:
+        try:
+            body = payloads.encode(job_id, 0, workflows.new_state(call), token)
+        except payloads.StateTooLarge:
+            body = None
+        if body is None or len(body) > payloads.MAX_TASK_BODY:
             return error(413, "the selection is too large for one job of the Cloud Function; "
                               "select fewer assets or collections")
         context = job_id_var.set(job_id)
@@ -210,26 +217,42 @@ class FunctionHandler:
     # -- the continuation ------------------------------------------------------
 
     def _check_proof(self, headers, body: bytes) -> Reply | None:
-        """None when the call proves it comes from the queue; else the refusal."""
-        problems = []
-        authorization = headers.get("authorization")
-        if self.oidc is not None and authorization:
-            accepted, why = self.oidc.verify(authorization)
-            if accepted:
-                return None
-            problems.append(f"OIDC: {why}")
-        signature = headers.get(SIGNATURE_HEADER)
-        if signature:
-            secret = self._expected_secret(lambda value: signature_matches(value, body, signature))
-            if signature_matches(secret, body, signature):
-                return None
-            problems.append("task signature does not match")
-        if not problems:
-            log.warning("refused a continuation call without proof")
-            return error(401, "the continuation path takes calls from the plugin's task queue only "
-                              "(an OIDC token of its service account or a task signature)")
-        log.warning("refused a continuation call: %s", "; ".join(problems))
+        """None when the call proves it comes from the queue; else the refusal.
+
+        The one proof of the mode: with Cloud Tasks the OIDC token of its service
+        account (a task signature is ignored), in-process the signature under this
+        process's task key. The shared secret proves nothing here.
+        """
+        if self.oidc is not None:
+            given, proof = headers.get("authorization"), "an OIDC token of the queue's service account"
+        elif self.task_key is not None:
+            given, proof = headers.get(SIGNATURE_HEADER), "the in-process queue's task signature"
+        else:
+            log.warning("refused a continuation call: this function runs no task queue")
+            return error(403, "this function takes no continuation calls")
+        if not given:
+            log.warning("refused a continuation call without %s", proof)
+            return error(401, f"the continuation path takes calls from the plugin's task queue only ({proof})")
+        if self.oidc is not None:
+            accepted, why = self.oidc.verify(given)
+        else:
+            accepted, why = signature_matches(self.task_key, body, given), "task signature does not match"
+        if accepted:
+            return None
+        log.warning("refused a continuation call: %s", why)
         return error(403, "the continuation call's proof was not accepted")
+
+    def _check_state(self, state: dict) -> str | None:
+        """Why the task's state must not run, or None: checked in every slice, as if from outside."""
+        try:
+            workflows.validate_state(state)
+            for key, pinned in (("b2_storage_id", self.settings.b2_storage_id),
+                                ("ll_storage_id", self.settings.ll_storage_id)):
+                if pinned and iconik.check_uuid(state[key], key) != pinned:
+                    return f"{key} is not the storage this plugin is pinned to"
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def _continue(self, headers, read_body) -> Reply:
         body = read_body(MAX_CONTINUE_BODY)
@@ -241,6 +264,10 @@ class FunctionHandler:
         except payloads.BadPayload as exc:
             log.error("refused a continuation task: %s", exc)
             return error(400, f"not a continuation task: {exc}")
+        problem = self._check_state(task.state)
+        if problem is not None:
+            log.error("refused step %d of job %s: its state is not sound: %s", task.step, task.job_id, problem)
+            return error(400, f"the task's job state is refused: {problem}")
         try:
             retries = max(0, int(headers.get(RETRY_COUNT_HEADER.lower()) or 0))
         except ValueError:
@@ -350,7 +377,10 @@ class FunctionHandler:
 
     def _hand_over(self, task: payloads.Payload, wake_at: float | None, client) -> Reply:
         step = task.step + 1
-        body = payloads.encode(task.job_id, step, task.state, task.auth_token)
+        try:
+            body = payloads.encode(task.job_id, step, task.state, task.auth_token)
+        except payloads.StateTooLarge as exc:
+            return self._give_up(task, f"{exc}; run smaller selections", client)
         if len(body) > payloads.MAX_TASK_BODY:
             return self._give_up(task, f"the job's state has grown to {len(body)} bytes, more than a "
                                        "Cloud Tasks task can carry; run smaller selections", client)
@@ -397,28 +427,32 @@ class FunctionHandler:
 
 
 def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | None = None) -> FunctionHandler:
-    """The handler for `config`: its secret source, queue and OIDC verifier."""
+    """The handler for `config`: its secret source, queue and the one proof /continue accepts.
+
+    Cloud Tasks: the OIDC token of TASKS_SERVICE_ACCOUNT. In-process: a signature
+    under a random key made here, which never leaves this process.
+    """
     if secret is None:
         secret = SharedSecret(override=config.local_secret, name=config.secret_name,
                               project=config.project, project_fallback=config.queue_project)
-
-    def signer(body: bytes) -> str:
-        return sign(secret.get(), body)
-
-    oidc = None
-    if config.service_account and config.function_url:
+    oidc = task_key = None
+    if config.mode == "cloud":
+        if not (config.service_account and config.function_url):
+            raise ConfigError("TASKS_SERVICE_ACCOUNT and FUNCTION_URL are required with Cloud Tasks")
         oidc = OidcVerifier(config.function_url, config.service_account)
+    elif config.mode == "local":
+        task_key = new_task_key()
     local = None
     if queue is None:
         if config.mode == "cloud":
-            queue = CloudTasksQueue(config.queue, config.function_url, signer=signer,
-                                    service_account=config.service_account,
+            queue = CloudTasksQueue(config.queue, config.function_url, service_account=config.service_account,
                                     dispatch_deadline=config.slice_seconds + 120)
         elif config.mode == "null":
             queue = NullQueue()
         else:
-            queue = local = InProcessQueue(lambda headers, body: 0, signer=signer, workers=config.local_workers)
-    handler = FunctionHandler(config, secret=secret, queue=queue, oidc=oidc)
+            queue = local = InProcessQueue(lambda headers, body: 0, signer=lambda body: sign(task_key, body),
+                                           workers=config.local_workers)
+    handler = FunctionHandler(config, secret=secret, queue=queue, oidc=oidc, task_key=task_key)
     if local is not None:
         local.deliver = lambda headers, body: handler.handle(
             "POST", CONTINUE_PATH, headers, {}, bytes_reader(body)).status

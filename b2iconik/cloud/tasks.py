@@ -5,10 +5,12 @@ when a task of that name already exists (a duplicate; the chain goes on from
 the existing one). Failures raise `QueueError`.
 
 - `CloudTasksQueue`: Google Cloud Tasks; each task POSTs the body to
-  FUNCTION_URL/continue with an OIDC token and a task signature.
+  FUNCTION_URL/continue with an OIDC token of the queue's service account
+  (its only proof; no signature, no shared secret).
 - `InProcessQueue`: local runs without a Google account; a background thread
   delivers each task, when due, to the function's own continuation handler,
-  retrying failures with backoff, much as Cloud Tasks would.
+  signed with the process's task key, retrying failures with backoff, much as
+  Cloud Tasks would.
 - `NullQueue`: takes tasks and drops them (benchmarking the click's answer).
 """
 
@@ -57,13 +59,11 @@ def _default_tasks_client():
 
 
 class CloudTasksQueue:
-    def __init__(self, queue: str, function_url: str, *, signer: Callable[[bytes], str],
-                 service_account: str | None = None, dispatch_deadline: float = 600.0,
+    def __init__(self, queue: str, function_url: str, *, service_account: str, dispatch_deadline: float = 600.0,
                  client_factory: Callable[[], object] = _default_tasks_client, timeout: float = 20.0):
         self.queue = queue
         self.function_url = function_url.rstrip("/")
         self.target = self.function_url + CONTINUE_PATH
-        self.signer = signer
         self.service_account = service_account
         # Cloud Tasks allows 15 s to 30 min for an HTTP task's answer.
         self.dispatch_deadline = min(1800.0, max(15.0, dispatch_deadline))
@@ -84,12 +84,10 @@ class CloudTasksQueue:
     def build(self, task: Task):
         from google.cloud import tasks_v2
 
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: self.signer(task.body)}
         request = tasks_v2.HttpRequest(url=self.target, http_method=tasks_v2.HttpMethod.POST,
-                                       headers=headers, body=task.body)
-        if self.service_account:
-            request.oidc_token = tasks_v2.OidcToken(service_account_email=self.service_account,
-                                                    audience=self.function_url)
+                                       headers={"Content-Type": "application/json"}, body=task.body,
+                                       oidc_token=tasks_v2.OidcToken(service_account_email=self.service_account,
+                                                                     audience=self.function_url))
         built = tasks_v2.Task(name=f"{self.queue}/tasks/{task.name}", http_request=request,
                               dispatch_deadline=timedelta(seconds=self.dispatch_deadline))
         if task.schedule_at is not None and task.schedule_at > time.time():
