@@ -564,3 +564,325 @@ def test_standalone_server_starts_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- modes of real iconik (each off by default) ----------------------------
+
+def all_pages(s, list_path, /, **params):
+    """Every object of a list, following next_url; also the pages' envelopes."""
+    pages = [get(s, list_path, params=params).json()]
+    while pages[-1]["next_url"]:
+        pages.append(get(s, pages[-1]["next_url"]).json())
+    return [o for p in pages for o in p["objects"]], pages
+
+
+def test_lost_reply_503_after_the_delete_was_applied(setup):
+    emu, b2, ll, sources = setup
+    (first, first_src), (second, second_src) = sources.items()
+    s = session(emu)
+    url = f"{emu.url}{FILES}/assets/{first}/file_sets/{first_src['file_set']['id']}/"
+    emu.lose_replies("DELETE", "/file_sets/")
+    lost = s.delete(url, timeout=5)
+    assert lost.status_code == 503 and lost.json()["errors"]
+    assert emu.copies(first, "ORIGINAL", b2) == []  # applied all the same
+    assert emu.lost_replies == [{"method": "DELETE", "path": url[len(emu.url):], "status": 200, "how": "503"}]
+    again = s.delete(url, timeout=5)  # the world still holds the soft-deleted set
+    assert again.status_code == 200 and again.json()["status"] == "DELETED"
+    emu.faults.redelete_404 = True
+    assert s.delete(url, timeout=5).status_code == 404
+
+    purge_url = f"{emu.url}{FILES}/assets/{second}/file_sets/{second_src['file_set']['id']}/"
+    emu.lose_replies("delete", "/file_sets/", how="504")
+    assert s.delete(purge_url, params={"immediately": "true"}, timeout=5).status_code == 504
+    assert emu.purged == [second_src["file_set"]["id"]]
+    retried = s.delete(purge_url, params={"immediately": "true"}, timeout=5)
+    assert retried.status_code == 404
+    assert emu.status_counts[503] == 1 and emu.status_counts[504] == 1
+
+
+def test_lost_reply_drop_closes_the_connection_after_the_copy_was_queued(setup):
+    emu, b2, ll, sources = setup
+    s = session(emu)
+    url = f"{emu.url}{FILES}/storages/{ll}/bulk/"
+    body = {"object_ids": list(sources), "object_type": "assets", "format_name": "ORIGINAL"}
+    emu.lose_replies("POST", "/bulk/", times=2, how="drop")
+    for _ in range(2):
+        with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            s.post(url, json=body, timeout=5)
+    assert emu.wait_idle(5)
+    assert sorted(j["status"] for j in emu.jobs.values()) == ["FINISHED", "SKIPPED"]
+    assert all(len(emu.copies(a, "ORIGINAL", ll)) == 1 for a in sources)
+    assert [r["how"] for r in emu.lost_replies] == ["drop", "drop"] and emu.status_counts[0] == 2
+    answer = s.post(url, json=body, timeout=5)  # used up: answered again
+    assert answer.status_code == 202 and answer.json()["job_id"]
+
+
+def test_lost_reply_on_job_create_and_only_matching_requests(emulator):
+    emu = emulator
+    s = session(emu)
+    emu.lose_replies("POST", "/jobs/", how="drop")
+    get(s, f"{JOBS}/jobs/{MISSING}/")  # a GET does not match
+    with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        s.post(f"{emu.url}{JOBS}/jobs/", json={"type": "CUSTOM", "status": "STARTED", "title": "t"}, timeout=5)
+    [job] = emu.jobs.values()
+    assert job["title"] == "t"
+    emu.lose_replies("POST", "/jobs/", how="502")
+    emu.faults.clear_lost_replies()
+    assert s.post(f"{emu.url}{JOBS}/jobs/", json={"type": "CUSTOM", "status": "STARTED", "title": "u"},
+                  timeout=5).status_code == 201
+    with pytest.raises(ValueError):
+        emu.lose_replies("POST", "/jobs/", how="500")
+
+
+def test_parent_copy_job_finishes_at_once_while_its_children_copy(setup):
+    emu, b2, ll, sources = setup
+    slow, quick = list(sources)
+    emu.faults.parent_copy_jobs = True
+    emu.fault_asset(slow, "copy_slow", seconds=0.5)
+    s = session(emu)
+    answer = s.post(f"{emu.url}{FILES}/storages/{ll}/bulk/", timeout=5,
+                    json={"object_ids": [slow, quick], "object_type": "assets", "format_name": "ORIGINAL"})
+    parent_id = answer.json()["job_id"]
+    parent = get(s, f"{JOBS}/jobs/{parent_id}/").json()
+    assert parent["status"] == "FINISHED" and parent["has_children"] is True
+    assert emu.copies(slow, "ORIGINAL", ll) == []  # not copied yet
+    children, pages = all_pages(s, f"{JOBS}/jobs/", parent_id=parent_id, per_page=1)
+    assert len(pages) == 2 and pages[0]["total"] == 2 and pages[0]["pages"] == 2
+    assert {c["object_id"] for c in children} == {slow, quick}
+    assert all(c["parent_id"] == parent_id and c["type"] == "TRANSFER" for c in children)
+    assert {c["id"] for c in children} == set(parent["children_progress"])
+    slow_child = next(c for c in children if c["object_id"] == slow)
+    assert slow_child["status"] in ("READY", "STARTED")
+
+    assert emu.wait_idle(5)
+    done = get(s, f"{JOBS}/jobs/{parent_id}/").json()["children_progress"]
+    assert [p["status"] for p in done.values()] == ["FINISHED", "FINISHED"]
+    assert get(s, f"{JOBS}/jobs/{slow_child['id']}/").json()["status"] == "FINISHED"
+    assert all(len(emu.copies(a, "ORIGINAL", ll)) == 1 for a in sources)
+    listed = get(s, f"{JOBS}/jobs/", params={"parent_id": parent_id, "page": 3, "per_page": 1})
+    assert listed.status_code == 404 and listed.json()["errors"] == ["Requested page does not exist"]
+    assert get(s, f"{JOBS}/jobs/", params={"per_page": 101}).status_code == 400
+    assert len(all_pages(s, f"{JOBS}/jobs/", type="TRANSFER", status="FINISHED", per_page=100)[0]) == 3
+
+
+def test_parent_copy_job_children_fail_and_skip_on_their_own(setup):
+    emu, b2, ll, sources = setup
+    bad, good = list(sources)
+    emu.faults.parent_copy_jobs = True
+    emu.fault_asset(bad, "copy_fails")
+    with client(emu) as c:
+        c.bulk_copy(ll, [good], "ORIGINAL")
+        assert emu.wait_idle(5)
+        parent = c.get_job(c.bulk_copy(ll, [bad, good], "ORIGINAL")["job_id"])
+        assert emu.wait_idle(5)
+    children = {c["object_id"]: c for c in emu.jobs.values() if c.get("parent_id") == parent["id"]}
+    assert children[bad]["status"] == "FAILED" and bad in children[bad]["error_message"]
+    assert children[good]["status"] == "SKIPPED"
+    assert emu.jobs[parent["id"]]["status"] == "FINISHED"
+
+
+def test_bulk_copy_without_job_id_answers_202_with_no_body(setup):
+    emu, b2, ll, sources = setup
+    emu.faults.bulk_copy_without_job_id = True
+    answer = session(emu).post(f"{emu.url}{FILES}/storages/{ll}/bulk/", timeout=5,
+                               json={"object_ids": list(sources), "object_type": "assets",
+                                     "format_name": "ORIGINAL"})
+    assert answer.status_code == 202 and answer.content == b""
+    assert emu.wait_idle(5)
+    assert [j["status"] for j in emu.jobs.values()] == ["FINISHED"]
+    assert all(len(emu.copies(a, "ORIGINAL", ll)) == 1 for a in sources)
+
+
+def test_empty_lists_answer_404_only_in_that_mode(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    bare = emu.add_asset("no files")
+    fmt = emu.world.format_named(asset, "ORIGINAL")
+    empty_set = emu.world.create_file_set(asset, fmt, ll)
+    empty = emu.add_storage("empty")
+    s = session(emu)
+    lists = {
+        f"{FILES}/assets/{bare}/formats/": "Formats for this asset don't exist",
+        f"{FILES}/assets/{bare}/file_sets/": "FileSets for this asset don't exist",
+        f"{FILES}/assets/{bare}/files/": "Files for this asset don't exist",
+        f"{FILES}/assets/{asset}/file_sets/{empty_set['id']}/files/": "Files for this file set don't exist",
+        f"{FILES}/assets/{asset}/formats/{fmt['id']}/storages/{empty}/file_sets/":
+            "FileSets for this asset don't exist",
+        f"{FILES}/storages/{empty}/files/": "No files found",
+    }
+    for path in lists:
+        answer = get(s, path)
+        assert answer.status_code == 200 and answer.json()["objects"] == [], path
+    emu.faults.empty_lists_404 = True
+    for path, message in lists.items():
+        answer = get(s, path)
+        assert answer.status_code == 404 and answer.json()["errors"] == [message], path
+    unknown = get(s, f"{FILES}/assets/{MISSING}/files/")
+    assert unknown.status_code == 404 and MISSING in unknown.json()["errors"][0]
+    assert get(s, f"{FILES}/assets/{asset}/files/").status_code == 200
+
+
+def test_deleted_format_is_listed_first_and_lookups_use_the_active_one(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    old_id = emu.delete_format(asset, "ORIGINAL")
+    s = session(emu)
+    kept = get(s, f"{FILES}/assets/{asset}/formats/ORIGINAL/").json()
+    assert kept["id"] == old_id and kept["status"] == "DELETED"
+    with client(emu) as c:  # no ACTIVE ORIGINAL: nothing to copy from
+        c.bulk_copy(ll, [asset], "ORIGINAL")
+        assert emu.wait_idle(5)
+    assert emu.copies(asset, "ORIGINAL", ll) == []
+
+    new_set = emu.add_file(asset, "ORIGINAL", b2, "new.mov", b"new bytes")
+    formats = get(s, f"{FILES}/assets/{asset}/formats/").json()["objects"]
+    assert [(f["name"], f["status"]) for f in formats] == [("ORIGINAL", "DELETED"), ("ORIGINAL", "ACTIVE")]
+    active = get(s, f"{FILES}/assets/{asset}/formats/ORIGINAL/").json()
+    assert active["status"] == "ACTIVE" and active["id"] == formats[1]["id"] == emu.world.format_named(
+        asset, "ORIGINAL")["id"]
+    assert emu.world.ensure_format(asset, "ORIGINAL")["id"] == active["id"]
+    assert emu.world.file_sets[source["file_set"]["id"]]["status"] == "ACTIVE"  # untouched
+    files = {f["name"]: f for f in get(s, f"{FILES}/assets/{asset}/files/").json()["objects"]}
+    assert files["new.mov"]["format_status"] == "ACTIVE" and files["new.mov"]["file_set_id"] == new_set
+    assert {files[n]["format_status"] for n in ("clip1.mov", "clip1.wav")} == {"DELETED"}
+    with client(emu) as c:
+        c.bulk_copy(ll, [asset], "ORIGINAL")
+        assert emu.wait_idle(5)
+    [copy] = emu.copies(asset, "ORIGINAL", ll)
+    assert [(f["name"], f["bytes"]) for f in copy["files"]] == [("new.mov", b"new bytes")]
+    with pytest.raises(ValueError):
+        emu.delete_format(asset, "PPRO_PROXY")
+
+
+def test_file_set_without_status(setup):
+    emu, b2, ll, sources = setup
+    asset, source = next(iter(sources.items()))
+    file_set = source["file_set"]["id"]
+    emu.drop_status(file_set)
+    s = session(emu)
+    [listed] = get(s, f"{FILES}/assets/{asset}/file_sets/").json()["objects"]
+    assert listed["id"] == file_set and "status" not in listed
+    files = get(s, f"{FILES}/assets/{asset}/file_sets/{file_set}/files/").json()["objects"]
+    assert [f["file_set_status"] for f in files] == [None, None]
+    assert s.delete(f"{emu.url}{FILES}/assets/{asset}/file_sets/{file_set}/purge/", timeout=5).status_code == 400
+
+
+def test_files_list_carries_format_and_storage_state(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    emu.add_file(asset, "ORIGINAL", ll, "clip1.mov", b"ll copy")
+    files = get(session(emu), f"{FILES}/assets/{asset}/files/").json()["objects"]
+    assert {(f["storage_id"], f["storage_method"]) for f in files} == {(b2, "B2"), (ll, "FILE")}
+    for f in files:
+        assert f["format_status"] == "ACTIVE" and f["file_set_status"] == "ACTIVE"
+        assert f["format_id"] and f["version_id"] and f["file_set_id"]
+
+
+def test_tokens_expire_after_calls_or_lifetime(setup):
+    emu, b2 = setup[0], setup[1]
+    path = f"{FILES}/storages/{b2}/"
+    counted = session(emu, emu.new_token(max_calls=2))
+    assert [get(counted, path).status_code for _ in range(3)] == [200, 200, 401]
+    timed = session(emu, emu.new_token("short-lived", lifetime=0.3))
+    assert get(timed, path).status_code == 200
+    time.sleep(0.35)
+    assert get(timed, path).status_code == 401
+    assert not emu.credentials.accepts(emu.app_id, "short-lived")
+    lasting = session(emu, emu.new_token())
+    assert all(get(lasting, path).status_code == 200 for _ in range(3))
+
+
+# -- the storage file listing ----------------------------------------------
+
+@pytest.fixture
+def listed(emulator):
+    """A B2 storage with three assets' files, modified on 1, 2 and 3 March 2024."""
+    emu = emulator
+    b2 = emu.add_storage("b2")
+    assets = [emu.add_asset(f"a{n}") for n in range(3)]
+    sets = [emu.add_file(a, "ORIGINAL", b2, f"f{n}.mov", b"x" * (n + 1), date_modified=f"2024-03-0{n + 1}T12:00:00Z")
+            for n, a in enumerate(assets)]
+    emu.add_file(assets[0], "ORIGINAL", b2, "f0.wav", b"w", date_modified="2024-03-01T13:00:00")
+    return emu, b2, assets, sets
+
+
+def test_storage_listing_serves_every_file_with_its_state(listed):
+    emu, b2, assets, sets = listed
+    s = session(emu)
+    files, pages = all_pages(s, f"{FILES}/storages/{b2}/files/", per_page=3)
+    assert len(files) == 4 and len(pages) == 2 and pages[0]["total"] == 4
+    assert get(s, f"{FILES}/storages/{b2}/files/", params={"page": 3, "per_page": 3}).status_code == 404
+    f0 = next(f for f in files if f["name"] == "f0.mov")
+    assert f0["asset_id"] == assets[0] and f0["file_set_id"] == sets[0] and f0["storage_id"] == b2
+    assert f0["date_modified"] == "2024-03-01T12:00:00"
+    assert {"file_set_status", "format_id", "format_status", "original_name", "directory_path", "size",
+            "checksum", "status", "version_id"} <= set(f0)
+    assert get(s, f"{FILES}/storages/{b2}/files/", params={"per_page": 101}).status_code == 400
+    assert get(s, f"{FILES}/storages/{MISSING}/files/").status_code == 404
+
+
+@pytest.mark.parametrize("params, names", [
+    ({"name": "f1.mov"}, ["f1.mov"]),
+    ({"directory_path": "{a0}/ORIGINAL"}, ["f0.mov", "f0.wav"]),
+    ({"path": "{a0}"}, ["f0.mov", "f0.wav"]),
+    ({"path": "/{a0}/ORIGINAL/f0.wav"}, ["f0.wav"]),
+    ({"path": "{a0}/ORIG"}, []),
+    ({"date_modified": "2024-03-01T12:30:00Z;*"}, ["f0.wav", "f1.mov", "f2.mov"]),
+    ({"date_modified": "*;2024-03-02T12:00:00"}, ["f0.mov", "f0.wav", "f1.mov"]),
+    ({"date_modified": "2024-03-02T00:00:00;1709380800000"}, ["f1.mov"]),
+    ({"date_modified": "2024-03-03T12:00:00"}, ["f2.mov"]),
+    ({"status": "DELETED"}, ["f2.mov"]),
+    ({"status": "CLOSED,DELETED"}, ["f0.mov", "f0.wav", "f1.mov", "f2.mov"]),
+    ({"status": "CLOSED"}, ["f0.mov", "f0.wav", "f1.mov"]),
+])
+def test_storage_listing_filters(listed, params, names):
+    emu, b2, assets, sets = listed
+    if "status" in params:
+        emu.world.soft_delete(sets[2])
+    s = session(emu)
+    params = {k: v.format(a0=assets[0]) for k, v in params.items()}
+    files, _ = all_pages(s, f"{FILES}/storages/{b2}/files/", per_page=100, **params)
+    assert sorted(f["name"] for f in files) == names
+
+
+def test_storage_listing_rejects_bad_dates(listed):
+    emu, b2 = listed[0], listed[1]
+    answer = get(session(emu), f"{FILES}/storages/{b2}/files/", params={"date_modified": "yesterday"})
+    assert answer.status_code == 400
+
+
+def test_storage_listing_scrolls_over_what_matched_at_the_start(listed):
+    emu, b2, assets, sets = listed
+    s = session(emu)
+    first = get(s, f"{FILES}/storages/{b2}/files/", params={"scroll": "true", "per_page": 3}).json()
+    assert first["scroll_id"] and len(first["objects"]) == 3 and first["total"] == 4
+    emu.add_file(assets[1], "ORIGINAL", b2, "late.mov", b"late")
+    by_id = get(s, f"{FILES}/storages/{b2}/files/",
+                params={"scroll": "true", "scroll_id": first["scroll_id"], "per_page": 3}).json()
+    assert len(by_id["objects"]) == 1 and by_id["next_url"] is None
+    assert {f["name"] for f in first["objects"] + by_id["objects"]} == {"f0.mov", "f0.wav", "f1.mov", "f2.mov"}
+    again = get(s, f"{FILES}/storages/{b2}/files/", params={"scroll": "true", "per_page": 3}).json()
+    rest = get(s, again["next_url"]).json()
+    assert "scroll_id=" in again["next_url"] and len(again["objects"] + rest["objects"]) == 5
+    assert get(s, f"{FILES}/storages/{b2}/files/", params={"scroll_id": "nope"}).status_code == 400
+
+
+def test_storage_listing_lag_serves_the_last_snapshot(listed):
+    emu, b2, assets, sets = listed
+    s = session(emu)
+    emu.snapshot_listing()
+    emu.faults.listing_lag = True
+    with client(emu) as c:
+        c.delete_file_set(assets[0], sets[0], immediately=True)
+    emu.add_file(assets[1], "ORIGINAL", b2, "new.mov", b"new")
+
+    def names():
+        return sorted(f["name"] for f in all_pages(s, f"{FILES}/storages/{b2}/files/", per_page=100)[0])
+
+    assert names() == ["f0.mov", "f0.wav", "f1.mov", "f2.mov"]  # stale
+    emu.snapshot_listing()
+    assert names() == ["f1.mov", "f2.mov", "new.mov"]
+    emu.world.soft_delete(sets[1])
+    assert "f1.mov" in names()
+    emu.faults.listing_lag = False
+    assert names() == ["f2.mov"]

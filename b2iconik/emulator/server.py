@@ -8,6 +8,7 @@ closes the connection without a word.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -52,7 +53,6 @@ def _gate():
 
 
 def _count(response):
-    response.headers.update(getattr(g, "extra_headers", {}))
     route = request.url_rule.rule if request.url_rule else request.path
     how = getattr(g, "lose_reply", None)
     if how:
@@ -61,6 +61,7 @@ def _count(response):
             request.environ[DROP_REPLY] = True
         else:
             response = make_response(error_response(int(how), "the service did not answer in time"))
+    response.headers.update(getattr(g, "extra_headers", {}))
     status = 0 if how == "drop" else response.status_code
     backend().stats.record(request.method, route, status)
     return response
@@ -77,6 +78,12 @@ class _DropReplies:
         if environ.get(DROP_REPLY):
             if hasattr(body, "close"):
                 body.close()
+            connection = environ.get("werkzeug.socket")
+            if connection is not None:  # end the connection, keep-alive or not
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             # werkzeug's server treats this as the client going away: it writes nothing.
             raise ConnectionAbortedError("the emulator dropped this reply")
         return body
