@@ -544,7 +544,7 @@ def test_standalone_server_starts_and_stops_on_sigterm(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "b2iconik.emulator", "--data", str(tmp_path / "data"),
-         "--port", str(port), "--seed", str(seed), "--quiet"],
+         "--port", str(port), "--seed", str(seed), "--quiet", "--mode", "empty_lists_404"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         printed = {}
@@ -554,10 +554,12 @@ def test_standalone_server_starts_and_stops_on_sigterm(tmp_path):
             time.sleep(0.05)
         assert printed["ICONIK_URL"] == f"http://127.0.0.1:{port}"
         storage = json.loads(printed["SEEDED"])["b2"]
-        answer = requests.get(f"{printed['ICONIK_URL']}{FILES}/storages/{storage}/", timeout=5,
-                              headers={"App-ID": printed["ICONIK_APP_ID"],
-                                       "Auth-Token": printed["ICONIK_TOKEN"]})
+        headers = {"App-ID": printed["ICONIK_APP_ID"], "Auth-Token": printed["ICONIK_TOKEN"]}
+        answer = requests.get(f"{printed['ICONIK_URL']}{FILES}/storages/{storage}/", timeout=5, headers=headers)
         assert answer.status_code == 200 and answer.json()["name"] == "b2"
+        listing = requests.get(f"{printed['ICONIK_URL']}{FILES}/storages/{storage}/files/", timeout=5,
+                               headers=headers)
+        assert listing.status_code == 404 and listing.json()["errors"] == ["No files found"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
@@ -623,7 +625,8 @@ def test_lost_reply_on_job_create_and_only_matching_requests(emulator):
     emu.lose_replies("POST", "/jobs/", how="drop")
     get(s, f"{JOBS}/jobs/{MISSING}/")  # a GET does not match
     with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        s.post(f"{emu.url}{JOBS}/jobs/", json={"type": "CUSTOM", "status": "STARTED", "title": "t"}, timeout=5)
+        s.post(f"{emu.url}{JOBS}/jobs/", timeout=5,
+               json={"type": "CUSTOM", "status": "STARTED", "title": "t"})
     [job] = emu.jobs.values()
     assert job["title"] == "t"
     emu.lose_replies("POST", "/jobs/", how="502")
@@ -764,7 +767,8 @@ def test_file_set_without_status(setup):
     assert listed["id"] == file_set and "status" not in listed
     files = get(s, f"{FILES}/assets/{asset}/file_sets/{file_set}/files/").json()["objects"]
     assert [f["file_set_status"] for f in files] == [None, None]
-    assert s.delete(f"{emu.url}{FILES}/assets/{asset}/file_sets/{file_set}/purge/", timeout=5).status_code == 400
+    purge = f"{emu.url}{FILES}/assets/{asset}/file_sets/{file_set}/purge/"
+    assert s.delete(purge, timeout=5).status_code == 400  # not DELETED
 
 
 def test_files_list_carries_format_and_storage_state(setup):
@@ -800,7 +804,8 @@ def listed(emulator):
     emu = emulator
     b2 = emu.add_storage("b2")
     assets = [emu.add_asset(f"a{n}") for n in range(3)]
-    sets = [emu.add_file(a, "ORIGINAL", b2, f"f{n}.mov", b"x" * (n + 1), date_modified=f"2024-03-0{n + 1}T12:00:00Z")
+    sets = [emu.add_file(a, "ORIGINAL", b2, f"f{n}.mov", b"x" * (n + 1),
+                         date_modified=f"2024-03-0{n + 1}T12:00:00Z")
             for n, a in enumerate(assets)]
     emu.add_file(assets[0], "ORIGINAL", b2, "f0.wav", b"w", date_modified="2024-03-01T13:00:00")
     return emu, b2, assets, sets
@@ -860,7 +865,8 @@ def test_storage_listing_scrolls_over_what_matched_at_the_start(listed):
     by_id = get(s, f"{FILES}/storages/{b2}/files/",
                 params={"scroll": "true", "scroll_id": first["scroll_id"], "per_page": 3}).json()
     assert len(by_id["objects"]) == 1 and by_id["next_url"] is None
-    assert {f["name"] for f in first["objects"] + by_id["objects"]} == {"f0.mov", "f0.wav", "f1.mov", "f2.mov"}
+    scrolled = {f["name"] for f in first["objects"] + by_id["objects"]}
+    assert scrolled == {"f0.mov", "f0.wav", "f1.mov", "f2.mov"}
     again = get(s, f"{FILES}/storages/{b2}/files/", params={"scroll": "true", "per_page": 3}).json()
     rest = get(s, again["next_url"]).json()
     assert "scroll_id=" in again["next_url"] and len(again["objects"] + rest["objects"]) == 5

@@ -48,7 +48,8 @@ class Gateway:
         threading.Thread(target=run, args=args, name=f"gateway-{job['id'][:8]}", daemon=True).start()
         return job
 
-    def _queue_children(self, parent: dict, asset_ids: list[str], storage: dict, metadata: dict) -> list[dict]:
+    def _queue_children(self, parent: dict, asset_ids: list[str], storage: dict,
+                        metadata: dict) -> list[dict]:
         """One READY child job per asset; the parent then reads FINISHED."""
         children = [self.world.create_job({
             "type": "TRANSFER", "status": "READY", "parent_id": parent["id"], "has_children": False,
@@ -69,7 +70,8 @@ class Gateway:
                 self._update_child(child, {"status": "STARTED", "message": "Transferring"})
                 meta = child["metadata"]
                 result, why = self._copy_one(child["object_id"], meta["format_name"], meta["storage_id"])
-                self._update_child(child, {"progress_processed": 1, **_final_state([(child["object_id"], result, why)])})
+                outcome = _final_state([(child["object_id"], result, why)])
+                self._update_child(child, {"progress_processed": 1, **outcome})
         except Exception as error:  # a bug here must still end the jobs
             for child in children:
                 if child["status"] in ("READY", "STARTED"):
@@ -136,7 +138,8 @@ class Gateway:
         world = self.world
         for file_set in world.file_sets_of(asset_id, fmt["id"]):
             storage = world.storages[file_set["storage_id"]]
-            if file_set.get("status") != "ACTIVE" or storage["id"] == target_id or storage["status"] != "ACTIVE":
+            if (file_set.get("status") != "ACTIVE" or storage["id"] == target_id
+                    or storage["status"] != "ACTIVE"):
                 continue
             files = world.files_of(asset_id, file_set["id"])
             contents = [(f["name"], world.read_bytes(f)) for f in files if f["status"] == "CLOSED"]
