@@ -3,8 +3,11 @@
 #
 #   docker build -t b2-iconik-plugin .
 #   docker run -d --name b2-iconik-plugin --env-file /etc/b2-iconik-plugin/env \
-#     -p 8000:8000 -v b2-iconik-state:/var/lib/b2-iconik-plugin --stop-timeout 40 \
+#     -p 127.0.0.1:8000:8000 -v b2-iconik-state:/var/lib/b2-iconik-plugin --stop-timeout 40 \
 #     --restart unless-stopped b2-iconik-plugin
+#
+# Publish on 127.0.0.1 only, behind a reverse proxy on the host (README.md): a bare
+# `-p 8000:8000` listens on every interface, and Docker's rules bypass the host firewall.
 #
 # It runs the same command as the systemd unit (b2-iconik-plugin.service) and the
 # test suite (tests/harness.py, run_gunicorn); tests/test_deploy_files.py keeps them equal.
@@ -22,7 +25,8 @@ RUN groupadd --system --gid 10001 b2iconik \
 
 WORKDIR /app
 
-# The runtime requirements only (never requirements-dev.txt), in their own layer.
+# The server's runtime requirements only (not requirements-cloud.txt, the Cloud
+# Function's, nor requirements-dev.txt), in their own layer.
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
@@ -40,6 +44,8 @@ VOLUME ["/var/lib/b2-iconik-plugin"]
 
 # Everything else (ICONIK_ID, BZ_SHARED_SECRET, ICONIK_URL, ...) comes from the
 # environment at `docker run` (-e or --env-file); no .env file is in the image.
+# 0.0.0.0 inside the container is needed for -p; which host address it is
+# published on is `docker run -p`'s choice (127.0.0.1, above).
 ENV HOST=0.0.0.0 \
     PORT=8000
 EXPOSE 8000

@@ -21,7 +21,19 @@ timeout = 30
 # On SIGTERM, running jobs stop at their next step and go back to the store
 # within this time; the next start resumes them.
 graceful_timeout = 25
-keepalive = 5
+# Idle keep-alive connections are closed after 2 s, and each worker holds at most
+# 100 connections (the rest wait in the listen backlog), so idle clients cannot
+# pile up. gunicorn has no read timeout: a client that sends its request slowly
+# holds a thread until it is done, so put a reverse proxy in front (README.md,
+# "Behind nginx"), which reads whole requests before passing them on.
+keepalive = 2
+worker_connections = 100
+
+# What one request may send before the app sees it; more is answered 400 by
+# gunicorn. iconik's custom-action calls use a short URL and a few headers.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 
 # No preload: each worker builds its app (and job threads) after the fork.
 preload_app = False

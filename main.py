@@ -1,7 +1,7 @@
 """The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.12).
 
-    gcloud functions deploy iconik_handler --gen2 --runtime=python312 --trigger-http \\
-        --env-vars-file .env.yaml ...                       (see README.md)
+    scripts/stage-function && gcloud functions deploy iconik_handler --gen2 \\
+        --source=build/function ...                         (see README.md)
     functions-framework --target iconik_handler             (local run, see README.md)
 
 `iconik_handler(request)` serves the Flask app's paths (/, /healthz, /add,
@@ -30,8 +30,23 @@ from b2iconik.config import ConfigError
 setup_cloud_logging()
 log = logging.getLogger("b2iconik.function")
 
+
+def _check_cloud_packages(config: CloudConfig) -> None:
+    """Cloud Tasks mode needs requirements-cloud.txt's packages: fail the deploy, not the first job."""
+    if config.mode != "cloud":
+        return
+    try:
+        import google.auth.transport.requests  # noqa: F401
+        import google.oauth2.id_token  # noqa: F401
+        from google.cloud import secretmanager, tasks_v2  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(f"{error}: deploy with requirements-cloud.txt as the function's "
+                          "requirements.txt (README.md, Deploy)") from None
+
+
 try:
     CONFIG = CloudConfig.from_env()
+    _check_cloud_packages(CONFIG)
 except ConfigError as _error:
     sys.stderr.write(f"b2-iconik-plugin function cannot start: {_error}\n")
     raise SystemExit(2) from None

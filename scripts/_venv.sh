@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.requirements.sha256"
-wanted="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+# Every file pip reads through requirements-dev.txt (its -r lines), so a change to any reinstalls.
+wanted="$(cat requirements.txt requirements-cloud.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
   echo "installing requirements into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

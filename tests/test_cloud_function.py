@@ -792,6 +792,24 @@ def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
     assert "queued step 1" in log, "the local run should go through continuation steps"
 
 
+def test_cloud_mode_without_the_cloud_packages_refuses_to_start(tmp_path):
+    """Deployed with the server's requirements.txt, the function stops at load, saying why."""
+    blocked = ("import sys\n"
+               "class NoGoogleCloud:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.startswith('google.cloud'):\n"
+               "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+               "sys.meta_path.insert(0, NoGoogleCloud())\n"
+               "import main\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "ICONIK_ID": "app", "TASKS_QUEUE": QUEUE,
+           "FUNCTION_URL": "https://f.example", "TASKS_SERVICE_ACCOUNT": SERVICE_ACCOUNT}
+    result = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cannot start: No module named 'google.cloud" in result.stderr
+    assert "requirements-cloud.txt" in result.stderr
+
+
 # -- small pieces ----------------------------------------------------------------------
 
 def test_crc32c_matches_the_standard():

@@ -1,9 +1,11 @@
 """The deployment files cannot drift apart from what the test suite runs.
 
 No container engine runs here, so the Dockerfile is read, not built: it must
-install requirements.txt (only), copy every module the app imports, and start the
-same command as tests/harness.py (run_gunicorn), the systemd unit and the launchd
-property list. The launchd wrapper script and the image's health check are run for real.
+install requirements.txt (only: the server's, not requirements-cloud.txt, the Cloud
+Function's), copy every module the app imports, and start the same command as
+tests/harness.py (run_gunicorn), the systemd unit and the launchd property list.
+The launchd wrapper script, the image's health check, gunicorn's request limits and
+the Cloud Function's staging script are run for real.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 import pytest
+import requests
+from packaging.requirements import Requirement
 
-from harness import ROOT, free_port, plugin_settings, serve_plugin
+from harness import ROOT, free_port, plugin_settings, run_gunicorn, serve_plugin, settings_env
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -259,8 +263,8 @@ def test_the_image_installs_the_runtime_requirements_only(docker):
     installs = [run for run in runs if "pip install" in run]
     assert len(installs) == 1, installs
     assert re.search(r"(^|\s)-r\s+requirements\.txt(\s|$)", installs[0]), installs[0]
-    assert not [rest for _, rest in docker if "requirements-dev" in rest]
-    assert dockerignored("requirements-dev.txt")
+    assert not [rest for _, rest in docker if "requirements-dev" in rest or "requirements-cloud" in rest]
+    assert dockerignored("requirements-dev.txt") and dockerignored("requirements-cloud.txt")
     # requirements.txt is in the image before the install runs.
     order = [(kind, rest) for kind, rest in docker if kind in ("COPY", "RUN")]
     copied_at = next(i for i, (kind, rest) in enumerate(order)
@@ -357,9 +361,9 @@ def _requirement_name(line: str) -> str | None:
     return _normalize(re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0])
 
 
-def runtime_distributions() -> set[str]:
-    """requirements.txt's distributions and everything they require (extras left out)."""
-    wanted = {name for line in (ROOT / "requirements.txt").read_text().splitlines()
+def runtime_distributions(file: str = "requirements.txt") -> set[str]:
+    """The file's distributions and everything they require (extras left out)."""
+    wanted = {name for line in (ROOT / file).read_text().splitlines()
               if (name := _requirement_name(line))}
     seen, pending = set(), list(wanted)
     while pending:
@@ -388,6 +392,116 @@ def test_requirements_txt_provides_every_third_party_import_of_the_app():
                   if not {_normalize(d) for d in providers.get(module, [])} & runtime}
     assert not unprovided, f"imported by the app but not installed from requirements.txt: {unprovided}"
     assert "gunicorn" in runtime, "the image's CMD runs gunicorn: requirements.txt must install it"
+
+
+CLOUD_ONLY = {"functions-framework", "google-cloud-tasks", "google-cloud-secret-manager", "google-auth",
+              "google-api-core", "grpcio", "protobuf"}
+
+
+def requirement_lines(file: str) -> dict[str, str]:
+    """name -> the whole requirement line, of one requirements file (no -r lines)."""
+    lines = {}
+    for line in (ROOT / file).read_text().splitlines():
+        if (name := _requirement_name(line)):
+            lines[name] = line.split("#", 1)[0].strip()
+    return lines
+
+
+def test_the_server_does_not_install_the_cloud_functions_packages():
+    local, external = import_closure(APP_ENTRY_POINTS + ("b2iconik/selftest.py", "create_custom_actions.py",
+                                                        "delete_custom_actions.py"))
+    assert "google" not in external and not [p for p in local if "cloud" in p.parts]
+    assert not CLOUD_ONLY & runtime_distributions()
+
+
+def test_requirements_cloud_txt_provides_every_third_party_import_of_the_function():
+    _, external = import_closure(("main.py",))
+    assert {"flask", "google", "google_crc32c", "requests", "dotenv"} <= external
+    providers = metadata.packages_distributions()
+    cloud = runtime_distributions("requirements-cloud.txt")
+    unprovided = {module: providers.get(module) for module in sorted(external)
+                  if not {_normalize(d) for d in providers.get(module, [])} & cloud}
+    assert not unprovided, f"imported by the function but not installed from requirements-cloud.txt: {unprovided}"
+    assert CLOUD_ONLY <= cloud
+    # Deployed as the function's only requirements.txt: no -r lines, and no drift from the server's.
+    assert not [line for line in (ROOT / "requirements-cloud.txt").read_text().splitlines()
+                if line.strip().startswith("-")]
+    server, function = requirement_lines("requirements.txt"), requirement_lines("requirements-cloud.txt")
+    assert {name: function.get(name) for name in server} == server
+
+
+@pytest.mark.parametrize("file", ["requirements.txt", "requirements-cloud.txt"])
+def test_floors_are_past_known_advisories(file):
+    lines = requirement_lines(file)
+    for name, too_old, fixed in [("requests", "2.32.3", "2.32.4"), ("gunicorn", "22.0.0", "23.0.0"),
+                                 ("werkzeug", "3.1.5", "3.1.6"), ("flask", "3.1.0", "3.1.1")]:
+        specifier = Requirement(lines[name]).specifier
+        assert not specifier.contains(too_old) and specifier.contains(fixed), (file, lines[name])
+        assert specifier.contains(metadata.version(name)), f"the test venv's {name} is outside {file}"
+
+
+def test_the_test_venv_reinstalls_when_any_requirements_file_changes():
+    """scripts/_venv.sh's stamp hashes every file pip reads through requirements-dev.txt."""
+    read, pending = [], ["requirements-dev.txt"]
+    while pending:
+        name = pending.pop()
+        read.append(name)
+        for line in (ROOT / name).read_text().splitlines():
+            if line.strip().startswith("-r "):
+                pending.append(line.strip()[3:].strip())
+    (hashed,) = re.findall(r'wanted="\$\(cat ([^|]+)\|', (ROOT / "scripts" / "_venv.sh").read_text())
+    assert sorted(hashed.split()) == sorted(read) == ["requirements-cloud.txt", "requirements-dev.txt",
+                                                      "requirements.txt"]
+
+
+def test_stage_function_holds_what_the_function_imports_and_its_requirements(tmp_path):
+    staged = tmp_path / "function"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "stage-function"), str(staged)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(staged)
+    assert (staged / "requirements.txt").read_text() == (ROOT / "requirements-cloud.txt").read_text()
+    local, _ = import_closure(("main.py",))
+    missing = [str(p.relative_to(ROOT)) for p in local if not (staged / p.relative_to(ROOT)).is_file()]
+    assert not missing, missing
+    names = {p.name for p in staged.rglob("*")}
+    assert not names & {"tests", ".env", ".venv", "__pycache__", ".git", "requirements-dev.txt"}, names
+    # The staged copy loads on its own (no PYTHONPATH to the checkout).
+    env = {"PATH": os.environ["PATH"], "ICONIK_ID": "app", "BZ_SHARED_SECRET": "s" * 32, "TASKS_MODE": "null",
+           "LOG_LEVEL": "WARNING"}
+    loaded = subprocess.run([sys.executable, "-c", "import main, b2iconik; print(b2iconik.__file__)"], cwd=staged,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().startswith(str(staged))
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "stage-function"), str(staged)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode != 0 and "not empty" in again.stderr
+
+
+# -- gunicorn's limits and the published port ---------------------------------------------------
+
+
+def test_gunicorn_refuses_oversized_requests_and_bounds_idle_connections(emulator, tmp_path):
+    config = gunicorn_config()
+    assert (config["limit_request_line"], config["limit_request_fields"]) == (4094, 50)
+    assert config["limit_request_field_size"] == 8190
+    assert config["keepalive"] <= 5 and config["worker_connections"] * config["workers"] <= 1000
+    with run_gunicorn(settings_env(plugin_settings(emulator, tmp_path / "state")), workers=1) as (url, _):
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        long_line = requests.get(url + "/healthz?pad=" + "x" * 5000, timeout=5)
+        many = requests.get(url + "/healthz", headers={f"x-h{n}": "1" for n in range(60)}, timeout=5)
+        large = requests.get(url + "/healthz", headers={"x-big": "y" * 9000}, timeout=5)
+        for answer in (long_line, many, large):
+            assert answer.status_code in (400, 414, 431), (answer.status_code, answer.text[:200])
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_the_published_port_examples_listen_on_localhost_only():
+    readme = (ROOT / "README.md").read_text()
+    for text in (DOCKERFILE.read_text(), readme):
+        # Commands and compose files; a `-p ...` in backticks is prose (the warning against it).
+        published = re.findall(r"(?<!`)-p\s+(\S+):8000\b", text) + re.findall(r'ports:\s*\["([^"]+)"\]', text)
+        assert published and all(p.startswith("127.0.0.1:") or p == "127.0.0.1" for p in published), published
 
 
 # -- .dockerignore ------------------------------------------------------------------------------
