@@ -694,7 +694,7 @@ def test_local_continuations_take_only_the_process_task_key(local_function, emul
     assert handler.queue.idle()
 
 
-def test_continuation_states_off_the_pinned_storages_are_refused(cloud_env, monkeypatch):
+def test_clicks_and_continuation_states_off_the_pinned_storages_are_refused(cloud_env, monkeypatch):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     b2, ll, ids = world(emu, clip=b"n" * 100)
     other_b2 = emu.add_storage("Another B2")
@@ -704,7 +704,10 @@ def test_continuation_states_off_the_pinned_storages_are_refused(cloud_env, monk
     token = {"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, f"http://127.0.0.1:{cloud_env['port']}")}
     emu.reset_counts()
     with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
         for b2_id, ll_id in ((other_b2, ll), (b2, other_b2)):
+            click = cloud.click("remove", b2_id, ll_id, asset_ids=[ids["clip"]])
+            assert click.status_code == 403, click.text
             body = payloads.encode(str(uuid.uuid4()), 1,
                                    job_state("remove", b2_id, ll_id, [ids["clip"]], "inspect"), emu.new_token())
             answer = requests.post(f"{url}/continue", data=body, headers=token, timeout=30)

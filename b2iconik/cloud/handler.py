@@ -190,6 +190,7 @@ class FunctionHandler:
             body=body,
             default_formats=self.settings.formats,
             need_token=not self.settings.iconik_token,
+            pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
         )
         job_id = str(uuid.uuid4())
         token = None if self.settings.iconik_token else call.auth_token
