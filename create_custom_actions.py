@@ -3,11 +3,16 @@
 
     create_custom_actions.py <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]
     create_custom_actions.py --endpoint E --b2_storage_id B --ll_storage_id L [--formats F]
+    create_custom_actions.py <endpoint> [formats]      (with PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID set)
     create_custom_actions.py --list [endpoint]
 
 Settings come from the environment or a .env file: ICONIK_TOKEN, ICONIK_ID,
-BZ_SHARED_SECRET and, optionally, ICONIK_URL (default https://app.iconik.io).
-Running it again is safe: existing actions are left alone or updated, never duplicated.
+BZ_SHARED_SECRET (at least 32 characters, as the plugin's) and, optionally, ICONIK_URL
+(default https://app.iconik.io). PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID, when
+set, are the storages the plugin is pinned to: a storage left out takes its pin, and a
+storage given that is not the pinned one is refused (exit 2), since the plugin would
+refuse it too. Running it again is safe: existing actions are left alone or updated,
+never duplicated.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="create_custom_actions.py",
         usage="%(prog)s <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]\n"
               "       %(prog)s --endpoint E --b2_storage_id B --ll_storage_id L [--formats F] [--dry-run]\n"
+              "       %(prog)s <endpoint> [formats] [--dry-run]   "
+              "(storages from PLUGIN_B2_STORAGE_ID, PLUGIN_LL_STORAGE_ID)\n"
               "       %(prog)s --list [endpoint]",
         description="Create the \"Add to LucidLink\" and \"Remove from LucidLink\" custom actions "
                     "(ASSET, COLLECTION and BULK contexts) pointing at the plugin, or update the "
                     "plugin's existing ones.",
         epilog="formats: iconik format names, comma-separated, e.g. ORIGINAL,PPRO_PROXY. "
-               "Settings: ICONIK_TOKEN, ICONIK_ID, BZ_SHARED_SECRET, ICONIK_URL (environment or .env).",
+               "Settings: ICONIK_TOKEN, ICONIK_ID, BZ_SHARED_SECRET (32+ characters: openssl rand -hex 32), "
+               "ICONIK_URL (environment or .env). PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID, when set, "
+               "are the storages used when left out; a different storage given is refused.",
     )
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help="the plugin's base URL (https://...)")
@@ -55,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
         if args.b2_storage_id or args.ll_storage_id or args.formats:
             raise ca.UsageError("--list takes only an endpoint")
         return ca.print_listing(args.args, vars(args))
-    values = ca.resolve_arguments(NAMES, args.args, vars(args), required=NAMES[:3])
+    pins = ca.storage_pins()
+    pinned = [name for name, pin in zip(NAMES[1:3], pins) if pin is not None]
+    values = ca.resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"], optional_ids=pinned)
+    b2, ll, missing = ca.pinned_storages(values["b2_storage_id"], values["ll_storage_id"], pins)
+    if missing:
+        raise ca.UsageError("missing " + ", ".join(missing))
     settings = ca.load_settings()
     with settings.client() as client:
-        plan = ca.plan_create(client, values["endpoint"], values["b2_storage_id"],
-                              values["ll_storage_id"], values["formats"], settings.secret,
+        plan = ca.plan_create(client, values["endpoint"], b2, ll, values["formats"], settings.secret,
                               settings.app_id)
         return ca.carry_out(client, plan, args.dry_run)
 

@@ -32,6 +32,7 @@ from typing import Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import iconik
+from b2iconik.config import MIN_SECRET_LENGTH
 from iconik import IconikClient, IconikError, NotFound, Unauthorized
 
 CONTEXTS = iconik.CONTEXTS
@@ -39,6 +40,8 @@ VERBS = ("add", "remove")
 SECRET_HEADER = "x-bz-secret"
 
 REQUIRED_SETTINGS = ("ICONIK_TOKEN", "ICONIK_ID", "BZ_SHARED_SECRET")
+PIN_SETTINGS = (("B2", "PLUGIN_B2_STORAGE_ID"), ("LucidLink", "PLUGIN_LL_STORAGE_ID"))
+"""The optional settings that pin the plugin to one B2 and one LucidLink storage."""
 
 FORMAT_NAMES = {
     "ORIGINAL": "original",
@@ -90,12 +93,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, need_secret: bool
     if secret is not None:
         check_secret(secret)
     url = (env.get("ICONIK_URL") or "").strip() or iconik.DEFAULT_URL
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"ICONIK_URL must be an http(s) URL, not {url[:100]!r}")
     return Settings(token=env["ICONIK_TOKEN"].strip(), app_id=env["ICONIK_ID"].strip(),
                     secret=secret, url=url)
 
 
 def check_secret(secret: str) -> str:
-    """The secret goes into an HTTP header: refuse what cannot travel there."""
+    """The secret goes into an HTTP header, and the plugin refuses to start with a short one."""
     if not secret:
         raise UsageError("BZ_SHARED_SECRET is empty")
     if secret != secret.strip():
@@ -103,7 +108,58 @@ def check_secret(secret: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F or ord(c) > 0x7E for c in secret):
         raise UsageError("BZ_SHARED_SECRET contains characters that cannot be sent in an HTTP header "
                          "(use printable ASCII)")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise UsageError(f"BZ_SHARED_SECRET is {len(secret)} characters; it must be at least {MIN_SECRET_LENGTH}, "
+                         "as the plugin refuses to start with a shorter one (make one with: openssl rand -hex 32)")
     return secret
+
+
+def storage_pins(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID (canonical UUIDs, or None when unset).
+
+    UsageError when one is not a UUID, or both name the same storage.
+    """
+    env = os.environ if environ is None else environ
+    pins = []
+    for what, name in PIN_SETTINGS:
+        raw = (env.get(name) or "").strip()
+        if not raw:
+            pins.append(None)
+            continue
+        try:
+            pins.append(iconik.check_uuid(raw, name))
+        except ValueError as error:
+            raise UsageError(f"{error} (it pins the plugin to one {what} storage)") from None
+    if pins[0] is not None and pins[0] == pins[1]:
+        raise UsageError("PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID name the same storage")
+    return pins[0], pins[1]
+
+
+def pinned_storages(b2_storage_id: str | None, ll_storage_id: str | None,
+                    pins: tuple[str | None, str | None],
+                    names: tuple[str, str] = ("<b2_storage_id>", "<ll_storage_id>"),
+                    ) -> tuple[str | None, str | None, list[str]]:
+    """The storage ids to use, and what is missing (`names` of the arguments neither given nor pinned).
+
+    A storage left out takes its pin. A storage given where a pin is set must be the
+    pinned one: the plugin answers 403 to any other, so actions for it would never work
+    (UsageError, before anything is asked of iconik).
+    """
+    chosen: list[str | None] = []
+    missing: list[str] = []
+    for (what, setting), value, pin, name in zip(PIN_SETTINGS, (b2_storage_id, ll_storage_id), pins, names):
+        if value is None or not str(value).strip():
+            if pin is None:
+                missing.append(f"{name} (or set {setting})")
+            chosen.append(pin)
+            continue
+        given = check_storage_id(value, what)
+        if pin is not None and given != pin:
+            raise UsageError(f"the {what} storage given, {given}, is not the one {setting} pins the plugin to "
+                             f"({pin}): the plugin refuses any other {what} storage (403). Give {pin}, or "
+                             f"leave the {what} storage out to use it")
+        chosen.append(given)
+    return chosen[0], chosen[1], missing
 
 
 def describe_error(error: IconikError) -> str:
@@ -361,24 +417,34 @@ class Plan:
 
 
 def check_storages(client: IconikClient, b2_storage_id: str, ll_storage_id: str) -> list[str]:
-    """Both storages exist and are Files storages; returns warnings, raises StorageError."""
+    """Both storages exist, are Files storages and can play their role; returns warnings.
+
+    Raises StorageError for what the plugin itself refuses: a LucidLink storage that is
+    not a storage gateway's directory (method FILE), or a B2 storage that is one (or
+    whose method iconik does not give).
+    """
     warnings = []
-    for what, storage_id, methods in (("B2", b2_storage_id, ("B2", "S3")),
-                                      ("LucidLink", ll_storage_id, ("FILE",))):
+    for what, storage_id in (("B2", b2_storage_id), ("LucidLink", ll_storage_id)):
         try:
-            storage = client.get_storage(storage_id) or {}
+            storage = client.get_storage(storage_id)
         except NotFound:
             raise StorageError(f"{what} storage {storage_id} does not exist in iconik") from None
+        if not isinstance(storage, dict):
+            raise StorageError(f"iconik described {what} storage {storage_id} in a form this tool cannot read")
         name = f"{storage_id} ({storage['name']})" if storage.get("name") else storage_id
         purpose = storage.get("purpose")
         if purpose != "FILES":
             raise StorageError(f"{what} storage {name} is a {purpose or 'unknown'}-purpose storage, "
                                "not a Files storage (purpose FILES)")
         method = storage.get("method")
-        if method and method not in methods:
-            expected = " or ".join(methods)
-            warnings.append(f"{what} storage {name} has method {method}, not {expected}; "
-                            "is it the right storage?")
+        if what == "LucidLink" and method != "FILE":
+            raise StorageError(f"LucidLink storage {name} has method {method or 'not given'}, not FILE: it is not "
+                               "a storage gateway's directory, and the plugin refuses it as the LucidLink storage")
+        if what == "B2" and (not method or method == "FILE"):
+            raise StorageError(f"B2 storage {name} has method {method or 'not given'}: it is not a cloud storage, "
+                               "and the plugin refuses it as the B2 storage (is it the LucidLink storage?)")
+        if what == "B2" and method not in ("B2", "S3"):
+            warnings.append(f"B2 storage {name} has method {method}, not B2 or S3; is it the right storage?")
         status = storage.get("status")
         if status and status != "ACTIVE":
             warnings.append(f"{what} storage {name} is {status}, not ACTIVE")
@@ -390,7 +456,8 @@ def check_storages(client: IconikClient, b2_storage_id: str, ll_storage_id: str)
 
 def _desired_headers(existing: Mapping | None, secret: str) -> dict:
     """The secret header, keeping any other header someone added to the action."""
-    headers = {k: v for k, v in (existing or {}).items() if str(k).lower() != SECRET_HEADER}
+    existing = existing if isinstance(existing, Mapping) else {}
+    headers = {k: v for k, v in existing.items() if str(k).lower() != SECRET_HEADER}
     headers[SECRET_HEADER] = secret
     return headers
 
@@ -594,23 +661,38 @@ def load_env() -> None:
     load_dotenv(find_dotenv(usecwd=True) or None, override=False)
 
 
+def _looks_like_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value).strip())
+    except ValueError:
+        return False
+    return True
+
+
 def resolve_arguments(names: list[str], positionals: list[str], flags: Mapping[str, str | None],
-                      required: Iterable[str] = ()) -> dict[str, str | None]:
+                      required: Iterable[str] = (), optional_ids: Iterable[str] = ()) -> dict[str, str | None]:
     """Merge the positional form and the older flag form of the same arguments.
 
     Values given as flags are taken as they are; positional values fill the
     remaining names in order, so `X --b2_storage_id B L` and `--endpoint X B L`
-    both work. A name given both ways, too many values, or a missing required
-    value is a UsageError.
+    both work. A name in `optional_ids` (a storage id with a default) is passed
+    over by a positional value that is not a UUID, so `X ORIGINAL` gives the
+    formats when both storages have defaults. Too many values, or a missing
+    required value, is a UsageError.
     """
     values = {name: flags.get(name) for name in names}
     open_names = [name for name in names if values[name] is None]
-    if len(positionals) > len(open_names):
-        extra = positionals[len(open_names):]
-        raise UsageError(f"too many arguments: {' '.join(extra)!s} "
+    skippable = set(optional_ids)
+    queue = list(positionals)
+    for name in open_names:
+        if not queue:
+            break
+        if name in skippable and not _looks_like_uuid(queue[0]):
+            continue
+        values[name] = queue.pop(0)
+    if queue:
+        raise UsageError(f"too many arguments: {' '.join(queue)!s} "
                          f"(expected {' '.join('<' + n + '>' for n in names)})")
-    for name, value in zip(open_names, positionals):
-        values[name] = value
     missing = [name for name in required if not values.get(name)]
     if missing:
         raise UsageError("missing " + ", ".join(f"<{name}>" for name in missing))

@@ -6,6 +6,9 @@
 Settings: ICONIK_ID, ICONIK_TOKEN, BZ_SHARED_SECRET and ICONIK_URL, from the
 environment or a .env file (the environment wins; values in a file named with
 --env-file win over the environment); --iconik-url and --iconik-id override both.
+PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID, when set (as for the plugin), stand in
+for --b2-storage and --ll-storage; a storage given that is not the pinned one is
+refused (exit 2), since the plugin would refuse it too.
 
 1. Checks the configuration: both storages exist and are different Files
    storages, the plugin answers (GET /, /healthz) and accepts the shared secret,
@@ -746,15 +749,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m b2iconik.selftest",
         description="Prove a deployment of b2-iconik-plugin end to end with one test asset whose "
                     "ORIGINAL is on B2: check the configuration, Add it to LucidLink, Remove it again.",
-        epilog="Settings: ICONIK_ID, ICONIK_TOKEN, BZ_SHARED_SECRET, ICONIK_URL (environment or .env). "
+        epilog="Settings: ICONIK_ID, ICONIK_TOKEN, BZ_SHARED_SECRET (32+ characters), ICONIK_URL and, "
+               "optionally, PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID (environment or .env). "
                "Exit status: 0 all checks passed, 1 a check failed, 2 bad arguments or settings.")
     parser.add_argument("--endpoint", required=True, help="the plugin's base URL, as in the custom actions")
-    parser.add_argument("--b2-storage", "--b2_storage_id", dest="b2_storage", required=True,
-                        help="id of the iconik storage on Backblaze B2")
-    parser.add_argument("--ll-storage", "--ll_storage_id", dest="ll_storage", required=True,
-                        help="id of the iconik storage on LucidLink (storage gateway)")
-    parser.add_argument("--asset", required=True,
-                        help="id of the test asset (its formats must be intact on B2); no other asset is touched")
+    parser.add_argument("--b2-storage", "--b2_storage_id", dest="b2_storage",
+                        help="id of the iconik storage on Backblaze B2 (default: PLUGIN_B2_STORAGE_ID)")
+    parser.add_argument("--ll-storage", "--ll_storage_id", dest="ll_storage",
+                        help="id of the iconik storage on LucidLink (storage gateway) (default: PLUGIN_LL_STORAGE_ID)")
+    parser.add_argument("--asset",
+                        help="id of the test asset (its formats must be intact on B2); no other asset is touched "
+                             "(required)")
     parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                         help="comma-separated formats to copy and remove (default: ORIGINAL)")
     parser.add_argument("--keep", action="store_true",
@@ -797,12 +802,16 @@ def make_context(args: argparse.Namespace, environ: Mapping[str, str] | None) ->
         env["ICONIK_URL"] = args.iconik_url
     if args.iconik_id:
         env["ICONIK_ID"] = args.iconik_id
+    b2, ll, missing = ca.pinned_storages(args.b2_storage, args.ll_storage, ca.storage_pins(env),
+                                         ("--b2-storage", "--ll-storage"))
+    if not (args.asset or "").strip():
+        missing.append("--asset")
+    if missing:
+        raise ca.UsageError("missing " + ", ".join(missing))
     settings = ca.load_settings(env)
     if not settings.url.startswith(("http://", "https://")):
         raise ca.UsageError(f"ICONIK_URL must be an http(s) URL, not {settings.url!r}")
     endpoint, warnings = ca.check_endpoint(args.endpoint)
-    b2 = ca.check_storage_id(args.b2_storage, "B2")
-    ll = ca.check_storage_id(args.ll_storage, "LucidLink")
     if b2 == ll:
         raise ca.UsageError("--b2-storage and --ll-storage are the same storage; they must be different")
     try:

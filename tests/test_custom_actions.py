@@ -24,6 +24,7 @@ ENDPOINT = "https://plugin.example.com"
 OTHER_ENDPOINT = "https://other-plugin.example.com/b2"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 SETTINGS = ("ICONIK_TOKEN", "ICONIK_ID", "BZ_SHARED_SECRET", "ICONIK_URL")
+PINS = ("PLUGIN_B2_STORAGE_ID", "PLUGIN_LL_STORAGE_ID")
 
 
 @pytest.fixture
@@ -41,6 +42,8 @@ def env(emu, monkeypatch):
               "BZ_SHARED_SECRET": SECRET}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    for name in PINS:
+        monkeypatch.delenv(name, raising=False)
     b2 = emu.add_storage("B2 archive", method="B2")
     ll = emu.add_storage("LucidLink filespace", method="FILE")
     return SimpleNamespace(token=token, b2=b2, ll=ll, monkeypatch=monkeypatch)
@@ -519,3 +522,195 @@ def test_a_failure_part_way_is_reported_and_stops():
     text = ca.render_plan(plan)
     assert "2 created, 1 failed, 3 not done" in text
     assert SECRET not in text and SECRET not in repr(plan)
+
+
+# -- what the plugin itself refuses: short secrets, storages in the wrong role --------------
+
+
+@pytest.mark.parametrize("length", [1, 16, 31])
+def test_a_secret_under_32_characters_is_refused_before_any_call(emu, env, cli, length):
+    short = "Q" * length  # a letter no message has, so that the cli fixture's check means something
+    env.monkeypatch.setenv("BZ_SHARED_SECRET", short)
+
+    code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
+
+    assert code == 2
+    assert f"BZ_SHARED_SECRET is {length} characters; it must be at least 32" in err
+    assert "openssl rand -hex 32" in err
+    assert calls(emu) == 0 and emu.custom_actions == []
+
+
+def test_a_secret_of_exactly_32_characters_is_accepted(emu, env, cli):
+    secret = "0123456789abcdef" * 2
+    env.monkeypatch.setenv("BZ_SHARED_SECRET", secret)
+    code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
+    assert code == 0, err
+    assert all(a["headers"] == {"x-bz-secret": secret} for a in emu.custom_actions)
+
+
+def test_check_secret_counts_characters():
+    with pytest.raises(ca.UsageError, match="31 characters"):
+        ca.check_secret("x" * 31)
+    assert ca.check_secret("x" * 32) == "x" * 32
+
+
+@pytest.mark.parametrize("method", ["B2", "S3", "GCS", "AZURE", None])
+def test_a_lucidlink_storage_that_is_not_a_gateway_directory_is_refused(emu, env, cli, method):
+    cloud = emu.add_storage("looks like LucidLink", method=method or "B2")
+    if method is None:
+        with emu.world.lock:
+            del emu.world.storages[cloud]["method"]
+
+    code, out, err = cli.create(ENDPOINT, env.b2, cloud)
+
+    assert code == 1
+    assert f"LucidLink storage {cloud}" in err and f"has method {method or 'not given'}, not FILE" in err
+    assert "refuses it" in err
+    assert writes(emu) == 0 and emu.custom_actions == []
+
+
+@pytest.mark.parametrize("method", ["FILE", None])
+def test_a_b2_storage_that_is_a_gateway_directory_is_refused(emu, env, cli, method):
+    gateway = emu.add_storage("another filespace", method="FILE")
+    if method is None:
+        with emu.world.lock:
+            del emu.world.storages[gateway]["method"]
+
+    code, out, err = cli.create(ENDPOINT, gateway, env.ll)
+
+    assert code == 1
+    assert f"B2 storage {gateway}" in err and f"has method {method or 'not given'}" in err
+    assert "not a cloud storage" in err
+    assert writes(emu) == 0 and emu.custom_actions == []
+
+
+def test_the_storages_swapped_are_refused(emu, env, cli):
+    code, out, err = cli.create(ENDPOINT, env.ll, env.b2)
+    assert code == 1
+    assert "B2 storage" in err and "has method FILE" in err
+    assert writes(emu) == 0
+
+
+def test_a_b2_storage_of_another_cloud_method_only_warns(emu, env, cli):
+    gcs = emu.add_storage("GCS bucket", method="GCS")
+    code, out, err = cli.create(ENDPOINT, gcs, env.ll)
+    assert code == 0, err
+    assert "warning" in err and "method GCS, not B2 or S3" in err
+    assert len(emu.custom_actions) == 6
+
+
+# -- PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID: the plugin's pinned storages ---------------
+
+
+def pin(env, b2=None, ll=None):
+    if b2:
+        env.monkeypatch.setenv("PLUGIN_B2_STORAGE_ID", b2)
+    if ll:
+        env.monkeypatch.setenv("PLUGIN_LL_STORAGE_ID", ll)
+
+
+@pytest.mark.parametrize("argv", [
+    (),
+    ("--dry-run",),
+])
+def test_pinned_storages_may_be_left_out(emu, env, cli, argv):
+    pin(env, env.b2, env.ll)
+    code, out, err = cli.create(ENDPOINT, *argv)
+    assert code == 0, err
+    if argv:
+        assert "6 would create" in out and emu.custom_actions == []
+    else:
+        assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in ("add", "remove")}
+
+
+def test_pinned_storages_left_out_with_formats(emu, env, cli):
+    pin(env, env.b2.upper(), env.ll)  # compared as UUIDs
+    code, out, err = cli.create(ENDPOINT, "ORIGINAL")
+    assert code == 0, err
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in ("add", "remove")}
+    code, out, err = cli.create("--endpoint", ENDPOINT, "--formats", "ORIGINAL")
+    assert code == 0, err
+    assert "6 unchanged" in out
+
+
+def test_one_pin_fills_one_storage(emu, env, cli):
+    pin(env, ll=env.ll)
+    code, out, err = cli.create(ENDPOINT, env.b2, "ORIGINAL")
+    assert code == 0, err
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in ("add", "remove")}
+    code, out, err = cli.create(ENDPOINT)
+    assert code == 2 and "missing <b2_storage_id> (or set PLUGIN_B2_STORAGE_ID)" in err
+
+
+def test_pinned_storages_given_again_are_accepted(emu, env, cli):
+    pin(env, env.b2, env.ll)
+    code, out, err = cli.create(ENDPOINT, env.b2, env.ll.upper())
+    assert code == 0, err
+    assert len(emu.custom_actions) == 6
+
+
+@pytest.mark.parametrize("which", ["b2", "ll"])
+def test_a_storage_other_than_the_pinned_one_is_refused_before_any_call(emu, env, cli, which):
+    other = emu.add_storage("another B2", method="B2") if which == "b2" else emu.add_storage("other LL", method="FILE")
+    pin(env, env.b2, env.ll)
+    b2, ll = (other, env.ll) if which == "b2" else (env.b2, other)
+    emu.reset_counts()
+
+    code, out, err = cli.create(ENDPOINT, b2, ll)
+
+    setting = "PLUGIN_B2_STORAGE_ID" if which == "b2" else "PLUGIN_LL_STORAGE_ID"
+    pinned = env.b2 if which == "b2" else env.ll
+    assert code == 2
+    assert f"{other}, is not the one {setting} pins the plugin to ({pinned})" in err
+    assert "403" in err
+    assert calls(emu) == 0 and emu.custom_actions == []
+
+
+@pytest.mark.parametrize("b2, ll, message", [
+    ("not-a-uuid", None, "PLUGIN_B2_STORAGE_ID is not a UUID"),
+    (None, "12345", "PLUGIN_LL_STORAGE_ID is not a UUID"),
+    ("same", "same", "name the same storage"),
+])
+def test_malformed_pins_are_refused(emu, env, cli, b2, ll, message):
+    same = "0d56db81-1b8e-4a68-9658-98ad9a94d841"
+    pin(env, same if b2 == "same" else b2, same if ll == "same" else ll)
+    code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
+    assert code == 2 and message in err
+    assert calls(emu) == 0
+
+
+def test_pins_are_read_from_the_dot_env_file(emu, env, cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(ca, "load_env", REAL_LOAD_ENV)
+    (tmp_path / ".env").write_text(f"PLUGIN_B2_STORAGE_ID={env.b2}\nPLUGIN_LL_STORAGE_ID={env.ll}\n")
+    monkeypatch.chdir(tmp_path)
+    for name in PINS:  # loaded into os.environ by load_env: restored afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+    code, out, err = cli.create(ENDPOINT)
+
+    assert code == 0, err
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in ("add", "remove")}
+
+
+def test_an_update_sends_the_whole_action(emu, env, cli, monkeypatch):
+    """iconik's PUT needs context, title and url: an update sends them, with headers, type and app_id."""
+    cli.create(ENDPOINT, env.b2, env.ll)
+    sent = []
+    real = iconik.IconikClient.update_custom_action
+
+    def spy(self, context, action_id, body):
+        sent.append((context, dict(body)))
+        return real(self, context, action_id, body)
+
+    monkeypatch.setattr(iconik.IconikClient, "update_custom_action", spy)
+    env.monkeypatch.setenv("BZ_SHARED_SECRET", "a-new-shared-secret-0123456789abcdef")
+    code, out, err = cli.create("https://moved.example.com", env.b2, env.ll)
+
+    assert code == 0, err
+    assert len(sent) == 6
+    for context, body in sent:
+        assert set(body) == {"context", "title", "url", "headers", "type", "app_id"}
+        assert body["context"] == context and body["type"] == "POST" and body["app_id"] == emu.app_id
+        assert body["url"].startswith("https://moved.example.com/")
+    assert all(a["status"] == "HEALTHY" for a in emu.custom_actions)

@@ -509,3 +509,106 @@ def test_settings_come_from_dotenv_and_flags_override(tmp_path, monkeypatch):
     assert ctx.settings.url == "https://eu.iconik.io" and ctx.settings.app_id == "flag-id"
     assert ctx.settings.token == "from-environment" and warnings == []
     assert ctx.options.formats == ("ORIGINAL",)
+
+
+# -- pinned storages, short secrets, storages in the wrong role ---------------------------------
+
+
+def run_without_storages(world, env, *extra):
+    """main() with no --b2-storage / --ll-storage unless given in `extra`."""
+    argv = ["--endpoint", world.plugin.url, "--asset", world.asset, "--poll", "0.05", "--timeout", "30",
+            "--checksum-wait", "0.3", *extra]
+    out, err = io.StringIO(), io.StringIO()
+    code = selftest.main(argv, environ=env, out=out, err=err)
+    for hidden in (SECRET, world.token):
+        assert hidden not in out.getvalue() + err.getvalue(), "a secret was printed"
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_pinned_storages_stand_in_for_the_storage_flags(ready):
+    world = ready
+    env = environ(world, PLUGIN_B2_STORAGE_ID=world.b2, PLUGIN_LL_STORAGE_ID=world.ll.upper())
+
+    code, out, err = run_without_storages(world, env)
+
+    assert code == 0, out + err
+    assert f"B2 storage         {world.b2}" in out and f"LucidLink storage  {world.ll}" in out
+    assert "PASSED" in out and b2_only(world)
+
+
+@pytest.mark.parametrize("which", ["b2", "ll"])
+def test_a_storage_flag_other_than_the_pin_exits_2_before_any_call(world, which):
+    world.plugin = SimpleNamespace(url="https://plugin.example.com")
+    other = str(uuid.uuid4())
+    env = environ(world, PLUGIN_B2_STORAGE_ID=world.b2, PLUGIN_LL_STORAGE_ID=world.ll)
+    flag = "--b2-storage" if which == "b2" else "--ll-storage"
+    world.emu.reset_counts()
+
+    code, out, err = run_without_storages(world, env, flag, other)
+
+    setting = "PLUGIN_B2_STORAGE_ID" if which == "b2" else "PLUGIN_LL_STORAGE_ID"
+    assert code == 2
+    assert f"{other}, is not the one {setting} pins the plugin to" in err and "403" in err
+    assert out == "" and sum(world.emu.request_counts.values()) == 0
+
+
+def test_the_pin_given_again_as_a_flag_is_fine(world):
+    world.plugin = SimpleNamespace(url="https://plugin.example.com")
+    env = environ(world, PLUGIN_LL_STORAGE_ID=world.ll)
+    args = selftest.build_parser().parse_args(
+        ["--endpoint", world.plugin.url, "--b2-storage", world.b2, "--ll-storage", world.ll.upper(),
+         "--asset", world.asset])
+    ctx, _ = selftest.make_context(args, env)
+    assert (ctx.options.b2_storage_id, ctx.options.ll_storage_id) == (world.b2, world.ll)
+
+
+def test_without_flags_or_pins_every_missing_argument_is_named(world):
+    world.plugin = SimpleNamespace(url="https://plugin.example.com")
+    out, err = io.StringIO(), io.StringIO()
+    code = selftest.main(["--endpoint", world.plugin.url], environ=environ(world), out=out, err=err)
+    assert code == 2
+    assert ("missing --b2-storage (or set PLUGIN_B2_STORAGE_ID), --ll-storage (or set PLUGIN_LL_STORAGE_ID), "
+            "--asset") in err.getvalue()
+
+    code, _, err_text = run_without_storages(world, environ(world, PLUGIN_B2_STORAGE_ID=world.b2))
+    assert code == 2 and "missing --ll-storage (or set PLUGIN_LL_STORAGE_ID)" in err_text
+    assert "--b2-storage" not in err_text
+
+
+def test_a_malformed_pin_exits_2(world):
+    world.plugin = SimpleNamespace(url="https://plugin.example.com")
+    code, _, err = run_without_storages(world, environ(world, PLUGIN_B2_STORAGE_ID="b2-bucket",
+                                                       PLUGIN_LL_STORAGE_ID=world.ll))
+    assert code == 2 and "PLUGIN_B2_STORAGE_ID is not a UUID" in err
+
+
+def test_a_secret_under_32_characters_exits_2_before_any_call(world):
+    world.plugin = SimpleNamespace(url="https://plugin.example.com")
+    world.emu.reset_counts()
+    code, out, err = run(world, env=environ(world, BZ_SHARED_SECRET="Q" * 31))
+    assert code == 2
+    assert "BZ_SHARED_SECRET is 31 characters; it must be at least 32" in err and "openssl rand -hex 32" in err
+    assert "Q" * 31 not in out + err
+    assert sum(world.emu.request_counts.values()) == 0
+
+
+def test_a_lucidlink_storage_that_is_not_a_gateway_directory_fails_the_storages_check(ready):
+    world = ready
+    cloud = world.emu.add_storage("S3 bucket", method="S3")
+    code, out, _ = run(world, ll=cloud)
+
+    assert code == 1
+    line = line_of(out, "storages")
+    assert line[2:6] == "FAIL" and f"LucidLink storage {cloud}" in line and "not FILE" in line
+    assert_nothing_posted(world, out)
+
+
+def test_a_b2_storage_that_is_a_gateway_directory_fails_the_storages_check(ready):
+    world = ready
+    filespace = world.emu.add_storage("second filespace", method="FILE")
+    code, out, _ = run(world, b2=filespace)
+
+    assert code == 1
+    line = line_of(out, "storages")
+    assert line[2:6] == "FAIL" and f"B2 storage {filespace}" in line and "not a cloud storage" in line
+    assert_nothing_posted(world, out)
