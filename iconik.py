@@ -54,14 +54,22 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 class IconikError(Exception):
     """iconik answered with an error, or could not be reached."""
 
+    _without_status = "no answer"
+
     def __init__(self, status: int | None, method: str, path: str, message: str):
         self.status = status
         self.method = method
         self.path = path
         self.message = message
         where = f"{method} {path}"
-        what = f"HTTP {status}" if status is not None else "no answer"
+        what = f"HTTP {status}" if status is not None else self._without_status
         super().__init__(f"iconik {where} failed: {what}: {message}")
+
+
+class NotSent(IconikError):
+    """The call was refused before it was sent: its URL would leave ICONIK_URL's host, or is malformed."""
+
+    _without_status = "not sent"
 
 
 class NotFound(IconikError):
@@ -300,23 +308,23 @@ class IconikClient:
         or a network-path reference ("//host/...") is taken as it is. The URL is resolved
         first and then compared, so that nothing the resolution normalises away (leading
         blanks or control characters, "@", a changed scheme or port) can send the
-        Auth-Token anywhere but ICONIK_URL's scheme, host and port. Raises IconikError
-        (nothing is sent).
+        Auth-Token anywhere but ICONIK_URL's scheme, host and port. Raises NotSent
+        (an IconikError; nothing is sent).
         """
         if not isinstance(path, str) or not _URL_TEXT.match(path):
-            raise IconikError(None, method, _shown(path),
-                              "refused: the path has characters iconik's URLs never have (whitespace, "
-                              "control characters, backslashes or non-ASCII); nothing was sent")
+            raise NotSent(None, method, _shown(path),
+                          "refused: the path has characters iconik's URLs never have (whitespace, "
+                          "control characters, backslashes or non-ASCII); nothing was sent")
         if self._origin is None:
-            raise IconikError(None, method, _shown(path),
-                              "ICONIK_URL is not an http(s) URL with a host (and no user name or password); "
-                              "nothing was sent")
+            raise NotSent(None, method, _shown(path),
+                          "ICONIK_URL is not an http(s) URL with a host (and no user name or password); "
+                          "nothing was sent")
         url = urljoin(self.base_url, path if path.startswith("//") else path.lstrip("/"))
         if _origin(url) != self._origin:
             scheme, host, port = self._origin
-            raise IconikError(None, method, _shown(path),
-                              f"refused: the URL is on another host than ICONIK_URL ({scheme}://{host}:{port}); "
-                              "nothing was sent")
+            raise NotSent(None, method, _shown(path),
+                          f"refused: the URL is on another host than ICONIK_URL ({scheme}://{host}:{port}); "
+                          "nothing was sent")
         return url
 
     def _send(self, method: str, path: str, **kwargs) -> Any:
@@ -377,9 +385,9 @@ class IconikClient:
                 return
             try:
                 url = self.resolve("GET", next_url)
-            except IconikError as error:
-                raise IconikError(None, "GET", _shown(path),
-                                  f"iconik's next page link was not followed: {error.message}") from None
+            except NotSent as error:
+                raise NotSent(None, "GET", _shown(path),
+                              f"iconik's next page link was not followed: {error.message}") from None
             if url in followed:
                 raise IconikError(None, "GET", _shown(path), "iconik sent the same next page twice")
             followed.add(url)

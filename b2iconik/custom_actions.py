@@ -170,6 +170,8 @@ def describe_error(error: IconikError) -> str:
                     "check ICONIK_TOKEN and ICONIK_ID (the application token and its id)")
         return (f"iconik rejected ICONIK_TOKEN ({error.status}) on {error.method} {error.path}: "
                 "the token's user may not have permission for this")
+    if isinstance(error, iconik.NotSent):
+        return f"did not call iconik ({error.method} {error.path}): {error.message}"
     if error.status is None:
         return f"could not reach iconik ({error.method} {error.path}): {error.message}; check ICONIK_URL"
     return f"iconik answered {error.status} to {error.method} {error.path}: {error.message}"

@@ -912,8 +912,9 @@ def test_the_two_payloads_of_the_issue_are_refused_with_a_clear_reason(client, e
     for link in ("/ https://evil.example/x", "/\x00//evil.example/x"):
         with pytest.raises(IconikError, match="whitespace, control characters"):
             client.request("GET", link)
-    with pytest.raises(IconikError, match="another host than ICONIK_URL"):
+    with pytest.raises(iconik.NotSent, match="another host than ICONIK_URL") as excinfo:
         client.request("GET", "https://evil.example/x")
+    assert "failed: not sent: refused" in str(excinfo.value)
     assert len(every_host.calls) == 0
 
 
