@@ -6,10 +6,13 @@ only accept and record jobs, and take over when the lock frees, which the
 kernel does as soon as its holder dies. So every job of the host draws on one
 rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
 
-Each worker thread claims a job, runs its workflow and records the end. A
-heartbeat renews the leases of the jobs this process holds. `stop()` (on
-SIGTERM) stops taking work, lets running steps end at their next boundary and
-gives the jobs back to the store, so the next process resumes them at once.
+Each worker thread claims a job (never one this process already runs), runs
+its workflow and records the end; no exception ends a worker thread. A
+heartbeat renews the lease of each claim this process holds, stops the work on
+a job whose lease another holder took, and now and then forgets old finished
+jobs. `stop()` (on SIGTERM) stops taking work, lets running steps end at their
+next boundary and gives the jobs back to the store, so the next process
+resumes them at once without counting a crash.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 
 from b2iconik import workflows
 from b2iconik.config import ConfigError, Settings
@@ -28,35 +32,81 @@ from b2iconik.store import JobStore, LostLease, StoreError, new_owner
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-"""A job that crashes its runner this many times is failed rather than retried for ever."""
+"""A job whose runs end in a crash this many times is failed rather than retried for ever.
+A run paused by a graceful stop (a deploy) does not count."""
+MAINTENANCE_INTERVAL = 3600.0
+"""How often (s) finished jobs past the retention are forgotten while the runner runs."""
+ERROR_PAUSE = 1.0
+"""How long (s) a worker waits after the store failed, before it tries again."""
+
+
+class Throttle:
+    """Logs the first of a run of like messages, then at most one each `every` seconds,
+    saying how many were left out, so a failing disk does not flood the log."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0, clock=time.monotonic):
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def log(self, level: int, key: str, message: str, *args, exc_info=None, logger=None) -> bool:
+        """Log `message` (to `logger`, default the throttle's) unless one with this `key` was
+        logged less than `every` s ago; True if logged."""
+        with self._lock:
+            now = self.clock()
+            last, left_out = self._seen.get(key, (None, 0))
+            if last is not None and now - last < self.every:
+                self._seen[key] = (last, left_out + 1)
+                return False
+            self._seen[key] = (now, 0)
+        if left_out:
+            message += f" ({left_out} more like it in the last {now - last:.0f} s)"
+        (logger or self.logger).log(level, message, *args, exc_info=exc_info)
+        return True
+
+
+@dataclass
+class _Held:
+    """A job this process runs: the holder its claim named, and a stop of its own."""
+    owner: str
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 0.25):
+    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 0.25,
+                 maintenance_interval: float = MAINTENANCE_INTERVAL):
         self.store = store
         self.settings = settings
         self.tuning = workflows.Tuning.from_settings(settings)
         self.owner = new_owner()
         self.idle_poll = idle_poll
+        self.maintenance_interval = maintenance_interval
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._held: set[str] = set()
+        self._leader: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._held: dict[str, _Held] = {}
         self._held_lock = threading.Lock()
         self._leader_fd: int | None = None
+        self.throttle = Throttle(log)
+        """Logs repeated errors (of the store, of health checks) at a bounded rate."""
 
     def start(self) -> None:
         """Begin running jobs, as soon as this process holds the runner lock."""
-        if self._threads:
+        if self._leader is not None:
             return
         self._stop.clear()
-        leader = threading.Thread(target=self._lead, name="job-leader", daemon=True)
-        leader.start()
-        self._threads.append(leader)
+        self._leader = threading.Thread(target=self._lead, name="job-leader", daemon=True)
+        self._leader.start()
 
     def _lead(self) -> None:
-        path = self.store.dir / "runner.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.store.dir / "runner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            log.error("cannot open the runner lock; this process runs no jobs: %s", error)
+            return
         while not self._stop.is_set():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,108 +125,192 @@ class JobRunner:
         return self._leader_fd is not None
 
     def _start_workers(self) -> None:
-        try:
-            pruned = self.store.prune(self.settings.retention_days)
-            if pruned:
-                log.info("forgot %d finished job(s) older than %s days", pruned, self.settings.retention_days)
-        except StoreError as error:
-            log.warning("could not prune old jobs: %s", error)
+        self._maintain()
         workers = [threading.Thread(target=self._work, name=f"job-runner-{n}", daemon=True)
                    for n in range(self.settings.job_workers)]
         workers.append(threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True))
         for thread in workers:
             thread.start()
-            self._threads.append(thread)
+            self._workers.append(thread)
 
     def notify(self) -> None:
         """A job was queued: look for work now rather than at the next poll."""
         self._wake.set()
 
     def stop(self, timeout: float = 20.0) -> None:
+        """Stop taking work; running jobs pause at their next step and go back to the store."""
         self._stop.set()
+        with self._held_lock:
+            for held in self._held.values():
+                held.stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        for thread in [t for t in (self._leader, *self._workers) if t is not None]:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
+        self._leader, self._workers = None, []
         if self._leader_fd is not None:
             os.close(self._leader_fd)
             self._leader_fd = None
 
     @property
     def running(self) -> bool:
-        return bool(self._threads) and not self._stop.is_set()
+        return self._leader is not None and not self._stop.is_set()
+
+    def problem(self) -> str | None:
+        """Why this process cannot run jobs although it should, or None.
+
+        None too when the runner was not started (PLUGIN_RUN_JOBS off) or is stopping.
+        """
+        if not self.running:
+            return None
+        if not self.is_leader:
+            return None if self._leader.is_alive() else "the job runner stopped before it could run jobs"
+        dead = [t.name for t in self._workers if not t.is_alive()]
+        if dead:
+            return f"{len(dead)} of the job runner's {len(self._workers)} threads stopped"
+        return None
+
+    # -- worker threads --------------------------------------------------------
 
     def _work(self) -> None:
+        """Claim and run jobs until stopped; nothing raised here ends the thread."""
         while not self._stop.is_set():
             try:
-                job = self.store.claim(self.owner, self.settings.lease_seconds)
+                if not self._work_once():
+                    self._wake.wait(self.idle_poll)
+                    self._wake.clear()
             except StoreError as error:
-                log.error("cannot claim jobs: %s", error)
-                job = None
-            if job is None:
-                self._wake.wait(self.idle_poll)
-                self._wake.clear()
-                continue
-            with self._held_lock:
-                self._held.add(job.id)
-            token = job_id_var.set(job.id)
-            redactor.add(job.auth_token)
-            try:
-                self._run(job)
-            finally:
-                redactor.discard(job.auth_token)
-                job_id_var.reset(token)
-                with self._held_lock:
-                    self._held.discard(job.id)
+                self.throttle.log(logging.ERROR, "claim", "cannot claim jobs: %s", error)
+                self._stop.wait(ERROR_PAUSE)
+            except Exception as error:
+                self.throttle.log(logging.ERROR, "worker", "job runner error, going on: %r", error,
+                                   exc_info=True)
+                self._stop.wait(ERROR_PAUSE)
 
-    def _run(self, job) -> None:
+    def _work_once(self) -> bool:
+        """Claim a job and run it; False when there was none to claim."""
+        with self._held_lock:
+            running = list(self._held)
+        job = self.store.claim(self.owner, self.settings.lease_seconds, skip=running)
+        if job is None:
+            return False
+        held = _Held(job.owner)
+        with self._held_lock:
+            self._held[job.id] = held
+            if self._stop.is_set():
+                held.stop.set()
+        token = job_id_var.set(job.id)
+        redactor.add(job.auth_token)
+        try:
+            self._run(job, held)
+        finally:
+            redactor.discard(job.auth_token)
+            job_id_var.reset(token)
+            with self._held_lock:
+                self._held.pop(job.id, None)
+        return True
+
+    def _run(self, job, held: _Held) -> None:
         state = job.state
         try:
+            problem = job.damage or _invalid(state)
+            if problem:
+                log.error("job %s cannot be run, failing it: %s", job.id, problem)
+                self.store.finish(job.id, job.owner, _damaged_state(job.action, problem), "failed")
+                return
             if job.attempts > MAX_ATTEMPTS:
-                state["error"] = f"gave up after {MAX_ATTEMPTS} attempts that ended in a crash"
-                self.store.finish(job.id, self.owner, state, "failed")
+                state["error"] = f"gave up after {MAX_ATTEMPTS} runs that ended in a crash"
+                state["phase"] = "done"
+                self.store.finish(job.id, job.owner, state, "failed")
                 return
             client = self.settings.client(job.auth_token)
             flow = workflows.Workflow(
-                client, state, self.tuning, stop=self._stop,
-                checkpoint=lambda s: self.store.save(job.id, self.owner, s, self.settings.lease_seconds))
+                client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
+                checkpoint=lambda s: self.store.save(job.id, job.owner, s, self.settings.lease_seconds),
+                claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids))
             log.info("running %s job (attempt %d, phase %s)", job.action, job.attempts, state["phase"])
             with client:
                 done = flow.run()
             if done:
-                self.store.finish(job.id, self.owner, state, "succeeded" if state.get("succeeded") else "failed")
-            else:
-                self.store.release(job.id, self.owner)
+                self.store.finish(job.id, job.owner, state, "succeeded" if state.get("succeeded") else "failed")
+            elif self._stop.is_set():
+                self.store.release(job.id, job.owner)
                 log.info("job paused at phase %s; it resumes on the next start", state["phase"])
+            else:
+                log.warning("stopped work on job %s: another holder took its lease", job.id)
         except LostLease as error:
             log.warning("%s", error)
         except ConfigError as error:
             state["error"] = str(error)
-            self._finish_quietly(job.id, state)
-        except StoreError as error:
-            log.error("job store failed while running the job: %s", error)
-        except Exception:
-            log.exception("job crashed; it will be tried again")
+            state["phase"] = "done"
+            self._finish_quietly(job, state)
+        except Exception as error:
+            if isinstance(error, StoreError):
+                log.error("job store failed while running the job; it will be tried again: %s", error)
+            else:
+                log.exception("job crashed; it will be tried again")
             try:
-                self.store.release(job.id, self.owner)
+                self.store.release(job.id, job.owner, crashed=True)
             except StoreError:
                 pass
 
-    def _finish_quietly(self, job_id: str, state: dict) -> None:
-        state["phase"] = "done"
+    def _finish_quietly(self, job, state: dict) -> None:
         try:
-            self.store.finish(job_id, self.owner, state, "failed")
+            self.store.finish(job.id, job.owner, state, "failed")
         except StoreError as error:
             log.error("could not record the job's failure: %s", error)
 
+    # -- heartbeat ---------------------------------------------------------------
+
     def _heartbeat(self) -> None:
         interval = max(0.5, self.settings.lease_seconds / 3)
+        next_maintenance = time.monotonic() + self.maintenance_interval
         while not self._stop.wait(interval):
-            with self._held_lock:
-                held = list(self._held)
-            for job_id in held:
-                try:
-                    self.store.renew(job_id, self.owner, self.settings.lease_seconds)
-                except StoreError as error:
-                    log.warning("could not renew the lease of job %s: %s", job_id, error)
+            try:
+                self._renew()
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + self.maintenance_interval
+                    self._maintain()
+            except Exception as error:
+                self.throttle.log(logging.ERROR, "heartbeat", "job heartbeat error, going on: %r", error,
+                                   exc_info=True)
+
+    def _renew(self) -> None:
+        """Renew the lease of every job this process runs; stop work on those lost."""
+        with self._held_lock:
+            held = list(self._held.items())
+        for job_id, entry in held:
+            try:
+                if not self.store.renew(job_id, entry.owner, self.settings.lease_seconds):
+                    entry.stop.set()
+            except StoreError as error:
+                self.throttle.log(logging.WARNING, "renew", "could not renew the lease of job %s: %s",
+                                   job_id, error)
+
+    def _maintain(self) -> None:
+        """Forget finished jobs past the retention; erase what a busy checkpoint left in the log."""
+        try:
+            pruned = self.store.prune(self.settings.retention_days)
+            if pruned:
+                log.info("forgot %d finished job(s) older than %s days", pruned, self.settings.retention_days)
+            if self.store.wal_dirty:
+                self.store.checkpoint()
+        except StoreError as error:
+            self.throttle.log(logging.WARNING, "maintain", "could not prune old jobs: %s", error)
+
+
+def _invalid(state) -> str | None:
+    """Why a job's recorded state cannot be run, or None."""
+    try:
+        workflows.validate_state(state)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _damaged_state(action: str, problem: str) -> dict:
+    """The record of a job that could not be run: what the status page needs, and why."""
+    return {"action": action, "b2_storage_id": None, "ll_storage_id": None, "formats": [], "context": None,
+            "selection": {"asset_ids": [], "collection_ids": []}, "phase": "done", "assets": [], "outcomes": {},
+            "to_copy": {}, "copies": [], "processed": [], "warnings": [],
+            "error": f"the job's record is damaged ({problem}); it was not run and changed nothing"}

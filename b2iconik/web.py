@@ -48,11 +48,25 @@ def ready():
 
 @bp.get("/healthz")
 def healthz():
+    """200 while the job store reads and records and, if this process runs jobs, its runner lives.
+
+    No write per call: the store answers from this process's latest write, and
+    tries a small one only when that is older than 30 s.
+    """
+    service = _service()
     try:
-        _service().store.check_writable()
+        service.store.counts()
+        problem = service.store.write_problem(max_age=30.0)
     except StoreError as exc:
-        log.error("health check failed: %s", exc)
+        problem = str(exc)
+    if problem:
+        service.runner.throttle.log(logging.ERROR, "healthz-store", "health check failed: the job store "
+                                    "cannot record jobs: %s", problem, logger=log)
         return error(503, "the job store cannot record jobs")
+    problem = service.runner.problem()
+    if problem:
+        service.runner.throttle.log(logging.ERROR, "healthz-runner", "health check failed: %s", problem, logger=log)
+        return error(503, "the job runner of this process stopped; restart the service")
     return jsonify({"status": "ok"})
 
 

@@ -129,9 +129,10 @@ def _add_call(app, token="tok_" + "C" * 24):
         json={"context": "BULK", "asset_ids": [str(uuid.uuid4())], "auth_token": token})
 
 
-def test_a_store_that_cannot_write_makes_the_service_answer_503_and_take_no_work(emulator, tmp_path, monkeypatch):
+def test_a_store_that_cannot_write_makes_the_service_answer_503_and_take_no_work(emulator, tmp_path):
+    import sqlite3
+
     from plugin import create_app
-    from b2iconik.store import StoreError
 
     emu = emulator
     app = create_app(plugin_settings(emu, tmp_path / "state"), run_jobs=False)
@@ -139,19 +140,20 @@ def test_a_store_that_cannot_write_makes_the_service_answer_503_and_take_no_work
     try:
         assert _add_call(app).status_code == 202
         jobs = sum(store.counts().values())
-
-        def broken(*args, **kwargs):
-            raise StoreError("job store failed: attempt to write a readonly database")
-
-        monkeypatch.setattr(store, "create", broken)
-        monkeypatch.setattr(store, "check_writable", broken)
+        with store._lock:  # SQLite itself refuses every write from now on
+            store.close()
+            store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
+                                        check_same_thread=False)
+            store._db.row_factory = sqlite3.Row
         answer = _add_call(app)
         assert answer.status_code == 503
         assert answer.is_json and "cannot record jobs" in answer.get_json()["error"]
         health = app.test_client().get("/healthz")
         assert health.status_code == 503 and health.is_json and health.get_json()["error"]
-        monkeypatch.undo()
         assert sum(store.counts().values()) == jobs
+        store.close()  # writable again (the next connection is): the next write is health news too
+        assert _add_call(app).status_code == 202
+        assert app.test_client().get("/healthz").status_code == 200
         assert sum(emu.request_counts.values()) == 0
     finally:
         store.close()

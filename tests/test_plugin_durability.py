@@ -111,10 +111,11 @@ def test_a_stop_mid_copy_gives_the_job_back_and_the_next_runner_resumes_it(emula
         job = store.get(job_id)
         assert job.status == "queued" and job.state["phase"] == "wait"
         assert raw_row(state, job_id)["owner"] is None and job.auth_token
+        assert job.attempts == 0  # a graceful stop gives its attempt back
         assert world.kept(slow) and iconik_calls(emu, "DELETE") == 0
     with serve_plugin(plugin_settings(emu, state)) as plugin:
         view = plugin.wait(job_id)
-        assert plugin.service.store.get(job_id).attempts == 2
+        assert plugin.service.store.get(job_id).attempts == 1
     assert view["status"] == "succeeded", view
     assert world.removed(slow)
     assert sorted(c["format_name"] for c in transfers(emu, world.b2)) == sorted(FORMATS)  # not copied twice
