@@ -672,8 +672,11 @@ class Workflow:
             purged = self.client.delete_file_set(asset_id, ll_copy.id, immediately=purge)
         except iconik.NotFound:
             purged = None
+        except iconik.Unauthorized:
+            self._forget_delete(asset_id, fmt, ll_copy.id)  # refused: iconik did not act on it
+            raise
         except iconik.IconikError as error:
-            if is_transient(error) or isinstance(error, iconik.Unauthorized):
+            if is_transient(error):
                 raise
             after = self._file_set_now(asset_id, ll_copy.id)
             if after == "ACTIVE":
@@ -689,11 +692,11 @@ class Workflow:
             self._forget_delete(asset_id, fmt, ll_copy.id)
             return {"result": "kept", "reason": "iconik answered the delete with 404 but still lists the "
                                                 "LucidLink file set as ACTIVE"}
-        log.info("removed %s of asset %s from LucidLink (file set %s): the answer was lost, a fresh read "
-                 "shows it gone", fmt, asset_id, ll_copy.id)
+        log.info("removed %s of asset %s from LucidLink (file set %s): the delete's answer was lost or "
+                 "another request removed it first; a fresh read shows it gone", fmt, asset_id, ll_copy.id)
         return {**done, "deleted": "purged" if after is None else "recycle_bin",
-                "note": "; ".join(filter(None, [done["note"], "iconik's answer to the delete was lost; "
-                                                 "a fresh read shows the file set gone"]))}
+                "note": "; ".join(filter(None, [done["note"], "the delete's answer was lost or another request "
+                                                 "removed it first; a fresh read shows the file set gone"]))}
 
     def _file_set_now(self, asset_id: str, file_set_id: str) -> str | None:
         """The status iconik lists now for one file set of an asset: None when gone entirely."""

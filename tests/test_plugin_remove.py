@@ -51,6 +51,14 @@ class World:
         return (holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
                 and untouched(self.emu, asset, self.ll_sets[asset, fmt]))
 
+    def in_recycle_bin(self, asset, fmt) -> bool:
+        """Deleted in iconik but not purged: the file set is DELETED and its bytes are still there."""
+        file_set = self.ll_sets[asset, fmt]
+        return (file_set not in self.emu.purged
+                and [fs["status"] for fs in self.emu.file_sets(asset) if fs["id"] == file_set] == ["DELETED"]
+                and self.data[asset, fmt] in self.emu.storage_files(self.ll).values()
+                and holds(self.emu, asset, fmt, self.b2, self.data[asset, fmt]))
+
     def removed(self, asset, fmt) -> bool:
         """Gone from LucidLink (records and bytes) and intact on B2."""
         return (self.emu.copies(asset, fmt, self.ll) == []
@@ -60,6 +68,10 @@ class World:
 
 def results(view) -> dict:
     return {(row["asset_id"], row["format"]): row["result"] for row in view["outcomes"]}
+
+
+def outcome(view, asset, fmt) -> dict:
+    return next(r for r in view["outcomes"] if r["asset_id"] == asset and r["format"] == fmt)
 
 
 def reason(view, asset, fmt) -> str:
@@ -196,7 +208,8 @@ def test_when_the_copy_to_b2_fails_or_lands_broken_the_lucidlink_copy_is_kept(em
     asset = world.asset("uncopyable", on_b2=())
     fine = world.asset("fine", on_b2=())
     emu.fault_asset(asset, fault)
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset, fine])
+    settings = plugin_settings(emu, tmp_path / "state", open_copy_timeout=0.5)
+    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset, fine], settings=settings)
     assert view["status"] == "failed", view
     assert results(view) == {(asset, "ORIGINAL"): "kept", (asset, "PPRO_PROXY"): "kept",
                              (fine, "ORIGINAL"): "removed", (fine, "PPRO_PROXY"): "removed"}
@@ -254,9 +267,12 @@ def test_checksums_of_different_forms_decide_by_status_and_size_and_say_so(emula
     assert view["status"] == "succeeded", view
     for fmt in FORMATS:
         assert results(view)[asset, fmt] == "removed"
-        assert world.removed(asset, fmt)
+        assert world.in_recycle_bin(asset, fmt), "proven by size alone: deleted into the recycle bin, not purged"
         assert "checksums not compared" in reason(view, asset, fmt)
         assert "verified by status, name and size" in reason(view, asset, fmt)
+        assert "recycle bin" in reason(view, asset, fmt)
+        [file_set] = outcome(view, asset, fmt)["file_sets"]
+        assert (file_set["deleted"], file_set["verification"]) == ("recycle_bin", "status, name and size")
 
 
 def test_a_different_size_is_caught_even_when_checksums_cannot_be_compared(emulator, tmp_path):
@@ -477,3 +493,95 @@ def test_a_copy_to_b2_already_under_way_is_awaited_not_reported_as_missing(emula
     assert view["outcomes"][0]["result"] == "removed"
     assert list(emulator.storage_files(b2).values()) == [b"s" * 3000]
     assert emulator.storage_files(ll) == {}
+
+
+# -- storage roles, pinned storages, purge modes, unknown parameters (issue 13.2, 13.3, 15) ----------
+
+def test_swapped_storage_roles_are_refused_and_nothing_is_deleted(emulator, tmp_path):
+    """/remove?b2_storage_id=<LucidLink>&ll_storage_id=<B2> must never delete the archive."""
+    emu = emulator
+    b2, ll = storages(emu)
+    world = World(emu, b2, ll)
+    asset = world.asset("swapped")
+    view = run(emu, tmp_path, "remove", ll, b2, asset_ids=[asset])
+    assert view["status"] == "failed", view
+    assert "not a storage gateway storage" in view["error"] or "not a cloud storage" in view["error"]
+    assert iconik_calls(emu, "DELETE") == 0 and transfers(emu) == []
+    assert all(world.kept(asset, f) for f in FORMATS)
+    assert all(holds(emu, asset, f, b2, world.data[asset, f]) for f in FORMATS)
+
+
+@pytest.mark.parametrize("b2_method,ll_method,words", [
+    ("FILE", "FILE", "not a cloud storage"),
+    ("B2", "S3", "not a storage gateway storage"),
+])
+def test_storages_are_checked_by_what_they_are(emulator, tmp_path, b2_method, ll_method, words):
+    emu = emulator
+    b2 = emu.add_storage("B2 role", method=b2_method)
+    ll = emu.add_storage("LucidLink role", method=ll_method)
+    world = World(emu, b2, ll)
+    asset = world.asset("by kind")
+    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
+    assert view["status"] == "failed" and words in view["error"], view
+    assert iconik_calls(emu, "DELETE") == 0
+    assert all(world.kept(asset, f) for f in FORMATS)
+
+
+def test_pinned_storages_refuse_any_other_storage_with_403_before_a_job_exists(emulator, tmp_path):
+    emu = emulator
+    b2, ll = storages(emu)
+    other_b2 = emu.add_storage("another B2", method="B2")
+    world = World(emu, b2, ll)
+    asset = world.asset("pinned")
+    settings = plugin_settings(emu, tmp_path / "state", b2_storage_id=b2, ll_storage_id=ll)
+    with serve_plugin(settings) as plugin:
+        emu.reset_counts()
+        for b2_given, ll_given, role in ((other_b2, ll, "b2_storage_id"), (b2, other_b2, "ll_storage_id"),
+                                         (ll, b2, "b2_storage_id")):
+            answer = plugin.post(emu, "remove", b2_given, ll_given, asset_ids=[asset])
+            assert answer.status_code == 403, answer.text
+            assert role in answer.json()["error"]
+        assert plugin.service.store.counts() == {}
+        assert sum(emu.request_counts.values()) == 0
+        answer = plugin.post(emu, "remove", b2, ll, asset_ids=[asset])
+        assert answer.status_code == 202
+        assert plugin.wait(answer.json()["job_id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("mode,compared,expected", [
+    ("verified", True, "purged"), ("verified", False, "recycle_bin"),
+    ("always", False, "purged"), ("never", True, "recycle_bin"),
+])
+def test_the_purge_setting_decides_between_purge_and_recycle_bin(emulator, tmp_path, mode, compared, expected):
+    emu = emulator
+    b2, ll = storages(emu, b2_checksums="md5" if compared else "sha1")
+    world = World(emu, b2, ll)
+    asset = world.asset("purge", on_b2=("ORIGINAL",), on_ll=("ORIGINAL",))
+    settings = plugin_settings(emu, tmp_path / "state", purge=mode)
+    view = run(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset], settings=settings)
+    assert view["status"] == "succeeded", view
+    [file_set] = outcome(view, asset, "ORIGINAL")["file_sets"]
+    assert file_set["deleted"] == expected
+    assert file_set["verification"] == ("checksums" if compared else "status, name and size")
+    if expected == "purged":
+        assert world.removed(asset, "ORIGINAL")
+    else:
+        assert world.in_recycle_bin(asset, "ORIGINAL")
+
+
+@pytest.mark.parametrize("query", ["dry_run=true", "b2_storage=x", "formats=ORIGINAL&verbose=1"])
+def test_an_unknown_query_parameter_is_refused_400_naming_the_known_ones(emulator, tmp_path, query):
+    emu = emulator
+    b2, ll = storages(emu)
+    world = World(emu, b2, ll)
+    asset = world.asset("dry")
+    with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
+        for action in ("add", "remove"):
+            url = f"{plugin.url}/{action}?b2_storage_id={b2}&ll_storage_id={ll}&{query}"
+            answer = emu.post_custom_action(url, headers={"x-bz-secret": plugin.secret}, asset_ids=[asset])
+            assert answer.status_code == 400, answer.text
+            assert "unknown query parameter" in answer.json()["error"]
+            assert "b2_storage_id, ll_storage_id, formats" in answer.json()["error"]
+        assert plugin.service.store.counts() == {}
+    assert sum(emu.request_counts.values()) == 0
+    assert all(world.kept(asset, f) for f in FORMATS)

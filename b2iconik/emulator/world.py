@@ -222,9 +222,14 @@ class World:
             self.file_sets[file_set_id].pop("status", None)
 
     def file_view(self, file: dict) -> dict:
-        """A file as iconik's files lists serve it, with its file set's, format's and storage's state."""
+        """A file as iconik's files lists serve it, with its file set's, format's and storage's state.
+
+        A file is of its file set's version: one record says which version a copy is.
+        """
+        file_set = self.file_sets.get(file["file_set_id"], {})
         return {**file,
-                "file_set_status": self.file_sets.get(file["file_set_id"], {}).get("status"),
+                "version_id": file_set.get("version_id", file.get("version_id")),
+                "file_set_status": file_set.get("status"),
                 "format_status": self.formats.get(file["format_id"], {}).get("status"),
                 "storage_method": self.storages[file["storage_id"]]["method"]}
 

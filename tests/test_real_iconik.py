@@ -1,0 +1,307 @@
+"""The plugin under real gunicorn against the emulator in the modes where real iconik is less kind:
+lost answers, parent copy jobs, jobs without ids, empty lists that answer 404, deleted formats,
+file sets without a status, tokens that expire mid-job, and copies that stall OPEN.
+
+Each test builds its own storages and assets in one shared emulator and switches on only the
+modes it needs; a fixture switches every mode off again afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from b2iconik.emulator import Emulator
+from b2iconik.emulator.faults import MODES
+from harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
+
+FORMATS = ("ORIGINAL", "PPRO_PROXY")
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    emulator = Emulator(tmp_path_factory.mktemp("iconik")).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def plugin_url(emu, tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    env = {**settings_env(plugin_settings(emu, state)), "PLUGIN_OPEN_COPY_TIMEOUT": "1.5",
+           "PLUGIN_COPY_TIMEOUT": "60", "PLUGIN_JOB_WORKERS": "4"}
+    with run_gunicorn(env, workers=2) as (url, _process):
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def kind_again(emu):
+    """Every mode off after each test, whatever it switched on."""
+    yield
+    emu.wait_idle(15)
+    for mode in MODES:
+        setattr(emu.faults, mode, False)
+    emu.faults.clear_lost_replies()
+    emu.clear_asset_faults()
+
+
+def media(seed, size=700) -> bytes:
+    return random.Random(str(seed)).randbytes(size)
+
+
+class World:
+    """A B2 and a LucidLink storage of their own, and assets with what each copy should hold."""
+
+    def __init__(self, emu):
+        tag = uuid.uuid4().hex[:8]
+        self.emu = emu
+        self.b2 = emu.add_storage(f"B2 {tag}", method="B2")
+        self.ll = emu.add_storage(f"LucidLink {tag}", method="FILE")
+        self.data: dict[tuple[str, str], bytes] = {}
+        self.ll_sets: dict[tuple[str, str], str] = {}
+
+    def asset(self, title, on_b2=FORMATS, on_ll=FORMATS) -> str:
+        asset = self.emu.add_asset(title)
+        for fmt in dict.fromkeys((*on_b2, *on_ll)):
+            data = self.data[asset, fmt] = media(f"{asset}/{fmt}")
+            name = f"{title}-{fmt.lower()}.mov"
+            if fmt in on_b2:
+                self.emu.add_file(asset, fmt, self.b2, name, data)
+            if fmt in on_ll:
+                self.ll_sets[asset, fmt] = self.emu.add_file(asset, fmt, self.ll, name, data)
+        return asset
+
+    def on_lucidlink(self, asset, fmt) -> bool:
+        return bool(self.emu.copies(asset, fmt, self.ll))
+
+    def kept(self, asset, fmt) -> bool:
+        return (holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
+                and untouched(self.emu, asset, self.ll_sets[asset, fmt]))
+
+    def removed(self, asset, fmt) -> bool:
+        return (not self.on_lucidlink(asset, fmt)
+                and holds(self.emu, asset, fmt, self.b2, self.data[asset, fmt]))
+
+    def added(self, asset, fmt) -> bool:
+        return holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
+
+
+def click(emu, url, action, world, *, formats=None, token=None, **selection) -> str:
+    query = f"b2_storage_id={world.b2}&ll_storage_id={world.ll}" + (f"&formats={formats}" if formats else "")
+    answer = emu.post_custom_action(f"{url}/{action}?{query}", headers={"x-bz-secret": SECRET},
+                                    token=token, **selection)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
+
+
+def run(emu, url, action, world, timeout=30, **kwargs) -> dict:
+    return wait_for_job(url, click(emu, url, action, world, **kwargs), timeout=timeout)
+
+
+def outcome(view, asset, fmt) -> dict:
+    return next(row for row in view["outcomes"] if row["asset_id"] == asset and row["format"] == fmt)
+
+
+# -- 1. an answer lost after iconik acted ---------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["503", "drop"])
+def test_a_lost_answer_to_a_delete_is_recorded_as_removed_from_a_fresh_read(emu, plugin_url, how):
+    world = World(emu)
+    asset = world.asset("lost-delete")
+    emu.lose_replies("DELETE", "/file_sets/", times=1, how=how)
+    view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
+    assert emu.lost_replies, "the emulator lost no answer"
+    assert view["status"] == "succeeded", view
+    for fmt in FORMATS:
+        row = outcome(view, asset, fmt)
+        assert row["result"] == "removed", row
+        assert "refused" not in row["reason"]
+        assert world.removed(asset, fmt)
+    lost = next(outcome(view, asset, fmt) for fmt in FORMATS if "fresh read" in outcome(view, asset, fmt)["reason"])
+    assert lost["file_sets"][0]["deleted"] == "purged"
+
+
+def test_two_removes_of_one_asset_at_once_both_tell_the_truth(emu, plugin_url):
+    world = World(emu)
+    asset = world.asset("twice")
+    first = click(emu, plugin_url, "remove", world, asset_ids=[asset])
+    second = click(emu, plugin_url, "remove", world, asset_ids=[asset])
+    views = [wait_for_job(plugin_url, job) for job in (first, second)]
+    for view in views:
+        assert view["status"] == "succeeded", view
+        for fmt in FORMATS:
+            row = outcome(view, asset, fmt)
+            assert row["result"] in ("removed", "not_on_lucidlink"), row
+            assert "refused" not in row["reason"]
+    for fmt in FORMATS:
+        assert world.removed(asset, fmt)
+        assert [outcome(v, asset, fmt)["result"] for v in views].count("removed") >= 1
+
+
+def test_a_lost_answer_to_a_bulk_copy_still_adds_and_copies_once(emu, plugin_url):
+    world = World(emu)
+    asset = world.asset("lost-copy", on_ll=())
+    emu.lose_replies("POST", "/bulk/", times=1, how="503")
+    view = run(emu, plugin_url, "add", world, asset_ids=[asset])
+    assert view["status"] == "succeeded", view
+    for fmt in FORMATS:
+        assert outcome(view, asset, fmt)["result"] == "copied"
+        assert world.added(asset, fmt)
+        assert len(emu.copies(asset, fmt, world.ll)) == 1
+
+
+def test_a_lost_answer_to_the_jobs_panel_entry_does_not_stop_the_job(emu, plugin_url):
+    world = World(emu)
+    asset = world.asset("lost-entry")
+    emu.lose_replies("POST", "/API/jobs/v1/jobs/", times=1, how="drop")
+    view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
+    assert view["status"] == "succeeded", view
+    assert all(world.removed(asset, fmt) for fmt in FORMATS)
+    assert view["iconik_job_id"] in emu.jobs
+    assert emu.jobs[view["iconik_job_id"]]["status"] == "FINISHED"
+
+
+# -- 2. a copy job that reads FINISHED before its copies land -----------------------------------
+
+@pytest.mark.parametrize("mode", ["parent_copy_jobs", "bulk_copy_without_job_id"])
+def test_add_waits_for_the_copies_not_for_the_copy_job(emu, plugin_url, mode):
+    world = World(emu)
+    slow = world.asset("slow", on_ll=())
+    quick = world.asset("quick", on_ll=())
+    emu.fault_asset(slow, "copy_slow", 1.0)
+    setattr(emu.faults, mode, True)
+    view = run(emu, plugin_url, "add", world, asset_ids=[slow, quick])
+    assert view["status"] == "succeeded", view
+    for asset in (slow, quick):
+        for fmt in FORMATS:
+            assert outcome(view, asset, fmt)["result"] == "copied"
+            assert world.added(asset, fmt)
+
+
+@pytest.mark.parametrize("mode", ["parent_copy_jobs", "bulk_copy_without_job_id"])
+def test_remove_waits_for_the_b2_copy_not_for_the_copy_job(emu, plugin_url, mode):
+    world = World(emu)
+    asset = world.asset("only-on-ll", on_b2=())
+    emu.fault_asset(asset, "copy_slow", 1.0)
+    setattr(emu.faults, mode, True)
+    view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
+    assert view["status"] == "succeeded", view
+    for fmt in FORMATS:
+        assert outcome(view, asset, fmt)["result"] == "removed"
+        assert world.removed(asset, fmt)
+
+
+# -- 3. empty lists answer 404 ---------------------------------------------------------------------
+
+def test_empty_lists_that_answer_404_mean_none_not_no_asset(emu, plugin_url):
+    emu.faults.empty_lists_404 = True
+    world = World(emu)
+    bare = emu.add_asset("no formats at all")
+    proxy_only = world.asset("proxy only on ll", on_b2=(), on_ll=("PPRO_PROXY",))
+    added = run(emu, plugin_url, "add", world, formats="ORIGINAL", asset_ids=[bare])
+    assert outcome(added, bare, "ORIGINAL")["result"] == "missing_format", added
+    removed = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[bare, proxy_only])
+    assert removed["status"] == "succeeded", removed
+    for asset in (bare, proxy_only):
+        row = outcome(removed, asset, "ORIGINAL")
+        assert row["result"] == "not_on_lucidlink" and "not found" not in row["reason"], row
+    assert world.kept(proxy_only, "PPRO_PROXY")
+    unknown = str(uuid.uuid4())
+    gone = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[unknown])
+    assert "asset not found" in outcome(gone, unknown, "ORIGINAL")["reason"]
+
+
+# -- 4. deleted formats and missing statuses -------------------------------------------------------
+
+def test_the_active_format_is_used_when_a_deleted_one_has_the_same_name(emu, plugin_url):
+    world = World(emu)
+    asset = emu.add_asset("re-ingested")
+    old = media("old master")
+    emu.add_file(asset, "ORIGINAL", world.b2, "master.mov", old)
+    emu.delete_format(asset, "ORIGINAL")
+    data = world.data[asset, "ORIGINAL"] = media("new master")
+    world.ll_sets[asset, "ORIGINAL"] = emu.add_file(asset, "ORIGINAL", world.ll, "master.mov", data)
+    view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[asset])
+    assert view["status"] == "succeeded", view
+    assert outcome(view, asset, "ORIGINAL")["result"] == "removed"
+    assert world.removed(asset, "ORIGINAL"), "the new master must be on B2 (copied there first)"
+
+
+def test_a_b2_file_set_without_status_is_never_proof(emu, plugin_url):
+    world = World(emu)
+    asset = emu.add_asset("b2 status unknown")
+    data = world.data[asset, "ORIGINAL"] = media("unknown b2")
+    b2_set = emu.add_file(asset, "ORIGINAL", world.b2, "a.mov", data)
+    world.ll_sets[asset, "ORIGINAL"] = emu.add_file(asset, "ORIGINAL", world.ll, "a.mov", data)
+    emu.drop_status(b2_set)
+    view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[asset])
+    row = outcome(view, asset, "ORIGINAL")
+    assert row["result"] == "kept" and "unknown status" in row["reason"], row
+    assert world.kept(asset, "ORIGINAL")
+
+
+def test_a_lucidlink_file_set_without_status_is_reported_not_skipped(emu, plugin_url):
+    world = World(emu)
+    asset = world.asset("ll status unknown", on_b2=("ORIGINAL",), on_ll=("ORIGINAL",))
+    emu.drop_status(world.ll_sets[asset, "ORIGINAL"])
+    view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[asset])
+    row = outcome(view, asset, "ORIGINAL")
+    assert view["status"] == "failed" and row["result"] == "kept", view
+    assert "no status" in row["reason"]
+    [ll_copy] = emu.copies(asset, "ORIGINAL", world.ll)
+    assert [f["bytes"] for f in ll_copy["files"]] == [world.data[asset, "ORIGINAL"]]
+    assert world.ll_sets[asset, "ORIGINAL"] not in emu.purged
+
+
+# -- 5. the click's token expires mid-job ----------------------------------------------------------
+
+def test_a_token_that_expires_mid_remove_ends_the_job_with_every_change_recorded(emu, plugin_url):
+    world = World(emu)
+    assets = [world.asset(f"expiring-{n}") for n in range(6)]
+    token = emu.new_token(max_calls=15)
+    view = run(emu, plugin_url, "remove", world, token=token, asset_ids=assets)
+    assert view["status"] == "failed", view
+    assert "ICONIK_TOKEN" in view["error"]
+    results = {}
+    for asset in assets:
+        for fmt in FORMATS:
+            row = outcome(view, asset, fmt)
+            results[asset, fmt] = row["result"]
+            if world.on_lucidlink(asset, fmt):
+                assert row["result"] == "kept", row
+                assert world.kept(asset, fmt)
+            else:
+                assert row["result"] in ("removed", "unconfirmed"), row
+                assert holds(emu, asset, fmt, world.b2, world.data[asset, fmt])
+    assert "kept" in results.values(), "the token should have run out before every asset was removed"
+    assert sum(r == "removed" for r in results.values()) == sum(
+        not world.on_lucidlink(a, f) for a, f in results)
+
+
+def test_a_token_that_expires_mid_add_records_each_asset(emu, plugin_url):
+    world = World(emu)
+    assets = [world.asset(f"add-expiring-{n}", on_ll=()) for n in range(3)]
+    for asset in assets:
+        emu.fault_asset(asset, "copy_slow", 0.5)
+    token = emu.new_token(max_calls=8)
+    view = run(emu, plugin_url, "add", world, token=token, asset_ids=assets)
+    assert view["status"] == "failed" and "ICONIK_TOKEN" in view["error"], view
+    assert {(row["asset_id"], row["format"]) for row in view["outcomes"]} == {
+        (a, f) for a in assets for f in FORMATS}
+
+
+# -- 9. a LucidLink copy stuck OPEN ------------------------------------------------------------------
+
+def test_an_add_whose_copy_stays_open_is_reported_after_the_open_copy_wait(emu, plugin_url):
+    world = World(emu)
+    stuck = world.asset("stuck open", on_ll=())
+    fine = world.asset("fine", on_ll=())
+    emu.fault_asset(stuck, "copy_open")
+    view = run(emu, plugin_url, "add", world, asset_ids=[stuck, fine], timeout=30)
+    assert view["status"] == "failed", view
+    for fmt in FORMATS:
+        row = outcome(view, stuck, fmt)
+        assert row["result"] == "failed" and "OPEN" in row["reason"] and "still being written" in row["reason"], row
+        assert outcome(view, fine, fmt)["result"] == "copied"
