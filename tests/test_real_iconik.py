@@ -9,6 +9,7 @@ modes it needs; a fixture switches every mode off again afterwards.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import pytest
@@ -305,3 +306,29 @@ def test_an_add_whose_copy_stays_open_is_reported_after_the_open_copy_wait(emu, 
         row = outcome(view, stuck, fmt)
         assert row["result"] == "failed" and "OPEN" in row["reason"] and "still being written" in row["reason"], row
         assert outcome(view, fine, fmt)["result"] == "copied"
+
+
+# -- 6. one job per asset at a time ------------------------------------------------------------------
+
+def test_a_remove_clicked_during_an_add_of_the_same_asset_waits_for_it(emu, plugin_url):
+    """Without the wait, Remove would find nothing on LucidLink yet and the Add would land after it."""
+    world = World(emu)
+    asset = world.asset("add then remove", on_ll=())
+    other = world.asset("unrelated", on_ll=())
+    emu.fault_asset(asset, "copy_slow", 1.0)
+    add = click(emu, plugin_url, "add", world, asset_ids=[asset])
+    deadline = time.monotonic() + 10
+    while not any(job["type"] == "TRANSFER" and job.get("metadata", {}).get("storage_id") == world.ll
+                  for job in emu.jobs.values()):
+        assert time.monotonic() < deadline, "the Add never asked for its copy"
+        time.sleep(0.02)
+    remove = click(emu, plugin_url, "remove", world, asset_ids=[asset])
+    unrelated = click(emu, plugin_url, "add", world, asset_ids=[other])
+    added, removed = wait_for_job(plugin_url, add), wait_for_job(plugin_url, remove)
+    assert wait_for_job(plugin_url, unrelated)["status"] == "succeeded"
+    assert added["status"] == "succeeded" and removed["status"] == "succeeded", (added, removed)
+    assert removed["finished_at"] >= added["finished_at"]
+    for fmt in FORMATS:
+        assert outcome(added, asset, fmt)["result"] == "copied"
+        assert outcome(removed, asset, fmt)["result"] == "removed"
+        assert world.removed(asset, fmt)

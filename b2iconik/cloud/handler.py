@@ -315,6 +315,7 @@ class FunctionHandler:
             log.info("running step %d of %s job (phase %s, delivery %d)", task.step, state["action"],
                      state["phase"], retries + 1)
             flow = workflows.Workflow(client, state, self.tuning, blocking_waits=False, clock=self.clock,
+                                      purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
                                       stop=(stop := threading.Event()),
                                       checkpoint=self._hand_over_early(state["phase"], stop))
