@@ -127,7 +127,7 @@ def job_view(job) -> dict:
         "ll_storage_id": state["ll_storage_id"],
         "formats": state["formats"],
         "iconik_job_id": state.get("iconik_job_id"),
-        "counts": summary["counts"],
+        "counts": {**summary["counts"], "file_set_reads": state.get("file_set_reads", 0)},
         "message": summary["message"],
         "error": state.get("error"),
         "warnings": state.get("warnings", []),

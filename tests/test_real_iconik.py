@@ -332,3 +332,21 @@ def test_a_remove_clicked_during_an_add_of_the_same_asset_waits_for_it(emu, plug
         assert outcome(added, asset, fmt)["result"] == "copied"
         assert outcome(removed, asset, fmt)["result"] == "removed"
         assert world.removed(asset, fmt)
+
+
+# -- an older iconik whose files lack the file set fields ----------------------------------------------
+
+def test_files_without_file_set_fields_cost_one_more_read_counted_in_the_job(emu, plugin_url):
+    emu.faults.files_without_file_set_fields = True
+    world = World(emu)
+    assets = [world.asset(f"older-{n}") for n in range(3)]
+    b2_only = world.asset("older, status-less b2", on_b2=("ORIGINAL",), on_ll=("ORIGINAL",))
+    emu.drop_status(next(fs["id"] for fs in emu.file_sets(b2_only) if fs["storage_id"] == world.b2))
+    view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[*assets, b2_only])
+    assert view["counts"]["file_set_reads"] == 4
+    for asset in assets:
+        assert outcome(view, asset, "ORIGINAL")["result"] == "removed"
+        assert world.removed(asset, "ORIGINAL")
+    row = outcome(view, b2_only, "ORIGINAL")
+    assert row["result"] == "kept" and "unknown status" in row["reason"], row
+    assert world.kept(b2_only, "ORIGINAL")

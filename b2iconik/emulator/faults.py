@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 ASSET_FAULTS = ("copy_fails", "copy_corrupt_size", "copy_corrupt_checksum", "copy_open", "copy_slow")
 LOST_REPLY_KINDS = ("502", "503", "504", "drop")
-MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404")
+MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404",
+         "files_without_file_set_fields")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
 
 
@@ -51,6 +52,7 @@ class Faults:
         self.empty_lists_404 = False  # an empty list answers 404 "... don't exist"
         self.listing_lag = False  # the storage file listing serves the last snapshot
         self.redelete_404 = False  # DELETE of an already deleted file set answers 404
+        self.files_without_file_set_fields = False  # an older iconik: files lack file_set_status & co.
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()
