@@ -16,10 +16,15 @@ from typing import Mapping
 import iconik
 from b2iconik.config import parse_formats
 
-ACTIONS = ("add", "remove")
+ACTIONS = ("add", "remove", "check")
 SUPPORTED_CONTEXTS = ("ASSET", "COLLECTION", "BULK")
 SECRET_HEADER = "x-bz-secret"
-QUERY_PARAMETERS = ("b2_storage_id", "ll_storage_id", "formats")
+QUERY_PARAMETERS = {
+    "add": ("b2_storage_id", "ll_storage_id", "formats"),
+    "remove": ("b2_storage_id", "ll_storage_id", "formats", "dry_run"),
+    "check": ("b2_storage_id", "ll_storage_id", "formats"),
+}
+"""What each path takes; anything else is refused, so nothing a caller asks for is silently ignored."""
 
 
 class Rejected(Exception):
@@ -93,12 +98,18 @@ def parse_action(
     naming another storage in either role is refused with 403.
     """
     if action not in ACTIONS:
-        raise Rejected(404, f"unknown action {action!r}; use /add or /remove")
+        raise Rejected(404, f"unknown action {action!r}; use /add, /remove or /check")
 
-    unknown = sorted(set(query) - set(QUERY_PARAMETERS))
+    known = QUERY_PARAMETERS[action]
+    unknown = sorted(set(query) - set(known))
     if unknown:
         raise Rejected(400, f"unknown query parameter(s): {', '.join(name[:40] for name in unknown[:5])}; "
-                            f"/{action} takes {', '.join(QUERY_PARAMETERS)}")
+                            f"/{action} takes {', '.join(known)}")
+    dry_run = (query.get("dry_run") or "false").strip().lower()
+    if dry_run not in ("true", "false"):
+        raise Rejected(400, "dry_run must be true or false")
+    if dry_run == "true":
+        action = "check"
     b2 = _uuid(query.get("b2_storage_id"), "b2_storage_id") if query.get("b2_storage_id") else None
     ll = _uuid(query.get("ll_storage_id"), "ll_storage_id") if query.get("ll_storage_id") else None
     missing = [name for name, value in (("b2_storage_id", b2), ("ll_storage_id", ll)) if not value]

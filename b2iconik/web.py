@@ -70,7 +70,7 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
-@bp.post("/<any(add, remove):action>")
+@bp.post("/<any(add, remove, check):action>")
 def custom_action(action: str):
     service = _service()
     check_secret(request.headers.get(SECRET_HEADER), service.settings.shared_secret)
@@ -85,12 +85,12 @@ def custom_action(action: str):
     )
     token = None if service.settings.iconik_token else call.auth_token
     try:
-        job_id = service.store.create(action, workflows.new_state(call), token)
+        job_id = service.store.create(call.action, workflows.new_state(call), token)
     except StoreError as exc:
         log.error("could not record a %s job: %s", action, exc)
         return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
     service.runner.notify()
-    log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", action, job_id,
+    log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", call.action, job_id,
              len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
     return jsonify({"job_id": job_id, "status_url": f"/jobs/{job_id}"}), 202
 
@@ -141,7 +141,7 @@ def register_error_handlers(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         messages = {
-            404: f"no such path: {request.path[:200]}; the plugin serves /, /healthz, /add, /remove, /jobs/<id>",
+            404: f"no such path: {request.path[:200]}; the plugin serves /, /healthz, /add, /remove, /check, /jobs/<id>",
             405: f"{request.method} is not allowed on {request.path[:200]}",
             413: f"body too large: at most {app.config.get('MAX_CONTENT_LENGTH')} bytes",
         }

@@ -4,6 +4,7 @@ A job is a JSON-serialisable `state` dict that moves through phases:
 
     add:     resolve -> copy -> wait -> check -> done
     remove:  resolve -> inspect -> copy -> wait -> check -> done
+    check:   resolve -> inspect -> done        (the preview of a Remove; changes nothing)
 
 `Workflow.run()` advances the state until the job is done, a stop is asked
 for, or a deadline passes, calling `checkpoint(state)` as it goes. Every step
@@ -21,6 +22,8 @@ Results per asset and format:
     not_on_lucidlink  remove: nothing of that format on LucidLink
     kept              remove: left on LucidLink; the reason says why
     failed            add: the copy did not complete; the reason says why
+    would_remove, would_copy_then_remove, would_keep
+                      check (the preview of a Remove): what Remove would do now
     unconfirmed       remove: a delete was sent, then the job had to end before a
                       fresh read could show what iconik did (e.g. the token expired)
 
@@ -47,9 +50,12 @@ log = logging.getLogger(__name__)
 PHASES = {
     "add": ("resolve", "copy", "wait", "check", "done"),
     "remove": ("resolve", "inspect", "copy", "wait", "check", "done"),
+    "check": ("resolve", "inspect", "done"),
 }
+"""`check` is the preview of a Remove: it decides everything Remove would and changes nothing."""
 DONE_JOB_STATUSES = frozenset({"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"})
-GOOD_RESULTS = frozenset({"copied", "missing_format", "removed", "not_on_lucidlink"})
+GOOD_RESULTS = frozenset({"copied", "missing_format", "removed", "not_on_lucidlink",
+                          "would_remove", "would_copy_then_remove", "would_keep"})
 NEEDS_COPY = "needs_copy"
 PURGE_MODES = ("verified", "always", "never")
 
@@ -196,6 +202,8 @@ def job_title(state: dict) -> str:
     noun = "asset" if count == 1 else "assets"
     if state["action"] == "add":
         return f"Add {count} {noun} to LucidLink"
+    if state["action"] == "check":
+        return f"Check {count} {noun} on LucidLink"
     return f"Remove {count} {noun} from LucidLink"
 
 
@@ -341,7 +349,7 @@ class Workflow:
             log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]),
                      ",".join(state["formats"]))
             self.checkpoint(force=True)
-        busy = self._claim_assets(state["assets"])
+        busy = [] if state["action"] == "check" else self._claim_assets(state["assets"])
         if busy:
             if state.get("waiting_for") != len(busy):
                 state["waiting_for"] = len(busy)
@@ -615,6 +623,8 @@ class Workflow:
         return outcome
 
     def _remove_format(self, asset_id: str, fmt: str, records: AssetRecords, after_copy: bool) -> dict | str:
+        if self.state["action"] == "check":
+            return self._preview_format(fmt, records)
         state = self.state
         sent = self._deletes_sent(asset_id, fmt)
         format_id = records.formats.get(fmt)
@@ -655,6 +665,47 @@ class Workflow:
             result = self._delete(asset_id, fmt, ll_copy, verdict, records)
             (removed if result["result"] == "removed" else kept).append(result)
         return self._judge_removal(kept, removed)
+
+    def _preview_format(self, fmt: str, records: AssetRecords) -> dict:
+        """What Remove would do with one format of an asset, from the same read and rules; changes nothing."""
+        state = self.state
+        format_id = records.formats.get(fmt)
+        if format_id is None:
+            return {"result": "not_on_lucidlink", "reason": f"asset has no {fmt} format"}
+        copies = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=False)
+        on_ll = [c for c in copies if c.file_set.get("status") == "ACTIVE"]
+        keep = [f"iconik gives no status for LucidLink file set {c.id}; cannot tell whether it is live"
+                for c in copies if not c.file_set.get("status")]
+        if not on_ll and not keep:
+            return {"result": "not_on_lucidlink", "reason": "nothing of this format on LucidLink"}
+        on_b2 = copies_of(records.file_sets, records.files, format_id, state["b2_storage_id"], active_only=False)
+        copy_first, remove = False, []
+        for ll_copy in on_ll:
+            unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
+            if unfinished:
+                keep.append(f"LucidLink copy is still {', '.join(unfinished)} (being written?)")
+                continue
+            verdict = find_intact_b2_copy(ll_copy, on_b2)
+            if verdict.reason == NO_B2_COPY:
+                copy_first = True
+            elif not verdict.safe:
+                keep.append(verdict.reason)
+            else:
+                purge = self.purge == "always" or (self.purge == "verified" and verdict.checksums_compared)
+                remove.append({"file_set_id": ll_copy.id, "verified_against": verdict.b2_file_set_id,
+                               "verification": "checksums" if verdict.checksums_compared
+                               else "status, name and size",
+                               "deleted": "purged" if purge else "recycle_bin",
+                               "bytes": sum(f.get("size") or 0 for f in ll_copy.files
+                                            if isinstance(f.get("size"), int))})
+        if keep:
+            return {"result": "would_keep", "reason": "would keep: " + "; ".join(dict.fromkeys(keep))}
+        if copy_first:
+            return {"result": "would_copy_then_remove", "reason": "would copy to B2 first, then remove"}
+        how = {p["deleted"] for p in remove}
+        reason = "would remove" + (" (into iconik's recycle bin: checksums not compared)"
+                                   if "recycle_bin" in how else "")
+        return {"result": "would_remove", "reason": reason, "file_sets": remove}
 
     def _delete(self, asset_id: str, fmt: str, ll_copy: Copy, verdict: Verdict, records: AssetRecords) -> dict:
         """Delete one verified LucidLink file set; what iconik did is what a fresh read shows.
@@ -872,6 +923,8 @@ class Workflow:
                         outcome = {"result": "unconfirmed", "file_set_ids": list(sent),
                                    "reason": f"a delete of the LucidLink copy was sent but not confirmed "
                                              f"before the job ended ({why})"}
+                    elif state["action"] == "check":
+                        outcome = {"result": "failed", "reason": f"not checked before the job ended ({why})"}
                     elif state["action"] == "add":
                         story = self._copy_story(asset_id, fmt)
                         outcome = {"result": "failed", "reason": f"not confirmed before the job ended ({why}); "
@@ -939,14 +992,24 @@ def summarize(state: dict) -> dict:
     done = state["phase"] == "done"
     failed = bool(state.get("error")) or bool(problems)
     status = ("failed" if failed else "succeeded") if done else None
-    verb = "Added" if state["action"] == "add" else "Removed"
-    good = results.get("copied" if state["action"] == "add" else "removed", 0)
     lines = []
     if state.get("error"):
         lines.append(f"Failed: {state['error']}")
-    lines.append(f"{verb} {good} file set(s) across {len(state['assets'])} asset(s).")
+    if state["action"] == "check":
+        lines.append(f"Checked {len(state['assets'])} asset(s): would remove {results.get('would_remove', 0)}, "
+                     f"would copy to B2 first, then remove {results.get('would_copy_then_remove', 0)}, "
+                     f"would keep {results.get('would_keep', 0)} format copies; nothing was changed.")
+        keeps = [f"{a} {f}: {o['reason'].removeprefix('would keep: ')}" for a, formats in state["outcomes"].items()
+                 for f, o in formats.items() if o["result"] == "would_keep"]
+        if keeps:
+            lines.append(f"Would keep ({len(keeps)}): " + " | ".join(keeps[:10])
+                         + (f" | and {len(keeps) - 10} more" if len(keeps) > 10 else ""))
+    else:
+        verb = "Added" if state["action"] == "add" else "Removed"
+        good = results.get("copied" if state["action"] == "add" else "removed", 0)
+        lines.append(f"{verb} {good} file set(s) across {len(state['assets'])} asset(s).")
     if problems:
-        label = "Kept on LucidLink" if state["action"] == "remove" else "Not copied"
+        label = {"remove": "Kept on LucidLink", "add": "Not copied"}.get(state["action"], "Not checked")
         lines.append(f"{label} ({len(problems)}): " + " | ".join(problems[:10])
                      + (f" | and {len(problems) - 10} more" if len(problems) > 10 else ""))
     lines.extend(f"Note: {w}" for w in state.get("warnings", []))

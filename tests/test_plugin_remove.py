@@ -569,19 +569,64 @@ def test_the_purge_setting_decides_between_purge_and_recycle_bin(emulator, tmp_p
         assert world.in_recycle_bin(asset, "ORIGINAL")
 
 
-@pytest.mark.parametrize("query", ["dry_run=true", "b2_storage=x", "formats=ORIGINAL&verbose=1"])
-def test_an_unknown_query_parameter_is_refused_400_naming_the_known_ones(emulator, tmp_path, query):
+@pytest.mark.parametrize("actions,query", [
+    (("add", "check"), "dry_run=true"), (("add", "remove", "check"), "b2_storage=x"),
+    (("add", "remove", "check"), "formats=ORIGINAL&verbose=1"), (("remove",), "dry_run=yes-please"),
+])
+def test_an_unknown_query_parameter_is_refused_400_naming_the_known_ones(emulator, tmp_path, actions, query):
     emu = emulator
     b2, ll = storages(emu)
     world = World(emu, b2, ll)
     asset = world.asset("dry")
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
-        for action in ("add", "remove"):
+        for action in actions:
             url = f"{plugin.url}/{action}?b2_storage_id={b2}&ll_storage_id={ll}&{query}"
             answer = emu.post_custom_action(url, headers={"x-bz-secret": plugin.secret}, asset_ids=[asset])
             assert answer.status_code == 400, answer.text
-            assert "unknown query parameter" in answer.json()["error"]
-            assert "b2_storage_id, ll_storage_id, formats" in answer.json()["error"]
+            if "yes-please" in query:
+                assert "dry_run must be true or false" in answer.json()["error"]
+            else:
+                assert "unknown query parameter" in answer.json()["error"]
+                assert "b2_storage_id, ll_storage_id, formats" in answer.json()["error"]
         assert plugin.service.store.counts() == {}
     assert sum(emu.request_counts.values()) == 0
     assert all(world.kept(asset, f) for f in FORMATS)
+
+
+PREVIEW_OF = {"would_remove": "removed", "would_copy_then_remove": "removed", "would_keep": "kept",
+              "not_on_lucidlink": "not_on_lucidlink"}
+
+
+@pytest.mark.parametrize("path", ["check", "remove?dry_run=true"])
+def test_the_preview_decides_what_remove_then_does_and_changes_nothing(emulator, tmp_path, path):
+    emu = emulator
+    b2, ll = storages(emu)
+    world = World(emu, b2, ll)
+    verified = world.asset("verified")
+    only_on_ll = world.asset("only on LucidLink", on_b2=())
+    broken = world.asset("broken", on_b2=())
+    emu.add_file(broken, "ORIGINAL", b2, "broken-original.mov", world.data[broken, "ORIGINAL"][:-5])
+    emu.add_file(broken, "PPRO_PROXY", b2, "broken-ppro_proxy.mov", world.data[broken, "PPRO_PROXY"])
+    not_there = world.asset("only on B2", on_ll=())
+    assets = [verified, only_on_ll, broken, not_there]
+    before = (emu.storage_files(ll), emu.storage_files(b2), emu.file_sets(verified))
+    with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
+        query = f"b2_storage_id={b2}&ll_storage_id={ll}"
+        url = f"{plugin.url}/{path}" + ("&" if "?" in path else "?") + query
+        answer = emu.post_custom_action(url, headers={"x-bz-secret": plugin.secret}, asset_ids=assets)
+        assert answer.status_code == 202, answer.text
+        preview = plugin.wait(answer.json()["job_id"])
+        assert preview["action"] == "check" and preview["status"] == "succeeded", preview
+        assert (emu.storage_files(ll), emu.storage_files(b2), emu.file_sets(verified)) == before
+        assert iconik_calls(emu, "DELETE") == 0 and transfers(emu) == []
+        assert results(preview) == {
+            (verified, "ORIGINAL"): "would_remove", (verified, "PPRO_PROXY"): "would_remove",
+            (only_on_ll, "ORIGINAL"): "would_copy_then_remove", (only_on_ll, "PPRO_PROXY"): "would_copy_then_remove",
+            (broken, "ORIGINAL"): "would_keep", (broken, "PPRO_PROXY"): "would_remove",
+            (not_there, "ORIGINAL"): "not_on_lucidlink", (not_there, "PPRO_PROXY"): "not_on_lucidlink"}
+        assert "nothing was changed" in preview["message"] and "Would keep (1)" in preview["message"]
+        [panel] = [job for job in custom_jobs(emu) if job["title"].startswith("Check")]
+        assert panel["title"] == "Check 4 assets on LucidLink" and panel["status"] == "FINISHED"
+        answer = plugin.post(emu, "remove", b2, ll, asset_ids=assets)
+        removal = plugin.wait(answer.json()["job_id"])
+    assert {key: PREVIEW_OF[result] for key, result in results(preview).items()} == results(removal)

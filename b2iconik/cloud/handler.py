@@ -8,6 +8,7 @@ those arguments and the `Reply` into a response.
     GET  /healthz     {"status": "ok"}
     POST /add         custom action: checked by b2iconik.callback, answered 202,
     POST /remove      step 0 of the job queued
+    POST /check       (the preview of a Remove; also /remove?dry_run=true)
     POST /continue    from the queue only (see auth.py): the task's state is
                       checked again as if it came from outside, then one slice
                       of the job's workflow runs and the next step is queued
@@ -48,6 +49,7 @@ ROUTES = {
     "/healthz": ("GET", "HEAD", "OPTIONS"),
     "/add": ("POST", "OPTIONS"),
     "/remove": ("POST", "OPTIONS"),
+    "/check": ("POST", "OPTIONS"),
     CONTINUE_PATH: ("POST", "OPTIONS"),
 }
 
@@ -151,7 +153,7 @@ class FunctionHandler:
                 return error(404, "the Cloud Function keeps no job store: follow the job in iconik's "
                                   "Jobs panel, or in the function's logs by its job_id")
             return error(404, f"no such path: {path[:200]}; the function serves /, /healthz, /add, "
-                              "/remove, and /continue for its task queue")
+                              "/remove, /check, and /continue for its task queue")
         if method == "OPTIONS":
             return Reply(200, None, {"Allow": ", ".join(allowed)})
         if method not in allowed:
