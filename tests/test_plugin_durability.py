@@ -370,6 +370,70 @@ def test_gunicorn_sigterm_mid_copy_gives_the_job_back_and_the_next_start_finishe
     assert len(transfers(emu, world.b2)) == 2
 
 
+def test_six_deploys_during_one_long_remove_use_up_no_attempt_and_it_still_succeeds(emulator, tmp_path):
+    """Each graceful stop (SIGTERM, as systemctl restart or a new container sends) gives the
+    job back without counting it as a crash; MAX_ATTEMPTS (5) is far below the restarts."""
+    emu = emulator
+    world = World(emu)
+    asset = world.asset("long", on_b2=False)
+    emu.fault_asset(asset, "copy_slow", 40)  # each format's copy to B2 takes 40 s
+    state = tmp_path / "state"
+    env = gunicorn_env(emu, state)
+    job_id, holders = None, []
+
+    def taken_by_this_start():
+        row = raw_row(state, job_id)
+        return row["status"] == "running" and row["owner"] not in holders
+
+    for start in range(7):
+        with run_gunicorn(env, workers=2) as (url, process):
+            job_id = job_id or post(emu, url, "remove", world, asset_ids=[asset])
+            until(taken_by_this_start, timeout=30, what=f"start {start + 1} to take the job")
+            holders.append(raw_row(state, job_id)["owner"])
+            if start == 6:
+                view = wait_for_job(url, job_id, timeout=90)
+                break
+            if start == 0:
+                with _store(state) as store:
+                    until(lambda: copies_followed(store, job_id), what="the copy to B2 to be queued")
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        row = raw_row(state, job_id)
+        assert (row["status"], row["owner"], row["attempts"]) == ("queued", None, 0), row
+        assert world.kept(asset) and iconik_calls(emu, "DELETE") == 0
+    assert view["status"] == "succeeded", view
+    assert raw_row(state, job_id)["attempts"] == 1
+    assert world.removed(asset)
+    assert sorted(c["format_name"] for c in transfers(emu, world.b2)) == sorted(FORMATS)  # asked for once
+
+
+def test_a_worker_stalled_longer_than_its_lease_keeps_its_job_and_no_thread_claims_it_again(emulator, tmp_path):
+    """What a loaded machine does to a late heartbeat (issue 12.8): before the fix, each stall
+    let an idle thread of the same process claim the job again, until its attempts ran out."""
+    emu = emulator
+    world = World(emu)
+    asset = world.asset("stalled", on_b2=False)
+    emu.fault_asset(asset, "copy_slow", 15)
+    state = tmp_path / "state"
+    with run_gunicorn(gunicorn_env(emu, state, lease_seconds=2), workers=2) as (url, process):
+        job_id = post(emu, url, "remove", world, asset_ids=[asset])
+        with _store(state) as store:
+            until(lambda: copies_followed(store, job_id), what="the copy to B2 to be queued")
+        holder = raw_row(state, job_id)["owner"]
+        pid = int(holder.split(":")[1])
+        for _ in range(3):
+            os.kill(pid, signal.SIGSTOP)  # the whole worker stands still past its lease
+            time.sleep(3)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(1)  # its idle threads poll every 0.25 s: time enough to claim it again
+            row = raw_row(state, job_id)
+            assert (row["status"], row["owner"], row["attempts"]) == ("running", holder, 1), row
+        view = wait_for_job(url, job_id, timeout=60)
+    assert view["status"] == "succeeded", view
+    assert raw_row(state, job_id)["attempts"] == 1
+    assert world.removed(asset)
+
+
 def test_gunicorn_killed_mid_remove_restarts_reclaims_the_job_and_deletes_nothing_unsafely(emulator, tmp_path):
     emu = emulator
     world = World(emu)
