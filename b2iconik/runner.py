@@ -161,13 +161,14 @@ class JobRunner:
 
         None too when the runner was not started (PLUGIN_RUN_JOBS off) or is stopping.
         """
-        if not self.running:
+        leader, workers = self._leader, list(self._workers)
+        if leader is None or self._stop.is_set():
             return None
         if not self.is_leader:
-            return None if self._leader.is_alive() else "the job runner stopped before it could run jobs"
-        dead = [t.name for t in self._workers if not t.is_alive()]
+            return None if leader.is_alive() else "the job runner stopped before it could run jobs"
+        dead = [t.name for t in workers if not t.is_alive()]
         if dead:
-            return f"{len(dead)} of the job runner's {len(self._workers)} threads stopped"
+            return f"{len(dead)} of the job runner's {len(workers)} threads stopped"
         return None
 
     # -- worker threads --------------------------------------------------------
@@ -295,7 +296,7 @@ class JobRunner:
                 log.info("forgot %d finished job(s) older than %s days", pruned, self.settings.retention_days)
             if self.store.wal_dirty:
                 self.store.checkpoint()
-        except StoreError as error:
+        except Exception as error:  # never keeps the workers from starting or the heartbeat going
             self.throttle.log(logging.WARNING, "maintain", "could not prune old jobs: %s", error)
 
 
