@@ -38,6 +38,8 @@ MAINTENANCE_INTERVAL = 3600.0
 """How often (s) finished jobs past the retention are forgotten while the runner runs."""
 ERROR_PAUSE = 1.0
 """How long (s) a worker waits after the store failed, before it tries again."""
+PROBE_AGE = 30.0
+"""A process that recorded nothing for this long (s) tries a small write, so /healthz knows."""
 
 
 class Throttle:
@@ -108,6 +110,7 @@ class JobRunner:
             log.error("cannot open the runner lock; this process runs no jobs: %s", error)
             return
         while not self._stop.is_set():
+            self._probe()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -269,6 +272,7 @@ class JobRunner:
         while not self._stop.wait(interval):
             try:
                 self._renew()
+                self._probe()
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + self.maintenance_interval
                     self._maintain()
@@ -287,6 +291,12 @@ class JobRunner:
             except StoreError as error:
                 self.throttle.log(logging.WARNING, "renew", "could not renew the lease of job %s: %s",
                                    job_id, error)
+
+    def _probe(self) -> None:
+        try:
+            self.store.probe_writes(PROBE_AGE)
+        except Exception as error:
+            self.throttle.log(logging.WARNING, "probe", "could not check the job store: %r", error)
 
     def _maintain(self) -> None:
         """Forget finished jobs past the retention; erase what a busy checkpoint left in the log."""

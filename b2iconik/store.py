@@ -418,12 +418,14 @@ class JobStore:
         self._run(lambda db: db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)",
                                         (self.clock(),)))
 
-    def write_problem(self, max_age: float) -> str | None:
-        """Why this process could not record its latest write, or None if it could.
+    def write_problem(self) -> str | None:
+        """Why this process's latest write failed, or None (it worked, or none was tried yet)."""
+        outcome = self._write_outcome
+        return outcome[1] if outcome else None
 
-        A small write is tried only when the latest one is older than `max_age`
-        seconds (one at a time), so asking often costs no writes.
-        """
+    def probe_writes(self, max_age: float) -> None:
+        """Try a small write when this process recorded none for `max_age` seconds, so that
+        `write_problem` stays current; a failure is recorded there, not raised."""
         def stale():
             return self._write_outcome is None or time.monotonic() - self._write_outcome[0] > max_age
 
@@ -433,8 +435,7 @@ class JobStore:
                     try:
                         self.check_writable()
                     except StoreError:
-                        pass  # recorded in _write_outcome
-        return self._write_outcome[1]
+                        pass
 
     # -- reading -----------------------------------------------------------
 

@@ -181,3 +181,25 @@ def test_a_read_only_database_gives_503_over_http_and_no_iconik_call(emulator, t
         monkeypatch.undo()
         assert sum(store.counts().values()) == jobs
     assert sum(emu.request_counts.values()) == 0
+
+
+def test_healthz_never_writes_to_the_job_store(emulator, tmp_path):
+    """Anyone may call /healthz: a hundred calls cost reads only."""
+    import sqlite3
+
+    from plugin import create_app
+
+    app = create_app(plugin_settings(emulator, tmp_path / "state"), run_jobs=False)
+    store = app.extensions["b2iconik"].store
+    watcher = sqlite3.connect(store.path)
+    try:
+        assert _add_call(app).status_code == 202
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        client = app.test_client()
+        assert all(client.get("/healthz").status_code == 200 for _ in range(100))
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == before  # no commit by anyone
+        assert _add_call(app).status_code == 202
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != before  # (it does see commits)
+    finally:
+        watcher.close()
+        store.close()

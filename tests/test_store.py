@@ -410,21 +410,26 @@ def raw_count(store, table) -> int:
 # -- health and older stores -------------------------------------------------------------
 
 
-def test_write_problem_answers_from_the_latest_write_and_probes_only_when_it_is_old(store):
+def test_write_problem_tells_the_latest_write_and_probes_write_only_when_nothing_was_written_lately(store):
+    assert store.write_problem() is None  # nothing tried yet
+    store.probe_writes(max_age=30)
+    assert raw_count(store, "health") == 1  # nothing written yet: a probe
     store.create("add", STATE, TOKEN)
-    assert store.write_problem(max_age=30) is None
-    assert raw_count(store, "health") == 0  # a recent write answered: nothing written
-    assert store.write_problem(max_age=0) is None
-    assert raw_count(store, "health") == 1
+    store._run(lambda db: db.execute("DELETE FROM health"))
+    store.probe_writes(max_age=30)
+    assert raw_count(store, "health") == 0  # a recent write tells enough: no probe
     store.close()
     store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
                                 check_same_thread=False)
     store._db.row_factory = sqlite3.Row
     with pytest.raises(StoreError):
         store.create("add", STATE, TOKEN)
-    assert "readonly" in store.write_problem(max_age=30)
-    store.close()
-    assert store.write_problem(max_age=0) is None  # writable again: the probe says so
+    assert "readonly" in store.write_problem()
+    store.close()  # writable again
+    store.probe_writes(max_age=30)
+    assert "readonly" in store.write_problem()  # the failure is recent: not probed yet
+    store.probe_writes(max_age=0)
+    assert store.write_problem() is None
 
 
 def test_a_store_made_by_the_first_release_is_brought_up_to_date(tmp_path):
