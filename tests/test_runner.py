@@ -151,6 +151,23 @@ def test_a_damaged_job_is_failed_with_its_reason_and_the_next_job_runs_to_the_en
     assert sum(n for (method, _), n in emulator.request_counts.items() if method == "DELETE") == 0
 
 
+def test_a_job_whose_runs_crashed_five_times_is_failed_with_a_coherent_record(emulator, tmp_path, quick_runner):
+    b2 = emulator.add_storage("b2", method="B2")
+    ll = emulator.add_storage("ll", method="FILE")
+    asset = emulator.add_asset("clip")
+    emulator.add_file(asset, "ORIGINAL", ll, "clip.mov", b"c" * 300)
+    state_dir = tmp_path / "state"
+    with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
+        job_id = plugin.post(emulator, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset]).json()["job_id"]
+        with sqlite3.connect(state_dir / "jobs.sqlite3") as db:  # five runs ended in a crash
+            db.execute("UPDATE jobs SET attempts=5 WHERE id=?", (job_id,))
+        plugin.service.runner.start()
+        view = plugin.wait(job_id)
+    assert view["status"] == "failed" and view["phase"] == "done"
+    assert view["error"] == "gave up after 5 runs that ended in a crash"
+    assert sum(emulator.request_counts.values()) == 0  # nothing was tried, nothing touched
+
+
 def test_store_errors_are_logged_once_a_minute_not_once_a_claim_and_work_resumes(emulator, tmp_path, quick_runner,
                                                                                   caplog):
     b2 = emulator.add_storage("b2", method="B2")
