@@ -142,6 +142,8 @@ def new_state(request) -> dict:
         "formats": list(request.formats),
         "context": request.context,
         "selection": {"asset_ids": list(request.asset_ids), "collection_ids": list(request.collection_ids)},
+        "requested_by": getattr(request, "user_id", None) or getattr(request, "requested_by", None),
+        "origin": getattr(request, "origin", None) or "click",
         "phase": "resolve",
         "assets": [],
         "outcomes": {},
@@ -204,6 +206,8 @@ def job_title(state: dict) -> str:
         return f"Add {count} {noun} to LucidLink"
     if state["action"] == "check":
         return f"Check {count} {noun} on LucidLink"
+    if state.get("origin") == "cleanup":
+        return f"Cleanup: remove {count} {noun} from LucidLink"
     return f"Remove {count} {noun} from LucidLink"
 
 
