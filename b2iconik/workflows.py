@@ -360,6 +360,7 @@ class Workflow:
                 log.info("waiting: another job is working on %d of this job's assets", len(busy))
                 self.panel.progress(0, len(state["assets"]), f"Waiting for another job to finish with "
                                     f"{len(busy)} of these assets", force=True)
+                self.checkpoint(force=True)
             self._pause(self.tuning.poll_interval)
             return False
         state.pop("waiting_for", None)
