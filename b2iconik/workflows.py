@@ -214,7 +214,8 @@ def job_title(state: dict) -> str:
 class Workflow:
     def __init__(self, client: iconik.IconikClient, state: dict, tuning: Tuning = Tuning(), *,
                  checkpoint=None, stop: threading.Event | None = None, deadline: float | None = None,
-                 blocking_waits: bool = True, clock=time.time, claim_assets=None, purge: str = "verified"):
+                 blocking_waits: bool = True, clock=time.time, claim_assets=None, purge: str = "verified",
+                 on_outcome=None):
         self.client = client
         self.state = state
         self.tuning = tuning
@@ -224,6 +225,8 @@ class Workflow:
         self.blocking_waits = blocking_waits
         self.clock = clock
         self._claim_assets = claim_assets or (lambda asset_ids: [])
+        self._on_outcome = on_outcome or (lambda asset_id, fmt, outcome: None)
+        """Called with each outcome as it is recorded (the audit trail); must not raise."""
         if purge not in PURGE_MODES:
             raise ValueError(f"purge must be one of {', '.join(PURGE_MODES)}")
         self.purge = purge
@@ -895,7 +898,7 @@ class Workflow:
                     if asset_id not in waiting:
                         waiting.append(asset_id)
                 else:
-                    state["outcomes"].setdefault(asset_id, {})[fmt] = result
+                    self._set_outcome(asset_id, fmt, result)
                     state.get("deleting", {}).get(asset_id, {}).pop(fmt, None)
                     state.get("incomplete", {}).pop(f"{asset_id}/{fmt}", None)
             if not state.get("deleting", {}).get(asset_id, True):
@@ -909,7 +912,8 @@ class Workflow:
             reason = "kept on LucidLink: " + reason
         with self._lock:
             for fmt in self.state["formats"]:
-                self.state["outcomes"].setdefault(asset_id, {}).setdefault(fmt, {"result": result, "reason": reason})
+                if fmt not in self.state["outcomes"].get(asset_id, {}):
+                    self._set_outcome(asset_id, fmt, {"result": result, "reason": reason})
 
     def _close_unjudged(self, why: str) -> None:
         """The job ends early: record what is known of every asset not judged yet.
@@ -939,8 +943,16 @@ class Workflow:
                         copying = "" if story == "no copy was made" else f"; a copy to B2 was requested ({story})"
                         outcome = {"result": "kept", "reason": f"kept on LucidLink: not checked before the job "
                                                                f"ended ({why}){copying}"}
-                    state["outcomes"].setdefault(asset_id, {})[fmt] = outcome
+                    self._set_outcome(asset_id, fmt, outcome)
             state.pop("deleting", None)
+
+    def _set_outcome(self, asset_id: str, fmt: str, outcome: dict) -> None:
+        """Record one outcome (callers hold the lock) and hand it to the audit hook."""
+        self.state["outcomes"].setdefault(asset_id, {})[fmt] = outcome
+        try:
+            self._on_outcome(asset_id, fmt, outcome)
+        except Exception as error:  # the audit must never stop the work; the state still has it
+            log.error("could not hand an outcome to the audit trail: %s", error)
 
     def _report_progress(self) -> None:
         done = count_done(self.state)
