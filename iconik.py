@@ -39,6 +39,8 @@ DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100
 BULK_LIMIT = 500
 """The bulk copy endpoint takes at most this many ids per call."""
+STORAGE_FILE_FILTERS = ("path", "directory_path", "name", "status", "date_modified")
+"""The filters of the storage file listing (`GET /storages/{id}/files/`)."""
 
 CONTEXTS = ("ASSET", "COLLECTION", "BULK")
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -446,6 +448,47 @@ class IconikClient:
         fsid = check_uuid(file_set_id, "file set id")
         return self.paginate(f"API/files/v1/assets/{aid}/file_sets/{fsid}/files/",
                              {"generate_signed_url": "false"})
+
+    def iter_storage_files(self, storage_id: str, **filters) -> Iterator[dict]:
+        """Every file on one storage, from iconik's search index, scrolled 100 at a time.
+
+        `filters` are the listing's own (STORAGE_FILE_FILTERS): `path`, `directory_path`,
+        `name`, `status` (comma-separated; default every status but DELETED) and
+        `date_modified` ("from;to"). The index can lag behind recent changes: good for
+        reports and finding candidates, never proof before a delete.
+        """
+        sid = check_uuid(storage_id, "storage id")
+        unknown = sorted(set(filters) - set(STORAGE_FILE_FILTERS))
+        if unknown:
+            raise ValueError(f"not a filter of the storage file listing: {', '.join(unknown)}")
+        params = {key: str(value) for key, value in filters.items() if value is not None}
+        return self._scroll(f"API/files/v1/storages/{sid}/files/", params)
+
+    def _scroll(self, path: str, params: dict) -> Iterator[dict]:
+        """Yield every object of a search-index list read with `scroll=true`.
+
+        Each page's `next_url` names the same scroll (so it may repeat); the scroll
+        ends on a page without objects or `next_url`, or once `total` objects came.
+        """
+        page = self.request("GET", path, params={"per_page": PAGE_SIZE, "scroll": "true", **params})
+        seen = pages = 0
+        while True:
+            objects = (page or {}).get("objects") or []
+            yield from objects
+            seen += len(objects)
+            pages += 1
+            total = (page or {}).get("total")
+            next_url = (page or {}).get("next_url")
+            if not objects or not next_url or (isinstance(total, int) and seen >= total):
+                return
+            if isinstance(total, int) and pages > total // max(1, len(objects)) + 2:
+                raise IconikError(None, "GET", _shown(path), "iconik's scroll did not end after its total")
+            try:
+                self.resolve("GET", next_url)
+            except NotSent as error:
+                raise NotSent(None, "GET", _shown(path),
+                              f"iconik's next page link was not followed: {error.message}") from None
+            page = self.request("GET", next_url)
 
     def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> bool:
         """Delete a file set; `immediately` asks iconik to purge its records and bytes too.
