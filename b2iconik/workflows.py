@@ -41,6 +41,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import iconik
+from b2iconik.assessment import assess_format
 from b2iconik.progress import JobsPanel
 from b2iconik.selection import expand_selection
 from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, file_sets_from_files, find_intact_b2_copy
@@ -677,43 +678,7 @@ class Workflow:
     def _preview_format(self, fmt: str, records: AssetRecords) -> dict:
         """What Remove would do with one format of an asset, from the same read and rules; changes nothing."""
         state = self.state
-        format_id = records.formats.get(fmt)
-        if format_id is None:
-            return {"result": "not_on_lucidlink", "reason": f"asset has no {fmt} format"}
-        copies = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=False)
-        on_ll = [c for c in copies if c.file_set.get("status") == "ACTIVE"]
-        keep = [f"iconik gives no status for LucidLink file set {c.id}; cannot tell whether it is live"
-                for c in copies if not c.file_set.get("status")]
-        if not on_ll and not keep:
-            return {"result": "not_on_lucidlink", "reason": "nothing of this format on LucidLink"}
-        on_b2 = copies_of(records.file_sets, records.files, format_id, state["b2_storage_id"], active_only=False)
-        copy_first, remove = False, []
-        for ll_copy in on_ll:
-            unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
-            if unfinished:
-                keep.append(f"LucidLink copy is still {', '.join(unfinished)} (being written?)")
-                continue
-            verdict = find_intact_b2_copy(ll_copy, on_b2)
-            if verdict.reason == NO_B2_COPY:
-                copy_first = True
-            elif not verdict.safe:
-                keep.append(verdict.reason)
-            else:
-                purge = self.purge == "always" or (self.purge == "verified" and verdict.checksums_compared)
-                remove.append({"file_set_id": ll_copy.id, "verified_against": verdict.b2_file_set_id,
-                               "verification": "checksums" if verdict.checksums_compared
-                               else "status, name and size",
-                               "deleted": "purged" if purge else "recycle_bin",
-                               "bytes": sum(f.get("size") or 0 for f in ll_copy.files
-                                            if isinstance(f.get("size"), int))})
-        if keep:
-            return {"result": "would_keep", "reason": "would keep: " + "; ".join(dict.fromkeys(keep))}
-        if copy_first:
-            return {"result": "would_copy_then_remove", "reason": "would copy to B2 first, then remove"}
-        how = {p["deleted"] for p in remove}
-        reason = "would remove" + (" (into iconik's recycle bin: checksums not compared)"
-                                   if "recycle_bin" in how else "")
-        return {"result": "would_remove", "reason": reason, "file_sets": remove}
+        return assess_format(fmt, records, state["b2_storage_id"], state["ll_storage_id"], self.purge).outcome()
 
     def _delete(self, asset_id: str, fmt: str, ll_copy: Copy, verdict: Verdict, records: AssetRecords) -> dict:
         """Delete one verified LucidLink file set; what iconik did is what a fresh read shows.
