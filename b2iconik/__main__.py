@@ -1,0 +1,51 @@
+"""`python -m b2iconik <command> [arguments]`: the plugin's command-line tools in one place.
+
+Each command is a line of COMMANDS: its module, imported only when it runs, and
+that module's `main(argv) -> int`. `python -m b2iconik <command> --help` shows
+a command's own options. Exit 2 for an unknown command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+COMMANDS = {
+    "report": ("b2iconik.report", "what is on LucidLink: totals, reasons, age; --csv, --json, --html"),
+    "cleanup": ("b2iconik.cleanup_cli", "plan (or --apply: queue) a Remove of old assets, or down to a size"),
+    "demo": ("b2iconik.demo", "the whole flow end to end on a local iconik emulator"),
+    "emulator": ("b2iconik.emulator.__main__", "run the local iconik emulator"),
+    "selftest": ("b2iconik.selftest", "prove a real deployment end to end with one test asset"),
+}
+if importlib.util.find_spec("b2iconik.jobs_cli") is not None:
+    COMMANDS["jobs"] = ("b2iconik.jobs_cli", "the plugin's jobs in its job store")
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m b2iconik <command> [arguments]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
+    lines += ["", "python -m b2iconik <command> --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        problem = "no command given" if not argv else f"unknown command {argv[0][:40]!r}"
+        print(f"error: {problem}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    try:
+        code = module.main(argv[1:])
+    except SystemExit as exit_:  # argparse's --help (0) or its refusal (2)
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    return 0 if code is None else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

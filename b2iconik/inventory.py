@@ -1,0 +1,183 @@
+"""What is on the LucidLink storage: iconik's storage file listing, then one fresh read per asset.
+
+`list_lucidlink` scrolls the listing (every page) and groups it by asset.
+`read_assets` reads each asset once, as Remove reads it (`Workflow._read_asset`:
+its live formats and its files), and judges each format it has on LucidLink
+with Remove's rules (`b2iconik.assessment`). The listing is a search index and
+can lag behind recent changes, so an asset's fresh read decides: an asset the
+listing shows but the read does not is `gone`.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import iconik
+from b2iconik.assessment import B2, assess_format, lucidlink_files
+from b2iconik.workflows import Workflow
+
+CATEGORIES = {
+    "safe": "safe to remove now (verified on B2)",
+    "only_on_lucidlink": "only on LucidLink (no B2 copy)",
+    "unverified": "B2 copy does not verify",
+    "incomplete": "LucidLink copy incomplete or of unknown status",
+    "unknown": "could not be judged",
+    "gone": "listed, but no longer on LucidLink",
+}
+"""Each format of an asset on LucidLink falls in one; `gone` holds no bytes."""
+CATEGORY_OF_RESULT = {"would_remove": "safe", "would_copy_then_remove": "only_on_lucidlink"}
+
+
+def parse_when(value) -> datetime | None:
+    """An aware UTC datetime from iconik's ISO 8601 text (naive means UTC), or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _size(record: dict) -> int:
+    size = record.get("size")
+    return size if isinstance(size, int) and size > 0 else 0
+
+
+def _newest(records) -> datetime | None:
+    times = [t for t in (parse_when(r.get("date_modified")) for r in records) if t is not None]
+    return max(times) if times else None
+
+
+@dataclass
+class ListedAsset:
+    """One asset as the storage file listing shows it."""
+
+    asset_id: str
+    name: str = ""
+    files: int = 0
+    bytes: int = 0
+    last_modified: datetime | None = None
+
+
+def list_lucidlink(client: iconik.IconikClient, ll_storage_id: str, progress=None) -> dict[str, ListedAsset]:
+    """Asset id -> what the listing holds of it on the storage (files not DELETED)."""
+    found: dict[str, ListedAsset] = {}
+    for record in client.iter_storage_files(ll_storage_id):
+        asset_id = record.get("asset_id") if isinstance(record, dict) else None
+        if not asset_id or record.get("status") == "DELETED":
+            continue
+        listed = found.setdefault(asset_id, ListedAsset(asset_id))
+        listed.name = listed.name or str(record.get("original_name") or record.get("name") or "")
+        listed.files += 1
+        listed.bytes += _size(record)
+        when = parse_when(record.get("date_modified"))
+        if when and (listed.last_modified is None or when > listed.last_modified):
+            listed.last_modified = when
+        if progress is not None:
+            progress.advance()
+    return found
+
+
+@dataclass
+class Row:
+    """One format of one asset on LucidLink, as its fresh read shows it."""
+
+    asset_id: str
+    name: str
+    format: str
+    category: str
+    result: str
+    reason: str
+    bytes: int = 0
+    files: int = 0
+    last_modified: datetime | None = None
+
+
+@dataclass
+class AssetView:
+    """An asset of the listing and what its fresh read showed, format by format."""
+
+    listed: ListedAsset
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def asset_id(self) -> str:
+        return self.listed.asset_id
+
+    @property
+    def bytes(self) -> int:
+        return sum(row.bytes for row in self.rows)
+
+    @property
+    def on_lucidlink(self) -> bool:
+        return any(row.category != "gone" for row in self.rows)
+
+    @property
+    def last_modified(self) -> datetime | None:
+        times = [row.last_modified for row in self.rows if row.last_modified]
+        return max(times) if times else None
+
+
+def records_reader(client: iconik.IconikClient):
+    """Remove's own read of an asset (`Workflow._read_asset`): AssetRecords, or None if no such asset."""
+    reader = Workflow(client, {"action": "check", "assets": [], "outcomes": {}, "warnings": []})
+    return reader._read_asset
+
+
+def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, purge: str) -> list[Row]:
+    """The rows of one asset from its fresh read (`records`; None: the asset is gone)."""
+    def row(fmt, category, result, reason, files=()):
+        return Row(listed.asset_id, listed.name, fmt, category, result, reason, sum(map(_size, files)),
+                   len(files), _newest(files) or (listed.last_modified if files else None))
+
+    if records is None:
+        return [row("", "gone", "not_on_lucidlink", "the asset is no longer in iconik")]
+    rows, seen = [], set()
+    for fmt in records.formats:
+        files = lucidlink_files(fmt, records, ll_storage_id)
+        if not files:
+            continue
+        seen.update(f.get("id") for f in files)
+        verdict = assess_format(fmt, records, b2_storage_id, ll_storage_id, purge)
+        category = CATEGORY_OF_RESULT.get(verdict.result)
+        if verdict.result == "would_keep":
+            category = "unverified" if any(kind == B2 for kind, _ in verdict.keeps) else "incomplete"
+        elif category is None:
+            category = "unknown"
+        rows.append(row(fmt, category, verdict.result, verdict.reason, files))
+    stray = [f for f in records.files if f.get("storage_id") == ll_storage_id and f.get("status") != "DELETED"
+             and f.get("file_set_status") != "DELETED" and f.get("id") not in seen]
+    if stray:
+        rows.append(row("(deleted format)", "unknown", "would_keep",
+                        "of a format iconik lists as deleted, which Remove leaves alone", stray))
+    if not rows:
+        rows.append(row("", "gone", "not_on_lucidlink", "no longer on LucidLink (the storage listing lags)"))
+    return rows
+
+
+def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
+                ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None) -> list[AssetView]:
+    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it.
+
+    A read that fails after the client's retries makes one `unknown` row with the
+    reason; a refused token (401/403) ends the run (raises iconik.Unauthorized).
+    """
+    read = records_reader(client)
+
+    def view(item: ListedAsset) -> AssetView:
+        try:
+            rows = judge(item, read(item.asset_id), b2_storage_id, ll_storage_id, purge)
+        except iconik.Unauthorized:
+            raise
+        except iconik.IconikError as error:
+            rows = [Row(item.asset_id, item.name, "", "unknown", "unread", f"could not read the asset: {error}",
+                        item.bytes, item.files, item.last_modified)]
+        if progress is not None:
+            progress.advance()
+        return AssetView(item, rows)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="read") as pool:
+        return list(pool.map(view, listed.values()))
