@@ -8,6 +8,8 @@ makes sure no job is run twice.
 
 import os
 
+from b2iconik import metrics_http
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 
 # Two processes: if one dies, the other keeps answering iconik and resumes its jobs.
@@ -49,3 +51,27 @@ def worker_exit(server, worker):
     service = getattr(app, "extensions", {}).get("b2iconik") if app else None
     if service is not None:
         service.runner.stop()
+
+
+# Metrics: every worker writes its own into PROMETHEUS_MULTIPROC_DIR (set in the master before
+# any worker imports prometheus_client), and the master serves their sum on 127.0.0.1:9464
+# (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT; README.md, "Operating: jobs, audit and metrics").
+
+def on_starting(server):
+    """Choose the workers' metrics directory, and forget the metric files of an earlier run."""
+    metrics_http.prepare_dir()
+    metrics_http.clean_dir()
+
+
+def when_ready(server):
+    """Serve the metrics from the master, once for all workers."""
+    metrics_http.serve()
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges no longer count."""
+    metrics_http.process_gone(worker.pid)
+
+
+def on_exit(server):
+    metrics_http.remove_dir()

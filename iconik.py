@@ -53,6 +53,19 @@ _URL_TEXT = re.compile(r"^[\x21-\x5b\x5d-\x7e]*$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+observers: list = []
+"""Callables told of each call sent: `observer(status)`, the HTTP status or None when no answer
+came. The client knows nothing of what they do (the plugin counts calls); one that raises is ignored."""
+
+
+def _observe(status: int | None) -> None:
+    for observer in list(observers):
+        try:
+            observer(status)
+        except Exception:
+            log.debug("an iconik call observer failed", exc_info=True)
+
+
 class IconikError(Exception):
     """iconik answered with an error, or could not be reached."""
 
@@ -335,6 +348,7 @@ class IconikClient:
         if self.limiter:
             self.limiter.acquire()
         started = time.monotonic()
+        response = None
         try:
             # Never follow a redirect: requests keeps the Auth-Token on a redirect to another host.
             response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
@@ -349,6 +363,8 @@ class IconikClient:
             raise _Retryable(None, method, shown, "the answer was cut off") from None
         except requests.RequestException as error:
             raise IconikError(None, method, shown, f"request failed ({type(error).__name__})") from None
+        finally:
+            _observe(None if response is None else response.status_code)
         log.debug("iconik %s %s -> %s in %.0f ms", method, shown, response.status_code,
                   (time.monotonic() - started) * 1000)
         status = response.status_code

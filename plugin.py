@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from b2iconik import metrics
 from b2iconik.config import ConfigError, Settings
 from b2iconik.logs import redactor, setup_logging
 from b2iconik.runner import JobRunner
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     settings = settings or Settings.from_env()
     redactor.add(settings.shared_secret)
     redactor.add(settings.iconik_token)
+    metrics.install()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False

@@ -49,6 +49,30 @@ def parse_formats(raw: str | None, default=DEFAULT_FORMATS) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def state_dir_from_env(env=None) -> Path:
+    """The job store's directory (PLUGIN_STATE_DIR), for tools that need no other setting."""
+    if env is None:
+        load_dotenv(override=False)
+        env = os.environ
+    return Path(env.get("PLUGIN_STATE_DIR", "").strip() or "state")
+
+
+DEFAULT_METRICS_PORT = 9464
+"""Prometheus' port for the metrics (9100 is node_exporter's)."""
+
+
+def metrics_address(env=None) -> tuple[str, int] | None:
+    """Where the metrics are served (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT); None when the port is 0."""
+    if env is None:
+        load_dotenv(override=False)
+        env = os.environ
+    port = int(_number(env, "PLUGIN_METRICS_PORT", DEFAULT_METRICS_PORT, int, 0))
+    if port > 65535:
+        raise ConfigError(f"PLUGIN_METRICS_PORT must be a port number (0 to 65535), not {port}")
+    host = env.get("PLUGIN_METRICS_HOST", "").strip() or "127.0.0.1"
+    return (host, port) if port else None
+
+
 @dataclass(frozen=True)
 class Settings:
     iconik_id: str
@@ -67,7 +91,8 @@ class Settings:
     poll_interval: float = 2.0
     max_poll_interval: float = 60.0
     lease_seconds: float = 60.0
-    retention_days: float = 30.0
+    retention_days: float = 365.0
+    """Finished jobs and their audit records are forgotten after this many days (0: kept)."""
     run_jobs: bool = True
     b2_storage_id: str | None = None
     """When set, the only storage a call may name as B2 (PLUGIN_B2_STORAGE_ID)."""
@@ -76,6 +101,8 @@ class Settings:
     purge: str = "verified"
     open_copy_timeout: float = 900.0
     """How long an Add waits for a LucidLink copy whose files stay OPEN/GROWING (s)."""
+    metrics: tuple[str, int] | None = ("127.0.0.1", DEFAULT_METRICS_PORT)
+    """Where gunicorn's master serves the metrics (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT); None: off."""
 
     @classmethod
     def from_env(cls, env=None, *, dotenv: bool = True) -> "Settings":
@@ -117,7 +144,7 @@ class Settings:
             iconik_url=url,
             iconik_token=env.get("ICONIK_TOKEN", "").strip() or None,
             formats=formats,
-            state_dir=Path(env.get("PLUGIN_STATE_DIR", "").strip() or "state"),
+            state_dir=state_dir_from_env(env),
             max_body_bytes=int(_number(env, "PLUGIN_MAX_BODY_BYTES", 2 * 1024 * 1024, int, 1024)),
             max_rps=_number(env, "ICONIK_MAX_RPS", iconik.DEFAULT_MAX_RPS, float, 0.1),
             request_timeout=_number(env, "ICONIK_TIMEOUT", 30.0, float, 1),
@@ -128,10 +155,11 @@ class Settings:
             poll_interval=_number(env, "PLUGIN_POLL_INTERVAL", 2.0, float, 0.01),
             max_poll_interval=_number(env, "PLUGIN_MAX_POLL_INTERVAL", 60.0, float, 0.01),
             lease_seconds=_number(env, "PLUGIN_LEASE_SECONDS", 60.0, float, 1),
-            retention_days=_number(env, "PLUGIN_JOB_RETENTION_DAYS", 30.0, float, 0),
+            retention_days=_number(env, "PLUGIN_JOB_RETENTION_DAYS", 365.0, float, 0),
             run_jobs=env.get("PLUGIN_RUN_JOBS", "true").strip().lower() not in ("0", "false", "no"),
             purge=purge,
             open_copy_timeout=_number(env, "PLUGIN_OPEN_COPY_TIMEOUT", 900.0, float, 1),
+            metrics=metrics_address(env),
             **pins,
         )
 

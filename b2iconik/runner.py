@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from b2iconik import workflows
+from b2iconik import audit, metrics, workflows
 from b2iconik.config import ConfigError, Settings
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.store import JobStore, LostLease, StoreError, new_owner
@@ -99,6 +99,7 @@ class JobRunner:
         """Begin running jobs, as soon as this process holds the runner lock."""
         if self._leader is not None:
             return
+        metrics.runner_running(False)
         self._stop.clear()
         self._leader = threading.Thread(target=self._lead, name="job-leader", daemon=True)
         self._leader.start()
@@ -122,6 +123,7 @@ class JobRunner:
         self._leader_fd = fd
         log.info("this process runs the jobs (pid %d)", os.getpid())
         self._start_workers()
+        metrics.runner_running(self.problem() is None)
 
     @property
     def is_leader(self) -> bool:
@@ -154,6 +156,7 @@ class JobRunner:
         if self._leader_fd is not None:
             os.close(self._leader_fd)
             self._leader_fd = None
+        metrics.runner_running(False)
 
     @property
     def running(self) -> bool:
@@ -220,23 +223,26 @@ class JobRunner:
             problem = job.damage or _invalid(state)
             if problem:
                 log.error("job %s cannot be run, failing it: %s", job.id, problem)
-                self.store.finish(job.id, job.owner, _damaged_state(job.action, problem), "failed")
+                self._finish(job, _damaged_state(job.action, problem), "failed")
                 return
             if job.attempts > MAX_ATTEMPTS:
                 state["error"] = f"gave up after {MAX_ATTEMPTS} runs that ended in a crash"
                 state["phase"] = "done"
-                self.store.finish(job.id, job.owner, state, "failed")
+                self._finish(job, state, "failed")
                 return
             client = self.settings.client(job.auth_token)
+            recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
             flow = workflows.Workflow(
                 client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
                 checkpoint=lambda s: self.store.save(job.id, job.owner, s, self.settings.lease_seconds),
-                claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids))
+                claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids),
+                on_outcome=recorder)
             log.info("running %s job (attempt %d, phase %s)", job.action, job.attempts, state["phase"])
             with client:
                 done = flow.run()
             if done:
-                self.store.finish(job.id, job.owner, state, "succeeded" if state.get("succeeded") else "failed")
+                recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
+                self._finish(job, state, "succeeded" if state.get("succeeded") else "failed")
             elif self._stop.is_set():
                 self.store.release(job.id, job.owner)
                 log.info("job paused at phase %s; it resumes on the next start", state["phase"])
@@ -258,9 +264,13 @@ class JobRunner:
             except StoreError:
                 pass
 
+    def _finish(self, job, state: dict, status: str) -> None:
+        self.store.finish(job.id, job.owner, state, status)
+        metrics.job_finished(job.action, status)
+
     def _finish_quietly(self, job, state: dict) -> None:
         try:
-            self.store.finish(job.id, job.owner, state, "failed")
+            self._finish(job, state, "failed")
         except StoreError as error:
             log.error("could not record the job's failure: %s", error)
 
@@ -271,6 +281,7 @@ class JobRunner:
         next_maintenance = time.monotonic() + self.maintenance_interval
         while not self._stop.wait(interval):
             try:
+                metrics.runner_running(self.problem() is None)
                 self._renew()
                 self._probe()
                 if time.monotonic() >= next_maintenance:

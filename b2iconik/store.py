@@ -13,6 +13,13 @@ A job also leases the assets it works on (`claim_assets`), so two jobs never
 work on one asset at once; the lease of a job that is no longer live never
 blocks.
 
+Each outcome of a job (per asset and format) is appended to the `outcomes`
+table the moment it is decided, in a transaction of its own, so the audit
+trail of a job that crashes keeps everything decided before the crash. A
+finished job and its outcomes are forgotten together after the retention;
+a live job never is. `JobReader` reads a store without writing to it (the
+`jobs` command, the metrics).
+
 The iconik token of a job is kept only while the job is live: secure_delete
 zeroes what SQLite frees, and the write-ahead log is checkpointed and
 truncated when a job ends. The directory is made 0700 and the database 0600
@@ -51,9 +58,23 @@ CREATE INDEX IF NOT EXISTS jobs_live ON jobs (status, lease_expires);
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at REAL);
 CREATE TABLE IF NOT EXISTS asset_leases (asset_id TEXT PRIMARY KEY, job_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS asset_leases_job ON asset_leases (job_id);
+CREATE TABLE IF NOT EXISTS outcomes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    format TEXT NOT NULL,
+    result TEXT NOT NULL,
+    record TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_job ON outcomes (job_id, asset_id, format, seq);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 """
-ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL"}
+ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL", "requested_by": "TEXT", "origin": "TEXT"}
 """Columns newer than the first release, added to a store made by it."""
+LATER_SCHEMA = "CREATE INDEX IF NOT EXISTS jobs_requested_by ON jobs (requested_by, created_at);"
+"""What needs the added columns."""
+STATUSES = ("queued", "running", "succeeded", "failed")
 LIVE = ("queued", "running")
 FINAL = ("succeeded", "failed")
 CANDIDATES = ("SELECT id, owner, lease_expires, lease_boot, lease_mono FROM jobs "
@@ -92,6 +113,8 @@ class Job:
     """The holder named by the claim that returned this job: pass it to save, renew, release, finish."""
     damage: str | None = None
     """Why `state` could not be read (then `state` is None); only claim() returns such a job."""
+    requested_by: str | None = None
+    origin: str | None = None
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, action={self.action!r}, status={self.status!r})"
@@ -152,12 +175,126 @@ def _job(row, *, owner: str | None = None, strict: bool = True) -> Job:
         if strict:
             raise DamagedJob(f"job {row['id']}: {error}") from None
         damage = str(error)
+    keys = row.keys()
     return Job(id=row["id"], action=row["action"], status=row["status"], state=state,
                auth_token=row["auth_token"], attempts=row["attempts"], created_at=row["created_at"],
-               updated_at=row["updated_at"], finished_at=row["finished_at"], owner=owner, damage=damage)
+               updated_at=row["updated_at"], finished_at=row["finished_at"], owner=owner, damage=damage,
+               requested_by=row["requested_by"] if "requested_by" in keys else None,
+               origin=row["origin"] if "origin" in keys else None)
 
 
-class JobStore:
+def _filters(*, action=None, status=None, since=None, user_id=None, after=None, oldest_first=False):
+    """SQL conditions (and their arguments) of a listing; `after` is the (created_at, id) of the
+    last job of the page before."""
+    clauses, args = [], []
+    for column, value in (("action", action), ("status", status), ("requested_by", user_id)):
+        if value is not None:
+            clauses.append(f"{column}=?")
+            args.append(value)
+    if since is not None:
+        clauses.append("created_at>=?")
+        args.append(since)
+    if after is not None:
+        op = ">" if oldest_first else "<"
+        clauses.append(f"(created_at{op}? OR (created_at=? AND id{op}?))")
+        args += [after[0], after[0], after[1]]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+LISTED = """SELECT id, action, status, created_at, updated_at, finished_at, requested_by, origin, attempts,
+    json_valid(state) AS readable,
+    CASE WHEN json_valid(state) THEN json_extract(state, '$.context') END AS context,
+    CASE WHEN json_valid(state) THEN json_extract(state, '$.phase') END AS phase,
+    CASE WHEN json_valid(state) THEN json_extract(state, '$.error') END AS error,
+    CASE WHEN json_valid(state) THEN state -> '$.formats' END AS formats,
+    CASE WHEN json_valid(state) THEN json_array_length(state, '$.assets') END AS assets,
+    CASE WHEN json_valid(state) THEN json_array_length(state, '$.selection.asset_ids') END AS selected_assets,
+    CASE WHEN json_valid(state) THEN json_array_length(state, '$.selection.collection_ids') END
+        AS selected_collections
+    FROM jobs"""
+"""What a listing shows of each job, read without loading whole job states."""
+LATEST_RESULTS = """SELECT o.job_id, o.result, COUNT(*) AS n FROM outcomes o
+    WHERE o.job_id IN ({marks}) AND o.seq = (SELECT MAX(l.seq) FROM outcomes l
+        WHERE l.job_id = o.job_id AND l.asset_id = o.asset_id AND l.format = o.format)
+    GROUP BY o.job_id, o.result"""
+"""How many assets and formats each job has of each result, by its latest outcome."""
+
+
+class _Reads:
+    """The queries of a store; subclasses give `_connection()` and `_lock`."""
+
+    _lock: threading.RLock
+
+    def _connection(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _read(self, sql: str, args=()) -> list[sqlite3.Row]:
+        try:
+            with self._lock:
+                return self._connection().execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"job store failed: {error}") from None
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None; DamagedJob if its state cannot be read."""
+        rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def counts(self) -> dict[str, int]:
+        return {row["status"]: row["n"] for row in self._read(
+            "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+
+    def counts_by_action(self) -> dict[tuple[str, str], int]:
+        """(action, status) -> number of jobs the store holds."""
+        return {(row["action"], row["status"]): row["n"] for row in self._read(
+            "SELECT action, status, COUNT(*) AS n FROM jobs GROUP BY action, status")}
+
+    def waiting(self) -> tuple[int, float | None]:
+        """How many jobs wait to be run, and when the one waiting longest was queued (or given back)."""
+        row = self._read("SELECT COUNT(*) AS n, MIN(updated_at) AS since FROM jobs WHERE status='queued'")[0]
+        return row["n"], row["since"]
+
+    def leased_assets(self, job_id: str) -> list[str]:
+        return sorted(row["asset_id"] for row in self._read(
+            "SELECT asset_id FROM asset_leases WHERE job_id=?", (job_id,)))
+
+    def list_jobs(self, *, limit: int, oldest_first: bool = False, **filters) -> list[dict]:
+        """Up to `limit` jobs, newest first (or oldest), as summaries: filters are `action`,
+        `status`, `since` (created at or after), `user_id` (who asked) and `after` (a page's
+        last (created_at, id))."""
+        where, args = _filters(oldest_first=oldest_first, **filters)
+        order = "ASC" if oldest_first else "DESC"
+        rows = self._read(f"{LISTED}{where} ORDER BY created_at {order}, id {order} LIMIT ?", (*args, limit))
+        jobs = [_summary(row) for row in rows]
+        if jobs:
+            results = self._read(LATEST_RESULTS.format(marks=",".join("?" * len(jobs))), [j["job_id"] for j in jobs])
+            by_id = {j["job_id"]: j for j in jobs}
+            for row in results:
+                by_id[row["job_id"]]["results"][row["result"]] = row["n"]
+        return jobs
+
+    def outcomes(self, job_id: str) -> list[dict]:
+        """The job's audit trail: each outcome as it was decided, oldest first."""
+        return [{"seq": row["seq"], "asset_id": row["asset_id"], "format": row["format"],
+                 "recorded_at": row["recorded_at"], **json.loads(row["record"])}
+                for row in self._read("SELECT * FROM outcomes WHERE job_id=? ORDER BY seq", (job_id,))]
+
+
+def _summary(row) -> dict:
+    try:
+        formats = json.loads(row["formats"]) if row["formats"] else []
+    except ValueError:
+        formats = []
+    return {"job_id": row["id"], "action": row["action"], "status": row["status"],
+            "requested_by": row["requested_by"], "origin": row["origin"], "context": row["context"],
+            "created_at": row["created_at"], "updated_at": row["updated_at"], "finished_at": row["finished_at"],
+            "phase": row["phase"], "formats": formats if isinstance(formats, list) else [],
+            "selection": {"asset_ids": row["selected_assets"], "collection_ids": row["selected_collections"]},
+            "assets": row["assets"], "results": {},
+            "error": row["error"] if row["readable"] else "the job's record is damaged"}
+
+
+class JobStore(_Reads):
     def __init__(self, state_dir: str | os.PathLike, *, clock=time.time, monotonic=time.monotonic,
                  boot_id: str | None = None):
         """`clock` times what is recorded and leases from other machines; `monotonic` and
@@ -186,6 +323,7 @@ class JobStore:
                 for name, kind in ADDED_COLUMNS.items():
                     if name not in columns:
                         db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+                db.executescript(LATER_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open the job store in {self.dir}: {error}") from None
 
@@ -238,13 +376,6 @@ class JobStore:
             self._write_outcome = (time.monotonic(), None)
         return result
 
-    def _read(self, sql: str, args=()) -> list[sqlite3.Row]:
-        try:
-            with self._lock:
-                return self._connection().execute(sql, args).fetchall()
-        except sqlite3.Error as error:
-            raise StoreError(f"job store failed: {error}") from None
-
     def _lease(self, owner: str, lease_seconds: float) -> tuple:
         """Values for `LEASE`: the holder and when its lease ends, on both clocks."""
         return owner, self.clock() + lease_seconds, self.boot_id, self.monotonic() + lease_seconds
@@ -263,9 +394,10 @@ class JobStore:
         job_id = str(uuid.uuid4())
         now = self.clock()
         encoded = json.dumps(state, separators=(",", ":"))
+        who = [state.get(key) if isinstance(state.get(key), str) else None for key in ("requested_by", "origin")]
         self._run(lambda db: db.execute(
-            "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now)))
+            "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at, requested_by, origin) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now, *who)))
         return job_id
 
     def claim(self, owner: str, lease_seconds: float, *, skip=()) -> Job | None:
@@ -364,15 +496,17 @@ class JobStore:
         return not busy
 
     def prune(self, older_than_days: float) -> int:
-        """Forget finished jobs older than the retention period, and asset leases of jobs not live."""
+        """Forget finished jobs older than the retention period, with their outcomes, and asset
+        leases of jobs not live. A live job is never forgotten, however old."""
         def work(db):
             db.execute("DELETE FROM asset_leases WHERE job_id NOT IN "
                        "(SELECT id FROM jobs WHERE status IN ('queued', 'running'))")
             if older_than_days <= 0:
                 return 0
             cutoff = self.clock() - older_than_days * 86400
-            return db.execute("DELETE FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?",
-                              (cutoff,)).rowcount
+            old = "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?"
+            db.execute(f"DELETE FROM outcomes WHERE job_id IN ({old})", (cutoff,))
+            return db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,)).rowcount
 
         return self._run(work)
 
@@ -407,9 +541,27 @@ class JobStore:
         """Free every asset the job leases."""
         self._run(lambda db: db.execute("DELETE FROM asset_leases WHERE job_id=?", (job_id,)))
 
-    def leased_assets(self, job_id: str) -> list[str]:
-        return sorted(row["asset_id"] for row in self._read(
-            "SELECT asset_id FROM asset_leases WHERE job_id=?", (job_id,)))
+    # -- the audit trail ---------------------------------------------------------
+
+    def record_outcomes(self, job_id: str, entries) -> list[int]:
+        """Append outcomes, (asset_id, format, record) each, to the job's audit trail in one
+        transaction; one equal to the latest of its asset and format is left out. Returns the
+        positions in `entries` of those appended."""
+        entries = [(asset_id, fmt, record, json.dumps(record, sort_keys=True, separators=(",", ":")))
+                   for asset_id, fmt, record in entries]
+
+        def work(db):
+            now, added = self.clock(), []
+            for n, (asset_id, fmt, record, text) in enumerate(entries):
+                last = db.execute("SELECT record FROM outcomes WHERE job_id=? AND asset_id=? AND format=? "
+                                  "ORDER BY seq DESC LIMIT 1", (job_id, asset_id, fmt)).fetchone()
+                if last is None or last[0] != text:
+                    db.execute("INSERT INTO outcomes (job_id, asset_id, format, result, record, recorded_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (job_id, asset_id, fmt, record["result"], text, now))
+                    added.append(n)
+            return added
+
+        return self._run(work) if entries else []
 
     # -- health ----------------------------------------------------------------
 
@@ -437,19 +589,53 @@ class JobStore:
                     except StoreError:
                         pass
 
-    # -- reading -----------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
-    def get(self, job_id: str) -> Job | None:
-        """The job, or None; DamagedJob if its state cannot be read."""
-        rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return _job(rows[0]) if rows else None
 
-    def counts(self) -> dict[str, int]:
-        return {row["status"]: row["n"] for row in self._read(
-            "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+class JobReader(_Reads):
+    """Reads a job store without writing to it: no schema change, no lease, no token read.
+
+    For the `jobs` command and the metrics, which may run while the service runs.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike):
+        self.dir = Path(state_dir)
+        self.path = self.dir / "jobs.sqlite3"
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        if not self.path.is_file():
+            raise StoreError(f"no job store in {self.dir} (PLUGIN_STATE_DIR)")
+        try:
+            db = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
+        if "outcomes" not in tables or "requested_by" not in columns:
+            db.close()
+            raise StoreError(f"the job store in {self.dir} was made by an earlier version; "
+                             "start the plugin once to bring it up to date")
+        self._db = db
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.ProgrammingError("the reader is closed")
+        return self._db
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -12,7 +12,7 @@ import uuid
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from b2iconik import workflows
+from b2iconik import audit, listing, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action
 from b2iconik.store import StoreError
 
@@ -95,6 +95,24 @@ def custom_action(action: str):
     return jsonify({"job_id": job_id, "status_url": f"/jobs/{job_id}"}), 202
 
 
+@bp.get("/jobs")
+def job_list():
+    """Jobs newest first, filtered by action, status, since, user_id; `limit` a page, `cursor` the next."""
+    service = _service()
+    check_secret(request.headers.get(SECRET_HEADER), service.settings.shared_secret)
+    if any(len(values) > 1 for values in request.args.listvalues()):
+        return error(400, "each parameter may be given once")
+    try:
+        query = listing.parse_query(request.args.to_dict())
+    except ValueError as exc:
+        return error(400, str(exc))
+    try:
+        jobs, cursor = listing.page(service.store, query)
+    except StoreError:
+        return error(503, "the job store cannot be read right now")
+    return jsonify({"jobs": jobs, "next_cursor": cursor})
+
+
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str):
     service = _service()
@@ -105,20 +123,23 @@ def job_status(job_id: str):
         return error(400, "job id is not a UUID")
     try:
         job = service.store.get(job_id)
+        audit_trail = service.store.outcomes(job_id) if job is not None else None
     except StoreError:
         return error(503, "the job store cannot be read right now")
     if job is None:
         return error(404, f"no job {job_id}")
-    return jsonify(job_view(job))
+    return jsonify(job_view(job, audit_trail))
 
 
-def job_view(job) -> dict:
+def job_view(job, audit_trail: list[dict] | None = None) -> dict:
+    """A job for people and scripts: where it is, its outcomes, and its audit trail if given."""
     state = job.state
     summary = workflows.summarize(state)
     return {
         "job_id": job.id,
         "action": job.action,
         "status": job.status,
+        **audit.requester(state),
         "phase": state["phase"],
         "created_at": job.created_at,
         "updated_at": job.updated_at,
@@ -132,6 +153,7 @@ def job_view(job) -> dict:
         "error": state.get("error"),
         "warnings": state.get("warnings", []),
         "outcomes": workflows.outcome_rows(state),
+        **({"audit": audit_trail} if audit_trail is not None else {}),
     }
 
 
@@ -141,7 +163,8 @@ def register_error_handlers(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         messages = {
-            404: f"no such path: {request.path[:200]}; the plugin serves /, /healthz, /add, /remove, /check, /jobs/<id>",
+            404: f"no such path: {request.path[:200]}; the plugin serves /, /healthz, /add, /remove, /check, "
+                 "/jobs, /jobs/<id>",
             405: f"{request.method} is not allowed on {request.path[:200]}",
             413: f"body too large: at most {app.config.get('MAX_CONTENT_LENGTH')} bytes",
         }

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import iconik
-from b2iconik import workflows
+from b2iconik import audit, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
@@ -320,7 +320,8 @@ class FunctionHandler:
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
                                       stop=(stop := threading.Event()),
-                                      checkpoint=self._hand_over_early(state["phase"], stop))
+                                      checkpoint=self._hand_over_early(state["phase"], stop),
+                                      on_outcome=audit.CloudLogRecorder(task.job_id, state))
             try:
                 if flow.run():
                     return self._finished(task)

@@ -1,0 +1,210 @@
+"""`python -m b2iconik jobs`: the job store's jobs and audit trail, read on the host.
+
+    jobs list [--action A] [--status S] [--since T] [--user-id U] [--limit N] [--cursor C] [--json]
+    jobs show <job id>
+    jobs export --csv FILE [--since T] [--action A] [--status S] [--user-id U]
+
+It reads the store in PLUGIN_STATE_DIR (or --state-dir) without writing to it,
+whether the service runs or not; run it as the service user. Bad input exits 2
+with the reason on stderr and prints nothing else; a store that cannot be
+read, or an unknown job, exits 1. An export is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from b2iconik import listing
+from b2iconik.config import state_dir_from_env
+from b2iconik.store import JobReader, StoreError
+
+CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by", "origin", "context",
+               "asset_id", "format", "result", "reason", "bytes_copied", "bytes_freed", "file_set_ids", "deleted",
+               "verified_against", "verification", "recorded_at")
+EXPORT_PAGE = 200
+
+
+class BadInput(Exception):
+    """Exit 2: what was asked for cannot be done as given."""
+
+
+class Failed(Exception):
+    """Exit 1: the store could not answer."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--state-dir", help="the job store's directory (default: PLUGIN_STATE_DIR, or ./state)")
+    parser = _Parser(prog="python -m b2iconik jobs", description="The plugin's jobs and their audit trail.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def filters(sub):
+        sub.add_argument("--action", help=f"one of {', '.join(listing.ACTIONS)}")
+        sub.add_argument("--status", help="one of queued, running, succeeded, failed")
+        sub.add_argument("--since", help="created at or after: 2026-01-31, 2026-01-31T08:00:00Z, or an age: 7d, 12h")
+        sub.add_argument("--user-id", help="who asked: an iconik user id, cleanup, selftest, ...")
+
+    jobs = commands.add_parser("list", parents=[common], help="jobs, newest first")
+    filters(jobs)
+    jobs.add_argument("--limit", help=f"jobs a page (1 to {listing.MAX_LIMIT}, default {listing.DEFAULT_LIMIT})")
+    jobs.add_argument("--cursor", help="the next page, as the previous one said")
+    jobs.add_argument("--json", action="store_true", help="as GET /jobs answers")
+    show = commands.add_parser("show", parents=[common], help="one job and its audit trail, as JSON")
+    show.add_argument("job_id")
+    export = commands.add_parser("export", parents=[common], help="the audit trail as CSV, one row an outcome")
+    filters(export)
+    export.add_argument("--csv", required=True, metavar="FILE", help="where to write it (- for stdout)")
+    return parser
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _query(args, **extra) -> listing.Query:
+    given = {"action": args.action, "status": args.status, "since": args.since, "user_id": args.user_id, **extra}
+    try:
+        return listing.parse_query(given)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+
+
+def _reader(args) -> JobReader:
+    try:
+        return JobReader(Path(args.state_dir) if args.state_dir else state_dir_from_env())
+    except StoreError as error:
+        raise Failed(str(error)) from None
+
+
+def _list(args) -> str:
+    query = _query(args, limit=args.limit, cursor=args.cursor)
+    with _reader(args) as reader:
+        jobs, cursor = listing.page(reader, query)
+    if args.json:
+        return json.dumps({"jobs": jobs, "next_cursor": cursor}, indent=2) + "\n"
+    rows = [("created (UTC)", "job id", "action", "status", "requested by", "assets", "results")]
+    for job in jobs:
+        results = ", ".join(f"{result} {n}" for result, n in sorted(job["results"].items()))
+        rows.append((_when(job["created_at"]), job["job_id"], job["action"], job["status"],
+                     job["requested_by"] or job["origin"] or "", str(job["assets"] if job["assets"] is not None
+                                                                      else ""), results))
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    if cursor:
+        lines.append(f"(more: --cursor {cursor})")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _show(args) -> str:
+    from b2iconik.web import job_view
+
+    try:
+        job_id = str(uuid.UUID(args.job_id))
+    except ValueError:
+        raise BadInput(f"job id is not a UUID: {args.job_id[:60]!r}") from None
+    with _reader(args) as reader:
+        try:
+            job = reader.get(job_id)
+            trail = reader.outcomes(job_id) if job else None
+        except StoreError as error:
+            raise Failed(str(error)) from None
+    if job is None:
+        raise Failed(f"no job {job_id}")
+    return json.dumps(job_view(job, trail), indent=2) + "\n"
+
+
+def _cell(value) -> str:
+    """A CSV cell; text a spreadsheet would take as a formula is quoted with a leading apostrophe."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _audit_rows(reader, query: listing.Query):
+    """Each outcome of each job matching the query, oldest job first, in the order decided."""
+    filters = dict(query.filters)
+    while True:
+        jobs = reader.list_jobs(limit=EXPORT_PAGE, oldest_first=True, **filters)
+        for job in jobs:
+            for outcome in reader.outcomes(job["job_id"]):
+                file_sets = outcome.get("file_sets") or []
+                yield [_cell(v) for v in (
+                    job["job_id"], _when(job["created_at"]), job["action"], job["status"], job["requested_by"],
+                    job["origin"], job["context"], outcome["asset_id"], outcome["format"], outcome["result"],
+                    outcome.get("reason"), outcome.get("bytes_copied"), outcome.get("bytes_freed"),
+                    *(" ".join(str(fs.get(key) or "") for fs in file_sets).strip()
+                      for key in ("file_set_id", "deleted", "verified_against")),
+                    "; ".join(str(fs.get("verification") or "") for fs in file_sets).strip("; "),
+                    _when(outcome["recorded_at"]))]
+        if len(jobs) < EXPORT_PAGE:
+            return
+        filters["after"] = (jobs[-1]["created_at"], jobs[-1]["job_id"])
+
+
+def _export(args) -> str | None:
+    query = _query(args)
+    target = None if args.csv == "-" else Path(args.csv)
+    if target is not None and (target.is_dir() or not target.absolute().parent.is_dir()):
+        raise BadInput(f"cannot write {args.csv}: not a file in an existing directory")
+    with _reader(args) as reader:
+        if target is None:
+            buffer = io.StringIO()
+            _write_csv(buffer, reader, query)
+            return buffer.getvalue()
+        handle, temporary = tempfile.mkstemp(prefix=".jobs-export-", suffix=".csv", dir=target.absolute().parent)
+        try:
+            with os.fdopen(handle, "w", newline="") as file:
+                _write_csv(file, reader, query)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return None
+
+
+def _write_csv(file, reader, query) -> None:
+    writer = csv.writer(file)
+    writer.writerow(CSV_COLUMNS)
+    try:
+        writer.writerows(_audit_rows(reader, query))
+    except StoreError as error:
+        raise Failed(str(error)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        output = {"list": _list, "show": _show, "export": _export}[args.command](args)
+    except SystemExit as done:  # --help
+        return done.code or 0
+    except BadInput as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
+    except (Failed, StoreError) as error:
+        sys.stderr.write(f"jobs: {error}\n")
+        return 1
+    except OSError as error:
+        sys.stderr.write(f"jobs: {error.strerror or error}: {getattr(error, 'filename', '') or ''}\n")
+        return 1
+    if output:
+        sys.stdout.write(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
