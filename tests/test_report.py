@@ -1,0 +1,203 @@
+"""`python -m b2iconik report` against the emulator: figures from the world, outputs, stale listings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+import iconik
+from b2iconik import __main__ as cli
+from b2iconik import report
+from b2iconik.progress_bar import ProgressBar
+from b2iconik.units import human_bytes, parse_age, parse_size, parse_watermarks
+from lucidlink_world import CATEGORY, env_for, make_world, standard
+
+
+@pytest.fixture
+def world(emulator, monkeypatch):
+    world = standard(make_world(emulator))
+    env_for(world, monkeypatch)
+    emulator.reset_counts()
+    return world
+
+
+def expected_bytes(world, category=None):
+    return sum(a.size for a in world.assets.values() if category is None or CATEGORY[a.kind] == category)
+
+
+def run_report(capsys, *argv):
+    code = cli.main(["report", "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_client_scrolls_the_storage_listing_across_pages(make_emulator):
+    emu = make_emulator(per_page_cap=3)
+    ll = emu.add_storage("LucidLink", method="FILE")
+    for n in range(8):
+        emu.add_file(emu.add_asset(f"a{n}"), "ORIGINAL", ll, f"f{n}.mov", b"x" * n)
+    with iconik.IconikClient(emu.app_id, emu.new_token(), emu.url) as client:
+        assert sorted(f["name"] for f in client.iter_storage_files(ll)) == [f"f{n}.mov" for n in range(8)]
+        assert [f["name"] for f in client.iter_storage_files(ll, name="f3.mov")] == ["f3.mov"]
+        with pytest.raises(ValueError, match="not a filter"):
+            client.iter_storage_files(ll, owner="me")
+    assert emu.request_counts[("GET", "/API/files/v1/storages/<storage_id>/files/")] == 3 + 1
+
+
+def test_the_report_prints_the_totals_the_world_holds_and_changes_nothing(world, capsys):
+    code, out, err = run_report(capsys)
+
+    assert code == 0, err
+    total = expected_bytes(world)
+    assert f"On LucidLink: {len(world.assets)} asset(s), {human_bytes(total)} ({total} bytes)" in out
+    for category, label in (("safe", "safe to remove now"), ("only_on_lucidlink", "only on LucidLink"),
+                            ("unverified", "B2 copy does not verify"), ("incomplete", "LucidLink copy incomplete")):
+        size = expected_bytes(world, category)
+        assert re.search(rf"{re.escape(label)}.*\({size} bytes\)", out), (category, out)
+    assert "checksum of 'clip3_corrupt.mov' differs" in out
+    assert "B2 copy of 'clip4_short.mov' is" in out
+    assert world.writes() == 0
+    assert all(world.on_lucidlink(a) for a in world.assets)
+
+
+def test_the_report_reads_each_asset_once_and_respects_the_rate_limiter(world, capsys, monkeypatch):
+    passed = []
+    acquire = iconik.RateLimiter.acquire
+    monkeypatch.setattr(iconik.RateLimiter, "acquire", lambda self: passed.append(self.rate) or acquire(self))
+
+    code, _, err = run_report(capsys)
+
+    assert code == 0, err
+    counts = world.emu.request_counts
+    assert counts[("GET", "/API/files/v1/assets/<asset_id>/files/")] == len(world.assets)
+    assert counts[("GET", "/API/files/v1/assets/<asset_id>/formats/")] == len(world.assets)
+    assert len(passed) == sum(counts.values())  # every call waited for the shared limiter
+    assert set(passed) == {1000.0}  # ICONIK_MAX_RPS
+
+
+def test_csv_json_and_html_hold_every_row(world, capsys, tmp_path):
+    paths = {kind: tmp_path / f"lucidlink.{kind}" for kind in ("csv", "json", "html")}
+
+    code, out, err = run_report(capsys, "--csv", str(paths["csv"]), "--json", str(paths["json"]),
+                                "--html", str(paths["html"]))
+
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
+    assert {r["asset_id"]: r["category"] for r in rows} == {a.id: CATEGORY[a.kind] for a in world.assets.values()}
+    assert {r["asset_id"]: int(r["bytes"]) for r in rows} == {a.id: a.size for a in world.assets.values()}
+    ages = {r["asset_id"]: float(r["age_days"]) for r in rows}
+    assert all(abs(ages[a.id] - a.days) < 0.1 for a in world.assets.values())
+    data = json.loads(paths["json"].read_text())
+    assert data["totals"]["bytes"] == expected_bytes(world) and data["totals"]["assets"] == len(world.assets)
+    assert data["categories"]["safe"]["bytes"] == expected_bytes(world, "safe")
+    assert sum(data["by_age"]["30-90 days"].values()) == sum(a.size for a in world.assets.values()
+                                                              if 30 <= a.days < 90)
+    assert len(data["rows"]) == len(world.assets)
+    page = paths["html"].read_text()
+    assert page.count("<svg") == 2 and "<script" not in page.lower()
+    assert not re.search(r"(src|href)=", page) and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert all(a.title in page for a in world.assets.values())
+    assert human_bytes(expected_bytes(world, "safe")) in page
+    assert all(f"wrote {p}" in out for p in paths.values())
+
+
+def test_a_stale_listing_is_corrected_by_each_assets_fresh_read(world, capsys, tmp_path):
+    emu = world.emu
+    emu.snapshot_listing()
+    emu.faults.listing_lag = True
+    gone = next(a for a in world.assets.values() if a.kind == "safe")
+    emu.world.purge(gone.ll_file_set)  # removed after the index was taken
+    late = world.add("late.mov", "safe", 333, 1)  # added after: the stale listing does not show it
+
+    code, out, err = run_report(capsys, "--json", str(tmp_path / "r.json"))
+
+    assert code == 0, err
+    data = json.loads((tmp_path / "r.json").read_text())
+    by_asset = {r["asset_id"]: r for r in data["rows"]}
+    assert by_asset[gone.id]["category"] == "gone" and by_asset[gone.id]["bytes"] == 0
+    assert late.id not in by_asset
+    expected = expected_bytes(world) - gone.size - late.size
+    assert data["totals"]["bytes"] == expected and data["totals"]["gone_since_listing"] == 1
+    assert "listed, but no longer on LucidLink" in out
+
+
+def test_bad_outputs_and_missing_settings_are_refused_before_anything_is_read(world, capsys, tmp_path, monkeypatch):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = run_report(capsys, "--csv", str(out_dir / "no" / "such" / "dir.csv"), "--json",
+                              str(out_dir / "r.json"))
+    assert code == 2 and "--csv" in err and "existing directory" in err
+    code, _, err = run_report(capsys, "--ll-storage", "not-a-uuid")
+    assert code == 2 and "not a UUID" in err
+    code, _, err = run_report(capsys, "--ll-storage", world.b2)
+    assert code == 2 and "pins" in err
+    monkeypatch.delenv("ICONIK_TOKEN")
+    code, _, err = run_report(capsys)
+    assert code == 2 and "ICONIK_TOKEN" in err
+    assert sum(world.emu.request_counts.values()) == 0
+    assert not list(out_dir.iterdir())
+
+
+def test_storages_in_the_wrong_roles_fail_with_exit_1(world, capsys, monkeypatch):
+    monkeypatch.delenv("PLUGIN_B2_STORAGE_ID")
+    monkeypatch.delenv("PLUGIN_LL_STORAGE_ID")
+    code, _, err = run_report(capsys, "--b2-storage", world.ll, "--ll-storage", world.b2)
+    assert code == 1 and "not a cloud storage" in err
+
+
+def test_the_token_never_appears_in_the_output(world, capsys, tmp_path, monkeypatch):
+    token = "tok-" + "9" * 30
+    world.emu.new_token(token)
+    monkeypatch.setenv("ICONIK_TOKEN", token)
+    code, out, err = run_report(capsys, "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert token not in out + err + (tmp_path / "r.json").read_text() + (tmp_path / "r.html").read_text()
+
+
+def test_the_progress_bar_draws_on_a_terminal_and_clears_its_line():
+    stream = io.StringIO()
+    ticks = iter(range(100))
+    bar = ProgressBar("reading", 4, stream=stream, enabled=True, clock=lambda: next(ticks))
+    for _ in range(4):
+        bar.advance()
+    bar.close()
+    text = stream.getvalue()
+    assert "reading [" in text and "4/4 100%" in text and text.endswith("\r\x1b[K")
+    quiet = io.StringIO()
+    ProgressBar("reading", 4, stream=quiet).advance()  # not a terminal: nothing drawn
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("text, value", [("20TB", 20 * 10**12), ("500GB", 500 * 10**9), ("1.5TiB", int(1.5 * 2**40)),
+                                         ("1234", 1234)])
+def test_sizes(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["lots", "-5TB", "0", "20XB", "", "1TB:2TB", "1:2:3"])
+def test_bad_sizes_say_what_is_expected(text):
+    with pytest.raises(ValueError, match="size|HIGH"):
+        parse_watermarks(text)
+
+
+def test_watermarks_and_ages():
+    assert parse_watermarks("25TB:20TB") == (25 * 10**12, 20 * 10**12)
+    assert parse_watermarks("20TB") == (20 * 10**12, 20 * 10**12)
+    assert parse_age("30d") == 30 * 86400 and parse_age("12h") == 12 * 3600 and parse_age("2w") == 14 * 86400
+    for bad in ("-3d", "0d", "3", "3x", "d"):
+        with pytest.raises(ValueError, match="age"):
+            parse_age(bad)
+
+
+def test_report_summary_figures_add_up(world):
+    from b2iconik.inventory import list_lucidlink, read_assets
+
+    with iconik.IconikClient(world.emu.app_id, world.emu.new_token(), world.emu.url) as client:
+        views = read_assets(client, list_lucidlink(client, world.ll), world.b2, world.ll)
+    summary = report.summarize(views, world.b2, world.ll)
+    assert summary.bytes == sum(f["bytes"] for f in summary.by_category.values())
+    assert summary.bytes == sum(sum(c.values()) for c in summary.by_age.values())
