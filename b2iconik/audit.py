@@ -92,6 +92,18 @@ class StoreRecorder:
             self.observe(self.state.get("action"), entries[n][2])
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler to whatever sys.stderr is when an entry is written."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _EntryFormatter(logging.Formatter):
     """One JSON object a line, as Cloud Logging reads it: `severity`, `message` and the `audit` record."""
 
@@ -107,7 +119,7 @@ def audit_logger() -> logging.Logger:
     """The logger of audit entries: to stderr, whatever LOG_LEVEL says, apart from the other logs."""
     logger = logging.getLogger(AUDIT_LOGGER)
     if not any(getattr(h, "_b2iconik_audit", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler._b2iconik_audit = True
         handler.setFormatter(_EntryFormatter())
         logger.addHandler(handler)
