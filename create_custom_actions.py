@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Create (or update) the plugin's custom actions in iconik.
+"""Create (or update) the plugin's custom actions in iconik: Add to LucidLink, Remove from
+LucidLink and Check LucidLink copies (the preview of a Remove), in the ASSET, COLLECTION and
+BULK contexts.
 
     create_custom_actions.py <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]
     create_custom_actions.py --endpoint E --b2_storage_id B --ll_storage_id L [--formats F]
@@ -33,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
               "       %(prog)s <endpoint> [formats] [--dry-run]   "
               "(storages from PLUGIN_B2_STORAGE_ID, PLUGIN_LL_STORAGE_ID)\n"
               "       %(prog)s --list [endpoint]",
-        description="Create the \"Add to LucidLink\" and \"Remove from LucidLink\" custom actions "
-                    "(ASSET, COLLECTION and BULK contexts) pointing at the plugin, or update the "
-                    "plugin's existing ones.",
+        description="Create the \"Add to LucidLink\", \"Remove from LucidLink\" and \"Check LucidLink "
+                    "copies\" custom actions (ASSET, COLLECTION and BULK contexts) pointing at the plugin, "
+                    "or update the plugin's existing ones.",
         epilog="formats: iconik format names, comma-separated, e.g. ORIGINAL,PPRO_PROXY. "
                "Settings: ICONIK_TOKEN, ICONIK_ID, BZ_SHARED_SECRET (32+ characters: openssl rand -hex 32), "
                "ICONIK_URL (environment or .env). PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID, when set, "

@@ -5,7 +5,7 @@
     delete_custom_actions.py --endpoint E [--formats F] [--dry-run]
     delete_custom_actions.py --list [endpoint]
 
-Only actions that point at <endpoint>/add or <endpoint>/remove are deleted; with
+Only actions that point at <endpoint>/add, /remove or /check are deleted; with
 formats, only those made for exactly those formats. Actions pointing anywhere
 else are never touched. Settings: ICONIK_TOKEN, ICONIK_ID and, optionally,
 ICONIK_URL, from the environment or a .env file.

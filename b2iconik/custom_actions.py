@@ -1,18 +1,20 @@
 """Setting up, listing and removing the plugin's custom actions in iconik.
 
-The plugin offers two actions, "Add to LucidLink" and "Remove from LucidLink",
+The plugin offers three actions, "Add to LucidLink", "Remove from LucidLink"
+and "Check LucidLink copies" (the preview of a Remove, which changes nothing),
 in each of the ASSET, COLLECTION and BULK contexts. Each one is a POST custom
 action pointing at the plugin's endpoint:
 
     <endpoint>/add?b2_storage_id=<uuid>&ll_storage_id=<uuid>[&formats=A,B]
     <endpoint>/remove?b2_storage_id=<uuid>&ll_storage_id=<uuid>[&formats=A,B]
+    <endpoint>/check?b2_storage_id=<uuid>&ll_storage_id=<uuid>[&formats=A,B]
 
 with the header `x-bz-secret: <shared secret>`.
 
 The plugin's actions are recognised by their URL alone (a path ending in
-/add or /remove carrying both storage ids), so actions made by earlier
+/add, /remove or /check carrying both storage ids), so actions made by earlier
 versions of the plugin, or by hand, are found too. Two actions are "the same"
-when they share the key (context, add|remove, B2 storage, LucidLink storage,
+when they share the key (context, add|remove|check, B2 storage, LucidLink storage,
 formats); the endpoint is deliberately not part of the key, so that moving the
 plugin to a new endpoint updates its actions instead of adding a second set.
 
@@ -37,6 +39,9 @@ from iconik import IconikClient, IconikError, NotFound, Unauthorized
 
 CONTEXTS = iconik.CONTEXTS
 VERBS = ("add", "remove")
+"""The actions that move media (the self-test proves these two end to end)."""
+ACTION_VERBS = (*VERBS, "check")
+"""Every action the scripts create, list and delete: Add, Remove and the preview of a Remove."""
 SECRET_HEADER = "x-bz-secret"
 
 REQUIRED_SETTINGS = ("ICONIK_TOKEN", "ICONIK_ID", "BZ_SHARED_SECRET")
@@ -217,11 +222,13 @@ def human_format(name: str) -> str:
 
 def action_title(verb: str, formats: Iterable[str] = ()) -> str:
     formats = tuple(formats)
-    if verb not in VERBS:
-        raise ValueError(f"verb must be add or remove, not {verb!r}")
+    if verb not in ACTION_VERBS:
+        raise ValueError(f"verb must be add, remove or check, not {verb!r}")
     if not formats:
-        return "Add to LucidLink" if verb == "add" else "Remove from LucidLink"
+        return {"add": "Add to LucidLink", "remove": "Remove from LucidLink", "check": "Check LucidLink copies"}[verb]
     which = ", ".join(human_format(name) for name in formats)
+    if verb == "check":
+        return f"Check LucidLink copies of {which} file(s)"
     return f"Add {which} file(s) to LucidLink" if verb == "add" else f"Remove {which} file(s) from LucidLink"
 
 
@@ -265,16 +272,16 @@ def check_endpoint(endpoint: str | None) -> tuple[str, list[str]]:
         raise UsageError("the endpoint must not contain a user name or password")
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise UsageError("the endpoint must not have a query (?...) or fragment (#...): "
-                         "the actions add /add?... and /remove?... to it")
+                         "the actions add /add?..., /remove?... and /check?... to it")
     path = parts.path.rstrip("/")
     normalized = f"{scheme}://{parts.netloc}{path}"
     warnings = []
     if scheme == "http" and not _is_local(host):
         warnings.append(f"the endpoint uses plain http to {host}: iconik will send the shared secret "
                         "and its auth token unencrypted; use https")
-    if path.endswith(("/add", "/remove")):
+    if path.endswith(tuple(f"/{verb}" for verb in ACTION_VERBS)):
         warnings.append(f"the endpoint ends in {path[path.rfind('/'):]}; the actions will point at "
-                        f"{normalized}/add and {normalized}/remove (give the plugin's base URL)")
+                        f"{normalized}/add, {normalized}/remove and {normalized}/check (give the plugin's base URL)")
     return normalized, warnings
 
 
@@ -333,7 +340,7 @@ def parse_action(action: Mapping) -> PluginAction | None:
         return None
     path = parts.path.rstrip("/")
     verb = path.rsplit("/", 1)[-1] if "/" in path else ""
-    if verb not in VERBS:
+    if verb not in ACTION_VERBS:
         return None
     query = parse_qs(parts.query, keep_blank_values=True)
     b2 = (query.get("b2_storage_id") or [""])[0].strip()
@@ -487,7 +494,7 @@ def plan_create(client: IconikClient, endpoint: str, b2_storage_id: str, ll_stor
     for action in list_plugin_actions(client):
         existing.setdefault(action.key, []).append(action)
 
-    for verb in VERBS:
+    for verb in ACTION_VERBS:
         title = action_title(verb, names)
         url = action_url(endpoint, verb, b2, ll, names)
         for context in CONTEXTS:

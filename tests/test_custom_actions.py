@@ -25,6 +25,10 @@ OTHER_ENDPOINT = "https://other-plugin.example.com/b2"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 SETTINGS = ("ICONIK_TOKEN", "ICONIK_ID", "BZ_SHARED_SECRET", "ICONIK_URL")
 PINS = ("PLUGIN_B2_STORAGE_ID", "PLUGIN_LL_STORAGE_ID")
+VERBS = ("add", "remove", "check")
+TITLES = {"add": "Add to LucidLink", "remove": "Remove from LucidLink", "check": "Check LucidLink copies"}
+SET = 9
+"""Actions in one set: Add, Remove and Check in each of the three contexts."""
 
 
 @pytest.fixture
@@ -96,19 +100,19 @@ def test_create_makes_add_and_remove_in_each_context(emu, env, cli):
 
     assert code == 0, err
     actions = emu.custom_actions
-    assert len(actions) == 6
+    assert len(actions) == SET
     got = {(a["context"], a["title"], a["url"]) for a in actions}
     expected = {(ctx, title, url(verb, env.b2, env.ll))
                 for ctx in ("ASSET", "COLLECTION", "BULK")
-                for verb, title in (("add", "Add to LucidLink"), ("remove", "Remove from LucidLink"))}
+                for verb, title in TITLES.items()}
     assert got == expected
     for action in actions:
         assert action["type"] == "POST"
         assert action["headers"] == {"x-bz-secret": SECRET}
         assert action["app_id"] == emu.app_id
-    assert out.count("created") >= 6
+    assert out.count("created") >= SET
     assert "x-bz-secret: (set)" in out
-    assert "6 created" in out
+    assert f"{SET} created" in out
 
 
 def test_create_twice_leaves_one_set(emu, env, cli):
@@ -121,7 +125,7 @@ def test_create_twice_leaves_one_set(emu, env, cli):
     assert code == 0, err
     assert sorted(a["id"] for a in emu.custom_actions) == ids
     assert writes(emu) == before
-    assert "6 unchanged" in out
+    assert f"{SET} unchanged" in out
     assert "created" not in out
 
 
@@ -138,8 +142,8 @@ def test_changed_secret_updates_the_existing_actions(emu, env, cli):
     assert all(a["headers"] == {"x-bz-secret": new_secret} for a in emu.custom_actions)
     posts = sum(n for (m, _), n in emu.request_counts.items() if m == "POST")
     puts = sum(n for (m, _), n in emu.request_counts.items() if m in ("PUT", "PATCH"))
-    assert (posts, puts) == (6, 6)
-    assert "6 updated" in out and "headers changed" in out
+    assert (posts, puts) == (SET, SET)
+    assert f"{SET} updated" in out and "headers changed" in out
     assert new_secret not in out + err
 
 
@@ -152,9 +156,9 @@ def test_changed_endpoint_updates_the_existing_actions(emu, env, cli):
     assert code == 0, err
     assert sorted(a["id"] for a in emu.custom_actions) == ids
     assert {a["url"] for a in emu.custom_actions} == {
-        url(verb, env.b2, env.ll, endpoint="https://moved.example.com/plugin") for verb in ("add", "remove")
+        url(verb, env.b2, env.ll, endpoint="https://moved.example.com/plugin") for verb in VERBS
     }
-    assert "6 updated" in out and "url changed" in out
+    assert f"{SET} updated" in out and "url changed" in out
 
 
 def test_an_older_action_with_the_same_key_is_updated_not_duplicated(emu, env, cli):
@@ -167,12 +171,12 @@ def test_an_older_action_with_the_same_key_is_updated_not_duplicated(emu, env, c
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
 
     assert code == 0, err
-    assert len(emu.custom_actions) == 6
+    assert len(emu.custom_actions) == SET
     updated = next(a for a in emu.custom_actions if a["id"] == old["id"])
     assert updated["title"] == "Add to LucidLink"
     assert updated["url"] == url("add", env.b2, env.ll)
     assert updated["headers"] == {"x-bz-secret": SECRET}
-    assert "5 created, 1 updated" in out
+    assert f"{SET - 1} created, 1 updated" in out
 
 
 def test_duplicates_are_reported_not_deleted(emu, env, cli):
@@ -185,7 +189,7 @@ def test_duplicates_are_reported_not_deleted(emu, env, cli):
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
 
     assert code == 0, err
-    assert len(emu.custom_actions) == 7
+    assert len(emu.custom_actions) == SET + 1
     assert not any(m == "DELETE" for (m, _) in emu.request_counts)
     assert "duplicate" in out and extra["id"] in out
     assert "duplicate" in err
@@ -197,19 +201,20 @@ def test_formats_in_titles_and_urls(emu, env, cli):
     assert code == 0, err
     titles = {a["title"] for a in emu.custom_actions}
     assert titles == {"Add original, Premiere Pro proxy file(s) to LucidLink",
-                      "Remove original, Premiere Pro proxy file(s) from LucidLink"}
+                      "Remove original, Premiere Pro proxy file(s) from LucidLink",
+                      "Check LucidLink copies of original, Premiere Pro proxy file(s)"}
     urls = {a["url"] for a in emu.custom_actions}
-    assert urls == {url(v, env.b2, env.ll, "ORIGINAL,PPRO_PROXY") for v in ("add", "remove")}
+    assert urls == {url(v, env.b2, env.ll, "ORIGINAL,PPRO_PROXY") for v in VERBS}
     assert not any("%2C" in u for u in urls)
 
     # A set without formats lives alongside; the formats set is left alone.
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
     assert code == 0, err
-    assert len(emu.custom_actions) == 12
+    assert len(emu.custom_actions) == 2 * SET
     # The same formats in another order are the same actions.
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll, "PPRO_PROXY, ORIGINAL")
     assert code == 0, err
-    assert len(emu.custom_actions) == 12
+    assert len(emu.custom_actions) == 2 * SET
 
 
 def test_title_wording():
@@ -218,24 +223,64 @@ def test_title_wording():
     assert ca.action_title("remove", ["ORIGINAL"]) == "Remove original file(s) from LucidLink"
     assert ca.action_title("add", ["EDIT_PROXY", "HIGH_RES_MP4"]) == \
         "Add edit proxy, high res mp4 file(s) to LucidLink"
+    assert ca.action_title("check") == "Check LucidLink copies"
+    assert ca.action_title("check", ["ORIGINAL"]) == "Check LucidLink copies of original file(s)"
+    with pytest.raises(ValueError):
+        ca.action_title("copy")
+
+
+def test_a_set_made_before_the_check_action_gains_it_and_keeps_the_rest(emu, env, cli):
+    with client_for(emu, env) as client:
+        for context in ca.CONTEXTS:
+            for verb in ("add", "remove"):
+                client.create_custom_action(context, {
+                    "type": "POST", "context": context, "title": TITLES[verb], "url": url(verb, env.b2, env.ll),
+                    "headers": {"x-bz-secret": SECRET}, "app_id": emu.app_id})
+    before = {a["id"] for a in emu.custom_actions}
+
+    code, out, err = cli.create(ENDPOINT, env.b2, env.ll)
+
+    assert code == 0, err
+    assert "3 created, 6 unchanged" in out
+    added = [a for a in emu.custom_actions if a["id"] not in before]
+    assert {(a["context"], a["title"], a["url"]) for a in added} == {
+        (context, "Check LucidLink copies", url("check", env.b2, env.ll)) for context in ca.CONTEXTS}
+
+
+def test_the_check_action_runs_a_preview_in_the_plugin_and_changes_nothing(emu, env, cli, tmp_path):
+    from harness import plugin_settings, serve_plugin, wait_for_job
+
+    asset = emu.add_asset("clip")
+    for storage in (env.b2, env.ll):
+        emu.add_file(asset, "ORIGINAL", storage, "clip.mov", b"frames" * 100)
+    with serve_plugin(plugin_settings(emu, tmp_path / "state", shared_secret=SECRET)) as plugin:
+        assert cli.create(plugin.url, env.b2, env.ll)[0] == 0
+        [action] = [a for a in emu.custom_actions if a["title"] == "Check LucidLink copies" and a["context"] == "ASSET"]
+        answer = emu.post_custom_action(action["url"], headers=action["headers"], context="ASSET", asset_ids=[asset])
+        assert answer.status_code == 202, answer.text
+        view = wait_for_job(plugin.url, answer.json()["job_id"], SECRET)
+    assert view["action"] == "check" and view["status"] == "succeeded"
+    assert [(o["format"], o["result"]) for o in view["outcomes"]] == [("ORIGINAL", "would_remove"),
+                                                                      ("PPRO_PROXY", "not_on_lucidlink")]
+    assert emu.copies(asset, "ORIGINAL", env.ll) and emu.purged == []
 
 
 def test_flag_form_and_positional_form_are_the_same(emu, env, cli):
     code, out, err = cli.create("--endpoint", ENDPOINT, "--b2_storage_id", env.b2,
                                 "--ll_storage_id", env.ll, "--formats", "ORIGINAL")
     assert code == 0, err
-    assert len(emu.custom_actions) == 6
+    assert len(emu.custom_actions) == SET
     assert {a["url"] for a in emu.custom_actions} == {
-        url(v, env.b2, env.ll, "ORIGINAL") for v in ("add", "remove")}
+        url(v, env.b2, env.ll, "ORIGINAL") for v in VERBS}
 
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll, "ORIGINAL")
     assert code == 0, err
-    assert "6 unchanged" in out
+    assert f"{SET} unchanged" in out
 
     code, out, err = cli.create(ENDPOINT, "--b2_storage_id", env.b2, env.ll, "--dry-run", "ORIGINAL")
     assert code == 0, err
-    assert "6 unchanged" in out
-    assert len(emu.custom_actions) == 6
+    assert f"{SET} unchanged" in out
+    assert len(emu.custom_actions) == SET
 
 
 def test_dry_run_writes_nothing(emu, env, cli):
@@ -339,7 +384,7 @@ def test_plain_http_to_a_remote_host_warns_but_proceeds(emu, env, cli):
     code, out, err = cli.create("http://plugin.example.com", env.b2, env.ll)
     assert code == 0, err
     assert "warning" in err and "plain http" in err
-    assert len(emu.custom_actions) == 6
+    assert len(emu.custom_actions) == SET
 
 
 def test_plain_http_to_localhost_does_not_warn(emu, env, cli):
@@ -400,12 +445,12 @@ def test_list(emu, env, cli):
 
     code, out, err = cli.create("--list", OTHER_ENDPOINT)
     assert code == 0, err
-    assert len([line for line in out.splitlines() if OTHER_ENDPOINT in line]) == 6
+    assert len([line for line in out.splitlines() if OTHER_ENDPOINT in line]) == SET
     assert ENDPOINT + "/add" not in out
 
     code, out, err = cli.delete("--list", "--endpoint", ENDPOINT)
     assert code == 0, err
-    assert len([line for line in out.splitlines() if ENDPOINT + "/" in line]) == 6
+    assert len([line for line in out.splitlines() if ENDPOINT + "/" in line]) == SET
     assert writes(emu) == before
 
 
@@ -434,7 +479,7 @@ def populated(emu, env, cli):
                 "type": "POST", "context": "BULK", "title": "Nested", "app_id": emu.app_id,
                 "url": url("add", env.b2, env.ll, endpoint=ENDPOINT + "/v2"), "headers": {}})["id"],
         ]
-    assert len(emu.custom_actions) == 20
+    assert len(emu.custom_actions) == 3 * SET + 2
     return SimpleNamespace(keep=keep)
 
 
@@ -443,29 +488,29 @@ def test_delete_by_endpoint_and_formats(emu, env, cli, populated):
 
     assert code == 0, err
     remaining = emu.custom_actions
-    assert len(remaining) == 14
+    assert len(remaining) == 2 * SET + 2
     assert not any("formats=ORIGINAL,PPRO_PROXY" in a["url"] for a in remaining)
-    assert "6 deleted" in out
+    assert f"{SET} deleted" in out
 
     code, out, err = cli.delete(ENDPOINT + "/")
 
     assert code == 0, err
     remaining = emu.custom_actions
-    assert len(remaining) == 8
+    assert len(remaining) == SET + 2
     assert {a["id"] for a in remaining} >= set(populated.keep)
     assert [a for a in remaining if a["id"] not in populated.keep] == actions_by(emu, OTHER_ENDPOINT)
-    assert "6 deleted" in out
+    assert f"{SET} deleted" in out
 
 
 def test_delete_flag_form_and_only_matching_formats(emu, env, cli, populated):
     code, out, err = cli.delete("--endpoint", OTHER_ENDPOINT, "--formats", "ORIGINAL")
     assert code == 0, err
-    assert len(emu.custom_actions) == 20
+    assert len(emu.custom_actions) == 3 * SET + 2
     assert "no custom actions" in out
 
     code, out, err = cli.delete("--endpoint", OTHER_ENDPOINT, "--formats", "EDIT_PROXY")
     assert code == 0, err
-    assert len(emu.custom_actions) == 14 and actions_by(emu, OTHER_ENDPOINT) == []
+    assert len(emu.custom_actions) == 2 * SET + 2 and actions_by(emu, OTHER_ENDPOINT) == []
 
 
 def test_delete_dry_run(emu, env, cli, populated):
@@ -473,8 +518,8 @@ def test_delete_dry_run(emu, env, cli, populated):
     code, out, err = cli.delete(ENDPOINT, "--dry-run")
     assert code == 0, err
     assert writes(emu) == before
-    assert len(emu.custom_actions) == 20
-    assert out.count("would delete") >= 12
+    assert len(emu.custom_actions) == 3 * SET + 2
+    assert out.count("would delete") >= 2 * SET
     assert "dry run" in out
 
 
@@ -493,6 +538,7 @@ def test_parse_action_recognises_only_the_plugins_urls():
     parsed = ca.parse_action({"id": "x", "context": "ASSET", "title": "t",
                               "url": url("remove", b2, ll, "ORIGINAL,PPRO_PROXY")})
     assert (parsed.endpoint, parsed.verb, parsed.formats) == (ENDPOINT, "remove", ("ORIGINAL", "PPRO_PROXY"))
+    assert ca.parse_action({"id": "y", "context": "BULK", "url": url("check", b2, ll)}).verb == "check"
     for other in ("https://x.example.com/hook", f"{ENDPOINT}/add?b2_storage_id={b2}",
                   f"{ENDPOINT}/copy?b2_storage_id={b2}&ll_storage_id={ll}", None):
         assert ca.parse_action({"url": other}) is None
@@ -596,7 +642,7 @@ def test_a_b2_storage_of_another_cloud_method_only_warns(emu, env, cli):
     code, out, err = cli.create(ENDPOINT, gcs, env.ll)
     assert code == 0, err
     assert "warning" in err and "method GCS, not B2 or S3" in err
-    assert len(emu.custom_actions) == 6
+    assert len(emu.custom_actions) == SET
 
 
 # -- PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID: the plugin's pinned storages ---------------
@@ -618,26 +664,26 @@ def test_pinned_storages_may_be_left_out(emu, env, cli, argv):
     code, out, err = cli.create(ENDPOINT, *argv)
     assert code == 0, err
     if argv:
-        assert "6 would create" in out and emu.custom_actions == []
+        assert f"{SET} would create" in out and emu.custom_actions == []
     else:
-        assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in ("add", "remove")}
+        assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in VERBS}
 
 
 def test_pinned_storages_left_out_with_formats(emu, env, cli):
     pin(env, env.b2.upper(), env.ll)  # compared as UUIDs
     code, out, err = cli.create(ENDPOINT, "ORIGINAL")
     assert code == 0, err
-    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in ("add", "remove")}
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in VERBS}
     code, out, err = cli.create("--endpoint", ENDPOINT, "--formats", "ORIGINAL")
     assert code == 0, err
-    assert "6 unchanged" in out
+    assert f"{SET} unchanged" in out
 
 
 def test_one_pin_fills_one_storage(emu, env, cli):
     pin(env, ll=env.ll)
     code, out, err = cli.create(ENDPOINT, env.b2, "ORIGINAL")
     assert code == 0, err
-    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in ("add", "remove")}
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll, "ORIGINAL") for v in VERBS}
     code, out, err = cli.create(ENDPOINT)
     assert code == 2 and "missing <b2_storage_id> (or set PLUGIN_B2_STORAGE_ID)" in err
 
@@ -646,7 +692,7 @@ def test_pinned_storages_given_again_are_accepted(emu, env, cli):
     pin(env, env.b2, env.ll)
     code, out, err = cli.create(ENDPOINT, env.b2, env.ll.upper())
     assert code == 0, err
-    assert len(emu.custom_actions) == 6
+    assert len(emu.custom_actions) == SET
 
 
 @pytest.mark.parametrize("which", ["b2", "ll"])
@@ -690,7 +736,7 @@ def test_pins_are_read_from_the_dot_env_file(emu, env, cli, tmp_path, monkeypatc
     code, out, err = cli.create(ENDPOINT)
 
     assert code == 0, err
-    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in ("add", "remove")}
+    assert {a["url"] for a in emu.custom_actions} == {url(v, env.b2, env.ll) for v in VERBS}
 
 
 def test_an_update_sends_the_whole_action(emu, env, cli, monkeypatch):
@@ -708,7 +754,7 @@ def test_an_update_sends_the_whole_action(emu, env, cli, monkeypatch):
     code, out, err = cli.create("https://moved.example.com", env.b2, env.ll)
 
     assert code == 0, err
-    assert len(sent) == 6
+    assert len(sent) == SET
     for context, body in sent:
         assert set(body) == {"context", "title", "url", "headers", "type", "app_id"}
         assert body["context"] == context and body["type"] == "POST" and body["app_id"] == emu.app_id
