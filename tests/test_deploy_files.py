@@ -669,3 +669,72 @@ def test_the_launchd_wrapper_stops_when_the_environment_file_is_missing(plist, t
     script = _wrapper_with(plist, tmp_path / "missing", "true")
     done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
+
+
+# -- the scheduled cleanup: systemd timer and launchd calendar job -------------------------
+
+CLEANUP_UNIT = ROOT / "deploy" / "systemd" / "b2-iconik-cleanup.service"
+CLEANUP_TIMER = ROOT / "deploy" / "systemd" / "b2-iconik-cleanup.timer"
+CLEANUP_PLIST = ROOT / "deploy" / "macos" / "com.backblaze.b2-iconik-cleanup.plist"
+CLEANUP_COMMAND = ["-m", "b2iconik", "cleanup", "--apply", "--no-progress"]
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith(("#", "[")):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_cleanup_service_runs_the_cleanup_as_the_plugin_with_its_settings_and_store():
+    cleanup, plugin = unit_settings(CLEANUP_UNIT), unit_settings(UNIT)
+    for key in ("User", "Group", "WorkingDirectory", "EnvironmentFile", "Environment", "StateDirectory",
+                "StateDirectoryMode", "UMask", "NoNewPrivileges", "ProtectSystem", "RestrictAddressFamilies"):
+        assert cleanup[key] == plugin[key], key
+    assert cleanup["Type"] == ["oneshot"] and "Restart" not in cleanup
+    (exec_start,) = cleanup["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[0] == f"{cleanup['WorkingDirectory'][0]}/.venv/bin/python" and argv[1:] == CLEANUP_COMMAND
+    from b2iconik.cleanup_cli import build_parser
+
+    assert build_parser().parse_args(argv[4:]).apply is True
+
+
+def test_the_timer_starts_the_cleanup_service_nightly_and_catches_up():
+    timer = unit_settings(CLEANUP_TIMER)
+    assert timer["Unit"] == [CLEANUP_UNIT.name] and timer["Persistent"] == ["true"]
+    assert timer["WantedBy"] == ["timers.target"]
+    (calendar,) = timer["OnCalendar"]
+    if shutil.which("systemd-analyze"):
+        done = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "Next elapse" in done.stdout, done.stderr
+
+
+def test_the_launchd_calendar_job_runs_the_cleanup_like_the_daemon_runs_the_plugin(plist):
+    with CLEANUP_PLIST.open("rb") as handle:
+        job = plistlib.load(handle)
+    assert job["Label"] == CLEANUP_PLIST.stem
+    for key in ("WorkingDirectory", "EnvironmentVariables", "UserName", "GroupName", "Umask"):
+        assert job[key] == plist[key], key
+    assert job["StartCalendarInterval"] == {"Hour": 2, "Minute": 30}
+    assert job.get("RunAtLoad") is False and "KeepAlive" not in job
+    assert job["StandardOutPath"].startswith("/Library/Logs/b2-iconik-plugin/")
+    script, daemon = plist_script(job), plist_script(plist)
+    assert script.rsplit("\n", 1)[0] == daemon.rsplit("\n", 1)[0], "the same reading of the settings file"
+    exec_line = script.rsplit("\n", 1)[1]
+    assert shlex.split(exec_line) == ["exec", f"{job['WorkingDirectory']}/.venv/bin/python", *CLEANUP_COMMAND]
+
+
+def test_the_launchd_cleanup_wrapper_passes_the_settings_to_the_cleanup(plist, tmp_path):
+    with CLEANUP_PLIST.open("rb") as handle:
+        job = plistlib.load(handle)
+    env_file = tmp_path / "env"
+    env_file.write_text("CLEANUP_OLDER_THAN=30d\nICONIK_TOKEN=tok en$\n")
+    printer = f"{shlex.quote(sys.executable)} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+    done = subprocess.run(["/bin/sh", "-c", _wrapper_with(job, env_file, printer)], capture_output=True, text=True,
+                          timeout=30, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout)
+    assert exported["CLEANUP_OLDER_THAN"] == "30d" and exported["ICONIK_TOKEN"] == "tok en$"
