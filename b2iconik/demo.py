@@ -4,8 +4,10 @@ Runs the iconik emulator (with its storage gateway), seeds a B2 storage with
 small generated media files in nested collections, starts the plugin under
 real gunicorn, creates the custom actions with create_custom_actions.py, then
 clicks Add and Remove the way iconik does. One asset's B2 copy is corrupt, so
-Remove must keep that asset on LucidLink. Prints what is where after each
-step and what the jobs reported; exits 1 if anything is not as it must be.
+Remove must keep that asset on LucidLink. Before and after Remove it runs
+`python -m b2iconik report` (writing its HTML page), and before Remove a
+cleanup dry run. Prints what is where after each step and what the jobs and
+tools reported; exits 1 if anything is not as it must be.
 
     python -m b2iconik.demo [--keep DIR]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import secrets
@@ -166,6 +169,65 @@ def show_job(view: dict, world: dict) -> None:
     print(f"message: {view['message']}")
 
 
+def run_tool(env: dict, *argv: str) -> subprocess.CompletedProcess:
+    """`python -m b2iconik <argv>` as an operator runs it; prints what it printed."""
+    print(f"\n$ python -m b2iconik {' '.join(argv)}")
+    done = subprocess.run([sys.executable, "-m", "b2iconik", *argv], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    print(done.stdout.rstrip())
+    if done.stderr.strip():
+        print(done.stderr.rstrip())
+    return done
+
+
+def lucidlink_truth(emu: Emulator, world: dict) -> dict:
+    """Bytes on LucidLink from the ground truth: in all, of copies whose B2 copy is sound, and of the others
+    (the seeded corrupt B2 copies: the same bytes under a checksum that does not match them)."""
+    on_ll = {key: roles for key, roles in where(emu, world).items() if roles["ll"] is not None}
+    sound = sum(len(roles["ll"]) for (asset_id, fmt), roles in on_ll.items()
+                if roles["b2"] == roles["ll"] and not (world["assets"][asset_id]["corrupt"] and fmt == "ORIGINAL"))
+    total = sum(len(roles["ll"]) for roles in on_ll.values())
+    return {"bytes": total, "same_on_b2": sound, "other": total - sound}
+
+
+def run_report(env: dict, world: dict, workdir: Path, label: str, problems: list, emu: Emulator) -> None:
+    """The report, its HTML page, and checks of its figures against the ground truth."""
+    page, data = workdir / f"report-{label}.html", workdir / f"report-{label}.json"
+    done = run_tool(env, "report", "--b2-storage", world["b2"], "--ll-storage", world["ll"], "--no-progress",
+                    "--html", str(page), "--json", str(data))
+    truth = lucidlink_truth(emu, world)
+    print(f"\nchecks of the report {label}:")
+    check(done.returncode == 0, "the report ran", problems)
+    if done.returncode != 0:
+        return
+    totals = json.loads(data.read_text())
+    categories = {name: figures["bytes"] for name, figures in totals["categories"].items()}
+    check(totals["totals"]["bytes"] == truth["bytes"],
+          f"it counts the {truth['bytes']} bytes on LucidLink", problems)
+    check(categories["safe"] == truth["same_on_b2"],
+          f"safe to remove now: the {truth['same_on_b2']} bytes whose B2 copy is sound", problems)
+    check(categories["unverified"] == truth["other"],
+          f"B2 copy does not verify: the {truth['other']} bytes of the corrupt copy", problems)
+    html = page.read_text() if page.exists() else ""
+    check("<svg" in html and "<script" not in html.lower(),
+          f"the HTML page {page.name} is self-contained, with its charts", problems)
+
+
+def run_cleanup_dry_run(env: dict, world: dict, problems: list, emu: Emulator) -> None:
+    """A cleanup plan down to half of what LucidLink holds: printed, and nothing changed."""
+    before = emu.storage_files(world["ll"])
+    target = lucidlink_truth(emu, world)["bytes"] // 2
+    done = run_tool(env, "cleanup", "--until-below", str(target), "--b2-storage", world["b2"],
+                    "--ll-storage", world["ll"], "--no-progress")
+    print("\nchecks of the cleanup dry run:")
+    check(done.returncode == 0 and "Would go:" in done.stdout, "the cleanup printed its plan", problems)
+    check(emu.storage_files(world["ll"]) == before, "the dry run changed nothing on LucidLink", problems)
+    corrupt = [info["title"] for info in world["assets"].values() if info["corrupt"]]
+    plan = done.stdout.split("Kept:")[0]
+    check(all(f"{title}" not in plan or "stays: ORIGINAL: B2 copy checksum" in plan for title in corrupt),
+          "the plan never takes the ORIGINAL whose B2 copy is corrupt", problems)
+
+
 def check(condition: bool, what: str, problems: list) -> None:
     print(f"  [{'ok' if condition else 'WRONG'}] {what}")
     if not condition:
@@ -194,6 +256,9 @@ def run(workdir: Path) -> int:
             check(all(roles["ll"] == roles["b2"] for roles in after_add.values() if roles["b2"] is not None),
                   "every format on B2 is now on LucidLink, byte for byte", problems)
 
+            run_report(env, world, workdir, "before-remove", problems, emu)
+            run_cleanup_dry_run(env, world, problems, emu)
+
             remove = follow(url, secret, click(emu, "Remove from LucidLink", "BULK",
                                                asset_ids=list(world["assets"])))
             show_job(remove, world)
@@ -209,6 +274,7 @@ def run(workdir: Path) -> int:
             kept = [o for o in remove["outcomes"] if o["result"] == "kept"]
             check(remove["status"] == "failed" and len(kept) == 1 and "checksum" in kept[0]["reason"],
                   "the remove job reports the kept asset and why", problems)
+            run_report(env, world, workdir, "after-remove", problems, emu)
             panel = {job["title"]: job["status"] for job in emu.jobs.values() if job.get("type") == "CUSTOM"}
             print(f"\niconik Jobs panel: {panel}")
             check(any(t.startswith("Add") and s == "FINISHED" for t, s in panel.items())
