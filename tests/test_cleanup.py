@@ -301,3 +301,81 @@ def test_the_marker_of_an_ended_cleanup_does_not_block_the_next(world, capsys, t
         store.close()
     code, out, err = cleanup(capsys, "--older-than", "30d", "--apply")
     assert code == 0 and "Queued cleanup job" in out, err
+
+
+# -- the Cloud Function's scheduled cleanup (Cloud Scheduler, OIDC) -----------------------------
+
+
+class StubVerifier:
+    """Stands in for OidcVerifier: accepts exactly one token."""
+
+    def __init__(self, good="Bearer scheduler-token"):
+        self.good, self.seen = good, []
+
+    def verify(self, authorization):
+        self.seen.append(authorization)
+        return (authorization == self.good, "token not valid")
+
+
+def schedule_env(world, **extra):
+    return {"CLEANUP_SCHEDULER_ACCOUNT": "scheduler@project.iam.gserviceaccount.com",
+            "CLEANUP_OLDER_THAN": "30d", **extra}
+
+
+def cloud_settings(world, **overrides):
+    values = {"iconik_token": world.token, "b2_storage_id": world.b2, "ll_storage_id": world.ll, **overrides}
+    return plugin_settings(world.emu, world.state_dir, **values)
+
+
+def test_the_scheduled_cleanup_takes_only_the_schedulers_token_and_starts_one_job_a_day(world):
+    from b2iconik import workflows
+    from b2iconik.cloud import scheduled
+
+    settings = cloud_settings(world)
+    schedule = scheduled.Schedule.from_env(schedule_env(world), settings, "https://fn.example.com/iconik_handler")
+    assert schedule.audience == "https://fn.example.com/iconik_handler/cleanup"
+    started: dict = {}
+
+    def start_job(job_id, state):
+        if job_id in started:
+            return False
+        started[job_id] = state
+        return True
+
+    verifier = StubVerifier()
+    for authorization, status in ((None, 401), ("Bearer forged", 403)):
+        assert scheduled.run(schedule, settings, verifier, authorization, start_job)[0] == status
+    assert started == {} and sum(world.emu.request_counts.values()) == 0
+
+    status, body = scheduled.run(schedule, settings, verifier, "Bearer scheduler-token", start_job)
+    assert status == 202, body
+    [(job_id, state)] = started.items()
+    assert body["job_id"] == job_id and body["assets"] == len(state["selection"]["asset_ids"])
+    assert set(state["selection"]["asset_ids"]) == ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
+    assert state["origin"] == "cleanup" and state["action"] == "remove" and state["phase"] == "resolve"
+    assert (state["b2_storage_id"], state["ll_storage_id"]) == (world.b2, world.ll)
+    workflows.validate_state(state)
+    assert workflows.job_title({**state, "assets": state["selection"]["asset_ids"]}) == \
+        f"Cleanup: remove {body['assets']} assets from LucidLink"
+
+    again = scheduled.run(schedule, settings, verifier, "Bearer scheduler-token", start_job)
+    assert again[0] == 200 and again[1]["duplicate"] is True and len(started) == 1
+    assert world.writes() == 0 and all(world.on_lucidlink(a) for a in world.assets)
+
+
+@pytest.mark.parametrize("env, overrides, words", [
+    ({"CLEANUP_OLDER_THAN": "-3d"}, {}, "not an age"),
+    ({"CLEANUP_OLDER_THAN": "", "CLEANUP_UNTIL_BELOW": "lots"}, {}, "not a size"),
+    ({"CLEANUP_OLDER_THAN": ""}, {}, "say what to clean"),
+    ({}, {"iconik_token": None}, "ICONIK_TOKEN is required"),
+    ({}, {"ll_storage_id": None}, "PLUGIN_LL_STORAGE_ID are required"),
+    ({"CLEANUP_SCHEDULER_ACCOUNT": "not an e-mail"}, {}, "service account e-mail"),
+])
+def test_the_scheduled_cleanups_settings_are_checked_when_the_function_loads(world, env, overrides, words):
+    from b2iconik.cloud import scheduled
+    from b2iconik.config import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        scheduled.Schedule.from_env(schedule_env(world, **env), cloud_settings(world, **overrides),
+                                    "https://fn.example.com/iconik_handler")
+    assert scheduled.Schedule.from_env({}, cloud_settings(world), None) is None
