@@ -1,0 +1,149 @@
+"""The job documents in Google Cloud Firestore (cloud mode), for `jobstate.JobStates`.
+
+Two collections of a Native mode database: `<collection>` (default
+`b2iconik_jobs`) holds one head document per job, named by the job id, and
+`<collection>_chunks` the chunk documents. Both carry `expire_at`, the field of
+the TTL policies that delete finished jobs (README, Cloud Function guide).
+
+The head's compare-and-set is an update with a precondition on the update
+time it was read at. When an update fails in any way, the head is read again:
+if it holds what was written, the write went through (an answer lost on the
+way); if it changed otherwise, the swap lost; if it did not change, the outcome
+is reported as a StoreError and nothing is tidied. Chunks are written in
+batches of at most 400 documents and 8 MiB.
+
+The client library is imported only here, and only when a store is made.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "b2iconik_jobs"
+
+
+def _default_client(project: str | None, database: str):
+    from google.cloud import firestore
+    return firestore.Client(project=project, database=database)
+
+
+def _problem(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error)[:300]}"
+
+
+class FirestoreDocuments:
+    def __init__(self, collection: str = DEFAULT_COLLECTION, *, project: str | None = None,
+                 database: str = "(default)", client_factory=_default_client, timeout: float = 30.0):
+        self.collection = collection
+        self.project = project
+        self.database = database
+        self.timeout = timeout
+        self._factory = client_factory
+        self._client = None
+
+    def describe(self) -> str:
+        return f"Firestore database {self.database}, collections {self.collection} and {self.collection}_chunks"
+
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                self._client = self._factory(self.project, self.database)
+            except Exception as error:
+                raise StoreError(f"cannot reach Firestore: {_problem(error)}") from None
+        return self._client
+
+    def _head(self, job_id: str):
+        return self.client.collection(self.collection).document(job_id)
+
+    def _chunk(self, doc_id: str):
+        return self.client.collection(self.collection + "_chunks").document(doc_id)
+
+    # -- heads ---------------------------------------------------------------------
+
+    def create_head(self, job_id: str, fields: dict) -> bool:
+        try:
+            self._head(job_id).create(fields, timeout=self.timeout)
+            return True
+        except Exception as error:
+            found = self.read_head(job_id)
+            if found is not None and _same(found[0], fields):
+                return True  # created; the answer was lost and a retry found it there
+            if found is not None:
+                return False
+            raise StoreError(f"Firestore did not record the job: {_problem(error)}") from None
+
+    def read_head(self, job_id: str):
+        try:
+            snapshot = self._head(job_id).get(timeout=self.timeout)
+        except Exception as error:
+            raise StoreError(f"Firestore did not answer a read: {_problem(error)}") from None
+        if not snapshot.exists:
+            return None
+        return snapshot.to_dict(), snapshot.update_time
+
+    def swap_head(self, job_id: str, fields: dict, token):
+        try:
+            result = self._head(job_id).update(fields, option=self.client.write_option(last_update_time=token),
+                                               timeout=self.timeout)
+            return result.update_time
+        except Exception as error:
+            found = self.read_head(job_id)
+            if found is None:
+                return None
+            if _same(found[0], fields):
+                return found[1]
+            if found[1] != token:
+                return None
+            raise StoreError(f"Firestore did not take a commit: {_problem(error)}") from None
+
+    # -- chunks --------------------------------------------------------------------
+
+    def _batches(self, items, size_of):
+        batch, count, size = [], 0, 0
+        for item in items:
+            item_size = size_of(item)
+            if batch and (count >= WRITES_PER_BATCH or size + item_size > BYTES_PER_BATCH):
+                yield batch
+                batch, count, size = [], 0, 0
+            batch.append(item)
+            count, size = count + 1, size + item_size
+        if batch:
+            yield batch
+
+    def _commit(self, items, add, size_of=lambda item: 1) -> None:
+        for group in self._batches(items, size_of):
+            batch = self.client.batch()
+            for item in group:
+                add(batch, item)
+            try:
+                batch.commit(timeout=self.timeout)
+            except Exception as error:
+                raise StoreError(f"Firestore did not take a batch: {_problem(error)}") from None
+
+    def put_chunks(self, docs: dict[str, dict]) -> None:
+        self._commit(docs.items(), lambda batch, item: batch.set(self._chunk(item[0]), item[1]),
+                     size_of=lambda item: len(item[1]["data"]) + 512)
+
+    def get_chunks(self, ids: list[str]) -> dict[str, dict]:
+        try:
+            snapshots = list(self.client.get_all([self._chunk(doc_id) for doc_id in ids], timeout=self.timeout))
+        except Exception as error:
+            raise StoreError(f"Firestore did not answer a read: {_problem(error)}") from None
+        return {snapshot.id: snapshot.to_dict() for snapshot in snapshots if snapshot.exists}
+
+    def delete_chunks(self, ids: list[str]) -> None:
+        self._commit(ids, lambda batch, doc_id: batch.delete(self._chunk(doc_id)))
+
+    def expire_chunks(self, ids: list[str], expire_at) -> None:
+        self._commit(ids, lambda batch, doc_id: batch.set(self._chunk(doc_id), {"expire_at": expire_at},
+                                                          merge=True))
+
+
+def _same(found: dict, wrote: dict) -> bool:
+    """Is the head `found` the one this process `wrote`?"""
+    return all(found.get(key) == wrote.get(key) for key in ("version", "holder", "updated_at", "head"))

@@ -1,0 +1,140 @@
+"""One slice of a job: the step held, its state, and how it is saved as the workflow goes.
+
+`Slice.checkpoint` is the workflow's checkpoint hook. It commits at once when
+the phase changes, the job's iconik entry appears or a copy job's id is
+learnt (facts a redo must not lose); otherwise at most once per SAVE_INTERVAL
+(longer when cutting the state takes long), so a large job does not write its
+head many times a second. A commit writes only the chunks that changed.
+Losing the lease stops the slice (LostLease is raised into the workflow); any
+other store failure of an in-between save is logged and the next save tries
+again. The hand-over and the finish are always committed.
+
+`Slice.record_outcome` is (with the log entry of `audit.CloudLogRecorder`) the
+workflow's `on_outcome` hook: each outcome becomes an entry of the job's audit
+trail, committed with the state it belongs to, as the server's store keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from b2iconik import audit
+from b2iconik.cloud.jobstate import Claim, CommitStats, JobStates, LostLease, StoreError
+
+log = logging.getLogger(__name__)
+
+SAVE_INTERVAL = 1.0
+"""Seconds between two commits of a slice, unless something that must not be lost changed."""
+
+
+@dataclass
+class SliceStats:
+    load_seconds: float = 0.0
+    commits: int = 0
+    documents_written: int = 0
+    bytes_written: int = 0
+    commit_seconds: float = 0.0
+    failed_saves: int = 0
+
+    def add(self, stats: CommitStats) -> None:
+        if not stats.skipped:
+            self.commits += 1
+            self.documents_written += stats.documents_written
+            self.bytes_written += stats.bytes_written
+            self.commit_seconds += stats.seconds
+
+
+def _landmarks(state: dict) -> tuple:
+    """What a commit must follow at once: the phase, the iconik entry, the copy jobs known."""
+    copies = state.get("copies") if isinstance(state.get("copies"), list) else []
+    return (state.get("phase"), state.get("iconik_job_id"), state.get("resolved"),
+            sum(1 for entry in copies if isinstance(entry, dict) and (entry.get("job_id") or entry.get("status"))))
+
+
+@dataclass
+class Slice:
+    jobs: JobStates
+    claim: Claim
+    state: dict | None = None
+    stats: SliceStats = field(default_factory=SliceStats)
+    monotonic: object = time.monotonic
+    clock: object = time.time
+    pending: list = field(default_factory=list)
+    """audit entries recorded and not committed yet"""
+    _last_commit: float = 0.0
+    _landmarks: tuple = ()
+    _interval: float = SAVE_INTERVAL
+
+    @property
+    def job_id(self) -> str:
+        return self.claim.job_id
+
+    @property
+    def step(self) -> int:
+        return self.claim.step
+
+    @property
+    def auth_token(self) -> str | None:
+        return self.claim.auth_token
+
+    def load(self) -> dict:
+        """The job's state as last committed (DamagedJob if it cannot be read back)."""
+        started = time.perf_counter()
+        self.state = self.jobs.load(self.claim)
+        self.stats.load_seconds += time.perf_counter() - started
+        self._landmarks = _landmarks(self.state)
+        self._last_commit = self.monotonic()
+        return self.state
+
+    def checkpoint(self, state: dict) -> None:
+        """The workflow's checkpoint hook (called under its lock): commit when it is time."""
+        marks = _landmarks(state)
+        now = self.monotonic()
+        if marks == self._landmarks and now - self._last_commit < self._interval:
+            return
+        try:
+            self._commit(state)
+        except LostLease:
+            raise
+        except StoreError as error:
+            self.stats.failed_saves += 1
+            log.warning("could not save the job's progress; the next save tries again: %s", error)
+            return
+        self._landmarks = marks
+
+    def record_outcome(self, asset_id: str, fmt: str, outcome: dict) -> None:
+        """The workflow's `on_outcome` hook: the outcome's audit entry, committed with the next commit."""
+        record = audit.outcome_record(self.state, asset_id, fmt, outcome)
+        self.pending.append({"asset_id": asset_id, "format": fmt, "recorded_at": self.clock(), **record})
+
+    def _commit(self, state: dict, **how) -> CommitStats:
+        started = time.perf_counter()
+        entries = list(self.pending)
+        stats = self.jobs.commit(self.claim, state, audit=entries, **how)
+        del self.pending[:len(entries)]
+        took = time.perf_counter() - started
+        self.stats.add(stats)
+        self._last_commit = self.monotonic()
+        # Cutting and writing a large state takes time: keep it to a fifth of the slice's time.
+        self._interval = max(SAVE_INTERVAL, 5 * took)
+        return stats
+
+    def hand_over(self, state: dict, next_at: float | None) -> None:
+        """Commit, and move the job to the next step (LostLease if another holder has it)."""
+        self._commit(state, step=self.claim.step + 1, next_at=next_at, release=True)
+
+    def finish(self, state: dict, status: str) -> None:
+        """Commit the job's end; its token is erased from the store."""
+        self._commit(state, status=status, release=True)
+
+    def release(self) -> None:
+        """Give the step back unchanged (the slice failed), so a redelivery can take it at once."""
+        self.jobs.release(self.claim)
+
+    def summary(self, seconds: float) -> dict:
+        """What this slice did with the store, for its answer and the benchmarks."""
+        return {"slice_s": round(seconds, 3), "load_s": round(self.stats.load_seconds, 3),
+                "commits": self.stats.commits, "commit_s": round(self.stats.commit_seconds, 3),
+                "documents_written": self.stats.documents_written, "bytes_written": self.stats.bytes_written}

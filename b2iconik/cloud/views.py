@@ -1,0 +1,31 @@
+"""The Cloud Function's job records in the server's shapes: GET /jobs/<id> is `web.job_view`."""
+
+from __future__ import annotations
+
+from b2iconik.store import Job
+from b2iconik.web import job_view
+
+
+def job_record(fields: dict, state: dict) -> Job:
+    """A stored job (head fields and state, as `JobStates.read` gives them) as the server's `Job`."""
+    job = Job(id=fields["job_id"], action=fields["action"], status=fields["status"], state=state,
+              auth_token=None, attempts=0, created_at=fields["created_at"], updated_at=fields["updated_at"],
+              finished_at=fields.get("finished_at"))
+    for name in ("requested_by", "origin"):  # the server's record names them too
+        if hasattr(job, name):
+            setattr(job, name, state.get(name))
+    return job
+
+
+def view(fields: dict, state: dict) -> dict:
+    """The job's view, exactly as the server's GET /jobs/<id> shows it."""
+    return job_view(job_record(fields, state))
+
+
+def damaged_state(action: str, problem: str) -> dict:
+    """The record of a job whose state was refused: what the view needs, and why; no storage named."""
+    return {"action": action, "b2_storage_id": None, "ll_storage_id": None, "formats": [], "context": None,
+            "selection": {"asset_ids": [], "collection_ids": []}, "phase": "done", "assets": [], "outcomes": {},
+            "to_copy": {}, "copies": [], "processed": [], "warnings": [], "succeeded": False,
+            "error": f"the job's recorded state was refused ({problem}); it was not run further and "
+                     "nothing more was changed"}
