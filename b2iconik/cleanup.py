@@ -16,6 +16,7 @@ from LucidLink", which deletes only what it verifies right before each delete.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from types import SimpleNamespace
 import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
-from b2iconik.inventory import ListedAsset, judge, list_lucidlink, records_reader
+from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
 from b2iconik.selection import expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
@@ -157,6 +158,9 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
         return choice
     going, ways = [], set()
     for row in rows:
+        if row.result == "unread":
+            choice.reasons.append(row.reason)
+            continue
         if row.format not in rule.formats:
             continue
         if row.category in GOING and not (rule.only_archived and row.category == "only_on_lucidlink"):
@@ -210,20 +214,16 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
 
 def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress) -> None:
     """Read the candidates in order, a batch at a time; stop once `need` bytes are freed."""
-    from concurrent.futures import ThreadPoolExecutor
+    def judged(item):
+        rows = read_and_judge(read, item, b2, ll, purge)
+        if progress is not None:
+            progress.advance()
+        return item, rows
 
     gone = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cleanup") as threads:
         for start in range(0, len(pool), concurrency):
-            batch = pool[start:start + concurrency]
-
-            def judged(item):
-                rows = judge(item, read(item.asset_id), b2, ll, purge)
-                if progress is not None:
-                    progress.advance()
-                return item, rows
-
-            for item, rows in threads.map(judged, batch):
+            for item, rows in threads.map(judged, pool[start:start + concurrency]):
                 if need is not None and plan.freed >= need:
                     break
                 choice = _decide(plan, item, rows)

@@ -69,7 +69,8 @@ def _check_rule_text(args) -> None:
 
 
 def run(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(cli_setup.attach_dashed_values(list(sys.argv[1:] if argv is None else argv), VALUE_OPTIONS))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(cli_setup.attach_dashed_values(argv, VALUE_OPTIONS))
     _check_rule_text(args)
     context = cli_setup.load(args)
     rule = _rule(args, context)

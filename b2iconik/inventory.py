@@ -158,23 +158,25 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
     return rows
 
 
+def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str) -> list[Row]:
+    """One asset's rows from a fresh read (`read`: records_reader's). A read that fails after the
+    client's retries is one `unknown` row with the reason; a refused token (401/403) raises."""
+    try:
+        return judge(item, read(item.asset_id), b2_storage_id, ll_storage_id, purge)
+    except iconik.Unauthorized:
+        raise
+    except iconik.IconikError as error:
+        return [Row(item.asset_id, item.name, "", "unknown", "unread", f"could not read the asset: {error}",
+                    item.bytes, item.files, item.last_modified)]
+
+
 def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
                 ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None) -> list[AssetView]:
-    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it.
-
-    A read that fails after the client's retries makes one `unknown` row with the
-    reason; a refused token (401/403) ends the run (raises iconik.Unauthorized).
-    """
+    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it."""
     read = records_reader(client)
 
     def view(item: ListedAsset) -> AssetView:
-        try:
-            rows = judge(item, read(item.asset_id), b2_storage_id, ll_storage_id, purge)
-        except iconik.Unauthorized:
-            raise
-        except iconik.IconikError as error:
-            rows = [Row(item.asset_id, item.name, "", "unknown", "unread", f"could not read the asset: {error}",
-                        item.bytes, item.files, item.last_modified)]
+        rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge)
         if progress is not None:
             progress.advance()
         return AssetView(item, rows)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -210,11 +209,6 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return cli_setup.run_guarded(lambda: run(argv))
-
-
-def category_counts(summary: Summary) -> Counter:
-    """Rows per category (for tests and the demo's checks)."""
-    return Counter(row.category for row in summary.rows)
 
 
 if __name__ == "__main__":

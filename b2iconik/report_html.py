@@ -119,8 +119,8 @@ def render_html(summary) -> str:
 <style>{STYLE}</style></head>
 <body>
 <h1>What is on LucidLink</h1>
-<p>LucidLink storage <code>{escape(summary.ll_storage_id)}</code>, B2 storage <code>{escape(summary.b2_storage_id)}</code>,
-read {escape(stamp)}: {summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was read once and judged
+<p>LucidLink storage <code>{escape(summary.ll_storage_id)}</code>,
+B2 storage <code>{escape(summary.b2_storage_id)}</code>, read {escape(stamp)}: {summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was read once and judged
 with the rules of Remove from LucidLink; nothing was changed.</p>
 {_totals_table(summary)}
 <h2>Bytes by category</h2>

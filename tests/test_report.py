@@ -201,3 +201,11 @@ def test_report_summary_figures_add_up(world):
     summary = report.summarize(views, world.b2, world.ll)
     assert summary.bytes == sum(f["bytes"] for f in summary.by_category.values())
     assert summary.bytes == sum(sum(c.values()) for c in summary.by_age.values())
+
+
+def test_a_refused_token_ends_the_report_with_exit_1_and_a_hint(world, capsys, monkeypatch):
+    token = world.emu.new_token(max_calls=3)  # the listing and the storages, then 401
+    monkeypatch.setenv("ICONIK_TOKEN", token)
+    code, out, err = run_report(capsys)
+    assert code == 1 and "iconik rejected ICONIK_TOKEN (401)" in err
+    assert token not in out + err
