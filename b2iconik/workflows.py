@@ -598,7 +598,8 @@ class Workflow:
             complete = [c for c in on_ll if c.files and all(f.get("status") == "CLOSED" for f in c.files)]
             if complete:
                 outcome[fmt] = {"result": "copied", "reason": "complete copy on LucidLink",
-                                "file_set_id": complete[0].id}
+                                "file_set_id": complete[0].id,
+                                "bytes": sum(f.get("size") for f in complete[0].files if isinstance(f.get("size"), int))}
                 continue
             unknown = [c for c in copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"],
                                              active_only=False) if not c.file_set.get("status")]
