@@ -209,3 +209,21 @@ def test_a_refused_token_ends_the_report_with_exit_1_and_a_hint(world, capsys, m
     code, out, err = run_report(capsys)
     assert code == 1 and "iconik rejected ICONIK_TOKEN (401)" in err
     assert token not in out + err
+
+
+def test_one_entry_lists_the_commands_and_refuses_unknown_ones(capsys):
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "b2iconik", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    for command in ("report", "cleanup", "demo", "emulator", "selftest", "jobs"):
+        assert f"\n  {command} " in done.stdout
+    assert cli.main(["reprot"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'reprot'" in err and "report" in err
+    assert cli.main([]) == 2
+    assert cli.main(["report", "--help"]) == 0 and "--html FILE" in capsys.readouterr().out
