@@ -270,4 +270,6 @@ def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:
     state = workflows.new_state(request)
     state["cleanup"] = {"rule": plan.rule.describe(), "planned_at": plan.now.isoformat(),
                         "planned_bytes": plan.freed}
+    if plan.rule.only_archived:
+        state["copy_to_b2"] = False
     return state

@@ -663,6 +663,9 @@ class Workflow:
                 if after_copy and verdict.incomplete:
                     self._await_copy(asset_id, fmt, [c for c in on_b2 if c.files])
                 if verdict.reason == NO_B2_COPY and not after_copy:
+                    if state.get("copy_to_b2") is False:
+                        kept.append("no B2 copy, and this job copies nothing to B2 (cleanup --only-archived)")
+                        continue
                     return NEEDS_COPY
                 if verdict.reason == NO_B2_COPY:
                     kept.append(f"no B2 copy after copying ({self._copy_story(asset_id, fmt)})")

@@ -202,6 +202,23 @@ def test_a_b2_copy_broken_after_the_plan_is_caught_by_the_read_right_before_the_
     assert world.on_lucidlink(victim.id) and victim.ll_file_set not in world.emu.purged
 
 
+def test_only_archived_copies_nothing_even_when_a_b2_copy_vanishes_after_the_plan(world, capsys):
+    code, out, err = cleanup(capsys, "--older-than", "30d", "--only-archived", "--apply")
+    assert code == 0, err
+    [job] = jobs_in(world.state_dir)
+    assert job.state["copy_to_b2"] is False
+    victim = next(world.assets[a] for a in job.state["selection"]["asset_ids"] if world.assets[a].kind == "safe")
+    b2_sets = {fs["id"] for fs in world.emu.file_sets(victim.id) if fs["storage_id"] == world.b2}
+    with world.emu.world.lock:  # the B2 copy is deleted in iconik between the plan and the run
+        for file_set_id in b2_sets:
+            world.emu.world.soft_delete(file_set_id)
+    view = run_queued_job(world, job.id)
+    [kept] = [o for o in view["outcomes"] if o["asset_id"] == victim.id and o["format"] == "ORIGINAL"]
+    assert kept["result"] == "kept" and "copies nothing to B2" in kept["reason"], kept
+    assert world.on_lucidlink(victim.id) and victim.ll_file_set not in world.emu.purged
+    assert not any(job["type"] == "TRANSFER" for job in world.emu.jobs.values())
+
+
 def test_an_interrupted_cleanup_resumes_and_no_second_one_is_queued_meanwhile(world, capsys):
     code, out, err = cleanup(capsys, "--older-than", "30d", "--apply")
     assert code == 0, err
