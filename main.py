@@ -5,8 +5,9 @@
     functions-framework --target iconik_handler             (local run, see README.md)
 
 `iconik_handler(request)` serves the Flask app's paths (/, /healthz, /add,
-/remove) with the same checks and answers, and /continue, on which the job's
-task queue calls back to run the job slice by slice. See b2iconik/cloud/.
+/remove, /check, /jobs/<id>) with the same checks and answers, and /continue,
+on which the job's task queue calls back to run the job slice by slice; the
+jobs are kept in Firestore (in memory in local mode). See b2iconik/cloud/.
 
 Settings come from the environment (.env.yaml.example lists them); they are
 checked when the function is loaded, so a bad deploy fails at once.
@@ -32,13 +33,14 @@ log = logging.getLogger("b2iconik.function")
 
 
 def _check_cloud_packages(config: CloudConfig) -> None:
-    """Cloud Tasks mode needs requirements-cloud.txt's packages: fail the deploy, not the first job."""
-    if config.mode != "cloud":
-        return
+    """Cloud Tasks and Firestore need requirements-cloud.txt's packages: fail the deploy, not the first job."""
     try:
-        import google.auth.transport.requests  # noqa: F401
-        import google.oauth2.id_token  # noqa: F401
-        from google.cloud import secretmanager, tasks_v2  # noqa: F401
+        if config.mode == "cloud":
+            import google.auth.transport.requests  # noqa: F401
+            import google.oauth2.id_token  # noqa: F401
+            from google.cloud import secretmanager, tasks_v2  # noqa: F401
+        if config.job_store == "firestore":
+            from google.cloud import firestore  # noqa: F401
     except ImportError as error:
         raise ConfigError(f"{error}: deploy with requirements-cloud.txt as the function's "
                           "requirements.txt (README.md, Deploy)") from None

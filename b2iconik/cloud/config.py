@@ -15,6 +15,10 @@ as for the Flask app. On top of them, the function reads:
     BZ_SHARED_SECRET       the shared secret itself; overrides Secret Manager (local runs)
     GOOGLE_CLOUD_PROJECT   the project of the secret (default: the function's own project)
     LOCAL_TASK_WORKERS     in-process mode: continuations run at once (4)
+    JOB_STORE              auto (default: firestore with Cloud Tasks, else memory), firestore, memory
+    FIRESTORE_DATABASE     the Firestore database of the job store ((default))
+    FIRESTORE_COLLECTION   its collection of job heads (b2iconik_jobs; chunks in <it>_chunks)
+    PLUGIN_JOB_RETENTION_DAYS  (the server's setting) how long a finished job is kept (365)
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from dataclasses import dataclass, field, replace
 from b2iconik.config import ConfigError, Settings, _number
 
 MODES = ("cloud", "local", "null")
+STORES = ("firestore", "memory")
+COLLECTION = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+DATABASE = re.compile(r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
 QUEUE_PATH = re.compile(r"^projects/([^/\s]+)/locations/([^/\s]+)/queues/([A-Za-z0-9-]{1,100})$")
 SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -47,6 +54,9 @@ class CloudConfig:
     local_secret: str | None = field(default=None, repr=False)
     project: str | None = None
     local_workers: int = 4
+    job_store: str = "memory"
+    firestore_database: str = "(default)"
+    firestore_collection: str = "b2iconik_jobs"
 
     @classmethod
     def from_env(cls, env=None) -> "CloudConfig":
@@ -96,6 +106,21 @@ class CloudConfig:
         if not SECRET_NAME.match(secret_name):
             raise ConfigError(f"BZ_SECRET_NAME is not a secret name: {secret_name[:100]!r}")
 
+        job_store = env.get("JOB_STORE", "").strip().lower() or "auto"
+        if job_store == "auto":
+            job_store = "firestore" if mode == "cloud" else "memory"
+        if job_store not in STORES:
+            raise ConfigError(f"JOB_STORE must be auto, {', '.join(STORES)}; not {job_store[:50]!r}")
+        if job_store == "memory" and mode == "cloud":
+            raise ConfigError("JOB_STORE=memory keeps jobs in one instance: with Cloud Tasks the next step "
+                              "may run on another; use JOB_STORE=firestore (the default there)")
+        database = env.get("FIRESTORE_DATABASE", "").strip() or "(default)"
+        if not DATABASE.match(database):
+            raise ConfigError(f"FIRESTORE_DATABASE is not a database id: {database[:100]!r}")
+        collection = env.get("FIRESTORE_COLLECTION", "").strip() or "b2iconik_jobs"
+        if not COLLECTION.match(collection):
+            raise ConfigError(f"FIRESTORE_COLLECTION must be letters, digits, _ or -: {collection[:100]!r}")
+
         return cls(
             settings=settings,
             mode=mode,
@@ -108,7 +133,16 @@ class CloudConfig:
             local_secret=local_secret,
             project=project,
             local_workers=int(_number(env, "LOCAL_TASK_WORKERS", 4, int, 1)),
+            job_store=job_store,
+            firestore_database=database,
+            firestore_collection=collection,
         )
+
+    def describe_store(self) -> str:
+        if self.job_store == "firestore":
+            return (f"jobs in Firestore ({self.firestore_database}, collection {self.firestore_collection}, "
+                    f"kept {self.settings.retention_days:g} days after they end)")
+        return "jobs in this process's memory (lost when it stops)"
 
     @property
     def queue_project(self) -> str | None:
@@ -119,6 +153,7 @@ class CloudConfig:
         """One line for the startup log: which mode, and where the secret comes from."""
         secret = ("BZ_SHARED_SECRET from the environment" if self.local_secret
                   else f"secret {self.secret_name} from Secret Manager")
+        secret += "; " + self.describe_store()
         if self.mode == "cloud":
             return (f"Cloud Tasks queue {self.queue}, continuations at {self.function_url}/continue "
                     f"(OIDC token of {self.service_account} only); {secret}; "

@@ -9,10 +9,15 @@ those arguments and the `Reply` into a response.
     POST /add         custom action: checked by b2iconik.callback, answered 202,
     POST /remove      step 0 of the job queued
     POST /check       (the preview of a Remove; also /remove?dry_run=true)
-    POST /continue    from the queue only (see auth.py): the task's state is
-                      checked again as if it came from outside, then one slice
-                      of the job's workflow runs and the next step is queued
+                      the job is recorded in the job store (jobstate.py)
+    POST /continue    from the queue only (see auth.py): a task names a job and
+                      a step; the step's lease is taken in the store (a done step
+                      is acknowledged and dropped, one running elsewhere is 409),
+                      the job's state is read back and checked again as if it came
+                      from outside, one slice of its workflow runs, saving as it
+                      goes, and the next step is committed, then queued
                       (schedule time: the state's wake_at)
+    GET  /jobs/<id>   with the shared secret: the job as the server shows it
 
 Every refusal is `{"error": message, "status": n}`, as from the Flask app, and
 is made before anything talks to iconik.
@@ -24,7 +29,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -32,9 +36,13 @@ import iconik
 from b2iconik import audit, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.cloud import payload as payloads
+from b2iconik.cloud import views
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
 from b2iconik.cloud.config import CloudConfig
+from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LostLease, MemoryDocuments, NoSuchJob,
+                                     NotNow, StepBusy, StepDone, StoreError)
 from b2iconik.cloud.secrets import SecretUnavailable, SharedSecret
+from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
                                   NullQueue, QueueError, Task)
 from b2iconik.config import ConfigError
@@ -43,7 +51,9 @@ from b2iconik.progress import JobsPanel
 
 log = logging.getLogger(__name__)
 
-MAX_CONTINUE_BODY = 2 * 1024 * 1024
+MAX_CONTINUE_BODY = payloads.MAX_BODY
+LEASE_MARGIN = 120.0
+"""A step's lease lasts the slice plus this (as the task's dispatch deadline does)."""
 ROUTES = {
     "/": ("GET", "HEAD", "OPTIONS"),
     "/healthz": ("GET", "HEAD", "OPTIONS"),
@@ -80,41 +90,11 @@ def bytes_reader(body: bytes) -> Callable[[int], bytes]:
     return read
 
 
-class _StepLedger:
-    """The steps this instance is running or has finished, to short-cut duplicate deliveries.
-
-    Only an optimisation: a duplicate that reaches another instance is
-    harmless anyway (idempotent steps, named tasks).
-    """
-
-    def __init__(self, keep: int = 20_000):
-        self._done: OrderedDict[tuple, None] = OrderedDict()
-        self._running: set[tuple] = set()
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def begin(self, key: tuple) -> str | None:
-        with self._lock:
-            if key in self._done:
-                return "done"
-            if key in self._running:
-                return "running"
-            self._running.add(key)
-            return None
-
-    def end(self, key: tuple, finished: bool) -> None:
-        with self._lock:
-            self._running.discard(key)
-            if finished:
-                self._done[key] = None
-                while len(self._done) > self._keep:
-                    self._done.popitem(last=False)
-
-
 class FunctionHandler:
-    def __init__(self, config: CloudConfig, *, secret: SharedSecret, queue, oidc: OidcVerifier | None = None,
-                 task_key: bytes | None = None, clock=time.time):
-        """`oidc` or `task_key` is the one proof /continue accepts (OIDC wins); neither: none."""
+    def __init__(self, config: CloudConfig, *, secret: SharedSecret, queue, jobs: JobStates | None = None,
+                 oidc: OidcVerifier | None = None, task_key: bytes | None = None, clock=time.time):
+        """`oidc` or `task_key` is the one proof /continue accepts (OIDC wins); neither: none.
+        `jobs`: the job store (default: one in this process's memory)."""
         self.config = config
         self.settings = config.settings
         self.tuning = workflows.Tuning.from_settings(config.settings)
@@ -123,7 +103,10 @@ class FunctionHandler:
         self.oidc = oidc
         self.task_key = None if oidc is not None else task_key
         self.clock = clock
-        self._steps = _StepLedger()
+        self.jobs = jobs or JobStates(MemoryDocuments(), retention_days=config.settings.retention_days)
+        self.lease_seconds = config.slice_seconds + LEASE_MARGIN
+        self.slices: list[dict] = []
+        """What the latest slices did (job, step, phase, seconds, store reads and writes), newest last."""
 
     # -- entry ---------------------------------------------------------------
 
@@ -150,10 +133,9 @@ class FunctionHandler:
         allowed = ROUTES.get(path)
         if allowed is None:
             if path.startswith("/jobs/"):
-                return error(404, "the Cloud Function keeps no job store: follow the job in iconik's "
-                                  "Jobs panel, or in the function's logs by its job_id")
+                return self._job_status(method, path[len("/jobs/"):], headers)
             return error(404, f"no such path: {path[:200]}; the function serves /, /healthz, /add, "
-                              "/remove, /check, and /continue for its task queue")
+                              "/remove, /check, /jobs/<id>, and /continue for its task queue")
         if method == "OPTIONS":
             return Reply(200, None, {"Allow": ", ".join(allowed)})
         if method not in allowed:
@@ -194,28 +176,81 @@ class FunctionHandler:
             need_token=not self.settings.iconik_token,
             pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
         )
-        job_id = str(uuid.uuid4())
         token = None if self.settings.iconik_token else call.auth_token
+        reply = self._start_job(workflows.new_state(call), token)
+        if reply.status == 202:
+            log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", action,
+                     reply.body["job_id"], len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
+        return reply
+
+    def _start_job(self, state: dict, token: str | None) -> Reply:
+        """Record a job in the store and queue its step 0: 202, or 503 with nothing started."""
         try:
-            body = payloads.encode(job_id, 0, workflows.new_state(call), token)
-        except payloads.StateTooLarge:
-            body = None
-        if body is None or len(body) > payloads.MAX_TASK_BODY:
-            return error(413, "the selection is too large for one job of the Cloud Function; "
-                              "select fewer assets or collections")
+            job_id = self.jobs.create(state["action"], state, token)
+        except StoreError as exc:
+            log.error("could not record a %s job: %s", state["action"], exc)
+            return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
         context = job_id_var.set(job_id)
         try:
-            try:
-                self.queue.enqueue(Task(payloads.task_name(job_id, 0), body))
-            except QueueError as exc:
-                log.error("could not queue a %s job: %s", action, exc)
-                return error(503, "the plugin cannot queue jobs right now; nothing was started, "
-                                  "try again later")
-            log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", action, job_id,
-                     len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
+            self.queue.enqueue(Task(payloads.task_name(job_id, 0), payloads.encode(job_id, 0)))
+        except QueueError as exc:
+            log.error("could not queue a %s job: %s", state["action"], exc)
+            self._abandon(job_id, state, "its first step could not be queued")
+            return error(503, "the plugin cannot queue jobs right now; nothing was started, try again later")
         finally:
             job_id_var.reset(context)
-        return Reply(202, {"job_id": job_id, "progress": "shown in iconik's Jobs panel"})
+        return Reply(202, {"job_id": job_id, "status_url": f"/jobs/{job_id}"})
+
+    def start_job(self, job_id: str, state: dict) -> bool:
+        """Record the job `job_id` (a given id, e.g. the scheduled cleanup's) and queue its step 0.
+
+        False when that job is recorded already; its step 0 is queued again all the same
+        (once: the task's name decides), in case the first call died in between.
+        StoreError or QueueError when either fails. The job runs on ICONIK_TOKEN.
+        """
+        try:
+            self.jobs.create(state["action"], state, None, job_id=job_id)
+            created = True
+        except JobExists:
+            created = False
+        self.queue.enqueue(Task(payloads.task_name(job_id, 0), payloads.encode(job_id, 0)))
+        return created
+
+    def _abandon(self, job_id: str, state: dict, why: str) -> None:
+        """End a job that never ran as failed, so its record says so and holds no token."""
+        try:
+            claim = self.jobs.begin(job_id, 0, self.lease_seconds)
+            state = self.jobs.load(claim)
+            self.jobs.finish(claim, {**state, "phase": "done", "succeeded": False,
+                                     "error": f"the job was not started: {why}"}, "failed")
+        except (NotNow, StoreError) as exc:
+            log.warning("could not record that job %s was not started: %s", job_id, exc)
+
+    # -- the job's record ----------------------------------------------------------
+
+    def _job_status(self, method: str, job_id: str, headers) -> Reply:
+        """GET /jobs/<id>: the job as the server shows it, to a caller with the shared secret."""
+        allowed = ("GET", "HEAD", "OPTIONS")
+        if method == "OPTIONS":
+            return Reply(200, None, {"Allow": ", ".join(allowed)})
+        if method not in allowed:
+            return error(405, f"{method} is not allowed on /jobs/<id>", {"Allow": ", ".join(allowed)})
+        given = headers.get(SECRET_HEADER)
+        if given is None:
+            check_secret(None, "")
+        check_secret(given, self._expected_secret(lambda value: secret_matches(given, value)))
+        try:
+            job_id = str(uuid.UUID(job_id))
+        except ValueError:
+            return error(400, "job id is not a UUID")
+        try:
+            found = self.jobs.read(job_id)
+        except StoreError as exc:
+            log.error("could not read job %s: %s", job_id, exc)
+            return error(503, "the job store cannot be read right now")
+        if found is None:
+            return error(404, f"no job {job_id}")
+        return Reply(200, views.view(*found))
 
     # -- the continuation ------------------------------------------------------
 
@@ -246,7 +281,7 @@ class FunctionHandler:
         return error(403, "the continuation call's proof was not accepted")
 
     def _check_state(self, state: dict) -> str | None:
-        """Why the task's state must not run, or None: checked in every slice, as if from outside."""
+        """Why the job's state must not run, or None: checked in every slice, as if from outside."""
         try:
             workflows.validate_state(state)
             for key, pinned in (("b2_storage_id", self.settings.b2_storage_id),
@@ -267,71 +302,147 @@ class FunctionHandler:
         except payloads.BadPayload as exc:
             log.error("refused a continuation task: %s", exc)
             return error(400, f"not a continuation task: {exc}")
-        problem = self._check_state(task.state)
-        if problem is not None:
-            log.error("refused step %d of job %s: its state is not sound: %s", task.step, task.job_id, problem)
-            return error(400, f"the task's job state is refused: {problem}")
         try:
             retries = max(0, int(headers.get(RETRY_COUNT_HEADER.lower()) or 0))
         except ValueError:
             retries = 0
-        key = (task.job_id, task.step)
-        seen = self._steps.begin(key)
-        if seen == "done":
-            log.info("step %d of job %s already done here; duplicate delivery ignored", task.step, task.job_id)
-            return Reply(200, {"job_id": task.job_id, "step": task.step, "duplicate": True})
-        if seen == "running":
-            return error(409, "this step is running on this instance now; try again later")
         context = job_id_var.set(task.job_id)
-        redactor.add(task.auth_token)
-        finished = False
         try:
-            reply = self._advance(task, retries)
-            finished = reply.status < 300
-            return reply
-        except Exception:
-            log.exception("step %d crashed; the queue will deliver it again", task.step)
-            return error(500, "the step failed; the queue will deliver it again")
+            return self._run_step(task, retries)
         finally:
-            self._steps.end(key, finished)
-            redactor.discard(task.auth_token)
             job_id_var.reset(context)
 
-    def _advance(self, task: payloads.Payload, retries: int) -> Reply:
-        state = task.state
-        if state["phase"] == "done":
-            return self._finished(task)
+    def _run_step(self, task: payloads.Payload, retries: int) -> Reply:
+        """Take the step's lease, read the job back, check it, run a slice, commit and hand over."""
         try:
-            client = self.settings.client(task.auth_token)
+            claim = self.jobs.begin(task.job_id, task.step, self.lease_seconds)
+        except NotNow as why:
+            return self._not_now(task, why, retries)
+        except StoreError as exc:
+            log.error("could not take step %d: %s", task.step, exc)
+            return error(503, "the job store cannot be reached; the queue will deliver this step again")
+        job = Slice(self.jobs, claim, clock=self.clock)
+        token = job.auth_token
+        redactor.add(token)
+        started = time.monotonic()
+        try:
+            try:
+                state = job.load()
+                problem = self._check_state(state)
+            except DamagedJob as exc:
+                problem = str(exc)
+            if problem is not None:
+                log.error("refused step %d of job %s: its state is not sound: %s", task.step, task.job_id, problem)
+                job.finish(views.damaged_state(claim.action, problem), "failed")
+                return error(400, f"the job's recorded state is refused: {problem}")
+            reply = self._advance(job, state, retries)
+            if reply.body is not None and reply.status < 300:
+                reply.body.update(job.summary(time.monotonic() - started))
+            return reply
+        except LostLease as exc:
+            log.warning("step %d stopped: %s", task.step, exc)
+            return error(409, "another delivery holds this job now; this one stopped")
+        except Exception:
+            log.exception("step %d crashed; the queue will deliver it again", task.step)
+            job.release()
+            return error(500, "the step failed; the queue will deliver it again")
+        finally:
+            redactor.discard(token)
+            self._note_slice(job, task.step, time.monotonic() - started)
+
+    def _note_slice(self, job: Slice, step: int, seconds: float) -> None:
+        entry = {"job_id": job.job_id, "step": step, "phase": (job.state or {}).get("phase"),
+                 **job.summary(seconds)}
+        log.info("slice of step %d took %.2f s (reading the job %.2f s, %d commit(s), %d bytes written)",
+                 step, seconds, entry["load_s"], entry["commits"], entry["bytes_written"])
+        self.slices.append(entry)
+        del self.slices[:-1000]
+
+    def _not_now(self, task: payloads.Payload, why: NotNow, retries: int) -> Reply:
+        """A delivery the store says must not run: dropped if done, retried later if busy or early."""
+        answer = {"job_id": task.job_id, "step": task.step, "duplicate": True}
+        if isinstance(why, NoSuchJob):
+            log.warning("step %d names no job in the store (expired, or never recorded); dropped", task.step)
+            return Reply(200, {**answer, "unknown": True})
+        if isinstance(why, StepBusy):
+            log.info("step %d is running in another delivery now; the queue will try again", task.step)
+            return error(409, "this step is running elsewhere now; try again later")
+        if not isinstance(why, StepDone):
+            log.warning("step %d arrived before the job got there (%s); the queue will try again", task.step, why)
+            return error(409, "this step comes after the job's current one; try again later")
+        if why.finished:
+            log.info("the job has ended; step %d is a late duplicate and is dropped", task.step)
+            return Reply(200, {**answer, "ended": True})
+        if task.step == why.current - 1:
+            # This step was done and committed; queue the next in case its queuing failed.
+            try:
+                if self.queue.enqueue(Task(payloads.task_name(task.job_id, why.current),
+                                           payloads.encode(task.job_id, why.current), why.next_at)):
+                    log.info("queued step %d, which the step before had committed but not queued", why.current)
+            except QueueError as exc:
+                log.error("could not queue step %d: %s", why.current, exc)
+                if retries + 1 >= self.config.task_attempts:
+                    return self._give_up_step(task.job_id, why.current,
+                                              f"gave up after {retries + 1} failed attempts to queue step "
+                                              f"{why.current}")
+                return error(503, "could not queue the job's next step; the queue will deliver this one again")
+        log.info("step %d was done already; duplicate delivery dropped", task.step)
+        return Reply(200, answer)
+
+    def _give_up_step(self, job_id: str, step: int, reason: str) -> Reply:
+        """End the job at `step` as failed (its step could not be queued), telling iconik if possible."""
+        try:
+            claim = self.jobs.begin(job_id, step, self.lease_seconds)
+        except NotNow as why:
+            return Reply(200, {"job_id": job_id, "step": step, "duplicate": True, "note": str(why)})
+        except StoreError:
+            return error(503, "the job store cannot be reached; the queue will deliver this step again")
+        job = Slice(self.jobs, claim, clock=self.clock)
+        try:
+            state = job.load()
+        except DamagedJob as exc:
+            job.finish(views.damaged_state(claim.action, str(exc)), "failed")
+            return error(400, f"the job's recorded state is refused: {exc}")
+        return self._give_up(job, state, reason)
+
+    def _advance(self, job: Slice, state: dict, retries: int) -> Reply:
+        if state["phase"] == "done":
+            return self._finished(job, state)
+        try:
+            client = self.settings.client(job.auth_token)
         except ConfigError as exc:
-            return self._give_up(task, str(exc))
+            return self._give_up(job, state, str(exc))
         with client:
-            if self._already_ended(client, state):
-                log.info("the job already ended in iconik; step %d is a late duplicate and is dropped", task.step)
-                return Reply(200, {"job_id": task.job_id, "step": task.step, "duplicate": True, "ended": True})
             if retries >= self.config.task_attempts:
-                return self._give_up(task, f"gave up after {retries} failed deliveries of step {task.step}",
+                return self._give_up(job, state, f"gave up after {retries} failed deliveries of step {job.step}",
                                      client)
             had_entry = bool(state.get("iconik_job_id"))
             state.pop("wake_at", None)
-            log.info("running step %d of %s job (phase %s, delivery %d)", task.step, state["action"],
+            log.info("running step %d of %s job (phase %s, delivery %d)", job.step, state["action"],
                      state["phase"], retries + 1)
+            stop = threading.Event()
+            hand_over_early = self._hand_over_early(state["phase"], stop)
+            log_outcome = audit.CloudLogRecorder(job.job_id, state)
+
+            def checkpoint(current: dict) -> None:
+                hand_over_early(current)
+                job.checkpoint(current)
+
+            def on_outcome(asset_id: str, fmt: str, outcome: dict) -> None:
+                job.record_outcome(asset_id, fmt, outcome)
+                log_outcome(asset_id, fmt, outcome)
+
             flow = workflows.Workflow(client, state, self.tuning, blocking_waits=False, clock=self.clock,
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
-                                      stop=(stop := threading.Event()),
-                                      checkpoint=self._hand_over_early(state["phase"], stop),
-                                      on_outcome=audit.CloudLogRecorder(task.job_id, state))
+                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome)
             try:
                 if flow.run():
-                    return self._finished(task)
-                reply = self._hand_over(task, state.pop("wake_at", None), client)
+                    return self._finished(job, state)
+                return self._hand_over(job, state, state.pop("wake_at", None))
             except BaseException:
                 self._drop_new_entry(client, state, had_entry)
                 raise
-            if reply.status >= 300 or (reply.body or {}).get("duplicate"):
-                self._drop_new_entry(client, state, had_entry)
-            return reply
 
     @staticmethod
     def _hand_over_early(first_phase: str, stop: threading.Event):
@@ -353,18 +464,6 @@ class FunctionHandler:
         return checkpoint
 
     @staticmethod
-    def _already_ended(client, state: dict) -> bool:
-        """Has the job's iconik entry ended? Then this delivery is a stale duplicate."""
-        entry = state.get("iconik_job_id")
-        if not entry:
-            return False
-        try:
-            return (client.get_job(entry) or {}).get("status") in workflows.DONE_JOB_STATUSES
-        except iconik.IconikError as exc:
-            log.warning("could not look at the job's iconik entry, going on: %s", exc)
-            return False
-
-    @staticmethod
     def _drop_new_entry(client, state: dict, had_entry: bool) -> None:
         """This run made the job's iconik entry but its work will be redone elsewhere: close the entry.
 
@@ -380,39 +479,35 @@ class FunctionHandler:
         except Exception as exc:  # best effort, like every Jobs-panel update
             log.warning("could not close the iconik entry %s: %s", entry, exc)
 
-    def _hand_over(self, task: payloads.Payload, wake_at: float | None, client) -> Reply:
-        step = task.step + 1
+    def _hand_over(self, job: Slice, state: dict, wake_at: float | None) -> Reply:
+        """Commit the slice's state with the job at the next step, then queue that step."""
+        step = job.step + 1
+        job.hand_over(state, wake_at)
         try:
-            body = payloads.encode(task.job_id, step, task.state, task.auth_token)
-        except payloads.StateTooLarge as exc:
-            return self._give_up(task, f"{exc}; run smaller selections", client)
-        if len(body) > payloads.MAX_TASK_BODY:
-            return self._give_up(task, f"the job's state has grown to {len(body)} bytes, more than a "
-                                       "Cloud Tasks task can carry; run smaller selections", client)
-        try:
-            created = self.queue.enqueue(Task(payloads.task_name(task.job_id, step), body, wake_at))
+            created = self.queue.enqueue(Task(payloads.task_name(job.job_id, step),
+                                              payloads.encode(job.job_id, step), wake_at))
         except QueueError as exc:
             log.error("could not queue step %d: %s", step, exc)
             return error(503, "could not queue the job's next step; the queue will deliver this one again")
         delay = max(0.0, (wake_at or 0) - self.clock())
         if created:
-            log.info("queued step %d (phase %s) to run in %.1f s", step, task.state["phase"], delay)
+            log.info("queued step %d (phase %s) to run in %.1f s", step, state["phase"], delay)
         else:
-            log.info("step %d was already queued: this was a duplicate delivery; its work was "
-                     "repeated harmlessly and is dropped", step)
-        return Reply(200, {"job_id": task.job_id, "step": task.step, "next_step": step,
-                           "phase": task.state["phase"], "delay": round(delay, 3), "duplicate": not created})
+            log.info("step %d was queued already", step)
+        return Reply(200, {"job_id": job.job_id, "step": step - 1, "next_step": step, "phase": state["phase"],
+                           "delay": round(delay, 3), "duplicate": False})
 
-    def _finished(self, task: payloads.Payload) -> Reply:
-        summary = workflows.summarize(task.state)
+    def _finished(self, job: Slice, state: dict) -> Reply:
+        """Commit the job's end (succeeded or failed, as the workflow judged it); its token is erased."""
+        summary = workflows.summarize(state)
+        job.finish(state, "succeeded" if state.get("succeeded") else "failed")
         log.info("job finished (%s): %s", summary["status"], summary["message"])
-        return Reply(200, {"job_id": task.job_id, "step": task.step, "done": True,
+        return Reply(200, {"job_id": job.job_id, "step": job.step, "done": True,
                            "result": summary["status"], "counts": summary["counts"],
-                           "message": summary["message"], "iconik_job_id": task.state.get("iconik_job_id")})
+                           "message": summary["message"], "iconik_job_id": state.get("iconik_job_id")})
 
-    def _give_up(self, task: payloads.Payload, reason: str, client=None) -> Reply:
+    def _give_up(self, job: Slice, state: dict, reason: str, client=None) -> Reply:
         """End the job as failed, tell iconik's Jobs panel if possible, and stop the chain."""
-        state = task.state
         state["error"] = reason
         state["phase"] = "done"
         state.pop("wake_at", None)
@@ -421,18 +516,31 @@ class FunctionHandler:
         log.error("job failed: %s", summary["message"])
         if client is None:
             try:
-                client = self.settings.client(task.auth_token)
+                client = self.settings.client(job.auth_token)
             except ConfigError:
-                return self._finished(task)
+                return self._finished(job, state)
         panel = JobsPanel(client, state)
         if not state.get("iconik_job_id"):
             panel.start(workflows.job_title(state), summary["counts"]["assets"])
         panel.finish(False, summary["message"], summary["counts"]["assets_done"], summary["counts"]["assets"])
-        return self._finished(task)
+        return self._finished(job, state)
 
 
-def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | None = None) -> FunctionHandler:
-    """The handler for `config`: its secret source, queue and the one proof /continue accepts.
+def build_job_store(config: CloudConfig) -> JobStates:
+    """Firestore (cloud mode), or this process's memory (local and null modes)."""
+    if config.job_store == "firestore":
+        from b2iconik.cloud.firestore_docs import FirestoreDocuments
+
+        docs = FirestoreDocuments(config.firestore_collection, project=config.project,
+                                  database=config.firestore_database)
+    else:
+        docs = MemoryDocuments()
+    return JobStates(docs, retention_days=config.settings.retention_days)
+
+
+def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | None = None,
+                  jobs: JobStates | None = None) -> FunctionHandler:
+    """The handler for `config`: its secret source, queue, job store and the one proof /continue accepts.
 
     Cloud Tasks: the OIDC token of TASKS_SERVICE_ACCOUNT. In-process: a signature
     under a random key made here, which never leaves this process.
@@ -451,13 +559,14 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
     if queue is None:
         if config.mode == "cloud":
             queue = CloudTasksQueue(config.queue, config.function_url, service_account=config.service_account,
-                                    dispatch_deadline=config.slice_seconds + 120)
+                                    dispatch_deadline=config.slice_seconds + LEASE_MARGIN)
         elif config.mode == "null":
             queue = NullQueue()
         else:
             queue = local = InProcessQueue(lambda headers, body: 0, signer=lambda body: sign(task_key, body),
                                            workers=config.local_workers)
-    handler = FunctionHandler(config, secret=secret, queue=queue, oidc=oidc, task_key=task_key)
+    handler = FunctionHandler(config, secret=secret, queue=queue, jobs=jobs or build_job_store(config),
+                              oidc=oidc, task_key=task_key)
     if local is not None:
         local.deliver = lambda headers, body: handler.handle(
             "POST", CONTINUE_PATH, headers, {}, bytes_reader(body)).status

@@ -74,6 +74,10 @@ class StoreError(Exception):
     """The store could not be read or written (unreachable, refused); nothing was decided."""
 
 
+class JobExists(StoreError):
+    """A job of that id is recorded already."""
+
+
 class LostLease(StoreError):
     """Another holder has the job (or it changed otherwise): this holder must stop."""
 
@@ -304,10 +308,17 @@ class JobStates:
 
     # -- creating and reading ----------------------------------------------------
 
-    def create(self, action: str, state: dict, auth_token: str | None) -> str:
-        """Record a new job at step 0; its id. StoreError if that fails (nothing is recorded then)."""
+    def create(self, action: str, state: dict, auth_token: str | None, job_id: str | None = None) -> str:
+        """Record a new job at step 0 (a new id, or `job_id`); its id.
+
+        JobExists if a job of that id is there; StoreError if the write fails (nothing
+        is recorded then: chunks written without their head are never read, and expire).
+        """
         self._purge_now_and_then()
-        job_id = str(uuid.uuid4())
+        if job_id is None:
+            job_id = str(uuid.uuid4())
+        elif self.docs.read_head(job_id) is not None:
+            raise JobExists(f"job {job_id} is recorded already")
         now = self.clock()
         head, layout, parts = layout_of.split(state)
         rev = "1-" + uuid.uuid4().hex[:12]
@@ -320,7 +331,8 @@ class JobStates:
                   "requested_by": state.get("requested_by"), "origin": state.get("origin"),
                   "head": pack(self._head_raw(head, layout, manifest, {"count": 0, "chunks": {}}))}
         if not self.docs.create_head(job_id, fields):
-            raise StoreError("a job of that id exists already")
+            self._quietly(self.docs.delete_chunks, list(docs))
+            raise JobExists(f"job {job_id} is recorded already")
         self._count(documents_written=len(docs) + 1, bytes_written=sum(len(d["data"]) for d in docs.values()))
         return job_id
 

@@ -17,9 +17,9 @@ def job_record(fields: dict, state: dict) -> Job:
     return job
 
 
-def view(fields: dict, state: dict) -> dict:
-    """The job's view, exactly as the server's GET /jobs/<id> shows it."""
-    return job_view(job_record(fields, state))
+def view(fields: dict, state: dict, trail: list[dict]) -> dict:
+    """The job's view with its audit trail, exactly as the server's GET /jobs/<id> shows it."""
+    return job_view(job_record(fields, state), trail)
 
 
 def damaged_state(action: str, problem: str) -> dict:

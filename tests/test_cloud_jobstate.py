@@ -1,0 +1,520 @@
+"""The Cloud Function's job store (b2iconik/cloud/jobstate.py, chunks.py, firestore_docs.py).
+
+Every store test runs twice: on the in-process stand-in (`MemoryDocuments`) and
+on `FirestoreDocuments` over `FakeFirestore`, a stand-in for
+`google.cloud.firestore.Client` that keeps documents in memory with Firestore's
+update-time preconditions, batches, `get_all` and `create` that fails when the
+document exists. `FakeFirestore` is also what tests/test_cloud_function.py
+patches in for the function in Cloud Tasks mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+import zlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from google.api_core import exceptions as api_errors
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from b2iconik.cloud import chunks, jobstate
+from b2iconik.cloud import payload as payloads
+from b2iconik.cloud.firestore_docs import FirestoreDocuments
+from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LostLease, MemoryDocuments, NoSuchJob, StepBusy,
+                                     StepDone, StepEarly, StoreError)
+from b2iconik.cloud.slices import Slice
+
+
+# -- a stand-in for google.cloud.firestore.Client ------------------------------------------
+
+class FakeFirestore:
+    """Documents in memory behind a fake `firestore.Client`, with the calls firestore_docs makes.
+
+    Knobs: `lose_answer` (n): the next n updates are applied, then raise as if the answer was
+    lost; `down` (bool): every call raises ServiceUnavailable. `calls` counts calls by kind;
+    `created` keeps ((collection, id), data) of every document created.
+    """
+
+    def __init__(self):
+        self.docs: dict[tuple[str, str], tuple[dict, datetime]] = {}
+        self.lock = threading.Lock()
+        self.lose_answer = 0
+        self.down = False
+        self.calls: dict[str, int] = {}
+        self.clients: list[tuple] = []
+        self.created: list[tuple] = []
+        self._tick = itertools.count(1)
+        fake = self
+
+        class Client:
+            def __init__(self, project=None, database=None, **kwargs):
+                fake.clients.append((project, database))
+
+            def collection(self, name):
+                return _Collection(fake, name)
+
+            def write_option(self, **kwargs):
+                (name, value), = kwargs.items()
+                assert name == "last_update_time"
+                return _LastUpdate(value)
+
+            def batch(self):
+                return _Batch(fake)
+
+            def get_all(self, references, timeout=None, **kwargs):
+                fake._call("get_all")
+                return [ref.get(timeout=timeout, _count=False) for ref in references]
+
+        self.client_class = Client
+
+    def _call(self, kind: str) -> None:
+        if self.down:
+            raise api_errors.ServiceUnavailable("fake Firestore outage")
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+
+    def now(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=next(self._tick))
+
+    def collection(self, name: str) -> dict[str, dict]:
+        return {doc_id: fields for (coll, doc_id), (fields, _) in self.docs.items() if coll == name}
+
+
+class _LastUpdate:
+    def __init__(self, value):
+        self.value = value
+
+
+class _Snapshot:
+    def __init__(self, doc_id, fields, update_time):
+        self.id, self._fields, self.update_time = doc_id, fields, update_time
+        self.exists = fields is not None
+
+    def to_dict(self):
+        return dict(self._fields) if self._fields is not None else None
+
+
+class _Result:
+    def __init__(self, update_time):
+        self.update_time = update_time
+
+
+class _Collection:
+    def __init__(self, fake, name):
+        self.fake, self.name = fake, name
+
+    def document(self, doc_id):
+        assert "/" not in doc_id and doc_id not in (".", "..") and len(doc_id.encode()) <= 1500, doc_id
+        return _Ref(self.fake, self.name, doc_id)
+
+
+class _Ref:
+    def __init__(self, fake, collection, doc_id):
+        self.fake, self.key, self.id = fake, (collection, doc_id), doc_id
+
+    def get(self, timeout=None, _count=True, **kwargs):
+        if _count:
+            self.fake._call("get")
+        with self.fake.lock:
+            found = self.fake.docs.get(self.key)
+        return _Snapshot(self.id, *(found if found else (None, None)))
+
+    def create(self, data, timeout=None, **kwargs):
+        self.fake._call("create")
+        with self.fake.lock:
+            if self.key in self.fake.docs:
+                raise api_errors.Conflict(f"document {self.id} exists")
+            self.fake.docs[self.key] = (_stored(data), self.fake.now())
+            self.fake.created.append((self.key, dict(data)))
+
+    def update(self, fields, option=None, timeout=None, **kwargs):
+        self.fake._call("update")
+        with self.fake.lock:
+            found = self.fake.docs.get(self.key)
+            if found is None:
+                raise api_errors.NotFound(f"no document {self.id}")
+            if option is not None and found[1] != option.value:
+                raise api_errors.FailedPrecondition("the stored version does not match the required base version")
+            stamp = self.fake.now()
+            self.fake.docs[self.key] = ({**found[0], **_stored(fields)}, stamp)
+            if self.fake.lose_answer:
+                self.fake.lose_answer -= 1
+                raise api_errors.DeadlineExceeded("the answer was lost")
+            return _Result(stamp)
+
+
+class _Batch:
+    def __init__(self, fake):
+        self.fake, self.ops = fake, []
+
+    def set(self, ref, data, merge=False):
+        self.ops.append(("set", ref, data, merge))
+
+    def delete(self, ref):
+        self.ops.append(("delete", ref, None, False))
+
+    def commit(self, timeout=None, **kwargs):
+        self.fake._call("commit")
+        assert len(self.ops) <= 500
+        size = sum(len(d.get("data", b"")) for _, _, d, _ in self.ops if d)
+        assert size <= 10 * 1024 * 1024, size
+        with self.fake.lock:
+            for kind, ref, data, merge in self.ops:
+                if kind == "delete":
+                    self.fake.docs.pop(ref.key, None)
+                elif merge:
+                    old = self.fake.docs.get(ref.key, ({}, None))[0]
+                    self.fake.docs[ref.key] = ({**old, **_stored(data)}, self.fake.now())
+                else:
+                    self.fake.docs[ref.key] = (_stored(data), self.fake.now())
+
+
+def _stored(data: dict) -> dict:
+    """What Firestore can hold: maps of str keys; bytes under 1 MiB; tz-aware datetimes."""
+    for key, value in data.items():
+        assert isinstance(key, str) and "." not in key, key
+        if isinstance(value, bytes):
+            assert len(value) < 1024 * 1024 - 1024, len(value)
+        if isinstance(value, datetime):
+            assert value.tzinfo is not None
+    return dict(data)
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def store(request):
+    """(JobStates, its documents, the clock) on each backend."""
+    clock = Clock()
+    if request.param == "memory":
+        docs = MemoryDocuments()
+    else:
+        fake = FakeFirestore()
+        docs = FirestoreDocuments("jobs", project="p", client_factory=lambda project, database: fake.client_class(
+            project=project, database=database))
+        docs.fake = fake
+    return JobStates(docs, retention_days=30, clock=clock), docs, clock
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.UUID(int=i + 1)) for i in range(n)]
+
+
+def job_state(assets: list[str], phase: str = "resolve", action: str = "remove") -> dict:
+    return {"action": action, "b2_storage_id": str(uuid.uuid4()), "ll_storage_id": str(uuid.uuid4()),
+            "formats": ["ORIGINAL", "PPRO_PROXY"], "context": "BULK", "requested_by": str(uuid.uuid4()),
+            "origin": "click", "selection": {"asset_ids": list(assets), "collection_ids": []}, "phase": phase,
+            "assets": [] if phase == "resolve" else list(assets), "outcomes": {}, "to_copy": {}, "copies": [],
+            "processed": [], "warnings": [], "error": None}
+
+
+def removed(asset_id: str) -> dict:
+    return {"result": "removed", "reason": "B2 copy verified; removed from LucidLink",
+            "file_sets": [{"file_set_id": str(uuid.uuid5(uuid.NAMESPACE_OID, asset_id)), "deleted": "purged",
+                           "verified_against": str(uuid.uuid5(uuid.NAMESPACE_URL, asset_id)),
+                           "verification": "checksums", "bytes": 1000}]}
+
+
+def decide(state: dict, assets: list[str]) -> None:
+    """What the workflow does per asset: outcomes recorded, the asset marked processed."""
+    for asset_id in assets:
+        state["outcomes"][asset_id] = {"ORIGINAL": removed(asset_id),
+                                       "PPRO_PROXY": {"result": "not_on_lucidlink",
+                                                      "reason": "asset has no PPRO_PROXY format"}}
+        state["processed"].append(asset_id)
+
+
+def writes(docs) -> int:
+    return docs.writes if isinstance(docs, MemoryDocuments) else \
+        sum(docs.fake.calls.get(k, 0) for k in ("create", "update")) + _batched(docs)
+
+
+def _batched(docs) -> int:
+    return docs.fake.calls.get("commit", 0)
+
+
+# -- the layout ----------------------------------------------------------------------
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                        max_size=4), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(assets=st.lists(st.sampled_from(ids(30)), max_size=30), extra=st.dictionaries(st.text(max_size=8), json_values,
+                                                                                       max_size=4),
+       outcome_keys=st.lists(st.text(max_size=40), max_size=6), big=st.integers(0, 40_000))
+def test_split_and_join_give_back_every_state(assets, extra, outcome_keys, big):
+    state = {**extra, **job_state(assets, "inspect"), "pad": "x" * big}
+    state["outcomes"] = {key: {"ORIGINAL": {"result": "kept"}} for key in assets[:3] + outcome_keys}
+    state["incomplete"] = {f"{a}/ORIGINAL": {"files": ["f"], "since": 1.5} for a in assets[:2]} | {"odd": 1}
+    state["to_copy"] = {"ORIGINAL": assets[:5], "PPRO PROXY/ü": []}
+    state["deleting"] = {a: {"ORIGINAL": {"fs": {"note": None}}} for a in assets[-2:]}
+    head, layout, parts = chunks.split(state)
+    assert all(chunks._WORD.match(c) or c in "-.0123456789" for name in parts for c in name), list(parts)
+    back = chunks.join(json.loads(json.dumps(head)), json.loads(json.dumps(layout)), parts)
+    assert back == state and list(back) == list(state)
+    assert len(json.dumps(head)) < 16_384 + 2_000
+
+
+def test_a_state_of_100000_assets_is_cut_small_and_saved_by_the_chunks_that_change(store):
+    jobs, docs, clock = store
+    assets = ids(100_000)
+    state = job_state(assets, "inspect")
+    state["to_copy"] = {"ORIGINAL": assets[:60_000]}
+    state["copies"] = [{"format": "ORIGINAL", "asset_ids": assets[i:i + 500]} for i in range(0, 60_000, 500)]
+    decide(state, assets[:40_000])
+    started = time.perf_counter()
+    job_id = jobs.create("remove", state, "click-token")
+    claim = jobs.begin(job_id, 0, 300)
+    assert jobs.load(claim) == state
+    round_trip = time.perf_counter() - started
+    head = docs.read_head(job_id)[0]
+    assert len(head["head"]) < 64_000, len(head["head"])
+    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    assert max(len(d["data"]) for d in stored.values()) <= jobstate.PART_BYTES
+    total = sum(len(d["data"]) for d in stored.values())
+    # A slice decides 500 more assets: only the chunks holding them (and the head) are written.
+    decide(state, assets[40_000:40_500])
+    before = jobs.stats.bytes_written
+    stats = jobs.commit(claim, state)
+    assert stats.chunks_written <= 4, stats
+    assert jobs.stats.bytes_written - before < total / 20
+    assert jobs.read(job_id)[1] == state
+    assert round_trip < 20
+
+
+# -- steps, leases and conditional writes ---------------------------------------------------
+
+def test_a_step_runs_under_one_lease_and_hands_over_to_the_next(store):
+    jobs, docs, clock = store
+    state = job_state(ids(3))
+    job_id = jobs.create("remove", state, "click-token")
+    with pytest.raises(StepEarly):
+        jobs.begin(job_id, 1, 60)
+    claim = jobs.begin(job_id, 0, 60)
+    with pytest.raises(StepBusy):
+        jobs.begin(job_id, 0, 60)           # the same step, delivered again meanwhile
+    state = jobs.load(claim)
+    state.update(phase="inspect", assets=ids(3), resolved=True)
+    jobs.hand_over(claim, state, 1, clock.now + 5)
+    for step in (0, 0):
+        with pytest.raises(StepDone) as done:
+            jobs.begin(job_id, step, 60)    # a late duplicate of the step done
+        assert (done.value.current, done.value.finished, done.value.next_at) == (1, False, clock.now + 5)
+    claim = jobs.begin(job_id, 1, 60)
+    assert jobs.load(claim) == state
+    fields, view_state, trail = jobs.read(job_id)
+    assert (fields["status"], fields["step"]) == ("running", 1) and "auth_token" not in fields
+    assert view_state == state and trail == []
+    with pytest.raises(NoSuchJob):
+        jobs.begin(str(uuid.uuid4()), 0, 60)
+
+
+def test_a_holder_whose_lease_was_taken_over_commits_nothing(store):
+    jobs, docs, clock = store
+    job_id = jobs.create("remove", job_state(ids(600), "inspect"), None)
+    first = jobs.begin(job_id, 0, 60)
+    state = jobs.load(first)
+    decide(state, ids(600)[:10])
+    jobs.commit(first, state)
+    clock.now += 61                           # the first holder stalled past its lease
+    second = jobs.begin(job_id, 0, 60)
+    theirs = jobs.load(second)
+    decide(state, ids(600)[10:550])           # the stalled holder wakes up and goes on
+    with pytest.raises(LostLease):
+        jobs.commit(first, state)
+    with pytest.raises(LostLease):
+        jobs.hand_over(first, state, 1, None)
+    assert jobs.read(job_id)[1] == theirs and len(theirs["outcomes"]) == 10
+    # nothing of the lost commits stays behind: only the chunks the head names
+    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    named = {jobstate.chunk_id(job_id, name, entry[0], part) for name, entry in second.manifest.items()
+             for part in range(entry[1])}
+    assert set(stored) == named
+
+
+def test_a_commit_that_dies_mid_write_leaves_the_last_committed_state(store):
+    jobs, docs, clock = store
+    assets = ids(1500)
+    job_id = jobs.create("remove", job_state(assets, "inspect"), "click-token")
+    claim = jobs.begin(job_id, 0, 60)
+    state = jobs.load(claim)
+    decide(state, assets[:400])
+    jobs.commit(claim, state)
+    committed = json.loads(json.dumps(state))
+    decide(state, assets[400:1100])           # three outcome chunks change, then the write dies
+    if isinstance(docs, MemoryDocuments):
+        docs.fail_write_at = 2
+        with pytest.raises(StoreError):
+            jobs.commit(claim, state)
+    else:
+        docs.fake.down = True
+        with pytest.raises(StoreError):
+            jobs.commit(claim, state)
+        docs.fake.down = False
+    assert jobs.read(job_id)[1] == committed
+    # The slice is gone; once its lease runs out the next delivery resumes from the last commit.
+    with pytest.raises(StepBusy):
+        jobs.begin(job_id, 0, 60)
+    clock.now += 61
+    again = jobs.begin(job_id, 0, 60)
+    assert jobs.load(again) == committed
+
+
+def test_a_lost_answer_to_a_commit_is_taken_as_the_commit_it_was():
+    fake = FakeFirestore()
+    docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
+    jobs = JobStates(docs, clock=Clock())
+    job_id = jobs.create("remove", job_state(ids(10), "inspect"), None)
+    claim = jobs.begin(job_id, 0, 60)
+    state = jobs.load(claim)
+    decide(state, ids(10)[:4])
+    fake.lose_answer = 1
+    jobs.commit(claim, state)                 # applied, answer lost, head read again: it is ours
+    decide(state, ids(10)[4:])
+    jobs.hand_over(claim, state, 1, None)
+    assert jobs.read(job_id)[1] == state
+    fake.down = True
+    with pytest.raises(StoreError):
+        jobs.read(job_id)
+
+
+def test_the_end_erases_the_token_and_the_job_expires_after_the_retention(store):
+    jobs, docs, clock = store
+    job_id = jobs.create("remove", job_state(ids(700), "inspect"), "click-token-0123456789")
+    jobs.create("add", job_state(ids(5), "resolve", "add"), "another-token")
+    claim = jobs.begin(job_id, 0, 60)
+    state = jobs.load(claim)
+    decide(state, ids(700))
+    state.update(phase="done", succeeded=True)
+    jobs.finish(claim, state, "succeeded")
+    head = docs.read_head(job_id)[0]
+    assert head["auth_token"] is None and head["status"] == "succeeded" and head["finished_at"] == clock.now
+    everything = repr(docs.heads if isinstance(docs, MemoryDocuments) else docs.fake.docs)
+    assert "click-token-0123456789" not in everything and "another-token" in everything
+    expiry = datetime.fromtimestamp(clock.now + 30 * 86400, timezone.utc)
+    assert head["expire_at"] == expiry
+    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    mine = [d for d in stored.values() if d["job_id"] == job_id]
+    assert mine and all(d["expire_at"] == expiry for d in mine)
+    with pytest.raises(StepDone) as done:
+        jobs.begin(job_id, 1, 60)
+    assert done.value.finished
+    if isinstance(docs, MemoryDocuments):   # what the TTL policy does with the expire_at fields
+        clock.now += 29 * 86400
+        docs.purge_expired(clock.now)
+        assert jobs.read(job_id) is not None
+        clock.now += 2 * 86400
+        docs.purge_expired(clock.now)
+        assert jobs.read(job_id) is None and not [d for d in docs.chunks.values() if d["job_id"] == job_id]
+
+
+def test_the_audit_trail_is_appended_with_the_state_and_a_slice_reads_its_last_chunk_only(store):
+    jobs, docs, clock = store
+    assets = ids(1200)
+    job_id = jobs.create("remove", job_state(assets, "inspect"), None)
+    claim = jobs.begin(job_id, 0, 60)
+    job = Slice(jobs, claim, clock=clock)
+    state = job.load()
+    for asset_id in assets:
+        state["outcomes"][asset_id] = {"ORIGINAL": removed(asset_id)}
+        job.record_outcome(asset_id, "ORIGINAL", state["outcomes"][asset_id]["ORIGINAL"])
+        if len(job.pending) == 450:
+            job._commit(state)
+    job.hand_over(state, None)
+    assert job.pending == []
+    claim = jobs.begin(job_id, 1, 60)
+    jobs.load(claim)
+    assert claim.audit["count"] == 1200 and len(claim.audit_tail) == 200
+    assert [e["seq"] for e in claim.audit_tail] == list(range(1001, 1201))
+    trail = jobs.read(job_id)[2]
+    assert [e["seq"] for e in trail] == list(range(1, 1201))
+    assert [e["asset_id"] for e in trail] == assets
+    assert trail[0] == {"seq": 1, "asset_id": assets[0], "format": "ORIGINAL", "recorded_at": clock.now,
+                        "result": "removed", "reason": "B2 copy verified; removed from LucidLink",
+                        "bytes_copied": 0, "bytes_freed": 1000,
+                        "file_sets": removed(assets[0])["file_sets"]}
+
+
+def test_nothing_changed_writes_nothing(store):
+    jobs, docs, clock = store
+    job_id = jobs.create("remove", job_state(ids(50), "inspect"), None)
+    claim = jobs.begin(job_id, 0, 60)
+    state = jobs.load(claim)
+    before = writes(docs)
+    assert jobs.commit(claim, state).skipped and writes(docs) == before
+    clock.now += 31                             # half the lease gone: renewed, still no chunk
+    stats = jobs.commit(claim, state)
+    assert not stats.skipped and stats.chunks_written == 0
+
+
+def test_a_damaged_record_is_refused_not_run(store):
+    jobs, docs, clock = store
+    job_id = jobs.create("remove", job_state(ids(20), "inspect"), None)
+    stored = docs.chunks if isinstance(docs, MemoryDocuments) else None
+    claim = jobs.begin(job_id, 0, 60)
+    if stored is not None:
+        name = next(iter(stored))
+        stored[name]["data"] = zlib.compress(b"0" * (jobstate.MAX_CHUNK_BYTES + 10))   # a zlib bomb
+        started = time.monotonic()
+        with pytest.raises(DamagedJob, match="inflates to more than"):
+            jobs.load(claim)
+        assert time.monotonic() - started < 5
+        stored[name]["data"] = b"not zlib"
+        with pytest.raises(DamagedJob):
+            jobs.load(claim)
+        del stored[name]
+        with pytest.raises(DamagedJob, match="missing"):
+            jobs.load(claim)
+    else:
+        docs.fake.docs[("jobs", job_id)][0]["head"] = zlib.compress(b"[]")
+        fields, token = docs.read_head(job_id)
+        claim.fields = fields
+        with pytest.raises(DamagedJob):
+            jobs.load(claim)
+
+
+def test_firestore_documents_use_the_configured_database_and_name_no_collection_twice():
+    fake = FakeFirestore()
+    docs = FirestoreDocuments("b2iconik_jobs", project="proj", database="plugin-db",
+                              client_factory=lambda project, database: fake.client_class(
+                                  project=project, database=database))
+    jobs = JobStates(docs, clock=Clock())
+    job_id = jobs.create("add", job_state(ids(2500), "inspect", "add"), None)
+    assert fake.clients == [("proj", "plugin-db")]
+    assert set(fake.collection("b2iconik_jobs")) == {job_id}
+    assert all(doc_id.startswith(job_id + "~") for doc_id in fake.collection("b2iconik_jobs_chunks"))
+    assert "b2iconik_jobs_chunks" in docs.describe() and "plugin-db" in docs.describe()
+
+
+# -- the task body -------------------------------------------------------------------
+
+def test_a_task_carries_the_job_id_and_the_step_only():
+    job = str(uuid.uuid4())
+    body = payloads.encode(job, 7)
+    assert json.loads(body) == {"v": 2, "job_id": job, "step": 7} and len(body) < 100
+    decoded = payloads.decode(body)
+    assert (decoded.job_id, decoded.step, decoded.task_name) == (job, 7, f"{job}-7")
+    whole = json.loads(body)
+    for bad in (b"", b"[]", b'{"v": 2}', b"[" * 100_000, body.replace(b'"step":7', b'"step":-1'),
+                body.replace(b'"step":7', b'"step":true'), body.replace(b'"v":2', b'"v":1'),
+                json.dumps({**whole, "job_id": "not-a-uuid"}).encode(),
+                json.dumps({**whole, "auth_token": "t"}).encode(),
+                json.dumps({**whole, "state_z": "eJwDAAAAAAE="}).encode(),
+                json.dumps({**whole, "pad": "x" * 2000}).encode()):
+        with pytest.raises(payloads.BadPayload):
+            payloads.decode(bad)
