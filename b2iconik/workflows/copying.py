@@ -1,0 +1,144 @@
+"""Bulk copies asked of iconik, and waiting for them: shared by Add (to LucidLink) and Remove (to B2).
+
+A copy job's status is only a hint for when to look; whether a copy landed is
+always judged from a fresh read of the asset (`_await_copy` in the check phase).
+"""
+
+from __future__ import annotations
+
+import iconik
+from b2iconik.verify import Copy
+from b2iconik.workflows.engine import Engine
+from b2iconik.workflows.errors import Fatal, NotSettled, is_transient, token_refused
+
+DONE_JOB_STATUSES = frozenset({"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"})
+
+
+def plan_copies(wanted: dict) -> list[dict]:
+    """One bulk copy per format and up to iconik's bulk limit of assets, from format -> asset ids."""
+    plan = []
+    for fmt, assets in wanted.items():
+        for start in range(0, len(assets), iconik.BULK_LIMIT):
+            plan.append({"format": fmt, "asset_ids": assets[start:start + iconik.BULK_LIMIT]})
+    return plan
+
+
+class CopyingWorkflow(Engine):
+    """The copy and wait phases' work, and the check phase's wait for each copy."""
+
+    def _request_copies(self, target: str, wanted: dict) -> bool:
+        """Ask iconik to copy `wanted` (format -> asset ids) to storage `target`, once per planned copy."""
+        state = self.state
+        if not state["copies"]:
+            state["copies"] = plan_copies(wanted)
+        for entry in state["copies"]:
+            if entry.get("job_id") or entry.get("status"):
+                continue
+            if self.stopping():
+                return False
+            try:
+                answer = self.client.bulk_copy(target, entry["asset_ids"], entry["format"])
+            except iconik.IconikError as error:
+                if isinstance(error, iconik.Unauthorized) or is_transient(error):
+                    return self._retry_later(error)
+                entry.update(status="FAILED", message=f"iconik refused the copy: {error.message}")
+                continue
+            job_id = answer.get("job_id") if isinstance(answer, dict) else None
+            try:
+                entry["job_id"] = iconik.check_uuid(job_id, "copy job id") if job_id else None
+            except ValueError:
+                entry["job_id"] = None
+            if not entry["job_id"]:
+                entry.update(status="QUEUED", message="iconik queued the copy without a job to follow")
+            self.checkpoint(force=True)
+        state["copy_started_at"] = state.get("copy_started_at") or self.clock()
+        return True
+
+    def _follow_copy_jobs(self) -> bool:
+        """Follow the copy jobs until iconik says they ended: a hint for when to look, not proof.
+
+        The check phase then waits for the copies themselves.
+        """
+        state = self.state
+        interval = state.get("poll_interval", self.tuning.poll_interval)
+        while True:
+            waiting = [e for e in state["copies"] if e.get("job_id") and e.get("status") not in DONE_JOB_STATUSES]
+            if not waiting:
+                return True
+            if self.clock() - state["copy_started_at"] > self.tuning.copy_timeout:
+                for entry in waiting:
+                    entry.update(status="TIMED_OUT",
+                                 message=f"copy did not finish within {self.tuning.copy_timeout:.0f} s")
+                return True
+            for entry in waiting:
+                try:
+                    job = self.client.get_job(entry["job_id"])
+                except iconik.NotFound:
+                    entry.update(status="UNKNOWN", message="iconik no longer knows the copy job")
+                    continue
+                except iconik.IconikError as error:
+                    if isinstance(error, iconik.Unauthorized):
+                        raise Fatal(token_refused(error)) from None
+                    if not is_transient(error):
+                        raise Fatal(f"could not follow the copy job: {error}") from None
+                    self._outage(error)
+                    break
+                state.pop("outage_since", None)
+                status = job.get("status") if isinstance(job, dict) else None
+                if status in DONE_JOB_STATUSES:
+                    entry.update(status=status, message=str(job.get("error_message") or job.get("message") or "")[:500])
+            if all(e.get("status") in DONE_JOB_STATUSES or not e.get("job_id") for e in state["copies"]):
+                return True
+            interval = min(interval * 1.5, self.tuning.max_poll_interval)
+            state["poll_interval"] = interval
+            self.checkpoint()
+            if not self._pause(interval):
+                return False
+
+    # -- one asset's copy (in asset threads) ---------------------------------
+
+    def _copy_entry(self, asset_id: str, fmt: str) -> dict | None:
+        for entry in self.state["copies"]:
+            if entry["format"] == fmt and asset_id in entry["asset_ids"]:
+                return entry
+        return None
+
+    def _copy_story(self, asset_id: str, fmt: str) -> str:
+        entry = self._copy_entry(asset_id, fmt)
+        if entry is None:
+            return "no copy was made"
+        status = entry.get("status") or "unfinished"
+        message = entry.get("message")
+        return f"copy job {status}" + (f": {message}" if message else "")
+
+    def _await_copy(self, asset_id: str, fmt: str, incomplete: list[Copy]) -> None:
+        """Raise NotSettled while the copy of (asset, format) may still land; return to judge it now.
+
+        A copy job's status is only a hint: the copy is waited for until it is
+        complete or the copy timeout passes. Two exceptions end the wait early:
+        iconik said the copy job failed and nothing of the copy exists, or a
+        copy's files have not changed (status, size) for the open-copy timeout.
+        """
+        state = self.state
+        entry = self._copy_entry(asset_id, fmt)
+        if entry is None:
+            return
+        now = self.clock()
+        if now - (state.get("copy_started_at") or now) >= self.tuning.copy_timeout:
+            return
+        if entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT") and not incomplete:
+            return
+        key = f"{asset_id}/{fmt}"
+        if incomplete:
+            signature = sorted(f"{f.get('id')}:{f.get('status')}:{f.get('size')}" for c in incomplete for f in c.files)
+            with self._lock:
+                seen = state.setdefault("incomplete", {}).get(key)
+                if not seen or seen["files"] != signature:
+                    state["incomplete"][key] = seen = {"files": signature, "since": now}
+            if now - seen["since"] >= self.tuning.open_copy_timeout:
+                return
+        raise NotSettled(f"{fmt} of {asset_id}: copy not complete yet")
+
+    def _stalled(self, asset_id: str, fmt: str) -> bool:
+        seen = self.state.get("incomplete", {}).get(f"{asset_id}/{fmt}")
+        return bool(seen) and self.clock() - seen["since"] >= self.tuning.open_copy_timeout
