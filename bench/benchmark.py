@@ -25,6 +25,14 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
   headroom      the Remove with ICONIK_MAX_RPS=48: is 90% of the ceiling in reach by setting?
   concurrent    20 different custom actions posted at once: peak RSS, processes
   crash         kill -9 mid-remove, restart on the same state dir, check the outcome
+  function-remove
+                the Cloud Function in local mode (in this process: the in-process queue and job
+                store) running a Remove of 20,000 assets that have neither format (the cheapest
+                path, two reads an asset: the emulator scans its whole world on every call, so
+                20,000 assets with copies would measure the emulator), 2 formats, no latency or
+                rate limit, PLUGIN_SLICE_SECONDS=30: wall time, slices, time per slice, reading
+                the job back and commits per slice, bytes written per slice, iconik calls per
+                asset, and the ground truth
   handler       the Cloud Function's answer to a click (1 and 1000 assets): main.iconik_handler
                 in-process with TASKS_MODE=null (no enqueue), and main.py served over HTTP
                 by functions-framework in Cloud Tasks mode, enqueueing through the real
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -831,6 +840,69 @@ def bench_crash(tmp: Path, count: int) -> dict:
     return out
 
 
+# -- part: a large Remove through the Cloud Function in local mode -----------------------------
+
+FUNCTION_SLICE_SECONDS = "30"
+
+
+def bench_function_remove(tmp: Path, count: int) -> dict:
+    """A Remove of `count` assets without the formats (2) through the function in local mode."""
+    from b2iconik.cloud.bench import local_job
+
+    with emulator(tmp, "iconik-function-remove") as emu:
+        b2 = emu.add_storage("b2", method="B2")
+        ll = emu.add_storage("lucidlink", method="FILE")
+        assets = [emu.add_asset(f"fn-{n:05d}.mov") for n in range(count)]
+        emu.reset_counts()
+        audit_log = logging.getLogger("b2iconik.audit")   # one line an outcome: not for the console here
+        audit_log.disabled = True
+        try:
+            run = local_job(emu.url, emu.app_id, emu.new_token(), "remove", b2, ll, list(assets),
+                            formats=",".join(FORMATS), env={"PLUGIN_SLICE_SECONDS": FUNCTION_SLICE_SECONDS,
+                                                            "LOG_LEVEL": "WARNING"})
+        finally:
+            audit_log.disabled = False
+        calls = call_summary(emu, count)
+        touched = ground_truth(emu)
+    pairs = count * len(FORMATS)
+    out = {"assets": count, "formats": list(FORMATS), "latency_s": 0, "rate_limit": None,
+           "settings": {"PLUGIN_SLICE_SECONDS": FUNCTION_SLICE_SECONDS, "ICONIK_MAX_RPS": "100000",
+                        "TASKS_MODE": "local"},
+           **{k: v for k, v in run.items() if k != "per_slice"}, "per_slice": run["per_slice"], **calls,
+           "file_sets_after": len(touched)}
+    out["correct"] = (run["status"] == "succeeded" and run["results"] == {"not_on_lucidlink": pairs}
+                      and run["assets"] == count and run["audit_entries"] == pairs and not touched
+                      and calls["calls_by_kind"]["deletes"] == 0)
+    log(f"function-remove: {count} assets in {run['wall_s']:.1f} s, {run['slices']} slices "
+        f"(mean {run['slice_s']['mean']} s, reading the job {run['load_s']['mean']} s), "
+        f"{calls['calls_per_asset']} calls/asset, correct={out['correct']}")
+    return out
+
+
+def function_rows(part: dict, mark) -> list[tuple]:
+    label = f"Cloud Function, local mode: Remove of {part['assets']} without the formats, no latency"
+    per_slice = part["per_slice"]
+    working = [s for s in per_slice if s["phase"] not in (None, "resolve")] or per_slice
+    rows = [
+        (f"{label}: wall time", f"{part['wall_s']:.1f} s in {part['slices']} slices of at most "
+                                f"{part['slice_seconds_setting']:.0f} s (the first, resolving the selection: "
+                                f"{part['first_slice_s']:.2f} s)", "", ""),
+        (f"{label}: time per slice", f"mean {part['slice_s']['mean']:.2f} s, max {part['slice_s']['max']:.2f} s; "
+                                     f"reading the job back mean {part['load_s']['mean']:.3f} s, "
+                                     f"max {part['load_s']['max']:.3f} s", "report", ""),
+        (f"{label}: store writes per slice",
+         f"{part['commits_per_slice']['mean']:.1f} commits, {part['documents_written_per_slice']['mean']:.0f} "
+         f"documents, {part['bytes_written_per_slice']['mean'] / 1000:.0f} kB (max "
+         f"{max(s['bytes_written'] for s in working) / 1000:.0f} kB); the job holds "
+         f"{part['stored_bytes'] / 1000:.0f} kB", "report", ""),
+        (f"{label}: iconik calls per asset", f"{part['calls_per_asset']:g}", "2 reads, as the server's", ""),
+        (f"{label}: result per ground truth",
+         ("correct" if part["correct"] else "WRONG") + f" ({part['results']}, {part['audit_entries']} audit "
+         f"entries, nothing deleted)", "correct", mark(part["correct"])),
+    ]
+    return rows
+
+
 # -- part: the Cloud Function's answer to a click ------------------------------------------
 
 CLOUD_ENV = {
@@ -1156,6 +1228,9 @@ def table(report: dict) -> str:
                      f"resumed, done in {part['resumed_and_finished_s']:.1f} s; "
                      f"{part['outcomes_recorded']}/{part['outcomes_expected']} outcomes; "
                      f"{len(part['unsafe_deletions'])} unsafe", "nothing lost or unsafe", mark(part["correct"])))
+    part = report.get("function-remove")
+    if part:
+        rows += function_rows(part, mark)
     part = report.get("handler")
     if part:
         skipped = part["skipped"] if isinstance(part.get("skipped"), dict) else {"all": part.get("skipped")}
@@ -1179,7 +1254,8 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("answer", "remove", "remove-mixed", "add", "latency", "headroom", "concurrent", "crash", "handler")
+PARTS = ("answer", "remove", "remove-mixed", "add", "latency", "headroom", "concurrent", "crash", "function-remove",
+         "handler")
 
 
 def main(argv=None) -> int:
@@ -1194,10 +1270,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = ({"answer_requests": 50, "remove_assets": 100, "mixed_assets": 100, "add_assets": 100, "actions": 20,
-              "per_action": 3, "crash_assets": 60}
+              "per_action": 3, "crash_assets": 60, "function_assets": 2000}
              if args.quick else
              {"answer_requests": 200, "remove_assets": 1000, "mixed_assets": 1000, "add_assets": 1000, "actions": 20,
-              "per_action": 10, "crash_assets": 200})
+              "per_action": 10, "crash_assets": 200, "function_assets": 20_000})
     report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else ""),
               "quick": args.quick, "sizes": sizes, "machine": machine(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -1225,6 +1301,8 @@ def main(argv=None) -> int:
             report["concurrent"] = bench_concurrent(tmp, sizes["actions"], sizes["per_action"])
         if "crash" in parts:
             report["crash"] = bench_crash(tmp, sizes["crash_assets"])
+        if "function-remove" in parts:
+            report["function-remove"] = bench_function_remove(tmp, sizes["function_assets"])
         if "handler" in parts:
             report["handler"] = bench_handler(tmp, sizes["answer_requests"])
     report["duration_s"] = round(time.monotonic() - began, 1)

@@ -1,4 +1,5 @@
-"""How fast `iconik_handler` answers a click, measured in-process with no queue behind it.
+"""How fast `iconik_handler` answers a click, measured in-process with no queue behind it;
+and how a whole job runs through the function in local mode, slice by slice.
 
     python -m b2iconik.cloud.bench [--assets 1000] [--repeats 200]
 
@@ -11,7 +12,13 @@ The function is loaded from main.py with TASKS_MODE=null (tasks are taken and
 dropped: no Google account, no iconik, no work) and the shared secret from the
 environment, then called through a Flask request context, as functions-framework
 calls it. What is measured is the click's whole path: secret check, parsing and
-validation of the body, the job's state and task payload, and the enqueue.
+validation of the body, recording the job in the (in-process) job store, and the
+enqueue.
+
+`local_job(...)` runs one job through the function in local mode (TASKS_MODE=local,
+the in-process queue and job store) against an iconik at ICONIK_URL, and reports
+its slices: how many, how long each took, how long reading the job back took, and
+what each wrote to the store.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import os
 import statistics
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import flask
+
+from b2iconik.cloud.handler import bytes_reader
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-shared-secret-0123456789abcdef"
@@ -80,6 +90,62 @@ def click_answer_times(assets: int = 1000, repeats: int = 200, action: str = "ad
         "min_ms": round(times[0], 3), "median_ms": round(statistics.median(times), 3),
         "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 3),
         "max_ms": round(times[-1], 3), "tasks_queued": module.get_handler().queue.count,
+    }
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "max": None}
+    return {"mean": round(statistics.fmean(values), 3), "max": round(max(values), 3)}
+
+
+def local_job(iconik_url: str, app_id: str, token: str, action: str, b2: str, ll: str, asset_ids: list[str], *,
+              formats: str = "ORIGINAL,PPRO_PROXY", env: dict | None = None, timeout: float = 7200.0) -> dict:
+    """Run one custom action through the function in local mode, in this process; its figures."""
+    module = load_function({"TASKS_MODE": "local", "ICONIK_URL": iconik_url, "ICONIK_ID": app_id,
+                            "ICONIK_MAX_RPS": "100000", **(env or {})})
+    handler = module.get_handler()
+    body = json.dumps({"user_id": str(uuid.uuid4()), "system_domain_id": str(uuid.uuid4()), "context": "BULK",
+                       "action_id": str(uuid.uuid4()), "asset_ids": asset_ids, "collection_ids": [],
+                       "auth_token": token}).encode()
+    query = {"b2_storage_id": b2, "ll_storage_id": ll, "formats": formats}
+    started = time.monotonic()
+    try:
+        reply = handler.handle("POST", f"/{action}", {"x-bz-secret": SECRET, "Content-Type": "application/json"},
+                               query, bytes_reader(body))
+        if reply.status != 202:
+            raise AssertionError(f"the click was answered {reply.status}: {reply.body}")
+        job_id = reply.body["job_id"]
+        while True:
+            fields = handler.jobs.docs.read_head(job_id)[0]
+            if fields["status"] in ("succeeded", "failed"):
+                break
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"job {job_id} did not finish in {timeout:.0f} s")
+            time.sleep(1.0)
+        wall = time.monotonic() - started
+        _, state, trail = handler.jobs.read(job_id)
+    finally:
+        handler.queue.stop()
+    slices = [entry for entry in handler.slices if entry["job_id"] == job_id]
+    working = [entry for entry in slices if entry["step"] > 0] or slices
+    """Step 0 resolves the selection and hands over at once; the others work on the assets."""
+    results: dict[str, int] = {}
+    for formats_done in state["outcomes"].values():
+        for outcome in formats_done.values():
+            results[outcome["result"]] = results.get(outcome["result"], 0) + 1
+    return {
+        "job_id": job_id, "status": fields["status"], "error": state.get("error"), "results": results,
+        "assets": len(state["assets"]), "audit_entries": len(trail), "wall_s": round(wall, 2),
+        "slice_seconds_setting": handler.config.slice_seconds, "slices": len(slices),
+        "first_slice_s": slices[0]["slice_s"] if slices else None,
+        "slice_s": _spread([s["slice_s"] for s in working]), "load_s": _spread([s["load_s"] for s in working]),
+        "commits_per_slice": _spread([s["commits"] for s in working]),
+        "commit_s_per_slice": _spread([s["commit_s"] for s in working]),
+        "bytes_written_per_slice": _spread([s["bytes_written"] for s in working]),
+        "documents_written_per_slice": _spread([s["documents_written"] for s in working]),
+        "store": asdict(handler.jobs.stats), "per_slice": slices,
+        "stored_bytes": sum(len(d["data"]) for d in handler.jobs.docs.chunks.values() if d["job_id"] == job_id),
     }
 
 
