@@ -1,30 +1,33 @@
-"""`python -m b2iconik <command> [arguments]`: the plugin's command-line tools in one place.
+"""`python -m b2iconik <command> [arguments]`, or `b2iconik <command>` once installed: every command in one place.
 
 Each command is a line of COMMANDS: its module, imported only when it runs, and
 that module's `main(argv) -> int`. `python -m b2iconik <command> --help` shows
-a command's own options. Exit 2 for an unknown command.
+a command's own options. Exit 2 for an unknown command, and every command
+exits 2 with a message on bad arguments.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 COMMANDS = {
+    "selftest": ("b2iconik.selftest", "prove a real deployment end to end with one test asset"),
+    "create-actions": ("b2iconik.custom_actions.create", "create or update the plugin's custom actions in iconik"),
+    "delete-actions": ("b2iconik.custom_actions.delete", "delete the plugin's custom actions for one endpoint"),
     "report": ("b2iconik.report", "what is on LucidLink: totals, reasons, age; --csv, --json, --html"),
     "cleanup": ("b2iconik.cleanup_cli", "plan (or --apply: queue) a Remove of old assets, or down to a size"),
+    "jobs": ("b2iconik.jobs_cli", "the plugin's jobs in its job store"),
     "demo": ("b2iconik.demo", "the whole flow end to end on a local iconik emulator"),
     "emulator": ("b2iconik.emulator.__main__", "run the local iconik emulator"),
-    "selftest": ("b2iconik.selftest", "prove a real deployment end to end with one test asset"),
+    "bench": ("b2iconik.bench_cli", "the benchmark under real gunicorn (from a checkout of the repository)"),
 }
-if importlib.util.find_spec("b2iconik.jobs_cli") is not None:
-    COMMANDS["jobs"] = ("b2iconik.jobs_cli", "the plugin's jobs in its job store")
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m b2iconik <command> [arguments]", "", "commands:"]
+    lines = ["usage: python -m b2iconik <command> [arguments]", "       b2iconik <command> [arguments]   (installed)",
+             "", "commands:"]
     lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
     lines += ["", "python -m b2iconik <command> --help shows a command's options."]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ import sys
 
 from b2iconik import cleanup, cleanup_queue, cli_setup
 from b2iconik.config import parse_formats
+from b2iconik.old_forms import note_replaced
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.store import JobStore, StoreError
 
@@ -132,4 +133,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    note_replaced("b2iconik.cleanup_cli", "cleanup")
     sys.exit(main())

@@ -9,7 +9,7 @@ Remove must keep that asset on LucidLink. Before and after Remove it runs
 cleanup dry run. Prints what is where after each step and what the jobs and
 tools reported; exits 1 if anything is not as it must be.
 
-    python -m b2iconik.demo [--keep DIR]
+    python -m b2iconik demo [--keep DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 import requests
 
 from b2iconik.emulator import Emulator
+from b2iconik.old_forms import note_replaced
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
@@ -288,7 +289,7 @@ def run(workdir: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
     args = parser.parse_args(argv)
     try:
@@ -303,4 +304,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    note_replaced("b2iconik.demo", "demo")
     sys.exit(main())

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from b2iconik import listing
 from b2iconik.config import state_dir_from_env
+from b2iconik.old_forms import note_replaced
 from b2iconik.store import JobReader, StoreError
 
 CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by", "origin", "context",
@@ -207,4 +208,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    note_replaced("b2iconik.jobs_cli", "jobs")
     sys.exit(main())

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from b2iconik import cli_setup
 from b2iconik.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
+from b2iconik.old_forms import note_replaced
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
 
@@ -212,4 +213,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    note_replaced("b2iconik.report", "report")
     sys.exit(main())

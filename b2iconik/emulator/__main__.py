@@ -1,6 +1,6 @@
 """Run the emulator standalone until Ctrl-C or SIGTERM.
 
-    python -m b2iconik.emulator --data DIR --port N [--seed world.json] [--app-id X --token Y]
+    python -m b2iconik emulator --data DIR --port N [--seed world.json] [--app-id X --token Y]
                                 [--mode parent_copy_jobs --mode empty_lists_404 ...]
 
 Prints the URL and the credentials it accepts as ICONIK_* lines.
@@ -13,12 +13,14 @@ import json
 import signal
 import threading
 
+from b2iconik.old_forms import note_replaced
+
 from .emulator import Emulator
 from .faults import MODES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m b2iconik.emulator", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m b2iconik emulator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="directory holding the storages' bytes")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free one)")
@@ -58,4 +60,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    note_replaced("b2iconik.emulator", "emulator")
     main()
