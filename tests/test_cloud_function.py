@@ -46,7 +46,9 @@ from b2iconik.cloud.auth import SIGNATURE_HEADER, sign
 from b2iconik.cloud.firestore_docs import FirestoreDocuments
 from b2iconik.cloud.jobstate import JobStates
 from b2iconik.cloud.secrets import crc32c
+from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
+from b2iconik.web import job_view
 from harness import free_port, run_server, untouched
 from test_cloud_jobstate import FakeFirestore
 
@@ -799,13 +801,13 @@ def job_status(url: str, job_id: str) -> dict:
 
 
 def wait_for_job(url: str, job_id: str, timeout: float = 60.0) -> dict:
+    """The job's view once it has ended; meanwhile only its head is looked at (a large view is costly)."""
+    docs = sys.modules["main"].get_handler().jobs.docs
     deadline = time.monotonic() + timeout
-    while True:
-        view = job_status(url, job_id)
-        if view["status"] in ("succeeded", "failed"):
-            return view
-        assert time.monotonic() < deadline, {k: view[k] for k in ("status", "phase", "counts")}
-        time.sleep(0.2)
+    while docs.read_head(job_id)[0]["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, job_status(url, job_id)["counts"]
+        time.sleep(0.1)
+    return job_status(url, job_id)
 
 
 def local_click(url, emu, action, b2, ll, **selection) -> str:
@@ -936,7 +938,7 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
         assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 40}, view["message"]
         bodies = list(dict.fromkeys(task.body for task in queued if task.name.startswith(job_id)))
         assert [payloads.decode(body).step for body in bodies] == list(range(1, len(bodies) + 1))
-        assert len(bodies) >= 3
+        assert len(bodies) >= 2
         calls = dict(emu.request_counts)
         # Every step delivered again, latest first: each is acknowledged and does nothing.
         emu.reset_counts()
@@ -1011,6 +1013,50 @@ def test_a_slice_that_dies_mid_write_resumes_from_the_last_commit(cloud_env, mon
     assert sorted(entry["asset_id"] for entry in view["audit"]) == sorted(assets)
     final = {row["asset_id"]: row["result"] for row in view["outcomes"]}
     assert all(final[asset] == outcome["ORIGINAL"]["result"] for asset, outcome in committed["outcomes"].items())
+
+
+def test_the_job_view_is_the_servers_and_needs_the_secret(cloud_env, monkeypatch):
+    emu = cloud_env["emu"]
+    b2, ll, ids = world(emu, one=b"view one " * 30, two=b"view two " * 40)
+    with local_mode(cloud_env, monkeypatch) as (url, handler):
+        job_id = local_click(url, emu, "add", b2, ll, asset_ids=list(ids.values()))
+        view = wait_for_job(url, job_id)
+        fields, state, trail = handler.jobs.read(job_id)
+        denied = [requests.get(f"{url}/jobs/{job_id}", timeout=10, headers=headers)
+                  for headers in ({}, {"x-bz-secret": "not-the-secret-0123456789abcdef0123"})]
+        unknown = requests.get(f"{url}/jobs/{uuid.uuid4()}", headers={"x-bz-secret": SECRET}, timeout=10)
+        bad = requests.get(f"{url}/jobs/not-a-job", headers={"x-bz-secret": SECRET}, timeout=10)
+        wrong_method = requests.post(f"{url}/jobs/{job_id}", headers={"x-bz-secret": SECRET}, timeout=10)
+    assert view["status"] == "succeeded" and view["counts"]["results"] == {"copied": 2}
+    assert view == json.loads(json.dumps(job_view(job_record(fields, state), trail)))
+    assert (view["requested_by"], view["origin"], view["context"]) == (emu.user_id, "click", "BULK")
+    assert view["finished_at"] >= view["created_at"] and view["iconik_job_id"] in emu.jobs
+    assert [(e["seq"], e["result"]) for e in view["audit"]] == [(1, "copied"), (2, "copied")]
+    assert {e["asset_id"] for e in view["audit"]} == set(ids.values())
+    assert [answer.status_code for answer in denied] == [401, 401]
+    assert "outcomes" not in denied[0].text and job_id not in denied[1].text
+    assert unknown.status_code == 404 and bad.status_code == 400 and wrong_method.status_code == 405
+
+
+def test_a_job_started_by_id_runs_once_however_often_it_is_started(cloud_env, monkeypatch):
+    """`start_job` (the scheduled cleanup's way in): the same id twice records and runs one job."""
+    emu = cloud_env["emu"]
+    b2, ll, ids = world(emu, clip=b"by id " * 50)
+    emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"by id " * 50)
+    monkeypatch.setenv("ICONIK_TOKEN", emu.new_token())
+    with local_mode(cloud_env, monkeypatch) as (url, handler):
+        job_id = str(uuid.uuid4())
+        state = job_state("remove", b2, ll, [ids["clip"]])
+        assert handler.start_job(job_id, state) is True
+        assert handler.start_job(job_id, state) is False
+        view = wait_for_job(url, job_id)
+        assert handler.queue.wait_idle(30)
+        assert handler.start_job(job_id, state) is False
+        assert handler.queue.wait_idle(30)
+        assert job_status(url, job_id) == view
+    assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 1}
+    assert len([job for job in emu.jobs.values() if job["type"] == "CUSTOM"]) == 1
+    assert emu.storage_files(ll) == {}
 
 
 # -- local mode, as a person runs it ---------------------------------------------------
