@@ -738,3 +738,102 @@ def test_the_launchd_cleanup_wrapper_passes_the_settings_to_the_cleanup(plist, t
     assert done.returncode == 0, done.stderr
     exported = json.loads(done.stdout)
     assert exported["CLEANUP_OLDER_THAN"] == "30d" and exported["ICONIK_TOKEN"] == "tok en$"
+
+
+# -- the package: pip install . -------------------------------------------------------------------
+
+TOP_LEVEL_MODULES = ("plugin", "main", "iconik", "create_custom_actions", "delete_custom_actions")
+PACKAGE_FILES = ("pyproject.toml", "requirements.txt", "requirements-cloud.txt",
+                 *(f"{module}.py" for module in TOP_LEVEL_MODULES))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel `pip install .` installs, built offline from a copy of the checkout's package files."""
+    source = tmp_path_factory.mktemp("source")
+    for name in PACKAGE_FILES:
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "b2iconik", source / "b2iconik", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out), str(source)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def test_the_wheel_holds_the_package_and_the_top_level_modules(wheel):
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = {path.relative_to(ROOT).as_posix() for path in (ROOT / "b2iconik").rglob("*.py")
+               if "__pycache__" not in path.parts}
+    assert "b2iconik/workflows/engine.py" in package
+    missing = sorted((package | {f"{module}.py" for module in TOP_LEVEL_MODULES}) - names)
+    assert not missing, f"pip install . leaves out: {missing}"
+    entry_points = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
+    assert "b2iconik = b2iconik.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def _requirements_of(lines) -> set[tuple[str, str, str]]:
+    """(name, specifiers, marker) of each requirement, comparable however it was written."""
+    found = set()
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirement = Requirement(line)
+            found.add((_normalize(requirement.name), str(requirement.specifier), str(requirement.marker or "")))
+    return found
+
+
+def test_the_wheel_requires_what_the_requirements_files_list(wheel):
+    """pyproject.toml reads its dependencies from requirements.txt and the `cloud` extra's from
+    requirements-cloud.txt: the built metadata says exactly that."""
+    import zipfile
+
+    archive = zipfile.ZipFile(wheel)
+    metadata_file = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+    requires = [line.split(":", 1)[1] for line in archive.read(metadata_file).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    server = _requirements_of((ROOT / "requirements.txt").read_text().splitlines())
+    cloud = {(name, specifier, 'extra == "cloud"')
+             for name, specifier, _ in _requirements_of((ROOT / "requirements-cloud.txt").read_text().splitlines())}
+    assert server and cloud
+    assert _requirements_of(requires) == server | cloud
+
+
+def test_pip_install_gives_a_working_b2iconik_command(wheel, tmp_path):
+    import sysconfig
+    import venv
+
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                           "--quiet", "--disable-pip-version-check", str(wheel)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The dependencies come from the test venv (the install took none); the code only from the wheel.
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "test-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+
+    def run(*argv):
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    command = target / "bin" / "b2iconik"
+    listed = run(str(command), "--help")
+    assert listed.returncode == 0, listed.stderr
+    for name in ("selftest", "create-actions", "report", "cleanup", "jobs", "demo", "emulator", "bench"):
+        assert f"\n  {name} " in listed.stdout
+    assert run(str(command), "nope").returncode == 2
+    selftest = run(str(command), "selftest", "--help")
+    assert selftest.returncode == 0 and "--endpoint" in selftest.stdout, selftest.stderr
+    bench = run(str(command), "bench")
+    assert bench.returncode == 2 and "checkout" in bench.stderr
+    where = run(str(python), "-c", "import importlib.util as u; import b2iconik; print(b2iconik.__file__); "
+                                   f"print(all(u.find_spec(m).origin.startswith({str(site)!r}) "
+                                   f"for m in {TOP_LEVEL_MODULES!r}))")
+    assert where.stdout.split() == [str(site / "b2iconik" / "__init__.py"), "True"], where.stderr
