@@ -12,6 +12,7 @@ from b2iconik.workflows.copying import CopyingWorkflow
 
 
 class AddWorkflow(CopyingWorkflow):
+    """After the engine's resolve: copy, wait, check."""
 
     def _phase_copy(self) -> bool:
         state = self.state

@@ -13,6 +13,7 @@ from b2iconik.workflows.engine import Engine
 
 
 class CheckWorkflow(Engine):
+    """After the engine's resolve: inspect, which only previews."""
 
     claims_assets = False
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__package__)
 
 
 class RemoveWorkflow(CopyingWorkflow):
+    """After the engine's resolve: inspect, copy, wait, check."""
 
     def _phase_inspect(self) -> bool:
         return self._for_each_asset(self.state["assets"], self._inspect_for_removal)
