@@ -396,3 +396,41 @@ def test_the_scheduled_cleanups_settings_are_checked_when_the_function_loads(wor
         scheduled.Schedule.from_env(schedule_env(world, **env), cloud_settings(world, **overrides),
                                     "https://fn.example.com/iconik_handler")
     assert scheduled.Schedule.from_env({}, cloud_settings(world), None) is None
+
+
+def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(world, monkeypatch):
+    """POST /cleanup on the function itself (local mode): only the scheduler's token, then one Remove job."""
+    from b2iconik.cloud.config import CloudConfig
+    from b2iconik.cloud.handler import build_handler, bytes_reader
+
+    secret = "s" * 40
+    env = {"ICONIK_ID": world.emu.app_id, "ICONIK_URL": world.emu.url, "ICONIK_TOKEN": world.token,
+           "BZ_SHARED_SECRET": secret, "TASKS_MODE": "local", "FUNCTION_URL": "https://fn.example.com/iconik_handler",
+           "PLUGIN_B2_STORAGE_ID": world.b2, "PLUGIN_LL_STORAGE_ID": world.ll, "ICONIK_MAX_RPS": "1000",
+           "PLUGIN_POLL_INTERVAL": "0.05", "PLUGIN_MAX_POLL_INTERVAL": "0.2", **schedule_env(world)}
+    config = CloudConfig.from_env(env)
+    assert config.schedule.audience == "https://fn.example.com/iconik_handler/cleanup"
+    handler = build_handler(config)
+    handler.scheduler = StubVerifier()
+
+    def call(method, path, headers=None):
+        return handler.handle(method, path, headers or {}, {}, bytes_reader(b""))
+
+    assert call("POST", "/cleanup").status == 401
+    assert call("POST", "/cleanup", {"Authorization": "Bearer forged"}).status == 403
+    assert call("POST", "/cleanup", {"x-bz-secret": secret}).status == 401
+    assert sum(world.emu.request_counts.values()) == 0
+    reply = call("POST", "/cleanup", {"Authorization": "Bearer scheduler-token"})
+    assert reply.status == 202, reply.body
+    job_id = reply.body["job_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        view = call("GET", f"/jobs/{job_id}", {"x-bz-secret": secret}).body
+        if view.get("status") in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert view["status"] == "succeeded", view
+    chosen = ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
+    assert {row["asset_id"] for row in view["outcomes"] if row["result"] == "removed"} == chosen
+    assert not any(world.on_lucidlink(a) for a in chosen)
+    assert call("POST", "/cleanup", {"Authorization": "Bearer scheduler-token"}).status in (200, 202)

@@ -54,6 +54,8 @@ class CloudConfig:
     local_secret: str | None = field(default=None, repr=False)
     project: str | None = None
     local_workers: int = 4
+    schedule: object = None
+    """The scheduled cleanup's settings (b2iconik.cloud.scheduled.Schedule), or None: no /cleanup."""
     job_store: str = "memory"
     firestore_database: str = "(default)"
     firestore_collection: str = "b2iconik_jobs"
@@ -133,6 +135,7 @@ class CloudConfig:
             local_secret=local_secret,
             project=project,
             local_workers=int(_number(env, "LOCAL_TASK_WORKERS", 4, int, 1)),
+            schedule=_schedule(env, settings, function_url),
             job_store=job_store,
             firestore_database=database,
             firestore_collection=collection,
@@ -164,3 +167,9 @@ class CloudConfig:
                     f"{self.local_workers} at a time, and are lost if it stops; {secret}")
         return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only; "
                 f"{secret}")
+
+
+def _schedule(env, settings: Settings, function_url: str | None):
+    from b2iconik.cloud.scheduled import Schedule  # the cleanup's modules load only for the function
+
+    return Schedule.from_env(env, settings, function_url)

@@ -36,7 +36,7 @@ import iconik
 from b2iconik import audit, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.cloud import payload as payloads
-from b2iconik.cloud import views
+from b2iconik.cloud import scheduled, views
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
 from b2iconik.cloud.config import CloudConfig
 from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LostLease, MemoryDocuments, NoSuchJob,
@@ -61,6 +61,7 @@ ROUTES = {
     "/remove": ("POST", "OPTIONS"),
     "/check": ("POST", "OPTIONS"),
     CONTINUE_PATH: ("POST", "OPTIONS"),
+    scheduled.PATH: ("POST", "OPTIONS"),
 }
 
 
@@ -92,7 +93,8 @@ def bytes_reader(body: bytes) -> Callable[[int], bytes]:
 
 class FunctionHandler:
     def __init__(self, config: CloudConfig, *, secret: SharedSecret, queue, jobs: JobStates | None = None,
-                 oidc: OidcVerifier | None = None, task_key: bytes | None = None, clock=time.time):
+                 oidc: OidcVerifier | None = None, task_key: bytes | None = None, clock=time.time,
+                 scheduler=None):
         """`oidc` or `task_key` is the one proof /continue accepts (OIDC wins); neither: none.
         `jobs`: the job store (default: one in this process's memory)."""
         self.config = config
@@ -102,6 +104,8 @@ class FunctionHandler:
         self.queue = queue
         self.oidc = oidc
         self.task_key = None if oidc is not None else task_key
+        self.scheduler = scheduler
+        """Checks Cloud Scheduler's OIDC token on /cleanup (None: no scheduled cleanup)."""
         self.clock = clock
         self.jobs = jobs or JobStates(MemoryDocuments(), retention_days=config.settings.retention_days)
         self.lease_seconds = config.slice_seconds + LEASE_MARGIN
@@ -135,7 +139,8 @@ class FunctionHandler:
             if path.startswith("/jobs/"):
                 return self._job_status(method, path[len("/jobs/"):], headers)
             return error(404, f"no such path: {path[:200]}; the function serves /, /healthz, /add, "
-                              "/remove, /check, /jobs/<id>, and /continue for its task queue")
+                              "/remove, /check, /jobs/<id>, /cleanup for Cloud Scheduler, and /continue for its "
+                              "task queue")
         if method == "OPTIONS":
             return Reply(200, None, {"Allow": ", ".join(allowed)})
         if method not in allowed:
@@ -146,6 +151,10 @@ class FunctionHandler:
             return Reply(200, {"status": "ok"})
         if path == CONTINUE_PATH:
             return self._continue(headers, read_body)
+        if path == scheduled.PATH:
+            status, body = scheduled.run(self.config.schedule, self.settings, self.scheduler,
+                                         headers.get("authorization"), self.start_job)
+            return Reply(status, body)
         return self._click(path.strip("/"), headers, query, read_body)
 
     # -- the click -------------------------------------------------------------
@@ -565,8 +574,11 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
         else:
             queue = local = InProcessQueue(lambda headers, body: 0, signer=lambda body: sign(task_key, body),
                                            workers=config.local_workers)
+    scheduler = None
+    if config.schedule is not None:
+        scheduler = OidcVerifier(config.schedule.audience, config.schedule.account)
     handler = FunctionHandler(config, secret=secret, queue=queue, jobs=jobs or build_job_store(config),
-                              oidc=oidc, task_key=task_key)
+                              oidc=oidc, task_key=task_key, scheduler=scheduler)
     if local is not None:
         local.deliver = lambda headers, body: handler.handle(
             "POST", CONTINUE_PATH, headers, {}, bytes_reader(body)).status
