@@ -199,6 +199,7 @@ def test_the_cloud_function_logs_one_structured_entry_per_outcome():
     handler.setFormatter(audit._EntryFormatter())
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.INFO)  # as audit.audit_logger() sets its own; alone, the root's WARNING would apply
     state = {"action": "remove", "requested_by": "4b1c2c1e-0000-4000-8000-000000000001", "origin": "click",
              "context": "ASSET", "selection": {"asset_ids": [A, B], "collection_ids": []}, "to_copy": {}}
     recorder = audit.CloudLogRecorder("job-1", state, logger)
