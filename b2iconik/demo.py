@@ -292,6 +292,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
     args = parser.parse_args(argv)
+    if not (ROOT / "gunicorn.conf.py").is_file():
+        print("error: the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
+              "python -m b2iconik demo (or scripts/demo)", file=sys.stderr)
+        return 2
     try:
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)

@@ -831,8 +831,9 @@ def test_pip_install_gives_a_working_b2iconik_command(wheel, tmp_path):
     assert run(str(command), "nope").returncode == 2
     selftest = run(str(command), "selftest", "--help")
     assert selftest.returncode == 0 and "--endpoint" in selftest.stdout, selftest.stderr
-    bench = run(str(command), "bench")
-    assert bench.returncode == 2 and "checkout" in bench.stderr
+    for checkout_only in ("bench", "demo"):
+        refused = run(str(command), checkout_only)
+        assert refused.returncode == 2 and "checkout" in refused.stderr, refused.stderr
     where = run(str(python), "-c", "import importlib.util as u; import b2iconik; print(b2iconik.__file__); "
                                    f"print(all(u.find_spec(m).origin.startswith({str(site)!r}) "
                                    f"for m in {TOP_LEVEL_MODULES!r}))")
