@@ -40,6 +40,10 @@ class JobsPanel:
         except (iconik.IconikError, ValueError) as error:
             log.warning("could not create the iconik job: %s", error)
 
+    def due(self) -> bool:
+        """Would a progress update now be sent (the interval since the last one has passed)?"""
+        return time.monotonic() - self._last_update >= self.min_interval
+
     def progress(self, done: int, total: int, message: str | None = None, force: bool = False) -> None:
         now = time.monotonic()
         if done == self._last_done and not force:

@@ -222,7 +222,7 @@ class Engine:
 
     def _read_asset(self, asset_id: str) -> AssetRecords | None:
         """One fresh read of the asset (`reading.read_asset`); an extra read is counted in the job's record."""
-        return read_asset(self.client, asset_id, self._count_file_set_read)
+        return read_asset(self.client, asset_id, self._count_file_set_read, wanted=self.state.get("formats"))
 
     def _count_file_set_read(self) -> None:
         with self._lock:
@@ -372,6 +372,8 @@ class Engine:
             log.error("could not hand an outcome to the audit trail: %s", error)
 
     def _report_progress(self) -> None:
+        if not self.panel.due():  # counting is a pass over every outcome: only when an update is due
+            return
         done = count_done(self.state)
         self.panel.progress(done, len(self.state["assets"]))
 

@@ -34,13 +34,16 @@ def live_formats(formats: list) -> dict:
     return found
 
 
-def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=lambda: None) -> AssetRecords | None:
+def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=lambda: None,
+               wanted=None) -> AssetRecords | None:
     """The asset's live formats, its file sets and files: 2 iconik calls; None if no such asset.
 
     iconik answers 404 for an empty formats or files list, so a 404 there means
     "none"; only then is the asset itself read, to tell "none" from "no asset".
     The file sets come from the files list; an older iconik whose files lack
     the file set fields costs a third read, reported to `count_file_set_read()`.
+    When the asset has none of the `wanted` format names live, its files are not
+    read: nothing of them could matter.
     """
     try:
         formats = list(client.iter_formats(asset_id))
@@ -50,6 +53,9 @@ def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=l
         except iconik.NotFound:
             return None
         return AssetRecords({}, [], [])
+    live = live_formats(formats)
+    if wanted is not None and not set(wanted) & set(live):
+        return AssetRecords(live, [], [])
     try:
         files = [f for f in client.iter_files(asset_id) if isinstance(f, dict)]
     except iconik.NotFound:
@@ -61,4 +67,4 @@ def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=l
             file_sets = [fs for fs in client.iter_file_sets(asset_id) if isinstance(fs, dict)]
         except iconik.NotFound:
             file_sets = []
-    return AssetRecords(live_formats(formats), file_sets, files)
+    return AssetRecords(live, file_sets, files)
