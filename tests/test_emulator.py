@@ -611,7 +611,7 @@ def test_lost_reply_drop_closes_the_connection_after_the_copy_was_queued(setup):
     for _ in range(2):
         with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             s.post(url, json=body, timeout=5)
-    assert emu.wait_idle(5)
+        assert emu.wait_idle(5)  # the retry comes after the first copy landed: iconik skips it whole
     assert sorted(j["status"] for j in emu.jobs.values()) == ["FINISHED", "SKIPPED"]
     assert all(len(emu.copies(a, "ORIGINAL", ll)) == 1 for a in sources)
     assert [r["how"] for r in emu.lost_replies] == ["drop", "drop"] and emu.status_counts[0] == 2
