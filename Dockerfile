@@ -1,12 +1,12 @@
 # syntax=docker/dockerfile:1
-# Container image of b2-iconik-plugin. Build, run and upgrade: README.md, "Deploy in a container".
+# Container image of b2-iconik-plugin. Build, run and upgrade: docs/deploy-container.md.
 #
 #   docker build -t b2-iconik-plugin .
 #   docker run -d --name b2-iconik-plugin --env-file /etc/b2-iconik-plugin/env \
 #     -p 127.0.0.1:8000:8000 -v b2-iconik-state:/var/lib/b2-iconik-plugin --stop-timeout 40 \
 #     --restart unless-stopped b2-iconik-plugin
 #
-# Publish on 127.0.0.1 only, behind a reverse proxy on the host (README.md): a bare
+# Publish on 127.0.0.1 only, behind a reverse proxy on the host (docs/deploy-systemd.md): a bare
 # `-p 8000:8000` listens on every interface, and Docker's rules bypass the host firewall.
 #
 # It runs the same command as the systemd unit (b2-iconik-plugin.service) and the

@@ -55,7 +55,7 @@ def worker_exit(server, worker):
 
 # Metrics: every worker writes its own into PROMETHEUS_MULTIPROC_DIR (set in the master before
 # any worker imports prometheus_client), and the master serves their sum on 127.0.0.1:9464
-# (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT; README.md, "Operating: jobs, audit and metrics").
+# (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT; docs/operating.md).
 
 def on_starting(server):
     """Choose the workers' metrics directory, and forget the metric files of an earlier run."""

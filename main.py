@@ -1,8 +1,8 @@
 """The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.12).
 
-    scripts/stage-function && gcloud functions deploy iconik_handler --gen2 \\
-        --source=build/function ...                         (see README.md)
-    functions-framework --target iconik_handler             (local run, see README.md)
+    SOURCE=$(scripts/stage-function) && gcloud functions deploy iconik_handler --gen2 \\
+        --source="$SOURCE" ...                              (see docs/deploy-cloud-function.md)
+    functions-framework --target iconik_handler             (local run, see docs/deploy-cloud-function.md)
 
 `iconik_handler(request)` serves the Flask app's paths (/, /healthz, /add,
 /remove, /check, /jobs/<id>) with the same checks and answers, and /continue,
@@ -43,7 +43,7 @@ def _check_cloud_packages(config: CloudConfig) -> None:
             from google.cloud import firestore  # noqa: F401
     except ImportError as error:
         raise ConfigError(f"{error}: deploy with requirements-cloud.txt as the function's "
-                          "requirements.txt (README.md, Deploy)") from None
+                          "requirements.txt (docs/deploy-cloud-function.md)") from None
 
 
 try:

@@ -3,7 +3,7 @@
 Two collections of a Native mode database: `<collection>` (default
 `b2iconik_jobs`) holds one head document per job, named by the job id, and
 `<collection>_chunks` the chunk documents. Both carry `expire_at`, the field of
-the TTL policies that delete finished jobs (README, Cloud Function guide).
+the TTL policies that delete finished jobs (docs/deploy-cloud-function.md).
 
 The head's compare-and-set is an update with a precondition on the update
 time it was read at. When an update fails in any way, the head is read again:
