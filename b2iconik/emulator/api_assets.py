@@ -9,11 +9,9 @@ strings, `app_id` and `metadata_view` UUIDs (or null), `disabled` a boolean. An 
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, jsonify, request
 
-from .api_common import ApiError, backend, found, json_body, numbered_list
+from .api_common import ApiError, backend, found, is_uuid, json_body, numbered_list
 from .world import new_id, now
 
 CONTEXTS = ("ASSET", "ASSET_SUBCLIP", "SHARED_ASSET", "COLLECTION", "SHARED_COLLECTION", "BULK",
@@ -128,18 +126,8 @@ def _action_body(context: str, *, partial: bool) -> dict:
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ApiError(400, "headers must be an object of strings")
     for name in ("app_id", "metadata_view"):
-        if body.get(name) is not None and not _is_uuid(body[name]):
+        if body.get(name) is not None and not is_uuid(body[name]):
             raise ApiError(400, f"{name} must be a UUID")
     if "disabled" in body and not isinstance(body["disabled"], bool):
         raise ApiError(400, "disabled must be a boolean")
     return body
-
-
-def _is_uuid(value) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

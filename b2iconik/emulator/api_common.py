@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from flask import current_app, jsonify, request
@@ -84,3 +85,14 @@ def _paged(pager, objects, empty_message=None):
     if empty_message and backend().faults.empty_lists_404 and not answer["objects"]:
         raise ApiError(404, empty_message)
     return jsonify(answer)
+
+
+def is_uuid(value) -> bool:
+    """Is `value` a UUID string (as iconik's ids are)?"""
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -8,11 +8,9 @@ field out, but what it sends must be valid. Unknown fields are ignored.
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, jsonify
 
-from .api_common import ApiError, backend, found, json_body
+from .api_common import ApiError, backend, found, is_uuid, json_body
 
 STATUSES = ("READY", "STARTED", "WAITING", "PAUSED", "ABORT_PENDING", "FINISHED",
             "FINISHED_WITH_WARNING", "FAILED", "ABORTED", "SKIPPED")
@@ -69,7 +67,7 @@ def _writable(body: dict) -> dict:
     if body.get("object_type") is not None and not isinstance(body["object_type"], str):
         raise ApiError(400, "object_type must be a string")
     for name in ("object_id", "parent_id"):
-        if body.get(name) is not None and not _is_uuid(body[name]):
+        if body.get(name) is not None and not is_uuid(body[name]):
             raise ApiError(400, f"{name} must be a UUID")
     for name in ("progress_processed", "progress_total"):
         value = body.get(name)
@@ -79,13 +77,3 @@ def _writable(body: dict) -> dict:
     if "metadata" in body and not isinstance(body["metadata"], dict):
         raise ApiError(400, "metadata must be an object")
     return {k: body[k] for k in WRITABLE if k in body}
-
-
-def _is_uuid(value) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
