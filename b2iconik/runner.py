@@ -26,9 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import iconik
 from b2iconik import audit, metrics, workflows
 from b2iconik.config import ConfigError, Settings
 from b2iconik.logs import job_id_var, redactor
+from b2iconik.progress import MESSAGE_LIMIT
 from b2iconik.store import JobStore, LostLease, StoreError, new_owner
 
 log = logging.getLogger(__name__)
@@ -219,18 +221,33 @@ class JobRunner:
                 self._held.pop(job.id, None)
         return True
 
+    def _close_panel_entry(self, job, state, reason: str) -> None:
+        """Show a job given up without running as FAILED in iconik's Jobs panel (best effort)."""
+        entry = _panel_entry(state)
+        if entry is None:
+            return
+        message = reason[:MESSAGE_LIMIT]
+        try:
+            with self.settings.client(job.auth_token) as client:
+                client.update_job(entry, {"status": "FAILED", "message": message, "error_message": message})
+        except (ConfigError, iconik.IconikError) as error:
+            log.warning("could not close the iconik job %s: %s", entry, error)
+
     def _run(self, job, held: _Held) -> None:
         state = job.state
         try:
             problem = job.damage or _invalid(state)
             if problem:
                 log.error("job %s cannot be run, failing it: %s", job.id, problem)
-                self._finish(job, _damaged_state(job.action, problem), "failed")
+                damaged = _damaged_state(job.action, problem)
+                self._finish(job, damaged, "failed")
+                self._close_panel_entry(job, state, damaged["error"])
                 return
             if job.attempts > MAX_ATTEMPTS:
                 state["error"] = f"gave up after {MAX_ATTEMPTS} runs that ended in a crash"
                 state["phase"] = "done"
                 self._finish(job, state, "failed")
+                self._close_panel_entry(job, state, state["error"])
                 return
             client = self.settings.client(job.auth_token)
             recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
@@ -330,6 +347,15 @@ def _invalid(state) -> str | None:
     except ValueError as error:
         return str(error)
     return None
+
+
+def _panel_entry(state) -> str | None:
+    """The id of the job's iconik Jobs panel entry, if its record names a well-formed one."""
+    entry = state.get("iconik_job_id") if isinstance(state, dict) else None
+    try:
+        return iconik.check_uuid(entry, "iconik job id") if entry else None
+    except ValueError:
+        return None
 
 
 def _damaged_state(action: str, problem: str) -> dict:

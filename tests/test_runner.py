@@ -2,6 +2,7 @@
 per job across clock steps, threads that survive anything, one job per asset at a time."""
 
 import logging
+import json
 import sqlite3
 import threading
 import time
@@ -166,6 +167,27 @@ def test_a_job_whose_runs_crashed_five_times_is_failed_with_a_coherent_record(em
     assert view["status"] == "failed" and view["phase"] == "done"
     assert view["error"] == "gave up after 5 runs that ended in a crash"
     assert sum(emulator.request_counts.values()) == 0  # nothing was tried, nothing touched
+
+
+def test_a_job_given_up_closes_its_jobs_panel_entry_as_failed(emulator, tmp_path, quick_runner):
+    b2 = emulator.add_storage("b2", method="B2")
+    ll = emulator.add_storage("ll", method="FILE")
+    asset = emulator.add_asset("clip")
+    emulator.add_file(asset, "ORIGINAL", ll, "clip.mov", b"c" * 300)
+    state_dir = tmp_path / "state"
+    with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
+        job_id = plugin.post(emulator, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset]).json()["job_id"]
+        entry = emulator.world.create_job({"type": "CUSTOM", "status": "STARTED", "title": "Remove 1 asset"})["id"]
+        with sqlite3.connect(state_dir / "jobs.sqlite3") as db:  # a run made the entry, then five runs crashed
+            state = json.loads(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
+            db.execute("UPDATE jobs SET attempts=5, state=? WHERE id=?",
+                       (json.dumps({**state, "iconik_job_id": entry}), job_id))
+        plugin.service.runner.start()
+        view = plugin.wait(job_id)
+    assert view["status"] == "failed"
+    closed = emulator.jobs[entry]
+    assert closed["status"] == "FAILED" and "gave up after 5 runs" in closed["error_message"]
+    assert emulator.request_counts == {("PATCH", "/API/jobs/v1/jobs/<job_id>/"): 1}
 
 
 def test_store_errors_are_logged_once_a_minute_not_once_a_claim_and_work_resumes(emulator, tmp_path, quick_runner,
