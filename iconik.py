@@ -547,6 +547,10 @@ class IconikClient:
     def get_job(self, job_id: str) -> dict:
         return self.request("GET", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/")
 
+    def iter_child_jobs(self, parent_id: str) -> Iterator[dict]:
+        """The jobs whose `parent_id` is `parent_id` (a bulk copy's transfers), every page."""
+        return self.paginate("API/jobs/v1/jobs/", {"parent_id": check_uuid(parent_id, "job id")})
+
     def create_job(self, body: dict) -> dict:
         """Create a Jobs panel entry; retried even on 5xx: a rare duplicate entry beats none."""
         return self.request("POST", "API/jobs/v1/jobs/", json=body)

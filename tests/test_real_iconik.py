@@ -350,3 +350,21 @@ def test_files_without_file_set_fields_cost_one_more_read_counted_in_the_job(emu
     row = outcome(view, b2_only, "ORIGINAL")
     assert row["result"] == "kept" and "unknown status" in row["reason"], row
     assert world.kept(b2_only, "ORIGINAL")
+
+
+def test_a_failed_transfer_under_a_finished_parent_is_judged_at_once_not_after_the_copy_timeout(emu, plugin_url):
+    """The parent reads FINISHED at once; its transfers say which asset failed (the copy timeout here is 60 s)."""
+    emu.faults.parent_copy_jobs = True
+    world = World(emu)
+    broken = world.asset("transfer fails", on_ll=())
+    slow = world.asset("slow transfer", on_ll=())
+    emu.fault_asset(broken, "copy_fails")
+    emu.fault_asset(slow, "copy_slow", 1.0)
+    started = time.monotonic()
+    view = run(emu, plugin_url, "add", world, formats="ORIGINAL", asset_ids=[broken, slow], timeout=30)
+    assert time.monotonic() - started < 25
+    assert view["status"] == "failed", view
+    row = outcome(view, broken, "ORIGINAL")
+    assert row["result"] == "failed" and "this asset's own transfer failed" in row["reason"], row
+    assert outcome(view, slow, "ORIGINAL")["result"] == "copied"
+    assert world.added(slow, "ORIGINAL") and not world.on_lucidlink(broken, "ORIGINAL")

@@ -85,6 +85,16 @@ class CopyingWorkflow(Engine):
                     break
                 state.pop("outage_since", None)
                 status = job.get("status") if isinstance(job, dict) else None
+                if status in DONE_JOB_STATUSES and job.get("has_children"):
+                    try:
+                        status = self._children_ended(entry)
+                    except iconik.IconikError as error:
+                        if isinstance(error, iconik.Unauthorized):
+                            raise Fatal(token_refused(error)) from None
+                        if not is_transient(error):
+                            raise Fatal(f"could not follow the copy job's transfers: {error}") from None
+                        self._outage(error)
+                        break
                 if status in DONE_JOB_STATUSES:
                     entry.update(status=status, message=str(job.get("error_message") or job.get("message") or "")[:500])
             if all(e.get("status") in DONE_JOB_STATUSES or not e.get("job_id") for e in state["copies"]):
@@ -94,6 +104,23 @@ class CopyingWorkflow(Engine):
             self.checkpoint()
             if not self._pause(interval):
                 return False
+
+    def _children_ended(self, entry: dict) -> str | None:
+        """For a parent copy job that reads done: None while any transfer of it still runs.
+
+        A parent can read FINISHED before its transfers end. Once they all have,
+        the assets whose own transfer FAILED (or was ABORTED) are noted, so the
+        check phase judges those at once instead of waiting for their copies.
+        """
+        children = [c for c in self.client.iter_child_jobs(entry["job_id"]) if isinstance(c, dict)]
+        running = sum(1 for c in children if c.get("status") not in DONE_JOB_STATUSES)
+        if running:
+            entry["transfers_running"] = running
+            return None
+        entry.pop("transfers_running", None)
+        entry["failed_assets"] = sorted({str(c.get("object_id")) for c in children if c.get("object_id")
+                                         and c.get("status") in ("FAILED", "ABORTED")})
+        return "FAILED" if entry["failed_assets"] else "FINISHED"
 
     # -- one asset's copy (in asset threads) ---------------------------------
 
@@ -109,15 +136,19 @@ class CopyingWorkflow(Engine):
             return "no copy was made"
         status = entry.get("status") or "unfinished"
         message = entry.get("message")
-        return f"copy job {status}" + (f": {message}" if message else "")
+        story = f"copy job {status}" + (f": {message}" if message else "")
+        if asset_id in entry.get("failed_assets", ()):
+            story += "; this asset's own transfer failed"
+        return story
 
     def _await_copy(self, asset_id: str, fmt: str, incomplete: list[Copy]) -> None:
         """Raise NotSettled while the copy of (asset, format) may still land; return to judge it now.
 
         A copy job's status is only a hint: the copy is waited for until it is
         complete or the copy timeout passes. Two exceptions end the wait early:
-        iconik said the copy job failed and nothing of the copy exists, or a
-        copy's files have not changed (status, size) for the open-copy timeout.
+        iconik said the copy failed (the copy job, or this asset's own transfer
+        when the job has them) and nothing of the copy exists, or a copy's files
+        have not changed (status, size) for the open-copy timeout.
         """
         state = self.state
         entry = self._copy_entry(asset_id, fmt)
@@ -126,7 +157,11 @@ class CopyingWorkflow(Engine):
         now = self.clock()
         if now - (state.get("copy_started_at") or now) >= self.tuning.copy_timeout:
             return
-        if entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT") and not incomplete:
+        if entry.get("failed_assets") is not None and entry.get("status") != "TIMED_OUT":
+            failed = asset_id in entry["failed_assets"]  # the job's transfers say which assets failed
+        else:
+            failed = entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT")
+        if failed and not incomplete:
             return
         key = f"{asset_id}/{fmt}"
         if incomplete:
