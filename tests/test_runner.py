@@ -152,7 +152,8 @@ def test_a_damaged_job_is_failed_with_its_reason_and_the_next_job_runs_to_the_en
     assert sum(n for (method, _), n in emulator.request_counts.items() if method == "DELETE") == 0
 
 
-def test_a_job_whose_runs_crashed_five_times_is_failed_with_a_coherent_record(emulator, tmp_path, quick_runner):
+def run_after_five_crashes(emulator, tmp_path, panel_entry=None) -> dict:
+    """A Remove whose five runs ended in a crash (and that made `panel_entry`, if given), run once more."""
     b2 = emulator.add_storage("b2", method="B2")
     ll = emulator.add_storage("ll", method="FILE")
     asset = emulator.add_asset("clip")
@@ -160,30 +161,25 @@ def test_a_job_whose_runs_crashed_five_times_is_failed_with_a_coherent_record(em
     state_dir = tmp_path / "state"
     with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
         job_id = plugin.post(emulator, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset]).json()["job_id"]
-        with sqlite3.connect(state_dir / "jobs.sqlite3") as db:  # five runs ended in a crash
-            db.execute("UPDATE jobs SET attempts=5 WHERE id=?", (job_id,))
+        with sqlite3.connect(state_dir / "jobs.sqlite3") as db:
+            state = json.loads(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
+            if panel_entry:
+                state["iconik_job_id"] = panel_entry
+            db.execute("UPDATE jobs SET attempts=5, state=? WHERE id=?", (json.dumps(state), job_id))
         plugin.service.runner.start()
-        view = plugin.wait(job_id)
+        return plugin.wait(job_id)
+
+
+def test_a_job_whose_runs_crashed_five_times_is_failed_with_a_coherent_record(emulator, tmp_path, quick_runner):
+    view = run_after_five_crashes(emulator, tmp_path)
     assert view["status"] == "failed" and view["phase"] == "done"
     assert view["error"] == "gave up after 5 runs that ended in a crash"
     assert sum(emulator.request_counts.values()) == 0  # nothing was tried, nothing touched
 
 
 def test_a_job_given_up_closes_its_jobs_panel_entry_as_failed(emulator, tmp_path, quick_runner):
-    b2 = emulator.add_storage("b2", method="B2")
-    ll = emulator.add_storage("ll", method="FILE")
-    asset = emulator.add_asset("clip")
-    emulator.add_file(asset, "ORIGINAL", ll, "clip.mov", b"c" * 300)
-    state_dir = tmp_path / "state"
-    with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
-        job_id = plugin.post(emulator, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset]).json()["job_id"]
-        entry = emulator.world.create_job({"type": "CUSTOM", "status": "STARTED", "title": "Remove 1 asset"})["id"]
-        with sqlite3.connect(state_dir / "jobs.sqlite3") as db:  # a run made the entry, then five runs crashed
-            state = json.loads(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
-            db.execute("UPDATE jobs SET attempts=5, state=? WHERE id=?",
-                       (json.dumps({**state, "iconik_job_id": entry}), job_id))
-        plugin.service.runner.start()
-        view = plugin.wait(job_id)
+    entry = emulator.world.create_job({"type": "CUSTOM", "status": "STARTED", "title": "Remove 1 asset"})["id"]
+    view = run_after_five_crashes(emulator, tmp_path, panel_entry=entry)
     assert view["status"] == "failed"
     closed = emulator.jobs[entry]
     assert closed["status"] == "FAILED" and "gave up after 5 runs" in closed["error_message"]
