@@ -72,10 +72,7 @@ class CopyingWorkflow(Engine):
                 return True
             for entry in waiting:
                 try:
-                    job = self.client.get_job(entry["job_id"])
-                except iconik.NotFound:
-                    entry.update(status="UNKNOWN", message="iconik no longer knows the copy job")
-                    continue
+                    self._poll_copy_job(entry)
                 except iconik.IconikError as error:
                     if isinstance(error, iconik.Unauthorized):
                         raise Fatal(token_refused(error)) from None
@@ -84,19 +81,6 @@ class CopyingWorkflow(Engine):
                     self._outage(error)
                     break
                 state.pop("outage_since", None)
-                status = job.get("status") if isinstance(job, dict) else None
-                if status in DONE_JOB_STATUSES and job.get("has_children"):
-                    try:
-                        status = self._children_ended(entry)
-                    except iconik.IconikError as error:
-                        if isinstance(error, iconik.Unauthorized):
-                            raise Fatal(token_refused(error)) from None
-                        if not is_transient(error):
-                            raise Fatal(f"could not follow the copy job's transfers: {error}") from None
-                        self._outage(error)
-                        break
-                if status in DONE_JOB_STATUSES:
-                    entry.update(status=status, message=str(job.get("error_message") or job.get("message") or "")[:500])
             if all(e.get("status") in DONE_JOB_STATUSES or not e.get("job_id") for e in state["copies"]):
                 return True
             interval = min(interval * 1.5, self.tuning.max_poll_interval)
@@ -104,6 +88,19 @@ class CopyingWorkflow(Engine):
             self.checkpoint()
             if not self._pause(interval):
                 return False
+
+    def _poll_copy_job(self, entry: dict) -> None:
+        """Look once at one copy job (and at its transfers, when it has them); note its end on `entry`."""
+        try:
+            job = self.client.get_job(entry["job_id"])
+        except iconik.NotFound:
+            entry.update(status="UNKNOWN", message="iconik no longer knows the copy job")
+            return
+        status = job.get("status") if isinstance(job, dict) else None
+        if status in DONE_JOB_STATUSES and job.get("has_children"):
+            status = self._children_ended(entry)
+        if status in DONE_JOB_STATUSES:
+            entry.update(status=status, message=str(job.get("error_message") or job.get("message") or "")[:500])
 
     def _children_ended(self, entry: dict) -> str | None:
         """For a parent copy job that reads done: None while any transfer of it still runs.
