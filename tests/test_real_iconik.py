@@ -368,3 +368,17 @@ def test_a_failed_transfer_under_a_finished_parent_is_judged_at_once_not_after_t
     assert row["result"] == "failed" and "this asset's own transfer failed" in row["reason"], row
     assert outcome(view, slow, "ORIGINAL")["result"] == "copied"
     assert world.added(slow, "ORIGINAL") and not world.on_lucidlink(broken, "ORIGINAL")
+
+
+def test_a_parent_whose_transfers_list_answers_404_has_none_to_wait_for():
+    """iconik answers 404 for an empty list: a parent with no transfers listed ends as it reads."""
+    import iconik
+    from b2iconik.workflows.copying import CopyingWorkflow
+
+    class NoTransfers:
+        def iter_child_jobs(self, parent_id):
+            raise iconik.NotFound(404, "GET", "API/jobs/v1/jobs/", "Jobs don't exist")
+
+    entry = {"job_id": str(uuid.uuid4())}
+    flow = CopyingWorkflow(NoTransfers(), {"action": "add", "copies": [entry]})
+    assert flow._children_ended(entry) == "FINISHED" and entry["failed_assets"] == []

@@ -109,7 +109,10 @@ class CopyingWorkflow(Engine):
         the assets whose own transfer FAILED (or was ABORTED) are noted, so the
         check phase judges those at once instead of waiting for their copies.
         """
-        children = [c for c in self.client.iter_child_jobs(entry["job_id"]) if isinstance(c, dict)]
+        try:
+            children = [c for c in self.client.iter_child_jobs(entry["job_id"]) if isinstance(c, dict)]
+        except iconik.NotFound:  # iconik answers 404 for an empty list: no transfers to wait for
+            children = []
         running = sum(1 for c in children if c.get("status") not in DONE_JOB_STATUSES)
         if running:
             entry["transfers_running"] = running
