@@ -174,6 +174,9 @@ def test_a_scrape_of_gunicorn_with_two_workers_sums_every_worker_and_names_no_id
         removed = wait_for_job(url, click(url, "remove", to_remove), timeout=60)
         added = wait_for_job(url, click(url, "add", to_add), timeout=60)
         assert (removed["status"], added["status"]) == ("succeeded", "succeeded"), (removed, added)
+        # a job's end is counted right after it is recorded, so a scrape may come between the two
+        until(lambda: value(scrape(port)[0], "b2iconik_jobs_finished_total", action="add", status="succeeded") == 1,
+              "the add's end to be counted")
         values, text = scrape(port)
         got = emu.status_counts
 
@@ -203,6 +206,8 @@ def test_a_scrape_of_gunicorn_with_two_workers_sums_every_worker_and_names_no_id
         until(lambda: runner_pid(state) not in (None, leader), "another worker to take the runner")
         until(lambda: value(scrape(port)[0], "b2iconik_job_runner_running") == 1, "the runner gauge of the new one")
         assert wait_for_job(url, click(url, "remove", to_add), timeout=60)["status"] == "succeeded"
+        until(lambda: value(scrape(port)[0], "b2iconik_jobs_finished_total", action="remove",
+                            status="succeeded") == 2, "the second remove's end to be counted")
         values, _ = scrape(port)
         assert value(values, "b2iconik_jobs_finished_total", action="remove", status="succeeded") == 2
         assert value(values, "b2iconik_outcomes_total", action="remove", result="removed") == 8
