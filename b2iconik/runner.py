@@ -139,8 +139,10 @@ class JobRunner:
                    for n in range(self.settings.job_workers)]
         workers.append(threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True))
         for thread in workers:
+            if self._stop.is_set():
+                break
+            self._workers.append(thread)  # listed before it runs: stop() joins every thread that can claim
             thread.start()
-            self._workers.append(thread)
 
     def notify(self) -> None:
         """A job was queued: look for work now rather than at the next poll."""
@@ -154,7 +156,9 @@ class JobRunner:
                 held.stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
-        for thread in [t for t in (self._leader, *self._workers) if t is not None]:
+        if self._leader is not None:  # first, so that every worker it starts is in the list below
+            self._leader.join(max(0.0, deadline - time.monotonic()))
+        for thread in list(self._workers):
             thread.join(max(0.0, deadline - time.monotonic()))
         self._leader, self._workers = None, []
         if self._leader_fd is not None:
@@ -176,7 +180,7 @@ class JobRunner:
             return None
         if not self.is_leader:
             return None if leader.is_alive() else "the job runner stopped before it could run jobs"
-        dead = [t.name for t in workers if not t.is_alive()]
+        dead = [t.name for t in workers if t.ident is not None and not t.is_alive()]  # started, then died
         if dead:
             return f"{len(dead)} of the job runner's {len(workers)} threads stopped"
         return None
