@@ -307,6 +307,7 @@ class JobRunner:
                 metrics.runner_running(self.problem() is None)
                 self._renew()
                 self._probe()
+                self._erase_left_tokens()
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + self.maintenance_interval
                     self._maintain()
@@ -332,14 +333,21 @@ class JobRunner:
         except Exception as error:
             self.throttle.log(logging.WARNING, "probe", "could not check the job store: %r", error)
 
+    def _erase_left_tokens(self) -> None:
+        """A job's end whose checkpoint other connections kept busy left its token in the
+        write-ahead log: try again at every heartbeat until it is gone."""
+        if self.store.wal_dirty:
+            try:
+                self.store.checkpoint()
+            except StoreError as error:
+                self.throttle.log(logging.WARNING, "checkpoint", "could not checkpoint the job store: %s", error)
+
     def _maintain(self) -> None:
-        """Forget finished jobs past the retention; erase what a busy checkpoint left in the log."""
+        """Forget finished jobs past the retention."""
         try:
             pruned = self.store.prune(self.settings.retention_days)
             if pruned:
                 log.info("forgot %d finished job(s) older than %s days", pruned, self.settings.retention_days)
-            if self.store.wal_dirty:
-                self.store.checkpoint()
         except Exception as error:  # never keeps the workers from starting or the heartbeat going
             self.throttle.log(logging.WARNING, "maintain", "could not prune old jobs: %s", error)
 

@@ -270,6 +270,33 @@ def test_finished_jobs_are_pruned_while_the_runner_runs_not_only_at_its_start(em
         store.close()
 
 
+def test_a_token_left_in_the_log_by_a_busy_checkpoint_is_erased_at_the_next_heartbeat(emulator, tmp_path):
+    """A reader on another connection (another worker, a `jobs` command) can keep the checkpoint
+    at a job's end from truncating the log; the heartbeat tries again, not the hourly upkeep."""
+    token = "tok_left_in_the_log_0123456789"
+    store = JobStore(tmp_path / "state")
+    settings = plugin_settings(emulator, tmp_path / "state", lease_seconds=1.5)
+    runner = JobRunner(store, settings, idle_poll=0.05)
+    reader = sqlite3.connect(tmp_path / "state" / "jobs.sqlite3")
+    try:
+        runner.start()
+        assert _wait(lambda: runner.is_leader)
+        job_id = store.create("add", {"phase": "resolve"}, token)
+        owner = store.claim(new_owner(), 60).owner
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM jobs").fetchone()  # a read that pins the log
+        store.finish(job_id, owner, {"phase": "done"}, "failed")
+        assert store.wal_dirty
+        reader.rollback()
+        assert _wait(lambda: not store.wal_dirty, 5)
+        on_disk = b"".join(p.read_bytes() for p in (tmp_path / "state").iterdir() if p.is_file())
+        assert token.encode() not in on_disk
+    finally:
+        reader.close()
+        runner.stop()
+        store.close()
+
+
 # -- one job per asset at a time ----------------------------------------------------------
 
 
