@@ -7,6 +7,7 @@ makes sure no job is run twice.
 """
 
 import os
+import signal
 
 from b2iconik import metrics_http
 
@@ -45,6 +46,26 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
+# A stop signal that reaches a worker between its fork and the moment gunicorn sets up the
+# worker's own handlers runs the master's handler, copied into the child, and is lost: the
+# worker boots, may take a job, and is killed at graceful_timeout as if it had crashed. So
+# the master holds these signals over each worker's fork, the child keeps them held while it
+# boots, and lets them in once its handlers are set (post_worker_init); none is lost.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def pre_fork(server, worker):
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _let_stop_signals_in():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def post_worker_init(worker):
+    _let_stop_signals_in()
+
+
 def worker_exit(server, worker):
     """Give running jobs back to the store before the worker goes."""
     app = getattr(worker, "wsgi", None)
@@ -58,9 +79,11 @@ def worker_exit(server, worker):
 # (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT; docs/operating.md).
 
 def on_starting(server):
-    """Choose the workers' metrics directory, and forget the metric files of an earlier run."""
+    """Choose the workers' metrics directory, and forget the metric files of an earlier run;
+    and have the master let stop signals in again right after each fork (see pre_fork)."""
     metrics_http.prepare_dir()
     metrics_http.clean_dir()
+    os.register_at_fork(after_in_parent=_let_stop_signals_in)
 
 
 def when_ready(server):

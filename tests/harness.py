@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -141,14 +141,18 @@ def run_server(command: list[str], env: dict, port: int, log, *, name: str, star
 
 
 @contextmanager
-def run_gunicorn(env: dict, workers: int = 2, port: int | None = None):
-    """`gunicorn -c gunicorn.conf.py plugin:app` as a real process; yields (url, process)."""
+def run_gunicorn(env: dict, workers: int = 2, port: int | None = None, config: str = "gunicorn.conf.py",
+                 log=None):
+    """`gunicorn -c gunicorn.conf.py plugin:app` as a real process; yields (url, process).
+
+    Its output goes to `log` (a binary file) when given, else to a temporary file."""
     port = port or free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1",
                 "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT), "ACCESS_LOG": "false"}
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"]
-    with tempfile.TemporaryFile() as log, run_server(command, full_env, port, log, name="gunicorn") as served:
-        yield served
+    command = [sys.executable, "-m", "gunicorn", "-c", config, "plugin:app"]
+    with ExitStack() as stack:
+        log = log or stack.enter_context(tempfile.TemporaryFile())
+        yield stack.enter_context(run_server(command, full_env, port, log, name="gunicorn"))
 
 
 # -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------

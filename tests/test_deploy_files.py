@@ -178,15 +178,18 @@ def test_the_dockerignore_matcher_follows_dockers_rules():
 
 
 def harness_command() -> list[str]:
-    """The command run_gunicorn starts, with `python -m gunicorn` read as `gunicorn`."""
+    """The command run_gunicorn starts by default (a parameter read as its default value),
+    with `python -m gunicorn` read as `gunicorn`."""
     tree = ast.parse(HARNESS.read_text())
     function = next(node for node in ast.walk(tree)
                     if isinstance(node, ast.FunctionDef) and node.name == "run_gunicorn")
     assign = next(node for node in ast.walk(function) if isinstance(node, ast.Assign)
                   and any(isinstance(t, ast.Name) and t.id == "command" for t in node.targets))
+    args = function.args
+    defaults = dict(zip([a.arg for a in args.args][-len(args.defaults):], args.defaults))
     items = assign.value.elts
     assert ast.unparse(items[0]) == "sys.executable"
-    words = [ast.literal_eval(item) for item in items[1:]]
+    words = [ast.literal_eval(defaults.get(getattr(item, "id", None), item)) for item in items[1:]]
     assert words[:1] == ["-m"], words
     return words[1:]
 

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -406,6 +407,27 @@ def test_six_deploys_during_one_long_remove_use_up_no_attempt_and_it_still_succe
     assert raw_row(state, job_id)["attempts"] == 1
     assert world.removed(asset)
     assert sorted(c["format_name"] for c in transfers(emu, world.b2)) == sorted(FORMATS)  # asked for once
+
+
+def test_a_worker_still_booting_when_the_stop_comes_leaves_gracefully_and_is_not_killed(emulator, tmp_path):
+    """The cause of issue 12.8: a stop signal that reached a worker forked a moment earlier,
+    before gunicorn had set up its handlers, was lost. That worker booted, took the job the
+    other worker had just given back, and was killed at graceful_timeout (25 s) as a crash."""
+    mark = tmp_path / "slow-worker"
+    env = {**gunicorn_env(emulator, tmp_path / "state"), "LOG_LEVEL": "INFO",
+           "SLOW_BOOT_MARK": str(mark), "SLOW_BOOT_SECONDS": "3"}
+    with tempfile.TemporaryFile() as log:
+        with run_gunicorn(env, workers=2, config="tests/gunicorn_slow_boot.conf.py", log=log) as (url, process):
+            until(mark.exists, what="the second worker to be forked")
+            sent = time.monotonic()
+            os.killpg(process.pid, signal.SIGTERM)  # while that worker stands still after its fork
+            process.wait(40)
+            took = time.monotonic() - sent
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    assert "SIGKILL" not in output, output
+    assert f"Worker exiting (pid: {mark.read_text()})" in output, output
+    assert took < 20, f"gunicorn took {took:.1f} s to stop"
 
 
 def test_a_worker_stalled_longer_than_its_lease_keeps_its_job_and_no_thread_claims_it_again(emulator, tmp_path):
