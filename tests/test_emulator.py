@@ -757,6 +757,17 @@ def test_deleted_format_is_listed_first_and_lookups_use_the_active_one(setup):
         emu.delete_format(asset, "PPRO_PROXY")
 
 
+def test_deleted_formats_last_lists_a_format_made_again_before_its_deleted_namesake(setup):
+    emu, b2, ll, sources = setup
+    asset = next(iter(sources))
+    emu.faults.deleted_formats_last = True
+    old_id = emu.delete_format(asset, "ORIGINAL")
+    emu.add_file(asset, "ORIGINAL", b2, "new.mov", b"new bytes")
+    formats = get(session(emu), f"{FILES}/assets/{asset}/formats/").json()["objects"]
+    originals = [(f["status"], f["id"] == old_id) for f in formats if f["name"] == "ORIGINAL"]
+    assert originals == [("ACTIVE", False), ("DELETED", True)]
+
+
 def test_file_set_without_status(setup):
     emu, b2, ll, sources = setup
     asset, source = next(iter(sources.items()))

@@ -216,7 +216,11 @@ def test_empty_lists_that_answer_404_mean_none_not_no_asset(emu, plugin_url):
 
 # -- 4. deleted formats and missing statuses -------------------------------------------------------
 
-def test_the_active_format_is_used_when_a_deleted_one_has_the_same_name(emu, plugin_url):
+@pytest.mark.parametrize("deleted_last", [False, True], ids=["deleted-listed-first", "deleted-listed-last"])
+def test_the_active_format_is_used_when_a_deleted_one_has_the_same_name(emu, plugin_url, deleted_last):
+    """Whichever of the two iconik lists first: a plugin that took the last one by name
+    (a dict of the list) would verify and delete against the deleted format."""
+    emu.faults.deleted_formats_last = deleted_last
     world = World(emu)
     asset = emu.add_asset("re-ingested")
     old = media("old master")

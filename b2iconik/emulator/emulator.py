@@ -27,8 +27,8 @@ from .world import World
 class Emulator:
     def __init__(self, data_dir, per_page_cap: int = 100, app_id: str | None = None):
         self.data_dir = Path(data_dir)
-        self.world = World(self.data_dir)
         self.faults = Faults()
+        self.world = World(self.data_dir, self.faults)
         self.credentials = Credentials(app_id)
         self.gateway = Gateway(self.world, self.faults)
         self.stats = RequestStats()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 ASSET_FAULTS = ("copy_fails", "copy_corrupt_size", "copy_corrupt_checksum", "copy_open", "copy_slow")
 LOST_REPLY_KINDS = ("502", "503", "504", "drop")
 MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404",
-         "files_without_file_set_fields")
+         "files_without_file_set_fields", "deleted_formats_last")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
 
 
@@ -53,6 +53,7 @@ class Faults:
         self.listing_lag = False  # the storage file listing serves the last snapshot
         self.redelete_404 = False  # DELETE of an already deleted file set answers 404
         self.files_without_file_set_fields = False  # an older iconik: files lack file_set_status & co.
+        self.deleted_formats_last = False  # a format made again lists before its DELETED namesake
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()

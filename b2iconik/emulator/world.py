@@ -51,8 +51,10 @@ def checksum_of(data: bytes, form: str | None) -> str | None:
 
 
 class World:
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir: str | Path, faults=None):
         self.data_dir = Path(data_dir)
+        self.faults = faults
+        """The service's modes (Faults), for the few that change what the world records."""
         self.lock = threading.RLock()
         self.storages: dict[str, dict] = {}
         self.checksum_forms: dict[str, str | None] = {}
@@ -117,14 +119,19 @@ class World:
         return [f for f in self.formats.values() if f["asset_id"] == asset_id]
 
     def ensure_format(self, asset_id: str, name: str) -> dict:
-        """The ACTIVE format of that name, made if there is none (its id sorts after older ones)."""
+        """The ACTIVE format of that name, made if there is none.
+
+        Its id sorts after older ones of that name, so a list (in id order) shows the
+        deleted format first; under the `deleted_formats_last` mode it sorts before them.
+        """
         with self.lock:
             found = self.format_named(asset_id, name)
             if found:
                 return found
             older = [f["id"] for f in self.formats_of(asset_id) if f["name"] == name]
+            first = bool(self.faults and self.faults.deleted_formats_last)
             fid = new_id()
-            while older and fid <= max(older):
+            while older and (fid >= min(older) if first else fid <= max(older)):
                 fid = new_id()
             stamp = now()
             self.formats[fid] = {"id": fid, "asset_id": asset_id, "name": name, "status": "ACTIVE",
