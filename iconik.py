@@ -551,9 +551,17 @@ class IconikClient:
         """The jobs whose `parent_id` is `parent_id` (a bulk copy's transfers), every page."""
         return self.paginate("API/jobs/v1/jobs/", {"parent_id": check_uuid(parent_id, "job id")})
 
+    def iter_jobs(self, job_type: str, status: str, created_since: float) -> Iterator[dict]:
+        """The jobs of `job_type` in `status` created at or after `created_since` (epoch seconds),
+        every page. iconik's jobs list is a search index: a job made a moment ago may be missing."""
+        since = datetime.fromtimestamp(created_since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.paginate("API/jobs/v1/jobs/", {"type": job_type, "status": status,
+                                                   "date_created": f"{since};*"})
+
     def create_job(self, body: dict) -> dict:
-        """Create a Jobs panel entry; retried even on 5xx: a rare duplicate entry beats none."""
-        return self.request("POST", "API/jobs/v1/jobs/", json=body)
+        """Create a Jobs panel entry. Retried only when iconik certainly did not get it: after a
+        lost answer the entry may exist (its caller looks for it rather than making a second)."""
+        return self.request("POST", "API/jobs/v1/jobs/", idempotent=False, json=body)
 
     def update_job(self, job_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/", json=changes)

@@ -465,7 +465,7 @@ def _create_url(what):
     return JOBS_URL if what == "job" else ACTION_URL
 
 
-@pytest.mark.parametrize("what", ["custom action"])
+@pytest.mark.parametrize("what", ["job", "custom action"])
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_non_idempotent_calls_are_not_retried_on_5xx(client, mock, sleeps, what, status):
     mock.post(_create_url(what), status=status, json=errors("upstream"))
@@ -477,20 +477,12 @@ def test_non_idempotent_calls_are_not_retried_on_5xx(client, mock, sleeps, what,
     assert type(error) is IconikError and error.status == status and error.method == "POST"
 
 
-@pytest.mark.parametrize("what", ["custom action"])
+@pytest.mark.parametrize("what", ["job", "custom action"])
 def test_non_idempotent_calls_are_not_retried_after_a_read_timeout(client, mock, what):
     mock.post(_create_url(what), body=requests.ReadTimeout("read timed out"))
     with pytest.raises(IconikError):
         _create(client, what)
     assert len(mock.calls) == 1
-
-
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_a_jobs_panel_entry_is_retried_on_5xx_because_a_duplicate_beats_none(client, mock, sleeps, status):
-    mock.post(JOBS_URL, status=status, json=errors("upstream"))
-    mock.post(JOBS_URL, status=201, json={"id": JOB})
-    assert client.create_job(JOB_BODY) == {"id": JOB}
-    assert len(mock.calls) == 2
 
 
 @pytest.mark.parametrize("what", ["job", "custom action"])

@@ -153,15 +153,17 @@ def test_a_lost_answer_to_a_bulk_copy_still_adds_and_copies_once(emu, plugin_url
         assert len(emu.copies(asset, fmt, world.ll)) == 1
 
 
-def test_a_lost_answer_to_the_jobs_panel_entry_does_not_stop_the_job(emu, plugin_url):
+@pytest.mark.parametrize("how", ["503", "drop"])
+def test_a_lost_answer_to_the_jobs_panel_entry_leaves_one_entry_and_does_not_stop_the_job(emu, plugin_url, how):
     world = World(emu)
     asset = world.asset("lost-entry")
-    emu.lose_replies("POST", "/API/jobs/v1/jobs/", times=1, how="drop")
+    emu.lose_replies("POST", "/API/jobs/v1/jobs/", times=1, how=how)
     view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
+    assert emu.lost_replies, "the emulator lost no answer"
     assert view["status"] == "succeeded", view
     assert all(world.removed(asset, fmt) for fmt in FORMATS)
-    assert view["iconik_job_id"] in emu.jobs
-    assert emu.jobs[view["iconik_job_id"]]["status"] == "FINISHED"
+    entries = [job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["object_id"] == asset]
+    assert [(job["id"], job["status"]) for job in entries] == [(view["iconik_job_id"], "FINISHED")]
 
 
 # -- 2. a copy job that reads FINISHED before its copies land -----------------------------------

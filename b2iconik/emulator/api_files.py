@@ -8,7 +8,7 @@ import uuid
 from flask import Blueprint, jsonify, request
 
 from .api_common import ApiError, backend, cursor_list, flag, found, json_body, search_list
-from .world import parse_time
+from .world import parse_time, time_range
 
 BULK_LIMIT = 500
 NO_FORMATS = "Formats for this asset don't exist"
@@ -208,7 +208,7 @@ def _matches(args):
     path = args.get("path", "").strip("/")
     directory = args.get("directory_path")
     exact = {k: args[k] for k in EXACT_FILTERS if k in args}
-    modified = _time_range(args["date_modified"]) if args.get("date_modified") else None
+    modified = time_range(args["date_modified"]) if args.get("date_modified") else None
 
     def wanted(file: dict) -> bool:
         full = f"{file['directory_path'].strip('/')}/{file['name']}".strip("/")
@@ -219,11 +219,3 @@ def _matches(args):
             modified is None or modified(parse_time(file["date_modified"])))
 
     return wanted
-
-
-def _time_range(text: str):
-    if ";" not in text:
-        moment = parse_time(text)
-        return lambda t: t == moment
-    low, high = (None if part.strip() in ("", "*") else parse_time(part) for part in text.split(";", 1))
-    return lambda t: (low is None or t >= low) and (high is None or t <= high)

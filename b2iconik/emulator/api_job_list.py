@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from .api_common import backend, search_list
+from .api_common import ApiError, backend, search_list
+from .world import parse_time, time_range
 
 FILTERS = ("parent_id", "type", "status", "object_id", "object_type")
-"""Exact filters; `status` and `type` take a comma-separated list."""
+"""Exact filters; `status` and `type` take a comma-separated list. `date_created` takes a
+time or a `from;to` range (`*` for an open end)."""
 
 job_list_api = Blueprint("job_list_api", __name__, url_prefix="/API/jobs/v1")
 
@@ -16,8 +18,13 @@ job_list_api = Blueprint("job_list_api", __name__, url_prefix="/API/jobs/v1")
 @job_list_api.get("/jobs/")
 def list_jobs():
     wanted = {k: set(request.args[k].split(",")) for k in FILTERS if request.args.get(k)}
+    try:
+        created = time_range(request.args["date_created"]) if request.args.get("date_created") else None
+    except ValueError as error:
+        raise ApiError(400, f"date_created: {error}") from None
     world = backend().world
     with world.lock:
         jobs = [dict(job) for job in world.jobs.values()
-                if all(str(job.get(k)) in values for k, values in wanted.items())]
+                if all(str(job.get(k)) in values for k, values in wanted.items())
+                and (created is None or created(parse_time(job["date_created"])))]
     return search_list(jobs)

@@ -46,6 +46,16 @@ def parse_time(value) -> datetime:
     return moment
 
 
+def time_range(text: str):
+    """A test of a time against a list filter: one moment, or `from;to` with `*` for an open
+    end, each as parse_time reads it (iconik's jobs list documents this form)."""
+    if ";" not in text:
+        moment = parse_time(text)
+        return lambda t: t == moment
+    low, high = (None if part.strip() in ("", "*") else parse_time(part) for part in text.split(";", 1))
+    return lambda t: (low is None or t >= low) and (high is None or t <= high)
+
+
 def checksum_of(data: bytes, form: str | None) -> str | None:
     return CHECKSUM_FORMS[form](data).hexdigest() if form else None
 
