@@ -29,10 +29,14 @@ LOOKBACK = 600.0
 class JobsPanel:
     """Creates one iconik job (type CUSTOM) for a plugin job and keeps it current."""
 
-    def __init__(self, client: iconik.IconikClient, state: dict, min_interval: float = 2.0):
+    def __init__(self, client: iconik.IconikClient, state: dict, min_interval: float = 2.0, *,
+                 before_create=None):
         self.client = client
         self.state = state
         self.min_interval = min_interval
+        self._before_create = before_create or (lambda: None)
+        """Called once the entry's mark is in the state, before the create: a crash after the
+        create then leaves a mark that the next run finds the entry by."""
         self._last_update = 0.0
         self._last_done = None
 
@@ -48,6 +52,7 @@ class JobsPanel:
         else:
             self.state["panel_mark"] = str(uuid.uuid4())
             self.state["panel_asked_at"] = time.time()
+            self._before_create()
         body = {"type": "CUSTOM", "status": "STARTED", "title": title[:200],
                 "progress_processed": 0, "progress_total": total,
                 "metadata": {MARK: self.state["panel_mark"]}}

@@ -75,6 +75,16 @@ def test_an_entry_listed_at_once_is_taken_and_no_second_one_is_made():
     assert state["iconik_job_id"] == FIRST and len(client.created) == 1
 
 
+def test_the_mark_is_saved_before_the_create_so_a_crash_after_it_leaves_a_way_to_the_entry():
+    saved = []
+    state = {"assets": []}
+    client = Client([{"id": FIRST}], lambda: [])
+    JobsPanel(client, state, before_create=lambda: saved.append((dict(state), len(client.created)))).start(
+        "Add 1 asset to LucidLink", 1)
+    [(seen, created_before)] = saved
+    assert created_before == 0 and seen["panel_mark"] == client.created[0]["metadata"][MARK]
+
+
 def test_a_run_after_one_that_never_learned_its_entry_takes_that_entry():
     state = {"assets": [], "panel_mark": str(uuid.uuid4()), "panel_asked_at": 1795700000.0}
     client = Client([], lambda: [entry(FIRST, state["panel_mark"])])

@@ -75,7 +75,8 @@ class Engine:
         if purge not in PURGE_MODES:
             raise ValueError(f"purge must be one of {', '.join(PURGE_MODES)}")
         self.purge = purge
-        self.panel = JobsPanel(client, state, tuning.progress_interval)
+        self.panel = JobsPanel(client, state, tuning.progress_interval,
+                               before_create=lambda: self.checkpoint(force=True))
         self._last_checkpoint = 0.0
         self._lock = threading.RLock()
         """Held while the state is changed by asset threads or written out."""
