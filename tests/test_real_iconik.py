@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from b2iconik import workflows
+from b2iconik.callback import ActionRequest
 from b2iconik.emulator import Emulator
 from b2iconik.emulator.faults import MODES
 from harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
@@ -164,6 +166,31 @@ def test_a_lost_answer_to_the_jobs_panel_entry_leaves_one_entry_and_does_not_sto
     assert all(world.removed(asset, fmt) for fmt in FORMATS)
     entries = [job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["object_id"] == asset]
     assert [(job["id"], job["status"]) for job in entries] == [(view["iconik_job_id"], "FINISHED")]
+
+
+def test_a_delete_sent_before_a_crash_is_in_the_outcome_beside_the_copy_removed_now(emu, tmp_path):
+    """Two LucidLink file sets of one format: a run recorded its intent, deleted the first and
+    crashed; the next run removes the second, and the format's outcome lists both."""
+    world = World(emu)
+    asset = world.asset("two on ll", on_b2=("ORIGINAL",), on_ll=("ORIGINAL",))
+    first = world.ll_sets[asset, "ORIGINAL"]
+    [copy] = emu.copies(asset, "ORIGINAL", world.ll)
+    second = emu.world.create_file_set(asset, emu.world.format_named(asset, "ORIGINAL"), world.ll)
+    for file in copy["files"]:
+        emu.world.write_file(second, file["name"], file["bytes"], "CLOSED", len(file["bytes"]), file["checksum"],
+                             None)
+    settings = plugin_settings(emu, tmp_path)
+    state = {**workflows.new_state(ActionRequest(
+        action="remove", b2_storage_id=world.b2, ll_storage_id=world.ll, formats=("ORIGINAL",),
+        asset_ids=(asset,), collection_ids=(), context="BULK")),
+        "deleting": {asset: {"ORIGINAL": {first: {"file_set_id": first, "verification": "checksums"}}}}}
+    with settings.client(emu.new_token()) as client:
+        client.delete_file_set(asset, first, immediately=True)  # what the crashed run did
+        assert workflows.Workflow(client, state, workflows.Tuning.from_settings(settings)).run()
+    row = state["outcomes"][asset]["ORIGINAL"]
+    assert row["result"] == "removed", row
+    assert sorted(fs["file_set_id"] for fs in row["file_sets"]) == sorted([first, second["id"]])
+    assert not emu.copies(asset, "ORIGINAL", world.ll)
 
 
 # -- 2. a copy job that reads FINISHED before its copies land -----------------------------------

@@ -73,7 +73,8 @@ class RemoveWorkflow(CopyingWorkflow):
         on_b2 = copies_of(records.file_sets, records.files, format_id, state["b2_storage_id"], active_only=False)
         kept = [f"iconik gives no status for LucidLink file set {fs_id}; cannot tell whether it is live"
                 for fs_id in unknown]
-        removed = []
+        live = {c.id for c in on_ll} | set(unknown)
+        removed = earlier_removals({fs_id: record for fs_id, record in sent.items() if fs_id not in live})
         for ll_copy in on_ll:
             unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
             if unfinished:
@@ -194,11 +195,16 @@ def judge_removal(kept: list, removed: list) -> dict:
 
 
 def removed_earlier(sent: dict) -> dict:
-    """A delete was sent (then its answer was lost, or the job stopped) and the copy is gone now."""
+    """Deletes were sent (then their answers were lost, or the job stopped) and the copies are gone now."""
+    return removed_outcome(earlier_removals(sent))
+
+
+def earlier_removals(sent: dict) -> list[dict]:
+    """The removals of file sets whose delete an earlier run sent and that a fresh read shows gone."""
     note = "the delete was sent before the job was interrupted; a fresh read shows the file set gone"
-    return removed_outcome([{**record, "file_set_id": file_set_id, "deleted": "unknown",
-                             "note": "; ".join(filter(None, [record.get("note"), note]))}
-                            for file_set_id, record in sent.items()])
+    return [{**record, "file_set_id": file_set_id, "deleted": "unknown",
+             "note": "; ".join(filter(None, [record.get("note"), note]))}
+            for file_set_id, record in sent.items()]
 
 
 def removed_outcome(removed: list[dict]) -> dict:
