@@ -61,8 +61,8 @@ class JobsPanel:
         for _ in range(2):
             try:
                 job = self.client.create_job(body)
-            except iconik.IconikError as error:
-                if not _maybe_made(error):
+            except (iconik.IconikError, ValueError) as error:
+                if not (isinstance(error, iconik.IconikError) and _maybe_made(error)):
                     log.warning("could not create the iconik job: %s", error)
                     return
                 self.state["panel_unsure"] = True
