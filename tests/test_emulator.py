@@ -578,6 +578,26 @@ def all_pages(s, list_path, /, **params):
     return [o for p in pages for o in p["objects"]], pages
 
 
+def test_the_jobs_list_filters_on_date_created_and_can_show_new_jobs_late(emulator):
+    emu = emulator
+    s = session(emu)
+    before = time.time() - 1
+    made = s.post(f"{emu.url}{JOBS}/jobs/", timeout=5,
+                  json={"type": "CUSTOM", "status": "STARTED", "title": "t"}).json()["id"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before))
+
+    def listed(when):
+        answer = get(s, f"{JOBS}/jobs/", params={"type": "CUSTOM", "date_created": when})
+        return [job["id"] for job in answer.json()["objects"]]
+
+    assert listed(f"{since};*") == [made]
+    assert listed(f"*;{since}") == []
+    assert get(s, f"{JOBS}/jobs/", params={"date_created": "yesterday"}).status_code == 400
+    emu.faults.jobs_list_delay = 60.0
+    assert listed(f"{since};*") == []  # not in the index yet
+    assert get(s, f"{JOBS}/jobs/{made}/").status_code == 200  # while a read of it finds it
+
+
 def test_lost_reply_503_after_the_delete_was_applied(setup):
     emu, b2, ll, sources = setup
     (first, first_src), (second, second_src) = sources.items()

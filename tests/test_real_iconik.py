@@ -46,6 +46,7 @@ def kind_again(emu):
     emu.wait_idle(15)
     for mode in MODES:
         setattr(emu.faults, mode, False)
+    emu.faults.jobs_list_delay = 0.0
     emu.faults.clear_lost_replies()
     emu.clear_asset_faults()
 
@@ -166,6 +167,22 @@ def test_a_lost_answer_to_the_jobs_panel_entry_leaves_one_entry_and_does_not_sto
     assert all(world.removed(asset, fmt) for fmt in FORMATS)
     entries = [job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["object_id"] == asset]
     assert [(job["id"], job["status"]) for job in entries] == [(view["iconik_job_id"], "FINISHED")]
+
+
+def test_a_jobs_panel_entry_listed_late_after_a_lost_answer_is_closed_as_a_second_entry(emu, plugin_url):
+    """iconik's jobs list is a search index: the entry whose answer was lost is not listed
+    when the plugin looks, so it makes another; by the job's end it is, and is closed."""
+    world = World(emu)
+    asset = world.asset("late entry", on_b2=())  # copied to B2 first: the job lasts over 2 s
+    emu.fault_asset(asset, "copy_slow", 2.5)
+    emu.faults.jobs_list_delay = 1.0
+    emu.lose_replies("POST", "/API/jobs/v1/jobs/", times=1, how="503")
+    view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
+    assert view["status"] == "succeeded", view
+    entries = sorted((job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["object_id"] == asset),
+                     key=lambda job: job["date_created"])
+    assert [job["status"] for job in entries] == ["SKIPPED", "FINISHED"]
+    assert entries[1]["id"] == view["iconik_job_id"] and view["iconik_job_id"] in entries[0]["message"]
 
 
 def test_a_delete_sent_before_a_crash_is_in_the_outcome_beside_the_copy_removed_now(emu, tmp_path):

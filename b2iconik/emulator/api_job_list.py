@@ -1,7 +1,12 @@
 """The jobs list, GET /API/jobs/v1/jobs/: filtered (e.g. `parent_id` for a copy's
-children), numbered pages (404 past the last) or scroll, per_page at most 100."""
+children), numbered pages (404 past the last) or scroll, per_page at most 100.
+
+iconik serves it from a search index; `faults.jobs_list_delay` shows a new job only
+that many seconds after it was made, as an index that has not caught up would."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, request
 
@@ -22,9 +27,11 @@ def list_jobs():
         created = time_range(request.args["date_created"]) if request.args.get("date_created") else None
     except ValueError as error:
         raise ApiError(400, f"date_created: {error}") from None
-    world = backend().world
-    with world.lock:
-        jobs = [dict(job) for job in world.jobs.values()
+    services = backend()
+    indexed_by = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=services.faults.jobs_list_delay)
+    with services.world.lock:
+        jobs = [dict(job) for job in services.world.jobs.values()
                 if all(str(job.get(k)) in values for k, values in wanted.items())
+                and parse_time(job["date_created"]) <= indexed_by
                 and (created is None or created(parse_time(job["date_created"])))]
     return search_list(jobs)

@@ -54,6 +54,7 @@ class Faults:
         self.redelete_404 = False  # DELETE of an already deleted file set answers 404
         self.files_without_file_set_fields = False  # an older iconik: files lack file_set_status & co.
         self.deleted_formats_last = False  # a format made again lists before its DELETED namesake
+        self.jobs_list_delay = 0.0  # seconds before a new job shows in the jobs list (a search index)
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()
