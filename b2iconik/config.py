@@ -12,12 +12,10 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 import iconik
+from b2iconik.workflows import PURGE_MODES
 
 DEFAULT_FORMATS = ("ORIGINAL", "PPRO_PROXY")
 MIN_SECRET_LENGTH = 32
-PURGE_MODES = ("verified", "always", "never")
-"""When a removed LucidLink file set is purged at once rather than left in iconik's recycle bin:
-`verified` only when every file's checksum was compared and matched; `always`; `never`."""
 
 
 class ConfigError(Exception):

@@ -31,6 +31,8 @@ log = logging.getLogger(__package__)
 NEEDS_COPY = "needs_copy"
 """A step's answer for a format that needs a copy to B2 first: the asset is queued for copying."""
 PURGE_MODES = ("verified", "always", "never")
+"""When a removed LucidLink file set is purged at once rather than left in iconik's recycle bin:
+`verified` only when every file's checksum was compared and matched; `always`; `never`."""
 
 
 @dataclass(frozen=True)
