@@ -166,6 +166,19 @@ class RateLimiter:
             return delay
         return 0.0
 
+    def try_acquire(self, max_wait: float) -> bool:
+        """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not."""
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat, now)
+            delay = tat - self._tolerance - now
+            if delay > max_wait:
+                return False
+            self._tat = tat + self._interval
+        if delay > 0:
+            self._sleep(delay)
+        return True
+
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (iconik said it is overloaded)."""
         with self._lock:
@@ -439,6 +452,28 @@ class IconikClient:
     def delete_custom_action(self, context: str, action_id: str) -> None:
         aid = check_uuid(action_id, "custom action id")
         self.request("DELETE", f"API/assets/v1/custom_actions/{_context(context)}/{aid}/")
+
+    # -- users and ACLs ----------------------------------------------------
+
+    def current_user(self) -> dict:
+        """The user the token belongs to."""
+        return self.request("GET", "API/users/v1/users/current/")
+
+    def check_access(self, object_type: str, permission: str, object_ids: list[str]) -> tuple[list[str], list[str]]:
+        """(granted, denied) of `permission` on each object for the token's user, at most BULK_LIMIT ids.
+
+        An id iconik names in neither list is denied. Unauthorized (403) when the user may not
+        read ACLs (the `can_read_acls` role).
+        """
+        if object_type not in ("assets", "collections") or permission not in ("read", "write", "delete"):
+            raise ValueError("not an ACL check this client makes")
+        ids = [check_uuid(item, "object id") for item in object_ids]
+        if len(ids) > BULK_LIMIT:
+            raise ValueError(f"at most {BULK_LIMIT} ids per ACL check")
+        answer = self.request("POST", f"API/acls/v1/acl/{object_type}/{permission}/", json={"object_keys": ids})
+        granted = (answer or {}).get("access_granted") if isinstance(answer, dict) else None
+        allowed = {item.lower() for item in granted if isinstance(item, str)} if isinstance(granted, list) else set()
+        return [item for item in ids if item in allowed], [item for item in ids if item not in allowed]
 
     # -- files service -----------------------------------------------------
 

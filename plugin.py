@@ -15,6 +15,7 @@ from flask import Flask
 
 from b2iconik import metrics
 from b2iconik.config import ConfigError, Settings
+from b2iconik.identity import IdentityChecker
 from b2iconik.logs import redactor, setup_logging
 from b2iconik.runner import JobRunner
 from b2iconik.store import JobStore, StoreError
@@ -26,6 +27,8 @@ class Service:
     settings: Settings
     store: JobStore
     runner: JobRunner
+    identity: IdentityChecker
+    """Confirms with iconik who clicked, before a click is queued."""
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None) -> Flask:
@@ -40,7 +43,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     app.json.sort_keys = False
     store = JobStore(settings.state_dir)
     runner = JobRunner(store, settings)
-    app.extensions["b2iconik"] = Service(settings, store, runner)
+    app.extensions["b2iconik"] = Service(settings, store, runner, IdentityChecker.from_settings(settings))
     app.register_blueprint(bp)
     register_error_handlers(app)
     if settings.run_jobs if run_jobs is None else run_jobs:

@@ -46,6 +46,7 @@ class ActionRequest:
     asset_ids: tuple[str, ...]
     collection_ids: tuple[str, ...]
     user_id: str | None = None
+    """As the body says; the job records only who iconik confirmed (`Identity`)."""
     auth_token: str | None = field(default=None, repr=False)
 
     @property
@@ -89,13 +90,14 @@ def parse_action(
     query: Mapping[str, str],
     body: bytes,
     default_formats: tuple[str, ...],
-    need_token: bool = True,
     pinned: tuple[str | None, str | None] = (None, None),
 ) -> ActionRequest:
     """Validate one custom-action call whose secret was checked: query, then body.
 
     `pinned` is (B2 storage id, LucidLink storage id) from the settings; a call
-    naming another storage in either role is refused with 403.
+    naming another storage in either role is refused with 403. The body must carry
+    `user_id` and `auth_token` (whatever token the plugin's own calls use), so that
+    the edge can have iconik confirm who clicked (b2iconik/identity.py).
     """
     if action not in ACTIONS:
         raise Rejected(404, f"unknown action {action!r}; use /add, /remove or /check")
@@ -144,16 +146,16 @@ def parse_action(
     collection_ids = _id_list(payload, "collection_ids", "collection id")
     if not asset_ids and not collection_ids:
         raise Rejected(400, "nothing selected: asset_ids and collection_ids are both empty")
-    user_id = payload.get("user_id")
-    if user_id is not None:
-        user_id = _uuid(user_id, "user_id")
     token = payload.get("auth_token")
     if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 4096
                               or token != token.strip() or not (token.isascii() and token.isprintable())):
         # it becomes the Auth-Token header of the job's calls, so printable ASCII only
         raise Rejected(400, "auth_token must be a non-empty string of printable ASCII characters")
-    if need_token and not token:
+    if not token:
         raise Rejected(400, "auth_token is missing from the body")
+    if payload.get("user_id") is None:
+        raise Rejected(400, "user_id is missing from the body")
+    user_id = _uuid(payload["user_id"], "user_id")
 
     return ActionRequest(
         action=action,

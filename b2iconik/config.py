@@ -16,6 +16,8 @@ from b2iconik.workflows import PURGE_MODES
 
 DEFAULT_FORMATS = ("ORIGINAL", "PPRO_PROXY")
 MIN_SECRET_LENGTH = 32
+MAX_IDENTITY_TIMEOUT = 8.0
+"""iconik waits about 10 s for a click's answer; the identity check must leave time for the rest."""
 
 
 class ConfigError(Exception):
@@ -99,6 +101,8 @@ class Settings:
     purge: str = "verified"
     open_copy_timeout: float = 900.0
     """How long an Add waits for a LucidLink copy whose files stay OPEN/GROWING (s)."""
+    identity_timeout: float = 4.0
+    """How long the edge waits for iconik to confirm who clicked (PLUGIN_IDENTITY_TIMEOUT, s)."""
     metrics: tuple[str, int] | None = ("127.0.0.1", DEFAULT_METRICS_PORT)
     """Where gunicorn's master serves the metrics (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT); None: off."""
 
@@ -133,6 +137,10 @@ class Settings:
                     raise ConfigError(str(error)) from None
         if pins.get("b2_storage_id") and pins.get("b2_storage_id") == pins.get("ll_storage_id"):
             raise ConfigError("PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID name the same storage")
+        identity_timeout = _number(env, "PLUGIN_IDENTITY_TIMEOUT", 4.0, float, 0.5)
+        if identity_timeout > MAX_IDENTITY_TIMEOUT:
+            raise ConfigError(f"PLUGIN_IDENTITY_TIMEOUT must be at most {MAX_IDENTITY_TIMEOUT:g} s: iconik waits "
+                              "about 10 s for a click's answer")
         url = env.get("ICONIK_URL", "").strip() or iconik.DEFAULT_URL
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"ICONIK_URL must be an http(s) URL, not {url!r}")
@@ -157,6 +165,7 @@ class Settings:
             run_jobs=env.get("PLUGIN_RUN_JOBS", "true").strip().lower() not in ("0", "false", "no"),
             purge=purge,
             open_copy_timeout=_number(env, "PLUGIN_OPEN_COPY_TIMEOUT", 900.0, float, 1),
+            identity_timeout=identity_timeout,
             metrics=metrics_address(env),
             **pins,
         )
@@ -167,4 +176,11 @@ class Settings:
         if not token:
             raise ConfigError("no iconik token: the job has none and ICONIK_TOKEN is not set")
         return iconik.IconikClient(self.iconik_id, token, self.iconik_url,
+                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps)
+
+    def user_client(self, auth_token: str | None) -> iconik.IconikClient | None:
+        """A client on the clicking user's own token (for what they may read), or None without one."""
+        if not auth_token:
+            return None
+        return iconik.IconikClient(self.iconik_id, auth_token, self.iconik_url,
                                    timeout=(5.0, self.request_timeout), max_rps=self.max_rps)

@@ -7,7 +7,8 @@ kernel does as soon as its holder dies. So every job of the host draws on one
 rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
 
 Each worker thread claims a job (never one this process already runs), runs
-its workflow and records the end; no exception ends a worker thread. Each
+its workflow (a click's only with the identity the edge confirmed, narrowed to
+what that user may read: b2iconik/identity.py, access.py) and records the end; no exception ends a worker thread. Each
 outcome goes into the job's audit trail as it is decided (b2iconik/audit.py),
 and jobs, outcomes and bytes are counted (b2iconik/metrics.py). A
 heartbeat renews the lease of each claim this process holds, stops the work on
@@ -24,11 +25,13 @@ import logging
 import os
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import iconik
 from b2iconik import audit, metrics, workflows
 from b2iconik.config import ConfigError, Settings
+from b2iconik.identity import clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.progress import MESSAGE_LIMIT
 from b2iconik.store import JobStore, LostLease, StoreError, new_owner
@@ -253,15 +256,22 @@ class JobRunner:
                 self._finish(job, state, "failed")
                 self._close_panel_entry(job, state, state["error"])
                 return
+            refusal = unconfirmed(state, job.auth_token)
+            if refusal:
+                log.error("job %s refused: %s", job.id, refusal)
+                state.update(error=refusal, phase="done", succeeded=False)
+                self._finish(job, state, "failed")
+                return
             client = self.settings.client(job.auth_token)
+            user_client = clicking_user_client(self.settings, state, job.auth_token, client)
             recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
             flow = workflows.Workflow(
                 client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
                 checkpoint=lambda s: self.store.save(job.id, job.owner, s, self.settings.lease_seconds),
                 claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids),
-                on_outcome=recorder)
+                on_outcome=recorder, user_client=user_client)
             log.info("running %s job (attempt %d, phase %s)", job.action, job.attempts, state["phase"])
-            with client:
+            with client, (nullcontext() if user_client in (None, client) else user_client):
                 done = flow.run()
             if done:
                 recorder.flush()  # any outcome whose own write failed is in the audit trail before the end

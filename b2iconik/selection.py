@@ -13,7 +13,7 @@ def expand_selection(client: iconik.IconikClient, asset_ids, collection_ids) -> 
     Subcollections are included, across all pages; each asset appears once, in
     the order first seen, and a collection inside its own subtree is visited
     once. Returns (asset ids, warnings) where warnings name collections iconik
-    does not know.
+    does not know, or refuses to list to this client's token (403).
     """
     assets = dict.fromkeys(asset_ids)
     warnings = []
@@ -35,4 +35,8 @@ def expand_selection(client: iconik.IconikClient, asset_ids, collection_ids) -> 
                     queue.append(item_id)
         except iconik.NotFound:
             warnings.append(f"collection {collection_id} not found in iconik")
+        except iconik.Unauthorized as error:
+            if error.status != 403:
+                raise
+            warnings.append(f"collection {collection_id}: iconik refused to list it (403); its assets were left out")
     return list(assets), warnings

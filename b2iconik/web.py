@@ -1,7 +1,8 @@
 """The HTTP edge: check each call, record the job, answer at once.
 
-Nothing here talks to iconik. Every refusal is a JSON body `{"error": ...}`
-with the right status, made before any work is recorded.
+Nothing here talks to iconik: who clicked is confirmed by the injected
+`Service.identity` (b2iconik/identity.py). Every refusal is a JSON body
+`{"error": ...}` with the right status, made before any work is recorded.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def error(status: int, message: str):
 @bp.errorhandler(Rejected)
 def _rejected(exc: Rejected):
     log.info("refused %s %s: %s (%d)", request.method, request.path, exc.message, exc.status)
-    return error(exc.status, exc.message)
+    response = error(exc.status, exc.message)
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 @bp.get("/")
@@ -80,12 +83,12 @@ def custom_action(action: str):
         query=request.args,
         body=body,
         default_formats=service.settings.formats,
-        need_token=not service.settings.iconik_token,
         pinned=(service.settings.b2_storage_id, service.settings.ll_storage_id),
     )
-    token = None if service.settings.iconik_token else call.auth_token
+    identity = service.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
     try:
-        job_id = service.store.create(call.action, workflows.new_state(call), token)
+        # the user's token goes with the job even when ICONIK_TOKEN does the work: it decides what they may read
+        job_id = service.store.create(call.action, workflows.new_state(call, identity), call.auth_token)
     except StoreError as exc:
         log.error("could not record a %s job: %s", action, exc)
         return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")

@@ -19,6 +19,9 @@ B2 = str(uuid.uuid4())
 LL = str(uuid.uuid4())
 ASSET = str(uuid.uuid4())
 TOKEN = "tok_edge_" + "T" * 40
+USER = str(uuid.uuid4())
+"""The user who clicks in these tests; TOKEN is theirs in every emulator here (`known_clicker`)."""
+IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
 WRONG = "not-the-secret-" + "W" * 20
 QUERY = f"b2_storage_id={B2}&ll_storage_id={LL}"
 MAX_BODY = 4096
@@ -26,7 +29,7 @@ MAX_BODY = 4096
 
 def body(**changes) -> bytes:
     payload = {
-        "user_id": str(uuid.uuid4()), "system_domain_id": str(uuid.uuid4()), "context": "BULK",
+        "user_id": USER, "system_domain_id": str(uuid.uuid4()), "context": "BULK",
         "action_id": str(uuid.uuid4()), "asset_ids": [ASSET], "collection_ids": [], "saved_search_ids": [],
         "metadata_view_id": None, "metadata_values": None, "date_created": "2024-01-01T00:00:00",
         "auth_token": TOKEN,
@@ -87,6 +90,13 @@ def raw_log():
     root.setLevel(old_level)
 
 
+def known_clicker(emu):
+    """The emulated iconik knows USER, and TOKEN as theirs."""
+    emu.add_user("edge@example.com", "Edge", "Tester", user_id=USER)
+    emu.new_token(TOKEN, user_id=USER)
+    return emu
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One emulator and one plugin (with its job runner) for all the calls that record nothing."""
@@ -94,6 +104,7 @@ def shared(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("edge")
     with Emulator(root / "iconik") as emu:
+        known_clicker(emu)
         settings = plugin_settings(emu, root / "state", max_body_bytes=MAX_BODY)
         with serve_plugin(settings) as plugin:
             yield emu, plugin
@@ -154,6 +165,7 @@ BAD_CALLS = {
     "auth_token not ASCII": ("POST", f"/add?{QUERY}", GOOD, body(auth_token="tok_\u00e9t\u00e9_123456"), 400,
                              ["auth_token"]),
     "auth_token not a string": ("POST", f"/remove?{QUERY}", GOOD, body(auth_token=12345678), 400, ["auth_token"]),
+    "no user_id": ("POST", f"/add?{QUERY}", GOOD, body(user_id=...), 400, ["user_id", "missing"]),
     "empty format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,,PPRO_PROXY", GOOD, body(), 400, ["formats"]),
     "bad format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,../etc", GOOD, body(), 400,
                         ["formats", "not a format name"]),
@@ -208,6 +220,7 @@ def queued(emulator, tmp_path):
     """The edge with no job runner, so a recorded job stays as the edge left it."""
     from plugin import create_app
 
+    known_clicker(emulator)
     app = create_app(plugin_settings(emulator, tmp_path / "state"), run_jobs=False)
     yield Edge(app, None)
     app.extensions["b2iconik"].store.close()
@@ -230,7 +243,8 @@ def test_a_good_call_is_answered_202_with_a_job_recorded_before_the_answer(queue
     assert (state["b2_storage_id"], state["ll_storage_id"]) == (B2, LL)
     assert state["selection"]["asset_ids"] == [ASSET, other.lower()]
     assert state["formats"] == ["ORIGINAL", "PPRO_PROXY"]
-    assert emulator.request_counts == {}
+    assert state["requested_by"] == USER and state["requester"]["email"] == "edge@example.com"
+    assert emulator.request_counts == {IDENTITY_CHECK: 1}  # who clicked, confirmed; nothing else
     assert not [line for line in raw_log.lines if TOKEN in line or SECRET in line]
 
     status, view, text, _ = queued.send("GET", parsed["status_url"], {"x-bz-secret": SECRET})
@@ -256,18 +270,21 @@ def test_the_formats_parameter_is_recorded_in_place_of_the_default(queued):
     assert queued.store.get(parsed["job_id"]).state["formats"] == ["PPRO_PROXY", "EDIT_PROXY"]
 
 
-def test_with_an_app_token_configured_the_click_needs_no_auth_token(emulator, tmp_path):
+def test_with_an_app_token_configured_a_click_still_needs_its_users_token(emulator, tmp_path):
+    """ICONIK_TOKEN does the work, but who clicked and what they may read rest on the click's own token:
+    without one the click is refused; with one it is kept with the live job (erased at its end)."""
     from plugin import create_app
 
+    known_clicker(emulator)
     app = create_app(plugin_settings(emulator, tmp_path / "state", iconik_token=emulator.new_token()),
                      run_jobs=False)
     edge = Edge(app, None)
     try:
         status, parsed, text, _ = edge.send("POST", f"/add?{QUERY}", GOOD, body(auth_token=...))
-        assert status == 202, text
-        assert edge.store.get(parsed["job_id"]).auth_token is None
+        assert status == 400 and "auth_token" in parsed["error"], text
+        assert edge.store.counts() == {} and emulator.request_counts == {}
         status, parsed, _, _ = edge.send("POST", f"/add?{QUERY}", GOOD, body())
-        assert status == 202 and edge.store.get(parsed["job_id"]).auth_token is None
+        assert status == 202 and edge.store.get(parsed["job_id"]).auth_token == TOKEN
     finally:
         edge.store.close()
 
@@ -306,5 +323,5 @@ def test_a_store_that_cannot_record_makes_post_and_healthz_answer_503(emulator, 
         assert health.status_code == 503 and "job store" in health.json()["error"]
         assert requests.get(plugin.url + "/", timeout=5).status_code == 200
         assert store.counts() == {}
-    assert sum(emulator.request_counts.values()) == 0
+    assert emulator.request_counts == {IDENTITY_CHECK: 1}  # who clicked was confirmed; then nothing
     assert not [line for line in raw_log.lines if SECRET in line]

@@ -6,7 +6,8 @@ those arguments and the `Reply` into a response.
 
     GET  /            ready (nothing about the project or the queue)
     GET  /healthz     {"status": "ok"}
-    POST /add         custom action: checked by b2iconik.callback, answered 202,
+    POST /add         custom action: checked by b2iconik.callback, who clicked
+                      confirmed with iconik (b2iconik.identity), answered 202,
     POST /remove      step 0 of the job queued
     POST /check       (the preview of a Remove; also /remove?dry_run=true)
                       the job is recorded in the job store (jobstate.py)
@@ -20,7 +21,7 @@ those arguments and the `Reply` into a response.
     GET  /jobs/<id>   with the shared secret: the job as the server shows it
 
 Every refusal is `{"error": message, "status": n}`, as from the Flask app, and
-is made before anything talks to iconik.
+is made before anything talks to iconik but the one call that confirms who clicked.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -46,6 +48,7 @@ from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
                                   NullQueue, QueueError, Task)
 from b2iconik.config import ConfigError
+from b2iconik.identity import IdentityChecker, clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.progress import JobsPanel
 
@@ -94,9 +97,10 @@ def bytes_reader(body: bytes) -> Callable[[int], bytes]:
 class FunctionHandler:
     def __init__(self, config: CloudConfig, *, secret: SharedSecret, queue, jobs: JobStates | None = None,
                  oidc: OidcVerifier | None = None, task_key: bytes | None = None, clock=time.time,
-                 scheduler=None):
+                 scheduler=None, identity: IdentityChecker | None = None):
         """`oidc` or `task_key` is the one proof /continue accepts (OIDC wins); neither: none.
-        `jobs`: the job store (default: one in this process's memory)."""
+        `jobs`: the job store (default: one in this process's memory). `identity` confirms
+        who clicked (default: with the settings' iconik)."""
         self.config = config
         self.settings = config.settings
         self.tuning = workflows.Tuning.from_settings(config.settings)
@@ -107,6 +111,7 @@ class FunctionHandler:
         self.scheduler = scheduler
         """Checks Cloud Scheduler's OIDC token on /cleanup (None: no scheduled cleanup)."""
         self.clock = clock
+        self.identity = identity or IdentityChecker.from_settings(config.settings)
         self.jobs = jobs or JobStates(MemoryDocuments(), retention_days=config.settings.retention_days)
         self.lease_seconds = config.slice_seconds + LEASE_MARGIN
         self.slices: list[dict] = []
@@ -121,7 +126,7 @@ class FunctionHandler:
             return self._route(method.upper(), path, headers, query, read_body)
         except Rejected as exc:
             log.info("refused %s %s: %s (%d)", method, path[:200], exc.message, exc.status)
-            return error(exc.status, exc.message)
+            return error(exc.status, exc.message, getattr(exc, "headers", None))
         except BodyTooLarge as exc:
             log.info("refused %s %s: body over %d bytes (413)", method, path[:200], exc.limit)
             return error(413, f"body too large: at most {exc.limit} bytes")
@@ -182,11 +187,10 @@ class FunctionHandler:
             query=query,
             body=body,
             default_formats=self.settings.formats,
-            need_token=not self.settings.iconik_token,
             pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
         )
-        token = None if self.settings.iconik_token else call.auth_token
-        reply = self._start_job(workflows.new_state(call), token)
+        identity = self.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
+        reply = self._start_job(workflows.new_state(call, identity), call.auth_token)
         if reply.status == 202:
             log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", action,
                      reply.body["job_id"], len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
@@ -417,11 +421,17 @@ class FunctionHandler:
     def _advance(self, job: Slice, state: dict, retries: int) -> Reply:
         if state["phase"] == "done":
             return self._finished(job, state)
+        refusal = unconfirmed(state, job.auth_token)
+        if refusal:
+            log.error("job refused: %s", refusal)
+            state.update(error=refusal, phase="done", succeeded=False)
+            return self._finished(job, state)
         try:
             client = self.settings.client(job.auth_token)
         except ConfigError as exc:
             return self._give_up(job, state, str(exc))
-        with client:
+        user_client = clicking_user_client(self.settings, state, job.auth_token, client)
+        with client, (nullcontext() if user_client in (None, client) else user_client):
             if retries >= self.config.task_attempts:
                 return self._give_up(job, state, f"gave up after {retries} failed deliveries of step {job.step}",
                                      client)
@@ -444,7 +454,8 @@ class FunctionHandler:
             flow = workflows.Workflow(client, state, self.tuning, blocking_waits=False, clock=self.clock,
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
-                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome)
+                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome,
+                                      user_client=user_client)
             try:
                 if flow.run():
                     return self._finished(job, state)

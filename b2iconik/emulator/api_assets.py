@@ -9,7 +9,7 @@ strings, `app_id` and `metadata_view` UUIDs (or null), `disabled` a boolean. An 
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from .api_common import ApiError, backend, found, is_uuid, json_body, numbered_list
 from .world import new_id, now
@@ -44,7 +44,9 @@ def list_collection_contents(collection_id):
     wanted = set(request.args.get("object_types", "collections,assets").split(","))
     with world.lock:
         found(world.collections, collection_id, "collection")
-        items = [i for i in world.collection_items(collection_id) if i["object_type"] in wanted]
+        credentials = backend().credentials  # served from a search index that shows what the user may read
+        items = [i for i in world.collection_items(collection_id) if i["object_type"] in wanted
+                 and credentials.may(g.user_id, i["object_type"], i["id"], "read")]
         return numbered_list(items)
 
 

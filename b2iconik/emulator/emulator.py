@@ -32,7 +32,8 @@ class Emulator:
         self.credentials = Credentials(app_id)
         self.gateway = Gateway(self.world, self.faults)
         self.stats = RequestStats()
-        self.user_id = str(uuid.uuid4())
+        self.user_id = self.credentials.default_user
+        """The user who clicks in `post_custom_action`, and whose tokens `new_token()` makes by default."""
         self.system_domain_id = str(uuid.uuid4())
         self.app = create_app(Backend(self.world, self.gateway, self.faults, self.credentials,
                                       self.stats, per_page_cap))
@@ -69,10 +70,22 @@ class Emulator:
     def app_id(self) -> str:
         return self.credentials.app_id
 
-    def new_token(self, value: str | None = None, *, max_calls: int | None = None,
+    def new_token(self, value: str | None = None, *, user_id: str | None = None, max_calls: int | None = None,
                   lifetime: float | None = None) -> str:
-        """A token accepted from now on; with `max_calls` or `lifetime` (s) it then answers 401."""
-        return self.credentials.new_token(value, max_calls=max_calls, lifetime=lifetime)
+        """A token of `user_id` (default: `user_id`, the clicking user) accepted from now on;
+        with `max_calls` or `lifetime` (s) it then answers 401."""
+        return self.credentials.new_token(value, user_id=user_id, max_calls=max_calls, lifetime=lifetime)
+
+    def add_user(self, email: str, first_name: str = "", last_name: str = "", *, is_admin: bool = False,
+                 roles=(), user_id: str | None = None) -> str:
+        """Another user of the domain (`roles` such as "can_read_acls"); returns the user's id."""
+        return self.credentials.add_user(email, first_name, last_name, is_admin=is_admin, roles=roles,
+                                         user_id=user_id)
+
+    def set_acl(self, object_id: str, grants: dict[str, tuple[str, ...]], object_type: str = "assets") -> None:
+        """Only the users in `grants` (user id -> permissions such as ("read",)) and admins may act on
+        the asset (or collection) from now on; without an ACL every user may."""
+        self.credentials.set_acl(object_type, object_id, grants)
 
     def revoke_token(self, token: str) -> None:
         self.credentials.revoke_token(token)
@@ -177,14 +190,15 @@ class Emulator:
     # -- iconik's side of a click ------------------------------------------
 
     def post_custom_action(self, url, *, asset_ids=(), collection_ids=(), context="BULK",
-                           headers=None, token=None, timeout=10) -> requests.Response:
+                           headers=None, token=None, user_id=None, timeout=10) -> requests.Response:
         """POST what iconik sends when a user runs a custom action pointing at `url`.
 
-        `action_id` is the registered custom action with that url, if any.
+        The user is `user_id` (default: the emulator's `user_id`), the token a fresh one of
+        theirs unless given; `action_id` is the registered custom action with that url, if any.
         """
         registered = next((a["id"] for a in self.custom_actions if a.get("url") == url), None)
         payload = custom_action_payload(
-            user_id=self.user_id, system_domain_id=self.system_domain_id, action_id=registered,
+            user_id=user_id or self.user_id, system_domain_id=self.system_domain_id, action_id=registered,
             context=context, asset_ids=asset_ids, collection_ids=collection_ids,
-            auth_token=token or self.new_token())
+            auth_token=token or self.new_token(user_id=user_id))
         return requests.post(url, json=payload, headers=headers or {}, timeout=timeout)

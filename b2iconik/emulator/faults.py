@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 ASSET_FAULTS = ("copy_fails", "copy_corrupt_size", "copy_corrupt_checksum", "copy_open", "copy_slow")
 LOST_REPLY_KINDS = ("502", "503", "504", "drop")
 MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404",
-         "files_without_file_set_fields", "deleted_formats_last")
+         "files_without_file_set_fields", "deleted_formats_last", "acls_need_role")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
 
 
@@ -54,6 +54,7 @@ class Faults:
         self.redelete_404 = False  # DELETE of an already deleted file set answers 404
         self.files_without_file_set_fields = False  # an older iconik: files lack file_set_status & co.
         self.deleted_formats_last = False  # a format made again lists before its DELETED namesake
+        self.acls_need_role = False  # the ACL calls answer 403 to a user without the can_read_acls role
         self.jobs_list_delay = 0.0  # seconds before a new job shows in the jobs list (a search index)
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()

@@ -1,13 +1,15 @@
 """The Flask app of the emulated iconik, and a thread that serves it over HTTP.
 
 Every request goes through the gate: latency, outage, transient 503s, rate
-limit, then the App-ID/Auth-Token check. Every answer is counted. A lost reply
+limit, then the App-ID/Auth-Token check, then the calling user's read permission on the
+asset or collection a path names (403 without it). Every answer is counted. A lost reply
 (`Faults.lose_replies`) lets the handler run, then answers a 5xx instead, or
 closes the connection without a word.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ from .api_common import ApiError, Backend, backend, error_response
 from .api_files import files_api
 from .api_job_list import job_list_api
 from .api_jobs import jobs_api
+from .api_users import users_api
 
 DROP_REPLY = "b2iconik.emulator.drop_reply"
 
@@ -28,7 +31,7 @@ DROP_REPLY = "b2iconik.emulator.drop_reply"
 def create_app(services: Backend) -> Flask:
     app = Flask("b2iconik.emulator")
     app.extensions["iconik_emulator"] = services
-    for blueprint in (assets_api, files_api, jobs_api, job_list_api):
+    for blueprint in (assets_api, files_api, jobs_api, job_list_api, users_api):
         app.register_blueprint(blueprint)
     app.before_request(_gate)
     app.after_request(_count)
@@ -46,10 +49,23 @@ def _gate():
     g.extra_headers = verdict.headers
     if verdict.status:
         return error_response(verdict.status, verdict.message, verdict.headers)
-    if not services.credentials.admit(request.headers.get("App-ID"), request.headers.get("Auth-Token")):
+    g.user_id = services.credentials.admit(request.headers.get("App-ID"), request.headers.get("Auth-Token"))
+    if g.user_id is None:
         return error_response(401, "missing or invalid App-ID / Auth-Token")
+    readable = _object_of(request.path)
+    if readable and not services.credentials.may(g.user_id, *readable, "read"):
+        return error_response(403, f"You don't have permission to read {readable[0]} {readable[1]}")
     g.lose_reply = services.faults.take_lost_reply(request.method, request.path)
     return None
+
+
+_OBJECT_PATH = re.compile(r"^/API/(?:assets|files)/v1/(assets|collections)/([^/]+)/")
+
+
+def _object_of(path: str) -> tuple[str, str] | None:
+    """(object type, id) of an asset's or collection's path: reading it needs the read permission."""
+    match = _OBJECT_PATH.match(path)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _count(response):

@@ -25,6 +25,8 @@ Results per asset and format:
     failed            add: the copy did not complete; the reason says why
     would_remove, would_copy_then_remove, would_keep
                       check (the preview of a Remove): what Remove would do now
+    not_permitted     the user who clicked may not read the asset in iconik: not touched
+                      (the selection is narrowed to what they may read, b2iconik/access.py)
     unconfirmed       remove: a delete was sent, then the job had to end before a
                       fresh read could show what iconik did (e.g. the token expired)
 
@@ -39,7 +41,7 @@ from __future__ import annotations
 from b2iconik.workflows.add import AddWorkflow
 from b2iconik.workflows.check import CheckWorkflow
 from b2iconik.workflows.copying import DONE_JOB_STATUSES, CopyingWorkflow
-from b2iconik.workflows.engine import NEEDS_COPY, PURGE_MODES, Engine, Tuning
+from b2iconik.workflows.engine import NEEDS_COPY, NOT_PERMITTED, PURGE_MODES, Engine, Tuning
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, Transient, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, live_formats, read_asset
 from b2iconik.workflows.remove import RemoveWorkflow
@@ -62,7 +64,7 @@ def Workflow(client, state, tuning: Tuning = Tuning(), **options) -> Engine:  # 
 
 __all__ = [
     "ACTIONS", "AddWorkflow", "AssetRecords", "CheckWorkflow", "CopyingWorkflow", "DONE_JOB_STATUSES", "Engine",
-    "Fatal", "GOOD_RESULTS", "Interrupted", "MAX_FORMATS", "NEEDS_COPY", "NotSettled", "PHASES", "PURGE_MODES",
+    "Fatal", "GOOD_RESULTS", "Interrupted", "MAX_FORMATS", "NEEDS_COPY", "NOT_PERMITTED", "NotSettled", "PHASES", "PURGE_MODES",
     "RemoveWorkflow", "Transient", "Tuning", "Workflow", "count_done", "is_transient", "job_title", "live_formats",
     "new_state", "outcome_rows", "read_asset", "summarize", "token_refused", "validate_state",
 ]

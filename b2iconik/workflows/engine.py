@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import iconik
+from b2iconik.access import Readable, readable_selection
 from b2iconik.progress import JobsPanel
 from b2iconik.selection import expand_selection
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
@@ -30,6 +31,8 @@ log = logging.getLogger(__package__)
 
 NEEDS_COPY = "needs_copy"
 """A step's answer for a format that needs a copy to B2 first: the asset is queued for copying."""
+NOT_PERMITTED = "not_permitted"
+"""The result of each format of an asset the user who clicked may not read: not touched."""
 PURGE_MODES = ("verified", "always", "never")
 """When a removed LucidLink file set is purged at once rather than left in iconik's recycle bin:
 `verified` only when every file's checksum was compared and matched; `always`; `never`."""
@@ -62,8 +65,11 @@ class Engine:
     def __init__(self, client: iconik.IconikClient, state: dict, tuning: Tuning = Tuning(), *,
                  checkpoint=None, stop: threading.Event | None = None, deadline: float | None = None,
                  blocking_waits: bool = True, clock=time.time, claim_assets=None, purge: str = "verified",
-                 on_outcome=None):
+                 on_outcome=None, user_client: iconik.IconikClient | None = None):
         self.client = client
+        self.user_client = user_client
+        """A client on the clicking user's own token: the selection is narrowed to what they may read
+        (access.py) before anything else is read. None: the selection is taken as it is (a cleanup)."""
         self.state = state
         self.tuning = tuning
         self._checkpoint = checkpoint or (lambda state: None)
@@ -195,14 +201,27 @@ class Engine:
     def _phase_resolve(self) -> bool:
         state = self.state
         if not state.get("resolved"):
+            selection = state["selection"]
             try:
-                assets, warnings = expand_selection(
-                    self.client, state["selection"]["asset_ids"], state["selection"]["collection_ids"])
+                if self.user_client is not None:
+                    readable = readable_selection(self.client, self.user_client, selection["asset_ids"],
+                                                  selection["collection_ids"])
+                else:
+                    assets, warnings = expand_selection(self.client, selection["asset_ids"],
+                                                        selection["collection_ids"])
+                    readable = Readable(assets, warnings=warnings)
             except iconik.IconikError as error:
                 return self._retry_later(error)
             with self._lock:
-                state["assets"] = assets
-                state["warnings"].extend(warnings)
+                state["assets"] = readable.assets
+                state["warnings"].extend(readable.warnings)
+                if self.user_client is not None:
+                    state["access_checked_with"] = readable.checked_with
+                for asset_id in readable.denied:
+                    for fmt in state["formats"]:
+                        self._set_outcome(asset_id, fmt, {
+                            "result": NOT_PERMITTED,
+                            "reason": "the user who clicked may not read this asset in iconik; it was not touched"})
                 state["resolved"] = True
             self.panel.start(job_title(state), len(state["assets"]))
             log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]),

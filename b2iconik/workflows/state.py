@@ -13,8 +13,12 @@ PHASES = {
 MAX_FORMATS = 20
 
 
-def new_state(request) -> dict:
-    """The initial state of a job for a checked `ActionRequest`."""
+def new_state(request, identity=None) -> dict:
+    """The initial state of a job for a checked `ActionRequest`.
+
+    A click's job names who asked only by the `identity` iconik confirmed
+    (b2iconik/identity.py): `requested_by` its user id, `requester` its record.
+    """
     return {
         "action": request.action,
         "b2_storage_id": request.b2_storage_id,
@@ -22,7 +26,8 @@ def new_state(request) -> dict:
         "formats": list(request.formats),
         "context": request.context,
         "selection": {"asset_ids": list(request.asset_ids), "collection_ids": list(request.collection_ids)},
-        "requested_by": getattr(request, "user_id", None) or getattr(request, "requested_by", None),
+        "requested_by": identity.user_id if identity is not None else getattr(request, "requested_by", None),
+        **({"requester": identity.record()} if identity is not None else {}),
         "origin": getattr(request, "origin", None) or "click",
         "phase": "resolve",
         "assets": [],

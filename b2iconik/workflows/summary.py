@@ -7,8 +7,10 @@ GOOD_RESULTS = frozenset({"copied", "missing_format", "removed", "not_on_lucidli
 
 
 def count_done(state: dict) -> int:
+    """Assets of the job with an outcome for every format (not those left out as not permitted)."""
     wanted = len(state["formats"])
-    return sum(1 for formats in state["outcomes"].values() if len(formats) >= wanted)
+    listed = set(state["assets"])
+    return sum(1 for asset_id, formats in state["outcomes"].items() if len(formats) >= wanted and asset_id in listed)
 
 
 def summarize(state: dict) -> dict:
