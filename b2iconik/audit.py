@@ -62,9 +62,14 @@ def records(state: dict) -> list[tuple[str, str, dict]]:
 
 
 def requester(state: dict) -> dict:
-    """Who asked for the job, from where, and what they selected, as given."""
+    """Who asked for the job, from where, and what they selected, as given.
+
+    For a click, `requested_by` is the user iconik confirmed the click's token belongs
+    to, and `requester` what iconik said of them (id, e-mail, name): never the body's
+    `user_id` alone (b2iconik/identity.py)."""
     selection = state.get("selection") or {}
-    return {"requested_by": state.get("requested_by"), "origin": state.get("origin"),
+    return {"requested_by": state.get("requested_by"), "requester": state.get("requester"),
+            "origin": state.get("origin"),
             "context": state.get("context"),
             "selection": {"asset_ids": list(selection.get("asset_ids") or []),
                           "collection_ids": list(selection.get("collection_ids") or [])}}

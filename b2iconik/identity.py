@@ -1,7 +1,8 @@
 """Who clicked: a click's token confirmed with iconik before anything is queued.
 
 `IdentityChecker.confirm(token, user_id)` asks iconik whose the token is
-(`GET /API/users/v1/users/current/`, one call, no retry, a short deadline) and
+(`GET /API/users/v1/users/current/`, within a short deadline: a transient failure
+is tried again while the deadline allows) and
 returns that `Identity` when it is the body's `user_id`. Otherwise it raises
 `NotConfirmed`, a `Rejected` with the status to answer: 401 when iconik does
 not accept the token, 403 when the token is another user's (or an inactive
@@ -15,6 +16,7 @@ but never waits in it for long: a flood of clicks is refused, not queued.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import iconik
@@ -24,6 +26,10 @@ USERS_CURRENT = "API/users/v1/users/current/"
 LIMITER_WAIT = 0.5
 """The longest (s) a click waits for a slot of the shared iconik budget before it is refused with 429."""
 RETRY_AFTER = "5"
+RETRY_PAUSE = 0.2
+MIN_ATTEMPT = 0.5
+"""A transient failure (429, 5xx, no answer) is tried again after RETRY_PAUSE s while at least
+MIN_ATTEMPT s of the deadline would be left for the next try."""
 
 
 @dataclass(frozen=True)
@@ -85,17 +91,7 @@ class IdentityChecker:
         if self.limiter is not None and not self.limiter.try_acquire(LIMITER_WAIT):
             raise NotConfirmed(429, "too many clicks to confirm with iconik right now; nothing was queued, "
                                     "try again shortly", {"Retry-After": "1"})
-        try:
-            with iconik.IconikClient(self.app_id, token, self.base_url, timeout=(min(2.0, self.timeout), self.timeout),
-                                     max_rps=None, attempts=1) as client:
-                answer = client.request("GET", USERS_CURRENT)
-        except iconik.Unauthorized:
-            raise NotConfirmed(401, "iconik does not accept the click's auth_token; nothing was queued") from None
-        except iconik.IconikError as error:
-            status = error.status
-            raise NotConfirmed(503, "iconik could not confirm who clicked in time "
-                                    f"({f'HTTP {status}' if status else 'no answer'}); nothing was queued, "
-                                    "try again later", {"Retry-After": RETRY_AFTER}) from None
+        answer = self._ask(token)
         try:
             identity = identity_of(answer)
         except ValueError as error:
@@ -108,6 +104,28 @@ class IdentityChecker:
         if status is not None and status != "ACTIVE":
             raise NotConfirmed(403, "the user who clicked is not active in iconik; nothing was queued")
         return identity
+
+    def _ask(self, token: str):
+        """iconik's answer to users/current, tried again after a transient failure while the deadline allows."""
+        deadline = time.monotonic() + self.timeout
+        with iconik.IconikClient(self.app_id, token, self.base_url, max_rps=None, attempts=1) as client:
+            while True:
+                left = deadline - time.monotonic()
+                client.timeout = (min(2.0, left), left)
+                try:
+                    return client.request("GET", USERS_CURRENT)
+                except iconik.Unauthorized:
+                    raise NotConfirmed(401, "iconik does not accept the click's auth_token; "
+                                            "nothing was queued") from None
+                except iconik.IconikError as error:
+                    transient = not isinstance(error, iconik.NotSent) and (
+                        error.status is None or error.status in iconik.RETRYABLE_STATUSES)
+                    if not transient or deadline - time.monotonic() < RETRY_PAUSE + MIN_ATTEMPT:
+                        raise NotConfirmed(503, "iconik could not confirm who clicked in time "
+                                                f"({f'HTTP {error.status}' if error.status else 'no answer'}); "
+                                                "nothing was queued, try again later",
+                                           {"Retry-After": RETRY_AFTER}) from None
+                time.sleep(RETRY_PAUSE)
 
 
 def unconfirmed(state: dict, token: str | None) -> str | None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+import iconik
 from b2iconik import custom_actions as ca
 from b2iconik.selftest_context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
                                        file_name, files_text, read_records, snapshot_problem, storage_label)
@@ -21,10 +22,11 @@ EXPECTED_RESULT = {"add": "copied", "remove": "removed"}
 
 
 def action_body(ctx: Context, verb: str) -> dict:
-    """The JSON iconik POSTs when a user runs the ASSET custom action on this one asset."""
+    """The JSON iconik POSTs when a user runs the ASSET custom action on this one asset: the user
+    whose ICONIK_TOKEN is (`ctx.user_id`) clicks, with that token, as the plugin confirms with iconik."""
     action = ctx.actions.get(("ASSET", verb))
     return {
-        "user_id": None,
+        "user_id": ctx.user_id,
         "system_domain_id": None,
         "context": "ASSET",
         "action_id": (action.id if action and action.id else str(uuid.uuid4())),
@@ -41,6 +43,11 @@ def action_body(ctx: Context, verb: str) -> dict:
 def post_action(ctx: Context, verb: str) -> Result:
     opts = ctx.options
     url = ca.action_url(ctx.endpoint, verb, opts.b2_storage_id, opts.ll_storage_id, opts.formats)
+    if ctx.user_id is None:
+        try:
+            ctx.user_id = iconik.check_uuid((ctx.client.current_user() or {}).get("id"), "the user's id")
+        except (iconik.IconikError, ValueError, AttributeError) as error:
+            return failed(f"could not ask iconik whose ICONIK_TOKEN is, to click as that user: {error}")
     response = ctx.http.post(url, json=action_body(ctx, verb), headers={SECRET_HEADER: ctx.settings.secret},
                              timeout=HTTP_TIMEOUT)
     try:

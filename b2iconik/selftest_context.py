@@ -56,6 +56,8 @@ class Context:
     client: iconik.IconikClient
     http: requests.Session
     report_progress: Callable[[str], None] = lambda text: None
+    user_id: str | None = None
+    """Whose ICONIK_TOKEN is, as iconik says: the clicks name that user, as iconik's would."""
     asset_title: str | None = None
     b2_before: dict[str, Snapshot] = field(default_factory=dict)
     actions: dict[tuple[str, str], ca.PluginAction] = field(default_factory=dict)

@@ -510,7 +510,7 @@ def bench_answer(tmp: Path, requests_each: int, busy_assets: int) -> dict:
                 for action in ("add", "remove"):
                     for size in (1, 1000):
                         body = json.dumps(custom_action_payload(
-                            user_id=str(uuid.uuid4()), system_domain_id=str(uuid.uuid4()),
+                            user_id=emu.user_id, system_domain_id=str(uuid.uuid4()),
                             action_id=str(uuid.uuid4()), context="BULK",
                             asset_ids=[str(uuid.uuid4()) for _ in range(size)], collection_ids=[],
                             auth_token=token)).encode()
@@ -922,6 +922,7 @@ HANDLER_MODES = {
                    "CloudTasksQueue with a stand-in client whose create_task takes {low:.0f}-{high:.0f} ms; "
                    "timed client-side on one keep-alive connection",
 }
+"""In both, who clicked is taken as confirmed: iconik's answer to users/current (b2iconik/identity.py) adds."""
 
 
 class StandInCloudTasks:
@@ -1059,6 +1060,7 @@ def bench_handler(tmp: Path, requests_each: int) -> dict:
     try:
         from b2iconik.cloud import bench as cloud_bench
         module = cloud_bench.load_function({**base_env, "TASKS_MODE": "null"})
+        cloud_bench.without_identity_call(module.get_handler())  # no iconik here: its users/current adds
         handler = module.iconik_handler
     except BaseException as error:  # noqa: BLE001 - main.py exits (SystemExit) on bad settings
         out["skipped"]["null"] = f"main.py could not be loaded: {type(error).__name__}: {error}"
@@ -1093,8 +1095,10 @@ def bench_handler(tmp: Path, requests_each: int) -> dict:
                                 dispatch_deadline=config.slice_seconds + 120, client_factory=stand_in)
         # No Firestore here: the job store is the in-process stand-in with the same semantics; a real
         # Firestore commit adds its own round trip to each answer.
-        module.use_handler(build_handler(config, queue=queue,
-                                         jobs=JobStates(MemoryDocuments(), retention_days=1)))
+        from b2iconik.cloud.bench import without_identity_call
+
+        module.use_handler(without_identity_call(build_handler(config, queue=queue,
+                                                               jobs=JobStates(MemoryDocuments(), retention_days=1))))
         stack.callback(module.use_handler, None)
         out["cloud_tasks"] = {"mode": config.mode, "queue": config.queue, "queue_class": type(queue).__name__,
                               "job_store": "in-process stand-in for Firestore",

@@ -470,19 +470,71 @@ def test_long_phases_are_split_by_the_slice_deadline(cloud_env, monkeypatch):
     assert check_steps and all(r["answer"]["delay"] == 0 for r in check_steps)
 
 
-def test_an_iconik_app_token_keeps_the_clicks_token_out_of_tasks_and_the_store(cloud_env, monkeypatch):
+def test_with_an_iconik_app_token_the_clicks_token_stays_out_of_tasks_and_leaves_the_store_at_the_end(
+        cloud_env, monkeypatch):
+    """The app token does the work; the click's token, which decides what the user may read, is kept
+    with the live job only, and the app token is never stored."""
     app_token = cloud_env["emu"].new_token()
     monkeypatch.setenv("ICONIK_TOKEN", app_token)
     queue, emu = cloud_env["queue"], cloud_env["emu"]
+    click_token = emu.new_token()
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
         b2, ll, ids = world(emu, clip=b"z" * 100)
-        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
+        done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]], token=click_token)
     assert done["result"] == "succeeded"
     for task in queue.tasks.values():
         assert b"auth_token" not in bytes(task.http_request.body)
+    store = cloud_env["firestore"]
+    (head,) = [data for _, data in store.created]
+    assert head["auth_token"] == click_token
+    assert store.collection("b2iconik_jobs")[done["job_id"]]["auth_token"] is None
+    assert click_token not in repr(store.docs) and app_token not in repr(store.docs)
+
+
+# -- who clicked ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("app_token", [False, True], ids=["click token", "ICONIK_TOKEN"])
+def test_a_click_whose_token_is_not_the_users_is_refused_with_nothing_queued(cloud_env, monkeypatch, app_token):
+    emu, queue = cloud_env["emu"], cloud_env["queue"]
+    if app_token:
+        monkeypatch.setenv("ICONIK_TOKEN", emu.new_token())
+    other = emu.add_user("mallory@example.com")
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"z" * 100)
+        emu.reset_counts()
+        forged = cloud.click("add", b2, ll, asset_ids=[ids["clip"]], token="tok_forged_" + "F" * 30)
+        posing = cloud.click("add", b2, ll, asset_ids=[ids["clip"]], token=emu.new_token(user_id=other),
+                             user_id=emu.user_id)
+        body = {"user_id": emu.user_id, "context": "BULK", "asset_ids": [ids["clip"]]}
+        tokenless = requests.post(f"{url}/add?b2_storage_id={b2}&ll_storage_id={ll}", json=body,
+                                  headers={"x-bz-secret": SECRET}, timeout=10)
+        refused_calls = dict(emu.request_counts)
+        assert cloud_env["firestore"].created == [] and queue.tasks == {}
+        own = cloud.click("add", b2, ll, asset_ids=[ids["clip"]], token=emu.new_token(user_id=other), user_id=other)
+    assert forged.status_code == 401 and "does not accept" in forged.json()["error"]
+    assert posing.status_code == 403 and "another user" in posing.json()["error"]
+    assert tokenless.status_code == 400 and "auth_token" in tokenless.json()["error"]
+    assert refused_calls == {("GET", "/API/users/v1/users/current/"): 2}  # the tokenless one: none
+    assert own.status_code == 202  # mallory's own click, as mallory: confirmed, and recorded as hers
     (head,) = [data for _, data in cloud_env["firestore"].created]
-    assert head["auth_token"] is None
+    assert head["requested_by"] == other
+    assert {name.rsplit("/", 1)[1].rsplit("-", 1)[0] for name in queue.tasks} == {own.json()["job_id"]}
+
+
+def test_the_function_leaves_what_the_user_may_not_read_untouched_and_says_so(cloud):
+    emu = cloud.emu
+    b2, ll, ids = world(emu, mine=b"m" * 100, theirs=b"t" * 100)
+    emu.set_acl(ids["theirs"], {})
+    done = cloud.run("add", b2, ll, asset_ids=[ids["mine"], ids["theirs"]])
+    assert done["result"] == "failed"
+    assert done["counts"]["results"] == {"copied": 1, "not_permitted": 1}
+    assert emu.copies(ids["mine"], "ORIGINAL", ll) and not emu.copies(ids["theirs"], "ORIGINAL", ll)
+    view = requests.get(f"{cloud.url}/jobs/{done['job_id']}", headers={"x-bz-secret": SECRET}, timeout=10).json()
+    assert view["requester"] == {"user_id": emu.user_id, "email": "editor@example.com", "name": "Eddie Editor"}
+    assert {row["asset_id"]: row["result"] for row in view["audit"]} == {ids["mine"]: "copied",
+                                                                         ids["theirs"]: "not_permitted"}
 
 
 # -- safe delete ---------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Property tests of the HTTP edge: whatever arrives, no 5xx, no iconik call, no echo.
+"""Property tests of the HTTP edge: whatever arrives, no 5xx, no iconik call but the one that
+confirms who clicked, no echo.
 
 The app runs with run_jobs=False against a live emulator, so the only way the
-emulator could see a request is the edge itself. Every example also checks
-that a refused request records no job and that no response body carries the
-shared secret or the auth_token the caller sent.
+emulator could see a request is the edge itself: a call that passes every check
+of its own costs one `users/current` call, and nothing else. Every example also
+checks that a refused request records no job and that no response body carries
+the shared secret or the auth_token the caller sent.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ def jobs_recorded(service) -> int:
 
 def iconik_calls(emu) -> int:
     return sum(emu.request_counts.values())
+
+
+def identity_checks(emu) -> int:
+    return emu.request_counts.get(("GET", "/API/users/v1/users/current/"), 0)
+
+
+def clicker_known(emu, call) -> None:
+    """The emulated iconik knows the call's user, and its token as theirs (as a real click's would be)."""
+    user_id = call["body"]["user_id"]
+    if emu.credentials.user(user_id) is None:
+        emu.add_user(f"{user_id}@example.com", user_id=user_id)
+    emu.new_token(call["token"], user_id=user_id)
 
 
 def check_answer(response, *, must_not_contain) -> None:
@@ -156,13 +170,15 @@ def test_any_request_is_answered_below_500_without_iconik_or_echo(edge, data):
         headers["x-bz-secret"] = secret
     if data.draw(st.booleans()):
         headers["Content-Type"] = "application/json"
-    jobs_before = jobs_recorded(service)
+    jobs_before, calls, checks = jobs_recorded(service), iconik_calls(emu), identity_checks(emu)
 
     response = app.test_client().open(path, method=method, query_string=query, headers=headers, data=body)
     event(f"{method if path in ('/add', '/remove') else 'other'} -> {response.status_code}")
 
     check_answer(response, must_not_contain=(SECRET, token, secret if secret != SECRET else None))
-    assert iconik_calls(emu) == 0
+    asked = identity_checks(emu) - checks
+    assert iconik_calls(emu) - calls == asked <= 1  # at most the check of who clicked
+    assert not asked or response.status_code in (202, 401, 403)
     created = jobs_recorded(service) - jobs_before
     if response.status_code == 202:
         assert method == "POST" and secret == SECRET and created == 1
@@ -204,7 +220,8 @@ def send(app, call, *, secret=SECRET, body=None, query=None):
 @given(call=valid_calls())
 def test_a_valid_call_is_recorded_once_answered_202_and_never_echoes_the_token(edge, call):
     emu, app, service = edge
-    before = jobs_recorded(service)
+    clicker_known(emu, call)
+    before, calls, checks = jobs_recorded(service), iconik_calls(emu), identity_checks(emu)
     response = send(app, call)
     assert response.status_code == 202, response.get_data(as_text=True)
     check_answer(response, must_not_contain=(SECRET, call["token"]))
@@ -219,7 +236,23 @@ def test_a_valid_call_is_recorded_once_answered_202_and_never_echoes_the_token(e
     # the job's public view does not carry the token either
     view = app.test_client().get(f"/jobs/{job.id}", headers={"x-bz-secret": SECRET})
     assert view.status_code == 200 and call["token"] not in view.get_data(as_text=True)
-    assert iconik_calls(emu) == 0
+    assert state["requested_by"] == call["body"]["user_id"]
+    assert (iconik_calls(emu) - calls, identity_checks(emu) - checks) == (1, 1)  # who clicked; nothing else
+
+
+@PROPERTY
+@given(call=valid_calls(), whose=st.sampled_from(("nobody's", "another user's")))
+def test_a_valid_call_with_a_token_not_the_users_is_refused_and_records_nothing(edge, call, whose):
+    emu, app, service = edge
+    emu.revoke_token(call["token"])  # the module's emulator may know it from an earlier example
+    if whose == "another user's":
+        emu.new_token(call["token"], user_id=emu.add_user("someone.else@example.com"))
+    before, calls, checks = jobs_recorded(service), iconik_calls(emu), identity_checks(emu)
+    response = send(app, call)
+    assert response.status_code == (401 if whose == "nobody's" else 403), response.get_data(as_text=True)
+    check_answer(response, must_not_contain=(SECRET, call["token"]))
+    assert jobs_recorded(service) == before
+    assert (iconik_calls(emu) - calls, identity_checks(emu) - checks) == (1, 1)  # the check, and nothing else
 
 
 def _not_uuid(value: str) -> bool:
@@ -272,6 +305,7 @@ def _not_json(raw: bytes) -> bool:
 @given(call=valid_calls(), defect=st.sampled_from(sorted(DEFECTS)), data=st.data())
 def test_one_defect_is_refused_with_a_4xx_and_records_nothing(edge, call, defect, data):
     emu, app, service = edge
+    calls = iconik_calls(emu)
     change = DEFECTS[defect](data, call)
     body = None
     if "fields" in change or "drop" in change:
@@ -286,16 +320,16 @@ def test_one_defect_is_refused_with_a_4xx_and_records_nothing(edge, call, defect
     assert response.status_code == expected, (defect, response.get_json())
     check_answer(response, must_not_contain=(SECRET, call["token"], change.get("secret")))
     assert jobs_recorded(service) == before
-    assert iconik_calls(emu) == 0
+    assert iconik_calls(emu) == calls
 
 
 def test_a_body_over_the_limit_is_refused_413_and_records_nothing(edge):
     emu, app, service = edge
-    before = jobs_recorded(service)
+    before, calls = jobs_recorded(service), iconik_calls(emu)
     ids = [str(uuid.uuid4()) for _ in range(60_000)]  # about 2.4 MB
     raw = json.dumps({"context": "BULK", "asset_ids": ids, "auth_token": "tok_" + "B" * 30}).encode()
     response = app.test_client().post(f"/add?b2_storage_id={uuid.uuid4()}&ll_storage_id={uuid.uuid4()}",
                                       data=raw, headers={"x-bz-secret": SECRET}, content_type="application/json")
     assert response.status_code == 413
     check_answer(response, must_not_contain=(SECRET, "tok_" + "B" * 30))
-    assert jobs_recorded(service) == before and iconik_calls(emu) == 0
+    assert jobs_recorded(service) == before and iconik_calls(emu) == calls
