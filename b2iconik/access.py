@@ -35,8 +35,8 @@ class Readable:
     denied: list[str] = field(default_factory=list)
     """Assets the user may not read: not touched, reported in the job's record."""
     warnings: list[str] = field(default_factory=list)
-    checked_with: str = ACL
-    """ACL: iconik's bulk ACL check; USER_TOKEN: reads on the user's own token."""
+    checked_with: str | None = ACL
+    """ACL: iconik's bulk ACL check; USER_TOKEN: reads on the user's own token; None: not checked."""
 
 
 class _NoAclRole(Exception):
@@ -57,12 +57,16 @@ def _check(user_client: iconik.IconikClient, object_type: str, ids: list[str]) -
     return granted, denied
 
 
-def readable_selection(client: iconik.IconikClient, user_client: iconik.IconikClient, asset_ids,
+def readable_selection(client: iconik.IconikClient, user_client: iconik.IconikClient | None, asset_ids,
                        collection_ids) -> Readable:
-    """The selection's assets the user of `user_client` may read (see the module's docstring).
+    """The selection's assets the user of `user_client` may read (see the module's docstring);
+    without `user_client` (a job not from a click), the whole selection, unchecked.
 
     Raises IconikError as the calls do (Unauthorized 401: the user's token is refused).
     """
+    if user_client is None:
+        assets, warnings = expand_selection(client, asset_ids, collection_ids)
+        return Readable(assets, warnings=warnings, checked_with=None)
     try:
         collections, denied_collections = _check(user_client, "collections", list(collection_ids))
         assets, warnings = expand_selection(client, asset_ids, collections)

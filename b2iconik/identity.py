@@ -85,7 +85,7 @@ class IdentityChecker:
 
     def confirm(self, token: str | None, user_id: str | None) -> Identity:
         if not token:
-            raise NotConfirmed(401, "the click carries no auth_token; iconik sends one with every custom action")
+            raise NotConfirmed(400, "auth_token is missing from the body")
         if not user_id:
             raise NotConfirmed(400, "user_id is missing from the body")
         if self.limiter is not None and not self.limiter.try_acquire(LIMITER_WAIT):
@@ -121,8 +121,8 @@ class IdentityChecker:
                     transient = not isinstance(error, iconik.NotSent) and (
                         error.status is None or error.status in iconik.RETRYABLE_STATUSES)
                     if not transient or deadline - time.monotonic() < RETRY_PAUSE + MIN_ATTEMPT:
-                        raise NotConfirmed(503, "iconik could not confirm who clicked in time "
-                                                f"({f'HTTP {error.status}' if error.status else 'no answer'}); "
+                        what = f"HTTP {error.status}" if error.status else "no answer in time"
+                        raise NotConfirmed(503, f"iconik could not confirm who clicked ({what}); "
                                                 "nothing was queued, try again later",
                                            {"Retry-After": RETRY_AFTER}) from None
                 time.sleep(RETRY_PAUSE)

@@ -112,6 +112,30 @@ def test_an_iconik_that_cannot_confirm_in_time_gets_503_with_nothing_queued(emul
         assert plugin.service.store.counts() == {}
 
 
+def test_the_token_of_a_user_who_is_not_active_is_refused(emulator, tmp_path):
+    emu = emulator
+    b2, ll, _, on_both = world(emu)
+    gone = emu.credentials.add_user("left@example.com", status="INACTIVE")
+    with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
+        answer = click(plugin, emu, "remove", b2, ll, token=emu.new_token(user_id=gone), user_id=gone,
+                       asset_ids=[on_both])
+        assert answer.status_code == 403 and "not active" in answer.json()["error"], answer.text
+        assert plugin.service.store.counts() == {}
+
+
+def test_clicks_past_the_shared_iconik_budget_get_429_with_nothing_queued(emulator, tmp_path):
+    """The check draws on the jobs' rate limiter but never waits in it for long."""
+    emu = emulator
+    b2, ll, on_b2, _ = world(emu)
+    with serve_plugin(plugin_settings(emu, tmp_path / "state", max_rps=0.2), run_jobs=False) as plugin:
+        first = click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
+        second = click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
+        assert first.status_code == 202, first.text
+        assert second.status_code == 429 and second.headers.get("Retry-After"), second.text
+        assert sum(plugin.service.store.counts().values()) == 1
+    assert emu.request_counts == {IDENTITY_CHECK: 1}
+
+
 def test_the_token_is_never_logged_or_shown_when_refused(emulator, tmp_path, caplog):
     emu = emulator
     b2, ll, _, on_both = world(emu)

@@ -64,7 +64,7 @@ def Workflow(client, state, tuning: Tuning = Tuning(), **options) -> Engine:  # 
 
 __all__ = [
     "ACTIONS", "AddWorkflow", "AssetRecords", "CheckWorkflow", "CopyingWorkflow", "DONE_JOB_STATUSES", "Engine",
-    "Fatal", "GOOD_RESULTS", "Interrupted", "MAX_FORMATS", "NEEDS_COPY", "NOT_PERMITTED", "NotSettled", "PHASES", "PURGE_MODES",
-    "RemoveWorkflow", "Transient", "Tuning", "Workflow", "count_done", "is_transient", "job_title", "live_formats",
+    "Fatal", "GOOD_RESULTS", "Interrupted", "MAX_FORMATS", "NEEDS_COPY", "NOT_PERMITTED", "NotSettled", "PHASES",
+    "PURGE_MODES", "RemoveWorkflow", "Transient", "Tuning", "Workflow", "count_done", "is_transient", "job_title", "live_formats",
     "new_state", "outcome_rows", "read_asset", "summarize", "token_refused", "validate_state",
 ]

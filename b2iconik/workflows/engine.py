@@ -18,9 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import iconik
-from b2iconik.access import Readable, readable_selection
+from b2iconik.access import readable_selection
 from b2iconik.progress import JobsPanel
-from b2iconik.selection import expand_selection
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
@@ -203,25 +202,20 @@ class Engine:
         if not state.get("resolved"):
             selection = state["selection"]
             try:
-                if self.user_client is not None:
-                    readable = readable_selection(self.client, self.user_client, selection["asset_ids"],
-                                                  selection["collection_ids"])
-                else:
-                    assets, warnings = expand_selection(self.client, selection["asset_ids"],
-                                                        selection["collection_ids"])
-                    readable = Readable(assets, warnings=warnings)
+                readable = readable_selection(self.client, self.user_client, selection["asset_ids"],
+                                              selection["collection_ids"])
             except iconik.IconikError as error:
                 return self._retry_later(error)
             with self._lock:
                 state["assets"] = readable.assets
                 state["warnings"].extend(readable.warnings)
-                if self.user_client is not None:
+                if readable.checked_with:
                     state["access_checked_with"] = readable.checked_with
                 for asset_id in readable.denied:
                     for fmt in state["formats"]:
                         self._set_outcome(asset_id, fmt, {
-                            "result": NOT_PERMITTED,
-                            "reason": "the user who clicked may not read this asset in iconik; it was not touched"})
+                            "result": NOT_PERMITTED, "reason": "the user who clicked may not read this asset in "
+                                                               "iconik (or it does not exist); it was not touched"})
                 state["resolved"] = True
             self.panel.start(job_title(state), len(state["assets"]))
             log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]),
