@@ -178,6 +178,7 @@ def test_a_job_records_who_asked_what_they_selected_and_each_outcome_with_its_b2
         view = plugin.wait(answer.json()["job_id"])
     assert view["status"] == "failed"  # the corrupt asset was kept
     assert (view["requested_by"], view["origin"], view["context"]) == (emu.user_id, "click", "BULK")
+    assert view["requester"] == {"user_id": emu.user_id, "email": "editor@example.com", "name": "Eddie Editor"}
     assert view["selection"] == {"asset_ids": [intact, corrupt], "collection_ids": [collection]}
     trail = view["audit"]
     assert all(row["recorded_at"] >= view["created_at"] for row in trail)
@@ -200,7 +201,8 @@ def test_the_cloud_function_logs_one_structured_entry_per_outcome():
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.INFO)  # as audit.audit_logger() sets its own; alone, the root's WARNING would apply
-    state = {"action": "remove", "requested_by": "4b1c2c1e-0000-4000-8000-000000000001", "origin": "click",
+    requester = {"user_id": "4b1c2c1e-0000-4000-8000-000000000001", "email": "e@example.com", "name": "E"}
+    state = {"action": "remove", "requested_by": requester["user_id"], "requester": requester, "origin": "click",
              "context": "ASSET", "selection": {"asset_ids": [A, B], "collection_ids": []}, "to_copy": {}}
     recorder = audit.CloudLogRecorder("job-1", state, logger)
     removed = {"result": "removed", "reason": "B2 copy verified; removed from LucidLink",
@@ -211,8 +213,8 @@ def test_the_cloud_function_logs_one_structured_entry_per_outcome():
     entries = [json.loads(line) for line in lines.getvalue().splitlines()]
     assert len(entries) == 2 and all(e["severity"] == "NOTICE" and e["logger"] == "test.audit.cloud" for e in entries)
     first = entries[0]["audit"]
-    assert first == {"job_id": "job-1", "action": "remove", "requested_by": state["requested_by"], "origin": "click",
-                     "context": "ASSET", "selected": {"asset_ids": 2, "collection_ids": 0}, "asset_id": A,
+    assert first == {"job_id": "job-1", "action": "remove", "requested_by": state["requested_by"],
+                     "requester": requester, "origin": "click", "context": "ASSET", "selected": {"asset_ids": 2, "collection_ids": 0}, "asset_id": A,
                      "format": "ORIGINAL", **audit.outcome_record(state, A, "ORIGINAL", removed)}
     assert entries[1]["audit"]["result"] == "kept" and entries[1]["audit"]["file_sets"] == []
 
@@ -242,6 +244,7 @@ def test_the_cloud_function_writes_the_audit_record_of_each_outcome_to_its_log(c
         record, asset = entry["audit"], entry["audit"]["asset_id"]
         assert entry["job_id"] == record["job_id"] == done["job_id"] and entry["severity"] == "NOTICE"
         assert (record["requested_by"], record["origin"], record["context"]) == (emu.user_id, "click", "BULK")
+        assert record["requester"]["email"] == "editor@example.com"  # as iconik confirmed it
         assert (record["result"], record["format"]) == ("removed", "ORIGINAL")
         (file_set,) = record["file_sets"]
         (b2_copy,) = emu.copies(asset, "ORIGINAL", b2)

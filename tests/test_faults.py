@@ -123,10 +123,15 @@ def test_iconik_unreachable_longer_than_the_outage_timeout_fails_the_job_clearly
             assert intact(emu.copies(asset, fmt, ll), data[fmt]), "a LucidLink copy was touched"
 
 
-def _add_call(app, token="tok_" + "C" * 24):
+IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
+
+
+def _add_call(app, emu):
+    """A click of the emulator's user, with a token of theirs."""
     return app.test_client().post(
         f"/add?b2_storage_id={uuid.uuid4()}&ll_storage_id={uuid.uuid4()}", headers={"x-bz-secret": SECRET},
-        json={"context": "BULK", "asset_ids": [str(uuid.uuid4())], "auth_token": token})
+        json={"context": "BULK", "asset_ids": [str(uuid.uuid4())], "auth_token": emu.new_token(),
+              "user_id": emu.user_id})
 
 
 def test_a_store_that_cannot_write_makes_the_service_answer_503_and_take_no_work(emulator, tmp_path):
@@ -138,23 +143,23 @@ def test_a_store_that_cannot_write_makes_the_service_answer_503_and_take_no_work
     app = create_app(plugin_settings(emu, tmp_path / "state"), run_jobs=False)
     store = app.extensions["b2iconik"].store
     try:
-        assert _add_call(app).status_code == 202
+        assert _add_call(app, emu).status_code == 202
         jobs = sum(store.counts().values())
         with store._lock:  # SQLite itself refuses every write from now on
             store.close()
             store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None,
                                         check_same_thread=False)
             store._db.row_factory = sqlite3.Row
-        answer = _add_call(app)
+        answer = _add_call(app, emu)
         assert answer.status_code == 503
         assert answer.is_json and "cannot record jobs" in answer.get_json()["error"]
         health = app.test_client().get("/healthz")
         assert health.status_code == 503 and health.is_json and health.get_json()["error"]
         assert sum(store.counts().values()) == jobs
         store.close()  # writable again (the next connection is): the next write is health news too
-        assert _add_call(app).status_code == 202
+        assert _add_call(app, emu).status_code == 202
         assert app.test_client().get("/healthz").status_code == 200
-        assert sum(emu.request_counts.values()) == 0
+        assert emu.request_counts == {IDENTITY_CHECK: 3}  # who clicked, for each click; nothing else
     finally:
         store.close()
 
@@ -180,7 +185,7 @@ def test_a_read_only_database_gives_503_over_http_and_no_iconik_call(emulator, t
         assert health.status_code == 503 and "error" in health.json()
         monkeypatch.undo()
         assert sum(store.counts().values()) == jobs
-    assert sum(emu.request_counts.values()) == 0
+    assert emu.request_counts == {IDENTITY_CHECK: 1}  # who clicked; nothing else
 
 
 def test_healthz_never_writes_to_the_job_store(emulator, tmp_path):
@@ -189,16 +194,17 @@ def test_healthz_never_writes_to_the_job_store(emulator, tmp_path):
 
     from plugin import create_app
 
-    app = create_app(plugin_settings(emulator, tmp_path / "state"), run_jobs=False)
+    emu = emulator
+    app = create_app(plugin_settings(emu, tmp_path / "state"), run_jobs=False)
     store = app.extensions["b2iconik"].store
     watcher = sqlite3.connect(store.path)
     try:
-        assert _add_call(app).status_code == 202
+        assert _add_call(app, emu).status_code == 202
         before = watcher.execute("PRAGMA data_version").fetchone()[0]
         client = app.test_client()
         assert all(client.get("/healthz").status_code == 200 for _ in range(100))
         assert watcher.execute("PRAGMA data_version").fetchone()[0] == before  # no commit by anyone
-        assert _add_call(app).status_code == 202
+        assert _add_call(app, emu).status_code == 202
         assert watcher.execute("PRAGMA data_version").fetchone()[0] != before  # (it does see commits)
     finally:
         watcher.close()

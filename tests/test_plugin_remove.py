@@ -394,7 +394,7 @@ def test_transient_503s_and_429s_do_not_change_the_outcome(emulator, tmp_path, f
     world.data[corrupt, "ORIGINAL"] = data = media("corrupt")
     world.ll_sets[corrupt, "ORIGINAL"] = emu.add_file(corrupt, "ORIGINAL", ll, "c.mov", data)
     emu.add_file(corrupt, "ORIGINAL", b2, "c.mov", data[:100])
-    emu.faults.seed(3)
+    emu.faults.seed(4)  # reproducible 503s (the sequence of calls, with who clicked and the ACL check)
     if fault == "503":
         emu.faults.transient_503_rate = 0.3
     else:

@@ -166,6 +166,7 @@ def run_after_five_crashes(emulator, tmp_path, panel_entry=None) -> dict:
             if panel_entry:
                 state["iconik_job_id"] = panel_entry
             db.execute("UPDATE jobs SET attempts=5, state=? WHERE id=?", (json.dumps(state), job_id))
+        emulator.reset_counts()  # the click's one call, to confirm who clicked; what follows is the job's
         plugin.service.runner.start()
         return plugin.wait(job_id)
 
