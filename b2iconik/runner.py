@@ -8,14 +8,14 @@ rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
 
 Each worker thread claims a job (never one this process already runs), runs
 its workflow (a click's only with the identity the edge confirmed, narrowed to
-what that user may read: b2iconik/identity.py, access.py) and records the end; no exception ends a worker thread. Each
-outcome goes into the job's audit trail as it is decided (b2iconik/audit.py),
-and jobs, outcomes and bytes are counted (b2iconik/metrics.py). A
-heartbeat renews the lease of each claim this process holds, stops the work on
-a job whose lease another holder took, and now and then forgets old finished
-jobs. `stop()` (on SIGTERM) stops taking work, lets running steps end at their
-next boundary and gives the jobs back to the store, so the next process
-resumes them at once without counting a crash.
+what that user may read: b2iconik/identity.py, access.py) and records the end;
+no exception ends a worker thread. Each outcome goes into the job's audit
+trail as it is decided (b2iconik/audit.py), and jobs, outcomes and bytes are
+counted (b2iconik/metrics.py). A heartbeat renews the lease of each claim this
+process holds, stops the work on a job whose lease another holder took, and
+now and then forgets old finished jobs. `stop()` (on SIGTERM) stops taking
+work, lets running steps end at their next boundary and gives the jobs back to
+the store, so the next process resumes them at once without counting a crash.
 """
 
 from __future__ import annotations

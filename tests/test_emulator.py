@@ -923,3 +923,62 @@ def test_storage_listing_lag_serves_the_last_snapshot(listed):
     assert "f1.mov" in names()
     emu.faults.listing_lag = False
     assert names() == ["f2.mov"]
+
+
+# -- users, tokens and ACLs ------------------------------------------------------------------
+
+def test_a_token_belongs_to_a_user_whom_users_current_names(emulator):
+    emu = emulator
+    other = emu.add_user("other@example.com", "Olga", "Other")
+    mine, theirs = session(emu), session(emu, emu.new_token(user_id=other))
+    me = get(mine, "/API/users/v1/users/current/").json()
+    assert (me["id"], me["email"], me["first_name"], me["status"]) == (emu.user_id, "editor@example.com", "Eddie",
+                                                                       "ACTIVE")
+    assert get(theirs, "/API/users/v1/users/current/").json()["id"] == other
+    assert get(mine, "/API/auth/v1/auth/token/").status_code == 200
+    forged = session(emu, emu.new_token("tok_revoked_" + "x" * 20))
+    emu.revoke_token("tok_revoked_" + "x" * 20)
+    for path in ("/API/users/v1/users/current/", "/API/auth/v1/auth/token/"):
+        assert get(forged, path).status_code == 401
+    with pytest.raises(ValueError):
+        emu.new_token(user_id=MISSING)
+
+
+def test_acls_decide_who_reads_an_asset_or_collection_and_the_bulk_check_says_so(emulator):
+    emu = emulator
+    other = emu.add_user("other@example.com")
+    admin = emu.add_user("admin@example.com", is_admin=True)
+    open_asset, closed, shared = emu.add_asset("open"), emu.add_asset("closed"), emu.add_asset("shared")
+    emu.set_acl(closed, {})
+    emu.set_acl(shared, {other: ("read",)})
+    reel = emu.add_collection("reel")
+    for asset in (open_asset, closed, shared):
+        emu.add_to_collection(reel, asset)
+    mine, theirs = session(emu), session(emu, emu.new_token(user_id=other))
+    boss = session(emu, emu.new_token(user_id=admin))
+    assert get(mine, f"{ASSETS}/assets/{closed}/").status_code == 403
+    assert get(mine, f"{FILES}/assets/{closed}/files/").status_code == 403
+    assert get(theirs, f"{ASSETS}/assets/{shared}/").status_code == 200
+    assert get(boss, f"{ASSETS}/assets/{closed}/").status_code == 200
+    listed = {i["id"] for i in get(mine, f"{ASSETS}/collections/{reel}/contents/").json()["objects"]}
+    assert listed == {open_asset}
+    answer = mine.post(emu.url + "/API/acls/v1/acl/assets/read/", timeout=5,
+                       json={"object_keys": [open_asset, closed, shared, MISSING]}).json()
+    assert answer == {"access_granted": [open_asset], "access_denied": [closed, shared, MISSING]}
+    too_many = mine.post(emu.url + "/API/acls/v1/acl/assets/read/", timeout=5, json={"object_keys": [open_asset] * 501})
+    assert too_many.status_code == 400
+    assert get(theirs, f"/API/acls/v1/acl/assets/{shared}/permissions/").json() == {"permissions": ["read"]}
+
+
+def test_under_acls_need_role_a_plain_user_gets_403_from_the_acl_calls(emulator):
+    emu = emulator
+    emu.faults.acls_need_role = True
+    reader = emu.add_user("reader@example.com", roles=("can_read_acls",))
+    asset = emu.add_asset("clip")
+    plain, allowed = session(emu), session(emu, emu.new_token(user_id=reader))
+    body = {"object_keys": [asset]}
+    assert plain.post(emu.url + "/API/acls/v1/acl/assets/read/", json=body, timeout=5).status_code == 403
+    assert get(plain, f"/API/acls/v1/acl/assets/{asset}/permissions/").status_code == 403
+    assert allowed.post(emu.url + "/API/acls/v1/acl/assets/read/", json=body, timeout=5).json()[
+        "access_granted"] == [asset]
+    assert get(plain, f"{ASSETS}/assets/{asset}/").status_code == 200  # reading the asset itself is not an ACL call
