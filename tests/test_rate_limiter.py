@@ -67,6 +67,16 @@ def assert_never_over_rate(times: list[float], rate: float, burst: int, slack: f
 # -- a fake clock: exact and deterministic ------------------------------------
 
 
+def test_try_acquire_waits_for_a_near_slot_and_takes_none_past_its_limit():
+    """The identity check at the edge: a slot within max_wait is waited for; a later one is not taken."""
+    clock = FakeClock()
+    limiter = limiter_on(clock, rate=2, burst=1)
+    assert limiter.try_acquire(0.0) and clock.slept == []
+    assert not limiter.try_acquire(0.4)  # the next slot is 0.5 s away
+    assert clock.slept == []
+    assert limiter.try_acquire(0.5) and clock.slept == pytest.approx([0.5])  # 0.5, not 1: the refusal took none
+
+
 def test_the_first_burst_calls_do_not_wait_then_calls_are_spaced_one_over_rate():
     clock = FakeClock()
     limiter = limiter_on(clock, rate=10, burst=3)
