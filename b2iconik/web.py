@@ -37,7 +37,7 @@ def _rejected(exc: Rejected):
     return error(exc.status, exc.message)
 
 
-@bp.get("/")
+@bp.get("/", strict_slashes=False)
 def ready():
     service = _service()
     runner = service.runner
