@@ -5,8 +5,10 @@ served over HTTP by werkzeug in a thread, or the `functions-framework` command
 in a subprocess) against the iconik emulator. Google's services are replaced at
 their client classes: a fake Secret Manager client, and a fake Cloud Tasks
 client whose queue delivers each task to the function over HTTP, when due,
-with duplicates, lost deliveries and retries on demand. OIDC verification is
-replaced by a fake that accepts fake tokens minted by that queue.
+with duplicates, lost deliveries and retries on demand. The tasks carry real
+RS256 OIDC tokens signed by a local key (tests/google_oidc.py); the function
+verifies them with google-auth against that key's certificate, served on
+loopback at OIDC_CERTS_URL.
 
 The jobs are kept in the function's job store: Firestore in Cloud Tasks mode,
 replaced at its client class by `FakeFirestore` (tests/test_cloud_jobstate.py),
@@ -38,7 +40,6 @@ import requests
 import werkzeug.test
 from google.api_core import exceptions as api_errors
 from google.cloud import firestore, secretmanager, tasks_v2
-from google.oauth2 import id_token
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from b2iconik.cloud import payload as payloads
@@ -49,6 +50,7 @@ from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.web import job_view
+from google_oidc import CertificateServer, SigningKey
 from harness import free_port, run_server, untouched
 from test_cloud_jobstate import FakeFirestore
 
@@ -97,17 +99,13 @@ class FakeSecretManager:
         self.client_class = Client
 
 
+GOOGLE_KEY = SigningKey("test-google-key")
+"""Signs the tasks' OIDC tokens, as Google does for Cloud Tasks; its certificate is served in cloud_env."""
+
+
 def fake_oidc_token(email: str, audience: str) -> str:
-    return f"fake-oidc|{email}|{audience}"
-
-
-def fake_verify_oauth2_token(token, request, audience=None, clock_skew_in_seconds=0):
-    parts = token.split("|") if isinstance(token, str) else []
-    if len(parts) != 3 or parts[0] != "fake-oidc":
-        raise ValueError("Wrong number of segments in token")
-    if audience is not None and parts[2] != audience:
-        raise ValueError(f"Token has wrong audience {parts[2]}, expected {audience}")
-    return {"iss": "https://accounts.google.com", "aud": parts[2], "email": parts[1], "email_verified": True}
+    """The OIDC token Cloud Tasks would send for `email` and `audience`, really signed (by GOOGLE_KEY)."""
+    return GOOGLE_KEY.token(email, audience)
 
 
 class FakeCloudTasks:
@@ -310,9 +308,11 @@ def cloud_env(emulator, monkeypatch):
     monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", secrets.client_class)
     monkeypatch.setattr(tasks_v2, "CloudTasksClient", queue.client_class)
     monkeypatch.setattr(firestore, "Client", store.client_class)
-    monkeypatch.setattr(id_token, "verify_oauth2_token", fake_verify_oauth2_token)
     jobs = JobStates(FirestoreDocuments(client_factory=lambda project, database: store.client_class()))
-    yield {"queue": queue, "secrets": secrets, "port": port, "emu": emulator, "firestore": store, "jobs": jobs}
+    with CertificateServer(GOOGLE_KEY).running() as google:
+        monkeypatch.setenv("OIDC_CERTS_URL", google.url)
+        yield {"queue": queue, "secrets": secrets, "port": port, "emu": emulator, "firestore": store, "jobs": jobs,
+               "google": google}
     queue.stop()
 
 
@@ -653,6 +653,9 @@ def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
             (call({"Authorization": "Bearer " + fake_oidc_token("someone@else.iam.gserviceaccount.com", audience)}), 403),
             (call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, "https://other.example")}), 403),
             (call({"Authorization": "Basic " + fake_oidc_token(SERVICE_ACCOUNT, audience)}), 403),
+            # Every claim right, but signed by a key Google does not publish.
+            (call({"Authorization": "Bearer " + SigningKey(GOOGLE_KEY.key_id).token(SERVICE_ACCOUNT, audience)}),
+             403),
             (requests.get(f"{url}/continue", timeout=5), 405),
         ]
         for answer, status in refusals:
@@ -666,6 +669,7 @@ def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
         again = call(token)
         assert again.status_code == 200 and again.json()["duplicate"] is True
         queue.wait_done(by_oidc.json()["job_id"])
+    assert cloud_env["google"].hits == 1, "the certificates are fetched once and kept"
 
 
 def test_forged_continuation_signed_with_the_shared_secret_deletes_nothing_in_the_cloud(cloud_env):

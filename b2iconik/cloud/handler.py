@@ -561,7 +561,7 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
     if config.mode == "cloud":
         if not (config.service_account and config.function_url):
             raise ConfigError("TASKS_SERVICE_ACCOUNT and FUNCTION_URL are required with Cloud Tasks")
-        oidc = OidcVerifier(config.function_url, config.service_account)
+        oidc = OidcVerifier(config.function_url, config.service_account, config.oidc_certs_url)
     elif config.mode == "local":
         task_key = new_task_key()
     local = None
@@ -576,7 +576,7 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
                                            workers=config.local_workers)
     scheduler = None
     if config.schedule is not None:
-        scheduler = OidcVerifier(config.schedule.audience, config.schedule.account)
+        scheduler = OidcVerifier(config.schedule.audience, config.schedule.account, config.oidc_certs_url)
     handler = FunctionHandler(config, secret=secret, queue=queue, jobs=jobs or build_job_store(config),
                               oidc=oidc, task_key=task_key, scheduler=scheduler)
     if local is not None:
