@@ -1,4 +1,4 @@
-"""The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.12).
+"""The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.11).
 
     SOURCE=$(scripts/stage-function) && gcloud functions deploy iconik_handler --gen2 \\
         --source="$SOURCE" ...                              (see docs/deploy-cloud-function.md)
