@@ -1142,7 +1142,7 @@ def test_cloud_mode_without_the_cloud_packages_refuses_to_start(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "cannot start: No module named 'google.cloud" in result.stderr
-    assert "requirements-cloud.txt" in result.stderr
+    assert "scripts/stage-function" in result.stderr and "requirements-cloud.lock" in result.stderr
 
 
 # -- small pieces ----------------------------------------------------------------------
