@@ -14,8 +14,8 @@
 #
 # The base image: the official python:3.11-slim, pinned by digest so that every build starts
 # from the same bytes (this digest: its build of 2026-08-05, Python 3.11.15 on Debian trixie).
-# 3.11 is the Python that CI tests and the Cloud Function runs (docs/development.md, "One
-# Python"). To move to a newer build of the tag, put the Digest that
+# 3.11 is the Python that CI tests and the Cloud Function runs (docs/development.md, "Locked
+# packages and one Python"). To move to a newer build of the tag, put the Digest that
 #   docker buildx imagetools inspect python:3.11-slim
 # prints here, then rebuild.
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
