@@ -170,10 +170,12 @@ class Settings:
             **pins,
         )
 
-    def client(self, auth_token: str | None) -> iconik.IconikClient:
-        """An iconik client for background work: the app token if set, else the click's token."""
+    def client(self, auth_token: str | None, party: str | None = None) -> iconik.IconikClient:
+        """An iconik client for background work: the app token if set, else the click's token.
+
+        `party` (a job id) gets its share of the rate to iconik, as each other live job does."""
         token = self.iconik_token or auth_token
         if not token:
             raise ConfigError("no iconik token: the job has none and ICONIK_TOKEN is not set")
         return iconik.IconikClient(self.iconik_id, token, self.iconik_url,
-                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps)
+                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps, party=party)

@@ -257,7 +257,7 @@ class JobRunner:
                 self._finish(job, state, "failed")
                 self._close_panel_entry(job, state, state["error"])
                 return
-            client = self.settings.client(job.auth_token)
+            client = self.settings.client(job.auth_token, party=job.id)
             recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
             flow = workflows.Workflow(
                 client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
