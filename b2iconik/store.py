@@ -694,7 +694,7 @@ class JobReader(_Reads):
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         except sqlite3.Error as error:
             raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
-        if "outcomes" not in tables or "requested_by" not in columns:
+        if "outcomes" not in tables or not {"requested_by", "wake_at"} <= columns:
             db.close()
             raise StoreError(f"the job store in {self.dir} was made by an earlier version; "
                              "start the plugin once to bring it up to date")
