@@ -100,6 +100,26 @@ def test_running_and_parked_jobs_count_as_live_and_a_finished_one_frees_its_plac
     store.close()
 
 
+def test_a_parked_job_is_claimed_only_once_it_is_due_and_keeps_its_attempts_and_assets(tmp_path):
+    now = [1000.0]
+    store = JobStore(tmp_path / "state", clock=lambda: now[0])
+    job_id = store.create("add", _state(None), "tok_parked_0123")
+    owner = new_owner()
+    job = store.claim(owner, 60)
+    asset = str(uuid.uuid4())
+    assert store.claim_assets(job_id, [asset]) == []
+    store.park(job_id, job.owner, {**_state(None), "phase": "wait"}, wake_at=now[0] + 30)
+    parked = store.get(job_id)
+    assert (parked.status, parked.attempts, parked.auth_token) == ("waiting", 0, "tok_parked_0123")
+    assert store.claim_assets(str(uuid.uuid4()), [asset]) == [asset]  # its assets stay its own
+    now[0] += 29
+    assert store.claim(owner, 60) is None
+    now[0] += 1
+    woken = store.claim(owner, 60)
+    assert woken.id == job_id and woken.woken and woken.attempts == 1 and woken.state["phase"] == "wait"
+    store.close()
+
+
 def test_clicks_recorded_at_once_by_two_processes_never_pass_the_limit(tmp_path):
     """Each process's count and insert are one transaction: the limit holds however they interleave."""
     stores = [JobStore(tmp_path / "state"), JobStore(tmp_path / "state")]
