@@ -602,7 +602,7 @@ class JobStore(_Reads):
             busy = []
             for asset_id in asset_ids:
                 row = db.execute("SELECT j.id FROM asset_leases a JOIN jobs j ON j.id = a.job_id "
-                                 "WHERE a.asset_id=? AND a.job_id<>? AND j.status IN ('queued', 'running', 'waiting')",
+                                 f"WHERE a.asset_id=? AND a.job_id<>? AND j.{IS_LIVE}",
                                  (asset_id, job_id)).fetchone()
                 if row is not None:
                     busy.append(asset_id)
