@@ -586,6 +586,40 @@ def test_a_secret_with_a_wrong_crc32c_is_refused(cloud_env):
     assert len(secrets.names) == 2
 
 
+def test_a_secret_shorter_than_the_servers_minimum_is_refused(cloud_env):
+    from b2iconik.config import MIN_SECRET_LENGTH
+
+    queue, emu, secrets = cloud_env["queue"], cloud_env["emu"], cloud_env["secrets"]
+    short = "abc"
+    secrets.value = short.encode() + b"\n"
+    b2, ll, ids = world(emu, clip=b"m" * 10)
+    emu.reset_counts()
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, secrets, url)
+        for given in (short, SECRET):
+            answer = cloud.click("add", b2, ll, secret=given, asset_ids=[ids["clip"]])
+            assert answer.status_code == 503, answer.text
+            assert "refused" in answer.json()["error"] and short not in answer.text
+        view = requests.get(f"{url}/jobs/{uuid.uuid4()}", headers={"x-bz-secret": short}, timeout=10)
+        assert view.status_code == 503
+        assert queue.tasks == {} and iconik_calls(emu) == 0 and cloud_env["firestore"].docs == {}
+
+        # One character short of the minimum is refused too; at the minimum the function serves.
+        secrets.value = b"s" * (MIN_SECRET_LENGTH - 1)
+        sys.modules["main"].get_handler().secret.refresh_after = 0
+        assert cloud.click("add", b2, ll, secret="s" * (MIN_SECRET_LENGTH - 1),
+                           asset_ids=[ids["clip"]]).status_code == 503
+        secrets.value = b"s" * MIN_SECRET_LENGTH
+        assert cloud.click("add", b2, ll, secret="s" * MIN_SECRET_LENGTH,
+                           asset_ids=[ids["clip"]]).status_code == 202
+        # A rotation to a short secret is not taken: the cached one goes on serving.
+        secrets.value = b"tiny"
+        assert cloud.click("add", b2, ll, secret="tiny", asset_ids=[ids["clip"]]).status_code == 401
+        assert cloud.click("add", b2, ll, secret="s" * MIN_SECRET_LENGTH,
+                           asset_ids=[ids["clip"]]).status_code == 202
+        queue.wait_idle()
+
+
 def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
     monkeypatch.setenv("BZ_SHARED_SECRET", LOCAL_SECRET)
     emu = cloud_env["emu"]

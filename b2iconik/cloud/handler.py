@@ -41,7 +41,7 @@ from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, si
 from b2iconik.cloud.config import CloudConfig
 from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LostLease, MemoryDocuments, NoSuchJob,
                                      NotNow, StepBusy, StepDone, StoreError)
-from b2iconik.cloud.secrets import SecretUnavailable, SharedSecret
+from b2iconik.cloud.secrets import SecretRefused, SecretUnavailable, SharedSecret
 from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
                                   NullQueue, QueueError, Task)
@@ -125,6 +125,10 @@ class FunctionHandler:
         except BodyTooLarge as exc:
             log.info("refused %s %s: body over %d bytes (413)", method, path[:200], exc.limit)
             return error(413, f"body too large: at most {exc.limit} bytes")
+        except SecretRefused as exc:
+            log.error("refused %s %s: the shared secret is not fit to serve: %s", method, path[:200], exc)
+            return error(503, "the plugin's shared secret is refused by its own checks (see the function's "
+                              "log); nothing was started")
         except SecretUnavailable as exc:
             log.error("cannot check %s %s: %s", method, path[:200], exc)
             return error(503, "the plugin cannot read its shared secret right now; "
