@@ -365,6 +365,43 @@ def test_add_then_remove_through_cloud_tasks(cloud):
     assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED"
 
 
+def test_an_add_and_a_remove_of_one_asset_run_one_after_the_other(cloud_env):
+    queue, emu, store = cloud_env["queue"], cloud_env["emu"], cloud_env["firestore"]
+    with serve(cloud_env["port"]) as url, serve(free_port()) as other:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"leased clip " * 80, other=b"not shared " * 20)
+        emu.fault_asset(ids["clip"], "copy_slow", 1.0)
+        # Duplicated and lost deliveries, some to another instance, do not break the leases.
+        queue.duplicate, queue.duplicate_url, queue.lose_first = {0, 1, 2}, other + "/continue", {1, 3}
+
+        added = cloud.click("add", b2, ll, asset_ids=[ids["clip"], ids["other"]])
+        removed = cloud.click("remove", b2, ll, asset_ids=[ids["clip"]])
+        assert added.status_code == removed.status_code == 202
+        add_id, remove_id = added.json()["job_id"], removed.json()["job_id"]
+        add_done, remove_done = queue.wait_done(add_id), queue.wait_done(remove_id)
+        queue.wait_idle()
+
+    # The Add copied; the Remove waited for it to end, then removed the copy it made.
+    assert add_done["result"] == "succeeded" and add_done["counts"]["results"] == {"copied": 2}, add_done
+    assert remove_done["result"] == "succeeded" and remove_done["counts"]["results"] == {"removed": 1}, remove_done
+    assert list(emu.storage_files(ll).values()) == [b"not shared " * 20]
+    heads = store.collection("b2iconik_jobs")
+    add_view, remove_view = (job_status_with(url, job_id) for job_id in (add_id, remove_id))
+    assert [entry["result"] for entry in remove_view["audit"]] == ["removed"]
+    assert min(entry["recorded_at"] for entry in remove_view["audit"]) >= heads[add_id]["finished_at"]
+    assert any(r["answer"] and r["answer"].get("phase") == "resolve" and r["step"] >= 1
+               for r in queue.records(remove_id)), "the Remove should have waited in resolve"
+    # Both ends released their leases.
+    assert store.collection("b2iconik_jobs_assets") == {}
+    assert add_view["status"] == remove_view["status"] == "succeeded"
+
+
+def job_status_with(url: str, job_id: str) -> dict:
+    """The job's view from the store (the function that served it has stopped)."""
+    fields, state, trail = sys.modules["main"].get_handler().jobs.read(job_id)
+    return job_view(job_record(fields, state), trail)
+
+
 def test_tasks_carry_oidc_schedule_and_names_and_no_signature(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     with serve(cloud_env["port"]) as url:

@@ -1,9 +1,11 @@
 """The job documents in Google Cloud Firestore (cloud mode), for `jobstate.JobStates`.
 
-Two collections of a Native mode database: `<collection>` (default
-`b2iconik_jobs`) holds one head document per job, named by the job id, and
-`<collection>_chunks` the chunk documents. Both carry `expire_at`, the field of
-the TTL policies that delete finished jobs (docs/deploy-cloud-function.md).
+Three collections of a Native mode database: `<collection>` (default
+`b2iconik_jobs`) holds one head document per job, named by the job id,
+`<collection>_chunks` the chunk documents and `<collection>_assets` the asset
+leases, one document per asset, named by the asset id. All carry `expire_at`,
+the field of the TTL policies that delete finished jobs and forgotten leases
+(docs/deploy-cloud-function.md).
 
 The head's compare-and-set is an update with a precondition on the update
 time it was read at. When an update fails in any way, the head is read again:
@@ -11,6 +13,11 @@ if it holds what was written, the write went through (an answer lost on the
 way); if it changed otherwise, the swap lost; if it did not change, the outcome
 is reported as a StoreError and nothing is tidied. Chunks are written in
 batches of at most 400 documents and 8 MiB.
+
+Asset leases are taken and released in Firestore transactions (the client's
+`transactional`, which retries a transaction that lost to a concurrent one):
+all reads first (the leases, then the heads of the jobs they name), then the
+writes, which Firestore commits only if nothing read has changed since.
 
 The client library is imported only here, and only when a store is made.
 """
@@ -62,6 +69,20 @@ class FirestoreDocuments:
 
     def _chunk(self, doc_id: str):
         return self.client.collection(self.collection + "_chunks").document(doc_id)
+
+    def _lease(self, asset_id: str):
+        return self.client.collection(self.collection + "_assets").document(asset_id)
+
+    def _transaction(self, work, what: str):
+        """`work(transaction)` in a Firestore transaction, retried by the client on contention."""
+        from google.cloud import firestore
+
+        try:
+            return firestore.transactional(work)(self.client.transaction())
+        except StoreError:
+            raise
+        except Exception as error:
+            raise StoreError(f"Firestore did not take {what}: {_problem(error)}") from None
 
     # -- heads ---------------------------------------------------------------------
 
@@ -142,6 +163,43 @@ class FirestoreDocuments:
     def expire_chunks(self, ids: list[str], expire_at) -> None:
         self._commit(ids, lambda batch, doc_id: batch.set(self._chunk(doc_id), {"expire_at": expire_at},
                                                           merge=True))
+
+
+    # -- asset leases ----------------------------------------------------------------
+
+    def lease_assets(self, job_id: str, asset_ids: list[str], holds, fields: dict) -> list[str]:
+        """Lease all of `asset_ids` to the job, or none: those leased to a job whose head `holds` them."""
+        refs = [self._lease(asset_id) for asset_id in asset_ids]
+
+        def work(transaction):
+            found = {snapshot.id: snapshot.to_dict() for snapshot in transaction.get_all(refs, timeout=self.timeout)
+                     if snapshot.exists}
+            others = sorted({lease.get("job_id") for lease in found.values()} - {job_id})
+            heads = {}
+            if others:
+                heads = {snapshot.id: snapshot.to_dict() for snapshot in
+                         transaction.get_all([self._head(other) for other in others], timeout=self.timeout)
+                         if snapshot.exists}
+            busy = [asset_id for asset_id in asset_ids if asset_id in found
+                    and found[asset_id].get("job_id") != job_id and holds(heads.get(found[asset_id].get("job_id")))]
+            if not busy:
+                for asset_id, ref in zip(asset_ids, refs):
+                    if (found.get(asset_id) or {}).get("job_id") != job_id:
+                        transaction.set(ref, fields)
+            return busy
+
+        return self._transaction(work, "the asset leases")
+
+    def release_assets(self, job_id: str, asset_ids: list[str]) -> None:
+        refs = [self._lease(asset_id) for asset_id in asset_ids]
+
+        def work(transaction):
+            mine = [snapshot.reference for snapshot in transaction.get_all(refs, timeout=self.timeout)
+                    if snapshot.exists and snapshot.to_dict().get("job_id") == job_id]
+            for ref in mine:
+                transaction.delete(ref)
+
+        self._transaction(work, "the release of the asset leases")
 
 
 def _same(found: dict, wrote: dict) -> bool:

@@ -448,7 +448,15 @@ class FunctionHandler:
             flow = workflows.Workflow(client, state, self.tuning, blocking_waits=False, clock=self.clock,
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
-                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome)
+                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome,
+                                      claim_assets=lambda asset_ids: self.jobs.claim_assets(job.claim, asset_ids))
+            if flow.claims_assets and state.get("resolved") and state["phase"] != "resolve":
+                # Past resolve, where the workflow leases its assets: leases that lapsed while no step
+                # ran (the store then counts none held) are claimed again before any asset is touched.
+                busy = self.jobs.claim_assets(job.claim, state["assets"])
+                if busy:
+                    return self._wait_for_assets(job, state, len(busy))
+                state.pop("waiting_for", None)
             try:
                 if flow.run():
                     return self._finished(job, state)
@@ -491,6 +499,12 @@ class FunctionHandler:
                                       "repeated; the job goes on under another entry."})
         except Exception as exc:  # best effort, like every Jobs-panel update
             log.warning("could not close the iconik entry %s: %s", entry, exc)
+
+    def _wait_for_assets(self, job: Slice, state: dict, busy: int) -> Reply:
+        """Another live job holds some of this job's assets: try again after the poll interval."""
+        log.info("waiting: another job holds %d of this job's assets (its leases lapsed while no step ran)", busy)
+        state["waiting_for"] = busy
+        return self._hand_over(job, state, self.clock() + self.tuning.poll_interval)
 
     def _hand_over(self, job: Slice, state: dict, wake_at: float | None) -> Reply:
         """Commit the slice's state with the job at the next step, then queue that step."""

@@ -28,6 +28,22 @@ takes the job's lease for that step only, and only while no other holder's
 lease runs; an older step is refused as done, a later one as early. A commit
 renews the lease; `hand_over` moves the job to the next step and frees it.
 
+Asset leases: a job that works on assets leases them first (`claim_assets`,
+the workflow's hook, as the server's store does), so two jobs never work on one
+asset at once. A lease is one document per asset naming the job; it is taken
+only in a transaction that reads the asset's lease and the head of the job it
+names, and it holds while that job is live and its head's `assets_until` has
+not passed. Every begin and commit puts `assets_until` a grace
+(ASSET_LEASE_GRACE) past the step's lease, or past the next step's time on a
+hand-over: so the leases outlast a slice that dies, until the queue delivers
+the step again, and expire when the job is never continued. A job whose
+`assets_until` passed before its next step began may have lost them: its
+count of assets held (`assets_held`) starts again at 0 and its assets are
+claimed again before it works on them. Assets are claimed in id order, in
+transactions of at most LEASES_PER_TRANSACTION; a job keeps those it has while
+it waits for the rest, and the order means no two jobs wait on each other.
+The job's end releases them.
+
 Expiry: every document carries `expire_at` (a TTL policy field): a live head
 HEAD_LIVE_TTL after its last commit, a chunk CHUNK_LIVE_TTL after it was written
 (rewritten before then if the job lives on), and a finished job's head and
@@ -65,6 +81,9 @@ MAX_CHUNK_BYTES = 64 * 1024 * 1024
 MAX_HEAD_BYTES = 16 * 1024 * 1024
 """The most one chunk, or the head, inflates to when read back; past it the record is refused."""
 AUDIT_PER_CHUNK = 500
+ASSET_LEASE_GRACE = 600.0
+"""Seconds a job's asset leases outlast its step's lease (or its next step's time): the queue's redelivery."""
+LEASES_PER_TRANSACTION = 400
 WRITES_PER_BATCH = 400
 BYTES_PER_BATCH = 8 * 1024 * 1024
 FINAL = ("succeeded", "failed")
@@ -151,6 +170,7 @@ class MemoryDocuments:
         self._lock = threading.Lock()
         self.heads: dict[str, tuple[dict, int]] = {}
         self.chunks: dict[str, dict] = {}
+        self.leases: dict[str, dict] = {}
         self._clock = 0
         self.writes = 0
         self.fail_write_at: int | None = None
@@ -212,17 +232,39 @@ class MemoryDocuments:
                 if doc_id in self.chunks:
                     self.chunks[doc_id]["expire_at"] = expire_at
 
+    def lease_assets(self, job_id: str, asset_ids: list[str], holds, fields: dict) -> list[str]:
+        """Lease all of `asset_ids` to the job, or none: those leased to a job whose head `holds` them."""
+        with self._lock:
+            found = {asset_id: self.leases.get(asset_id) for asset_id in asset_ids}
+            busy = [asset_id for asset_id, lease in found.items() if lease and lease["job_id"] != job_id
+                    and holds((self.heads.get(lease["job_id"]) or (None,))[0])]
+            if not busy:
+                for asset_id, lease in found.items():
+                    if not lease or lease["job_id"] != job_id:
+                        self._write()
+                        self.leases[asset_id] = dict(fields)
+            return busy
+
+    def release_assets(self, job_id: str, asset_ids: list[str]) -> None:
+        with self._lock:
+            for asset_id in asset_ids:
+                if (self.leases.get(asset_id) or {}).get("job_id") == job_id:
+                    del self.leases[asset_id]
+
     def purge_expired(self, now: float) -> int:
         """What a TTL policy does: delete every document whose expire_at has passed."""
         cutoff = when(now)
         with self._lock:
+            gone = 0
+            for table in (self.chunks, self.leases):
+                expired = [k for k, fields in table.items() if fields["expire_at"] <= cutoff]
+                for key in expired:
+                    del table[key]
+                gone += len(expired)
             heads = [k for k, (fields, _) in self.heads.items() if fields["expire_at"] <= cutoff]
-            chunks = [k for k, fields in self.chunks.items() if fields["expire_at"] <= cutoff]
             for key in heads:
                 del self.heads[key]
-            for key in chunks:
-                del self.chunks[key]
-            return len(heads) + len(chunks)
+            return gone + len(heads)
 
 
 # -- the job store ---------------------------------------------------------------
@@ -372,8 +414,11 @@ class JobStates:
                 raise StepEarly(fields["step"])
             if fields.get("holder") and fields.get("lease_until", 0) > now:
                 raise StepBusy(fields["lease_until"])
+            # Asset leases that lapsed since the last step may have been taken: count none as held.
+            held = fields.get("assets_held", 0) if fields.get("assets_until", 0.0) > now else 0
             taken = {**fields, "holder": holder, "lease_until": now + lease_seconds, "status": "running",
-                     "version": fields["version"] + 1, "updated_at": now, "expire_at": when(now + HEAD_LIVE_TTL)}
+                     "version": fields["version"] + 1, "updated_at": now, "expire_at": when(now + HEAD_LIVE_TTL),
+                     "assets_until": now + lease_seconds + ASSET_LEASE_GRACE, "assets_held": held}
             new_token = self.docs.swap_head(job_id, taken, token)
             if new_token is not None:
                 self._count(documents_written=1)
@@ -420,16 +465,19 @@ class JobStates:
             return CommitStats(skipped=True)
         if docs:
             self.docs.put_chunks(docs)
+        held = claim.fields.get("assets_held", 0)
         fields = {**claim.fields, "version": version, "updated_at": now, "head": pack(head_raw),
                   "holder": None if release else claim.holder,
                   "lease_until": 0.0 if release else now + claim.lease_seconds,
-                  "expire_at": when(now + HEAD_LIVE_TTL)}
+                  "expire_at": when(now + HEAD_LIVE_TTL),
+                  "assets_until": max(now, next_at or now) + claim.lease_seconds + ASSET_LEASE_GRACE}
         if step is not None:
             fields.update(step=step, next_at=next_at)
         if status is not None:
             fields["status"] = status
         if status in FINAL:
-            fields.update(auth_token=None, finished_at=now, next_at=None, expire_at=when(now + self.retention))
+            fields.update(auth_token=None, finished_at=now, next_at=None, expire_at=when(now + self.retention),
+                          assets_until=0.0, assets_held=0)
         new_token = self.docs.swap_head(claim.job_id, fields, claim.token)
         if new_token is None:
             self._quietly(self.docs.delete_chunks, list(docs))
@@ -451,6 +499,7 @@ class JobStates:
             ids = [doc_id for table in (manifest, audit_state["chunks"]) for name, entry in table.items()
                    for doc_id in self._ids(claim.job_id, name, entry)]
             self._quietly(self.docs.expire_chunks, ids, when(now + self.retention))
+            self._quietly(self._release_assets, claim.job_id, state, held)
         stats = CommitStats(chunks_written=len(written), documents_written=len(docs) + 1,
                             bytes_written=sum(len(d["data"]) for d in docs.values()) + len(fields["head"]),
                             seconds=time.perf_counter() - started)
@@ -467,6 +516,39 @@ class JobStates:
         if status not in FINAL:
             raise ValueError(f"a finished job is succeeded or failed, not {status!r}")
         return self.commit(claim, state, audit=audit, status=status, release=True)
+
+    # -- asset leases -----------------------------------------------------------------
+
+    def claim_assets(self, claim: Claim, asset_ids) -> list[str]:
+        """Lease the job's assets (the workflow's hook): [] when it holds them all now.
+
+        Else the ids, among the next group to lease, that another live job holds; the job
+        keeps what it has leased so far (`assets_held`, committed with the head) and
+        asks again later. StoreError when the store cannot tell.
+        """
+        wanted = sorted(set(asset_ids))
+        held = claim.fields.get("assets_held", 0)
+        held = held if 0 <= held <= len(wanted) else 0
+        while held < len(wanted):
+            group = wanted[held:held + LEASES_PER_TRANSACTION]
+            now = self.clock()
+            busy = self.docs.lease_assets(claim.job_id, group, lambda head: _holds_assets(head, now),
+                                          {"job_id": claim.job_id, "leased_at": now,
+                                           "expire_at": when(now + CHUNK_LIVE_TTL)})
+            self._count(documents_read=len(group))
+            if busy:
+                claim.fields["assets_held"] = held
+                return busy
+            held += len(group)
+            claim.fields["assets_held"] = held
+        return []
+
+    def _release_assets(self, job_id: str, state: dict, held: int) -> None:
+        """Free the leases of the `held` first of the job's assets (its end)."""
+        assets = state.get("assets") if isinstance(state.get("assets"), list) else []
+        wanted = sorted({asset_id for asset_id in assets if isinstance(asset_id, str)})[:held]
+        for start in range(0, len(wanted), LEASES_PER_TRANSACTION):
+            self.docs.release_assets(job_id, wanted[start:start + LEASES_PER_TRANSACTION])
 
     def release(self, claim: Claim) -> bool:
         """Give the step back without changing the state, so a redelivery can run it at once."""
@@ -590,6 +672,11 @@ class JobStates:
         if purge is not None and now - self._last_purge >= 60:
             self._last_purge = now
             purge(now)
+
+
+def _holds_assets(head: dict | None, now: float) -> bool:
+    """Does the job of this head hold the assets leased to it? Live, and its leases not lapsed."""
+    return head is not None and head.get("status") not in FINAL and head.get("assets_until", 0.0) > now
 
 
 class _Missing(Exception):
