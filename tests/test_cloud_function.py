@@ -657,6 +657,64 @@ def test_a_secret_shorter_than_the_servers_minimum_is_refused(cloud_env):
         queue.wait_idle()
 
 
+def test_past_the_live_job_limits_a_click_gets_429_and_nothing_is_queued(cloud_env, monkeypatch):
+    from b2iconik.emulator.clicks import custom_action_payload
+
+    emu = cloud_env["emu"]
+    for name, value in {"TASKS_MODE": "null", "BZ_SHARED_SECRET": SECRET, "PLUGIN_MAX_LIVE_JOBS": "3",
+                        "PLUGIN_MAX_LIVE_JOBS_PER_USER": "2", "PLUGIN_MAX_ASSETS_PER_JOB": "3"}.items():
+        monkeypatch.setenv(name, value)
+    b2, ll, ids = world(emu, a=b"a", b=b"b", c=b"c", d=b"d")
+    with serve(cloud_env["port"]) as url:
+        handler = sys.modules["main"].get_handler()
+
+        def click(user, assets=(ids["a"],)):
+            payload = custom_action_payload(user_id=user, system_domain_id=emu.system_domain_id, action_id=None,
+                                            context="BULK", asset_ids=list(assets), collection_ids=[],
+                                            auth_token=emu.new_token())
+            return requests.post(f"{url}/add?b2_storage_id={b2}&ll_storage_id={ll}", json=payload,
+                                 headers={"x-bz-secret": SECRET}, timeout=10)
+
+        emu.reset_counts()
+        # Too many assets in the call: refused at the edge, the limit named.
+        answer = click(emu.user_id, ids.values())
+        assert answer.status_code == 400 and "PLUGIN_MAX_ASSETS_PER_JOB" in answer.json()["error"], answer.text
+        assert "at most 3" in answer.json()["error"]
+        assert [click(emu.user_id).status_code for _ in range(2)] == [202, 202]
+        refused = click(emu.user_id)
+        assert refused.status_code == 429 and refused.headers["Retry-After"].isdigit()
+        assert refused.json() == {"error": refused.json()["error"], "status": 429}
+        assert "PLUGIN_MAX_LIVE_JOBS_PER_USER=2" in refused.json()["error"]
+        assert click(str(uuid.uuid4())).status_code == 202
+        refused = click(str(uuid.uuid4()))
+        assert refused.status_code == 429 and "PLUGIN_MAX_LIVE_JOBS=3" in refused.json()["error"]
+        # Nothing was queued nor recorded for the refused clicks, and iconik was not asked.
+        assert handler.queue.count == 3 and len(handler.jobs.docs.heads) == 3
+        assert iconik_calls(emu) == 0
+
+
+def test_a_collection_expanding_past_the_asset_limit_ends_the_job_with_nothing_touched(cloud_env, monkeypatch):
+    monkeypatch.setenv("PLUGIN_MAX_ASSETS_PER_JOB", "3")
+    emu = cloud_env["emu"]
+    b2, ll, ids = world(emu, **{f"clip{n}": b"in a collection %d" % n for n in range(4)})
+    top = emu.add_collection("four clips")
+    for asset_id in ids.values():
+        emu.add_file(asset_id, "ORIGINAL", ll, "on-ll.mov", b"x")
+        emu.add_to_collection(top, asset_id)
+    before = emu.storage_files(ll)
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, cloud_env["queue"], cloud_env["secrets"], url)
+        done = cloud.run("remove", b2, ll, context="COLLECTION", collection_ids=[top])
+        view = job_status_with(url, done["job_id"])
+    assert done["result"] == "failed"
+    assert "PLUGIN_MAX_ASSETS_PER_JOB" in done["message"] and "4 assets" in done["message"], done["message"]
+    assert emu.storage_files(ll) == before
+    assert calls_to(emu.request_counts, "DELETE", "file_sets") == 0
+    assert calls_to(emu.request_counts, "POST", "bulk") == 0
+    assert view["counts"]["assets"] == 0 and view["audit"] == []
+    assert cloud_env["firestore"].collection("b2iconik_jobs_assets") == {}
+
+
 def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
     monkeypatch.setenv("BZ_SHARED_SECRET", LOCAL_SECRET)
     emu = cloud_env["emu"]

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from b2iconik.cloud import chunks, jobstate
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.firestore_docs import FirestoreDocuments
-from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LostLease, MemoryDocuments, NoSuchJob, StepBusy,
-                                     StepDone, StepEarly, StoreError)
+from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLease, MemoryDocuments, NoSuchJob,
+                                     StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
 
 
@@ -738,6 +738,90 @@ def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
     with pytest.raises(ReadAfterWriteError):
         firestore.transactional(read_after_write)(docs.client.transaction())
     assert leases(docs)[assets[0]] == a
+
+
+# -- live jobs ---------------------------------------------------------------------------
+
+def counted(docs) -> set[str]:
+    if isinstance(docs, MemoryDocuments):
+        return set(docs.live)
+    return set((docs.fake.collection("jobs_live").get("jobs") or {}).get("jobs", {}))
+
+
+def test_live_jobs_are_counted_and_refused_past_the_limits(store):
+    jobs, docs, clock = store
+    limits = LiveLimits(total=3, per_user=2)
+    one, two, three = (str(uuid.uuid4()) for _ in range(3))
+
+    def click(user):
+        return jobs.create("add", {**job_state(ids(2), action="add"), "requested_by": user}, None, limits=limits)
+
+    first, second = click(one), click(one)
+    with pytest.raises(TooManyJobs, match="PLUGIN_MAX_LIVE_JOBS_PER_USER=2"):
+        click(one)
+    third = click(two)
+    with pytest.raises(TooManyJobs, match="PLUGIN_MAX_LIVE_JOBS=3"):
+        click(three)
+    assert counted(docs) == {first, second, third}
+    heads = docs.heads if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs")
+    assert set(heads) == {first, second, third}, "a refused click records nothing"
+    # The scheduled cleanup's job (no limits) is not counted.
+    jobs.create("check", job_state(ids(1)), None, job_id=str(uuid.uuid4()))
+    assert len(counted(docs)) == 3
+
+    # A job's end takes it off, even when the update of the count was lost.
+    claim = jobs.begin(first, 0, 60)
+    uncount = docs.uncount
+    docs.uncount = lambda job_id: (_ for _ in ()).throw(StoreError("lost"))
+    jobs.finish(claim, {**jobs.load(claim), "phase": "done"}, "succeeded")
+    docs.uncount = uncount
+    assert first in counted(docs)
+    fourth = click(three)
+    assert counted(docs) == {second, third, fourth}
+    claim = jobs.begin(second, 0, 60)
+    jobs.finish(claim, {**jobs.load(claim), "phase": "done"}, "failed")
+    assert counted(docs) == {third, fourth}
+
+    # Jobs whose step never came (their tasks lost) stop counting once they have made no progress
+    # past their time; a job that goes on keeps its place.
+    claim = jobs.begin(fourth, 0, 60)
+    fifth = click(one)
+    with pytest.raises(TooManyJobs):
+        click(two)
+    clock.now += jobstate.ASSET_LEASE_GRACE + 1
+    jobs.commit(claim, jobs.load(claim))
+    sixth = click(two)
+    assert counted(docs) == {fourth, sixth}
+    assert docs.read_head(fifth) is not None, "not counted, but still recorded"
+
+
+def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
+    fake = FakeFirestore()
+    docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
+    docs.fake = fake
+    jobs = JobStates(docs, clock=Clock())
+    limits = LiveLimits(total=1, per_user=1)
+    user = str(uuid.uuid4())
+    commit = _Transaction._commit
+    raced = []
+
+    def racing_commit(self):
+        if not raced:
+            raced.append("racing")
+            raced[0] = jobs.create("add", {**job_state(ids(1), action="add"), "requested_by": user}, None,
+                                   limits=limits)
+        return commit(self)
+
+    # Two clicks at once, with room for one: the one whose commit comes second reads the count
+    # again and is refused.
+    _Transaction._commit = racing_commit
+    try:
+        with pytest.raises(TooManyJobs):
+            jobs.create("add", {**job_state(ids(1), action="add"), "requested_by": str(uuid.uuid4())}, None,
+                        limits=limits)
+    finally:
+        _Transaction._commit = commit
+    assert counted(docs) == {raced[0]} and set(fake.collection("jobs")) == {raced[0]}
 
 
 # -- the task body -------------------------------------------------------------------

@@ -19,6 +19,9 @@ as for the Flask app. On top of them, the function reads:
     FIRESTORE_DATABASE     the Firestore database of the job store ((default))
     FIRESTORE_COLLECTION   its collection of job heads (b2iconik_jobs; chunks in <it>_chunks)
     PLUGIN_JOB_RETENTION_DAYS  (the server's setting) how long a finished job is kept (365)
+    PLUGIN_MAX_LIVE_JOBS           (the server's setting) clicks' jobs live at once (50; at most 1000 here)
+    PLUGIN_MAX_LIVE_JOBS_PER_USER  (the server's setting) of them, one user's (5)
+    PLUGIN_MAX_ASSETS_PER_JOB      (the server's setting) assets in one job, selected or in collections (100000)
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 DEFAULT_SLICE_SECONDS = 240.0
 DEFAULT_TASK_ATTEMPTS = 10
+DEFAULT_MAX_LIVE_JOBS = 50
+DEFAULT_MAX_LIVE_JOBS_PER_USER = 5
+DEFAULT_MAX_ASSETS_PER_JOB = 100_000
+MOST_LIVE_JOBS = 1000
+"""The live jobs are counted in one Firestore document (jobstate.py): this many fit it well."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ class CloudConfig:
     job_store: str = "memory"
     firestore_database: str = "(default)"
     firestore_collection: str = "b2iconik_jobs"
+    max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS
+    max_live_jobs_per_user: int = DEFAULT_MAX_LIVE_JOBS_PER_USER
+    max_assets_per_job: int = DEFAULT_MAX_ASSETS_PER_JOB
 
     @classmethod
     def from_env(cls, env=None) -> "CloudConfig":
@@ -123,6 +134,11 @@ class CloudConfig:
         if not COLLECTION.match(collection):
             raise ConfigError(f"FIRESTORE_COLLECTION must be letters, digits, _ or -: {collection[:100]!r}")
 
+        max_live_jobs = int(_number(env, "PLUGIN_MAX_LIVE_JOBS", DEFAULT_MAX_LIVE_JOBS, int, 1))
+        if max_live_jobs > MOST_LIVE_JOBS:
+            raise ConfigError(f"PLUGIN_MAX_LIVE_JOBS is {max_live_jobs}; the Cloud Function takes at most "
+                              f"{MOST_LIVE_JOBS} (its live jobs are counted in one Firestore document)")
+
         return cls(
             settings=settings,
             mode=mode,
@@ -139,6 +155,10 @@ class CloudConfig:
             job_store=job_store,
             firestore_database=database,
             firestore_collection=collection,
+            max_live_jobs=max_live_jobs,
+            max_live_jobs_per_user=int(_number(env, "PLUGIN_MAX_LIVE_JOBS_PER_USER",
+                                               DEFAULT_MAX_LIVE_JOBS_PER_USER, int, 1)),
+            max_assets_per_job=int(_number(env, "PLUGIN_MAX_ASSETS_PER_JOB", DEFAULT_MAX_ASSETS_PER_JOB, int, 1)),
         )
 
     def describe_store(self) -> str:

@@ -5,7 +5,8 @@ Three collections of a Native mode database: `<collection>` (default
 `<collection>_chunks` the chunk documents and `<collection>_assets` the asset
 leases, one document per asset, named by the asset id. All carry `expire_at`,
 the field of the TTL policies that delete finished jobs and forgotten leases
-(docs/deploy-cloud-function.md).
+(docs/deploy-cloud-function.md). `<collection>_live` holds one document,
+`jobs`, that counts the clicks' live jobs (job id -> who asked, when).
 
 The head's compare-and-set is an update with a precondition on the update
 time it was read at. When an update fails in any way, the head is read again:
@@ -14,7 +15,8 @@ way); if it changed otherwise, the swap lost; if it did not change, the outcome
 is reported as a StoreError and nothing is tidied. Chunks are written in
 batches of at most 400 documents and 8 MiB.
 
-Asset leases are taken and released in Firestore transactions (the client's
+A click's job is created, and counted, in a transaction with the count; asset
+leases are taken and released in Firestore transactions (the client's
 `transactional`, which retries a transaction that lost to a concurrent one):
 all reads first (the leases, then the heads of the jobs they name), then the
 writes, which Firestore commits only if nothing read has changed since.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError
+from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,13 @@ class FirestoreDocuments:
 
         try:
             return firestore.transactional(work)(self.client.transaction())
-        except StoreError:
+        except (StoreError, TooManyJobs):
             raise
         except Exception as error:
             raise StoreError(f"Firestore did not take {what}: {_problem(error)}") from None
+
+    def _live(self):
+        return self.client.collection(self.collection + "_live").document("jobs")
 
     # -- heads ---------------------------------------------------------------------
 
@@ -97,6 +102,48 @@ class FirestoreDocuments:
             if found is not None:
                 return False
             raise StoreError(f"Firestore did not record the job: {_problem(error)}") from None
+
+    def create_counted(self, job_id: str, fields: dict, entry: dict, admit, alive) -> bool:
+        """`create_head` in one transaction with the count of live jobs, if `admit(live)` lets it."""
+        count, head = self._live(), self._head(job_id)
+
+        def work(transaction):
+            found = {snapshot.id: snapshot for snapshot in transaction.get_all([count, head], timeout=self.timeout)}
+            counted = found[count.id]
+            if found[job_id].exists:
+                return False
+            live = dict((counted.to_dict() or {}).get("jobs") or {}) if counted.exists else {}
+            try:
+                admit(live)
+            except TooManyJobs:
+                heads = {snapshot.id: snapshot.to_dict() for snapshot in
+                         transaction.get_all([self._head(other) for other in live], timeout=self.timeout)
+                         if snapshot.exists}
+                live = {other: value for other, value in live.items() if alive(heads.get(other))}
+                admit(live)
+            transaction.set(count, {"jobs": {**live, job_id: entry}})
+            transaction.create(head, fields)
+            return True
+
+        try:
+            return self._transaction(work, "the new job")
+        except StoreError:
+            found = self.read_head(job_id)
+            if found is not None and _same(found[0], fields):
+                return True  # created; the answer was lost
+            raise
+
+    def uncount(self, job_id: str) -> None:
+        count = self._live()
+
+        def work(transaction):
+            snapshot = next(iter(transaction.get_all([count], timeout=self.timeout)))
+            live = dict((snapshot.to_dict() or {}).get("jobs") or {}) if snapshot.exists else {}
+            if job_id in live:
+                del live[job_id]
+                transaction.set(count, {"jobs": live})
+
+        self._transaction(work, "the end of a live job")
 
     def read_head(self, job_id: str):
         try:

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import iconik
@@ -39,8 +39,8 @@ from b2iconik.cloud import payload as payloads
 from b2iconik.cloud import scheduled, views
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
 from b2iconik.cloud.config import CloudConfig
-from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LostLease, MemoryDocuments, NoSuchJob,
-                                     NotNow, StepBusy, StepDone, StoreError)
+from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LiveLimits, LostLease, MemoryDocuments,
+                                     NoSuchJob, NotNow, StepBusy, StepDone, StoreError, TooManyJobs)
 from b2iconik.cloud.secrets import SecretRefused, SecretUnavailable, SharedSecret
 from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_CONTINUE_BODY = payloads.MAX_BODY
 LEASE_MARGIN = 120.0
 """A step's lease lasts the slice plus this (as the task's dispatch deadline does)."""
+RETRY_AFTER = 30
+"""Seconds a click refused for too many live jobs is told to wait (Retry-After)."""
 ROUTES = {
     "/": ("GET", "HEAD", "OPTIONS"),
     "/healthz": ("GET", "HEAD", "OPTIONS"),
@@ -99,7 +101,8 @@ class FunctionHandler:
         `jobs`: the job store (default: one in this process's memory)."""
         self.config = config
         self.settings = config.settings
-        self.tuning = workflows.Tuning.from_settings(config.settings)
+        self.tuning = replace(workflows.Tuning.from_settings(config.settings), max_assets=config.max_assets_per_job)
+        self.limits = LiveLimits(config.max_live_jobs, config.max_live_jobs_per_user)
         self.secret = secret
         self.queue = queue
         self.oidc = oidc
@@ -189,6 +192,9 @@ class FunctionHandler:
             need_token=not self.settings.iconik_token,
             pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
         )
+        if len(call.asset_ids) > self.config.max_assets_per_job:
+            raise Rejected(400, f"the call names {len(call.asset_ids)} assets; a job takes at most "
+                                f"{self.config.max_assets_per_job} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer")
         token = None if self.settings.iconik_token else call.auth_token
         reply = self._start_job(workflows.new_state(call), token)
         if reply.status == 202:
@@ -197,9 +203,13 @@ class FunctionHandler:
         return reply
 
     def _start_job(self, state: dict, token: str | None) -> Reply:
-        """Record a job in the store and queue its step 0: 202, or 503 with nothing started."""
+        """Record a click's job in the store (within the live-job limits) and queue its step 0: 202;
+        429 past the limits, 503 when the store or the queue fails, with nothing started."""
         try:
-            job_id = self.jobs.create(state["action"], state, token)
+            job_id = self.jobs.create(state["action"], state, token, limits=self.limits)
+        except TooManyJobs as exc:
+            log.warning("refused a %s job: %s", state["action"], exc)
+            return error(429, str(exc), {"Retry-After": str(RETRY_AFTER)})
         except StoreError as exc:
             log.error("could not record a %s job: %s", state["action"], exc)
             return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")

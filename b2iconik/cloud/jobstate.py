@@ -44,6 +44,14 @@ transactions of at most LEASES_PER_TRANSACTION; a job keeps those it has while
 it waits for the rest, and the order means no two jobs wait on each other.
 The job's end releases them.
 
+Live jobs: a click's job is counted among the live jobs in one small document
+(who asked, when), in the transaction that creates its head; `create` refuses
+it (TooManyJobs) past the limits in total or per user. Its end takes it off.
+Only when a click would be refused are the heads of the jobs counted read, and
+those that ended, are gone, or have made no progress past their
+`assets_until` (a job whose tasks were lost) are not counted; so a lost
+update never blocks for good, and a click costs one read and one write more.
+
 Expiry: every document carries `expire_at` (a TTL policy field): a live head
 HEAD_LIVE_TTL after its last commit, a chunk CHUNK_LIVE_TTL after it was written
 (rewritten before then if the job lives on), and a finished job's head and
@@ -99,6 +107,10 @@ class JobExists(StoreError):
 
 class LostLease(StoreError):
     """Another holder has the job (or it changed otherwise): this holder must stop."""
+
+
+class TooManyJobs(Exception):
+    """A new job would pass a limit on live jobs; the message says which. Nothing was recorded."""
 
 
 class DamagedJob(StoreError):
@@ -171,6 +183,7 @@ class MemoryDocuments:
         self.heads: dict[str, tuple[dict, int]] = {}
         self.chunks: dict[str, dict] = {}
         self.leases: dict[str, dict] = {}
+        self.live: dict[str, dict] = {}
         self._clock = 0
         self.writes = 0
         self.fail_write_at: int | None = None
@@ -195,6 +208,32 @@ class MemoryDocuments:
             self._clock += 1
             self.heads[job_id] = (dict(fields), self._clock)
             return True
+
+    def create_counted(self, job_id: str, fields: dict, entry: dict, admit, alive) -> bool:
+        """`create_head`, with the job counted among the live ones if `admit(live)` lets it.
+
+        `admit` raises (TooManyJobs) to refuse; it is asked again, with the jobs whose
+        head is not `alive` left out, before a refusal stands.
+        """
+        with self._lock:
+            if job_id in self.heads:
+                return False
+            live = dict(self.live)
+            try:
+                admit(live)
+            except TooManyJobs:
+                live = {other: e for other, e in live.items() if alive((self.heads.get(other) or (None,))[0])}
+                admit(live)
+            self._write()
+            self._clock += 1
+            self.heads[job_id] = (dict(fields), self._clock)
+            self.live = {**live, job_id: dict(entry)}
+            return True
+
+    def uncount(self, job_id: str) -> None:
+        """Take an ended job off the live ones."""
+        with self._lock:
+            self.live.pop(job_id, None)
 
     def read_head(self, job_id: str) -> tuple[dict, int] | None:
         with self._lock:
@@ -268,6 +307,25 @@ class MemoryDocuments:
 
 
 # -- the job store ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """The most live jobs of clicks at once, in total and per user (PLUGIN_MAX_LIVE_JOBS[_PER_USER])."""
+
+    total: int
+    per_user: int
+
+    def check(self, live: dict, by: str | None) -> None:
+        """TooManyJobs if one more job by `by` would pass a limit, `live` being job id -> {by, at}."""
+        if len(live) >= self.total:
+            raise TooManyJobs(f"{len(live)} jobs are running, the most this plugin runs at once "
+                              f"(PLUGIN_MAX_LIVE_JOBS={self.total}); nothing was started, try again later")
+        mine = sum(1 for entry in live.values() if entry.get("by") == by)
+        if mine >= self.per_user:
+            raise TooManyJobs(f"this user has {mine} jobs running, the most one user may have at once "
+                              f"(PLUGIN_MAX_LIVE_JOBS_PER_USER={self.per_user}); nothing was started, "
+                              "try again when one has ended")
+
 
 @dataclass
 class Claim:
@@ -350,11 +408,14 @@ class JobStates:
 
     # -- creating and reading ----------------------------------------------------
 
-    def create(self, action: str, state: dict, auth_token: str | None, job_id: str | None = None) -> str:
+    def create(self, action: str, state: dict, auth_token: str | None, job_id: str | None = None,
+               limits: LiveLimits | None = None) -> str:
         """Record a new job at step 0 (a new id, or `job_id`); its id.
 
-        JobExists if a job of that id is there; StoreError if the write fails (nothing
-        is recorded then: chunks written without their head are never read, and expire).
+        With `limits` (a click's job) it is counted among the live jobs, or refused
+        with TooManyJobs. JobExists if a job of that id is there; StoreError if the write
+        fails (nothing is recorded then: chunks written without their head are never
+        read, and expire).
         """
         self._purge_now_and_then()
         if job_id is None:
@@ -371,8 +432,20 @@ class JobStates:
                   "holder": None, "lease_until": 0.0, "created_at": now, "updated_at": now, "finished_at": None,
                   "next_at": None, "auth_token": auth_token, "expire_at": when(now + HEAD_LIVE_TTL),
                   "requested_by": state.get("requested_by"), "origin": state.get("origin"),
+                  "assets_until": now + ASSET_LEASE_GRACE, "counted": limits is not None,
                   "head": pack(self._head_raw(head, layout, manifest, {"count": 0, "chunks": {}}))}
-        if not self.docs.create_head(job_id, fields):
+        try:
+            if limits is None:
+                created = self.docs.create_head(job_id, fields)
+            else:
+                by = state.get("requested_by")
+                created = self.docs.create_counted(job_id, fields, {"by": by, "at": now},
+                                                   lambda live: limits.check(live, by),
+                                                   lambda head: _alive(head, self.clock()))
+        except TooManyJobs:
+            self._quietly(self.docs.delete_chunks, list(docs))
+            raise
+        if not created:
             self._quietly(self.docs.delete_chunks, list(docs))
             raise JobExists(f"job {job_id} is recorded already")
         self._count(documents_written=len(docs) + 1, bytes_written=sum(len(d["data"]) for d in docs.values()))
@@ -500,6 +573,8 @@ class JobStates:
                    for doc_id in self._ids(claim.job_id, name, entry)]
             self._quietly(self.docs.expire_chunks, ids, when(now + self.retention))
             self._quietly(self._release_assets, claim.job_id, state, held)
+            if fields.get("counted"):
+                self._quietly(self.docs.uncount, claim.job_id)
         stats = CommitStats(chunks_written=len(written), documents_written=len(docs) + 1,
                             bytes_written=sum(len(d["data"]) for d in docs.values()) + len(fields["head"]),
                             seconds=time.perf_counter() - started)
@@ -532,7 +607,7 @@ class JobStates:
         while held < len(wanted):
             group = wanted[held:held + LEASES_PER_TRANSACTION]
             now = self.clock()
-            busy = self.docs.lease_assets(claim.job_id, group, lambda head: _holds_assets(head, now),
+            busy = self.docs.lease_assets(claim.job_id, group, lambda head: _alive(head, now),
                                           {"job_id": claim.job_id, "leased_at": now,
                                            "expire_at": when(now + CHUNK_LIVE_TTL)})
             self._count(documents_read=len(group))
@@ -674,8 +749,11 @@ class JobStates:
             purge(now)
 
 
-def _holds_assets(head: dict | None, now: float) -> bool:
-    """Does the job of this head hold the assets leased to it? Live, and its leases not lapsed."""
+def _alive(head: dict | None, now: float) -> bool:
+    """Does the job of this head hold its asset leases and its place among the live jobs?
+
+    Not ended, and not past its `assets_until` without progress (a slice died, its tasks were lost).
+    """
     return head is not None and head.get("status") not in FINAL and head.get("assets_until", 0.0) > now
 
 

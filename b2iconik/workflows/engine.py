@@ -45,6 +45,8 @@ class Tuning:
     checkpoint_interval: float = 1.0
     progress_interval: float = 2.0
     open_copy_timeout: float = 900.0
+    max_assets: int = 0
+    """The most assets a job may work on once its collections are expanded (0: no limit)."""
 
     @classmethod
     def from_settings(cls, settings) -> "Tuning":
@@ -200,6 +202,10 @@ class Engine:
                     self.client, state["selection"]["asset_ids"], state["selection"]["collection_ids"])
             except iconik.IconikError as error:
                 return self._retry_later(error)
+            if self.tuning.max_assets and len(assets) > self.tuning.max_assets:
+                raise Fatal(f"the selection holds {len(assets)} assets once its collections are expanded; "
+                            f"a job takes at most {self.tuning.max_assets} (PLUGIN_MAX_ASSETS_PER_JOB): "
+                            "nothing was touched, select fewer")
             with self._lock:
                 state["assets"] = assets
                 state["warnings"].extend(warnings)
