@@ -1083,6 +1083,31 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
     assert len(view["audit"]) == 40
 
 
+def test_a_job_whose_leases_lapsed_waits_for_the_job_that_took_its_assets(cloud_env, monkeypatch):
+    emu = cloud_env["emu"]
+    b2, ll, assets = verified_world(emu, 3)
+    with local_mode(cloud_env, monkeypatch) as (url, handler):
+        jobs = handler.jobs
+        # A job past resolve whose leases lapsed while no step ran (it never holds any here),
+        # and another live job that took one of its assets meanwhile.
+        other = jobs.create("add", job_state("add", b2, ll, assets[:1]), None)
+        holder = jobs.begin(other, 0, 600)
+        assert jobs.claim_assets(holder, assets[:1]) == []
+        state = {**job_state("remove", b2, ll, assets, "inspect"), "resolved": True}
+        job_id, body = stored_job(jobs, state, emu.new_token(), step=1)
+        emu.reset_counts()
+        answer = requests.post(f"{url}/continue", data=body, timeout=60,
+                               headers={SIGNATURE_HEADER: sign(handler.task_key, body)})
+        assert answer.status_code == 200 and answer.json()["phase"] == "inspect", answer.text
+        assert jobs.read(job_id)[1]["waiting_for"] == 1
+        time.sleep(0.3)                     # it keeps waiting, step after step, touching nothing
+        assert iconik_calls(emu) == 0 and len(emu.storage_files(ll)) == 3
+        jobs.finish(holder, {**jobs.load(holder), "assets": assets[:1], "phase": "done"}, "succeeded")
+        view = wait_for_job(url, job_id)
+    assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 3}, view["message"]
+    assert emu.storage_files(ll) == {}
+
+
 def test_a_slice_that_dies_mid_write_resumes_from_the_last_commit(cloud_env, monkeypatch):
     from b2iconik.cloud.jobstate import StoreError
     from b2iconik.cloud.slices import Slice
