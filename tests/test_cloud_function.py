@@ -1344,6 +1344,8 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
     base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": LOCAL_SECRET}
     assert CloudConfig.from_env(base).mode == "local"
     assert CloudConfig.from_env({**base, "TASKS_MODE": "null"}).mode == "null"
+    limits = CloudConfig.from_env(base)
+    assert (limits.max_live_jobs, limits.max_live_jobs_per_user, limits.max_assets_per_job) == (50, 5, 100_000)
     deployed = {"ICONIK_ID": "app", "TASKS_QUEUE": QUEUE, "FUNCTION_URL": "https://f.example/"}
     cloud = CloudConfig.from_env({**deployed, "TASKS_SERVICE_ACCOUNT": SERVICE_ACCOUNT})
     assert (cloud.mode, cloud.local_secret, cloud.function_url, cloud.queue_project, cloud.service_account) == (
@@ -1356,6 +1358,9 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
                        ({**base, "TASKS_MODE": "sometimes"}, "TASKS_MODE"),
                        ({**base, "TASKS_SERVICE_ACCOUNT": "nobody"}, "TASKS_SERVICE_ACCOUNT"),
                        ({**base, "PLUGIN_SLICE_SECONDS": "soon"}, "PLUGIN_SLICE_SECONDS"),
+                       ({**base, "PLUGIN_MAX_LIVE_JOBS": "1001"}, "PLUGIN_MAX_LIVE_JOBS is 1001; .* at most 1000"),
+                       ({**base, "PLUGIN_MAX_LIVE_JOBS_PER_USER": "0"}, "PLUGIN_MAX_LIVE_JOBS_PER_USER"),
+                       ({**base, "PLUGIN_MAX_ASSETS_PER_JOB": "many"}, "PLUGIN_MAX_ASSETS_PER_JOB"),
                        ({"BZ_SHARED_SECRET": "x"}, "ICONIK_ID")]:
         with pytest.raises(ConfigError, match=words):
             CloudConfig.from_env(env)
