@@ -696,10 +696,12 @@ def test_past_the_live_job_limits_a_click_gets_429_and_nothing_is_queued(cloud_e
 def test_a_collection_expanding_past_the_asset_limit_ends_the_job_with_nothing_touched(cloud_env, monkeypatch):
     monkeypatch.setenv("PLUGIN_MAX_ASSETS_PER_JOB", "3")
     emu = cloud_env["emu"]
-    b2, ll, ids = world(emu, **{f"clip{n}": b"in a collection %d" % n for n in range(4)})
+    clips = {f"clip{n}": b"in a collection %d" % n for n in range(4)}
+    b2, ll, ids = world(emu, **clips)
     top = emu.add_collection("four clips")
-    for asset_id in ids.values():
-        emu.add_file(asset_id, "ORIGINAL", ll, "on-ll.mov", b"x")
+    for title, asset_id in ids.items():
+        # The same file on LucidLink as on B2: without the limit, Remove would delete it.
+        emu.add_file(asset_id, "ORIGINAL", ll, f"{title}.mov", clips[title])
         emu.add_to_collection(top, asset_id)
     before = emu.storage_files(ll)
     with serve(cloud_env["port"]) as url:
