@@ -5,11 +5,15 @@ what goes where):
 
     head    job_id, action, status (queued, running, succeeded, failed), step,
             version, holder and lease_until, created_at, updated_at, finished_at,
-            next_at, auth_token (live jobs only), expire_at, and `head`: the
-            state's small part, how it was cut, the manifest of its chunks
-            (name -> revision, parts, written_at) and of its audit trail's, compressed
+            next_at, auth_token (live jobs only), expire_at, assets_until and
+            assets_held (its asset leases), counted (among the live jobs), and
+            `head`: the state's small part, how it was cut, the manifest of its
+            chunks (name -> revision, parts, written_at) and of its audit trail's,
+            compressed
     chunk   one revision of one chunk (or part of one, past PART_BYTES), compressed;
             a revision is never changed, only written anew and then deleted
+    lease   per asset: the job leasing it, leased_at, expire_at
+    live    one document: job id -> who asked and when, for each click's live job
 
 The audit trail (each outcome as it was decided: seq, asset_id, format,
 recorded_at and `audit.outcome_record`, as the server's store keeps it) is
@@ -59,7 +63,7 @@ chunks `retention_days` after it finished. The click's token is erased from
 the head when the job finishes.
 
 `MemoryDocuments` is the in-process stand-in with the same semantics (local
-mode, tests; it can be told to fail its Nth write); `firestore.py` has the
+mode, tests; it can be told to fail its Nth write); `firestore_docs.py` has the
 Firestore documents.
 """
 
