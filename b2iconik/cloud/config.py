@@ -185,8 +185,8 @@ class CloudConfig:
             return (f"in-process local mode (TASKS_QUEUE unset): jobs run in this process through "
                     f"/continue (signed with a key that never leaves the process), "
                     f"{self.local_workers} at a time, and are lost if it stops; {secret}")
-        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only; "
-                f"{secret}")
+        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only, "
+                f"with no live-job limits; {secret}")
 
 
 def _schedule(env, settings: Settings, function_url: str | None):

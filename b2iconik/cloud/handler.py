@@ -102,7 +102,9 @@ class FunctionHandler:
         self.config = config
         self.settings = config.settings
         self.tuning = replace(workflows.Tuning.from_settings(config.settings), max_assets=config.max_assets_per_job)
-        self.limits = LiveLimits(config.max_live_jobs, config.max_live_jobs_per_user)
+        self.limits = None if config.mode == "null" else LiveLimits(config.max_live_jobs,
+                                                                     config.max_live_jobs_per_user)
+        """The live-job limits of clicks (none in null mode, whose jobs never run nor end)."""
         self.secret = secret
         self.queue = queue
         self.oidc = oidc
