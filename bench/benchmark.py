@@ -1093,8 +1093,9 @@ def bench_handler(tmp: Path, requests_each: int) -> dict:
                                 dispatch_deadline=config.slice_seconds + 120, client_factory=stand_in)
         # No Firestore here: the job store is the in-process stand-in with the same semantics; a real
         # Firestore commit adds its own round trip to each answer.
-        module.use_handler(build_handler(config, queue=queue,
-                                         jobs=JobStates(MemoryDocuments(), retention_days=1)))
+        handler = build_handler(config, queue=queue, jobs=JobStates(MemoryDocuments(), retention_days=1))
+        handler.limits = None  # the stand-in queue delivers nothing: its jobs would never end, only pile up
+        module.use_handler(handler)
         stack.callback(module.use_handler, None)
         out["cloud_tasks"] = {"mode": config.mode, "queue": config.queue, "queue_class": type(queue).__name__,
                               "job_store": "in-process stand-in for Firestore",

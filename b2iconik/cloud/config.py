@@ -21,6 +21,9 @@ as for the Flask app. On top of them, the function reads:
     OIDC_CERTS_URL         where the certificates that sign the OIDC tokens are fetched (Google's);
                            https, or http on a loopback address only (tests)
     PLUGIN_JOB_RETENTION_DAYS  (the server's setting) how long a finished job is kept (365)
+    PLUGIN_MAX_LIVE_JOBS           (the server's setting) clicks' jobs live at once (50; at most 1000 here)
+    PLUGIN_MAX_LIVE_JOBS_PER_USER  (the server's setting) of them, one user's (5)
+    PLUGIN_MAX_ASSETS_PER_JOB      (the server's setting) assets in one job, selected or in collections (100000)
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 DEFAULT_SLICE_SECONDS = 240.0
 DEFAULT_TASK_ATTEMPTS = 10
+MOST_LIVE_JOBS = 1000
+"""The live jobs are counted in one Firestore document (jobstate.py): this many fit it well."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,10 @@ class CloudConfig:
         if not COLLECTION.match(collection):
             raise ConfigError(f"FIRESTORE_COLLECTION must be letters, digits, _ or -: {collection[:100]!r}")
 
+        if settings.max_live_jobs > MOST_LIVE_JOBS:
+            raise ConfigError(f"PLUGIN_MAX_LIVE_JOBS is {settings.max_live_jobs}; the Cloud Function takes at most "
+                              f"{MOST_LIVE_JOBS} (its live jobs are counted in one Firestore document)")
+
         return cls(
             settings=settings,
             mode=mode,
@@ -172,8 +181,8 @@ class CloudConfig:
             return (f"in-process local mode (TASKS_QUEUE unset): jobs run in this process through "
                     f"/continue (signed with a key that never leaves the process), "
                     f"{self.local_workers} at a time, and are lost if it stops; {secret}")
-        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only; "
-                f"{secret}")
+        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only, "
+                f"with no live-job limits; {secret}")
 
 
 def _certs_url(env) -> str:
