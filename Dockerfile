@@ -11,7 +11,14 @@
 #
 # It runs the same command as the systemd unit (b2-iconik-plugin.service) and the
 # test suite (tests/harness.py, run_gunicorn); tests/test_deploy_files.py keeps them equal.
-FROM python:3.12-slim
+#
+# The base image: the official python:3.11-slim, pinned by digest so that every build starts
+# from the same bytes (this digest: its build of 2026-08-05, Python 3.11.15 on Debian trixie).
+# 3.11 is the Python that CI tests and the Cloud Function runs (docs/development.md, "Locked
+# packages and one Python"). To move to a newer build of the tag, put the Digest that
+#   docker buildx imagetools inspect python:3.11-slim
+# prints here, then rebuild.
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -25,10 +32,11 @@ RUN groupadd --system --gid 10001 b2iconik \
 
 WORKDIR /app
 
-# The server's runtime requirements only (not requirements-cloud.txt, the Cloud
-# Function's, nor requirements-dev.txt), in their own layer.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+# The server's runtime packages only (not the Cloud Function's, nor the tests'), in their own
+# layer: requirements.lock, requirements.txt locked by scripts/lock, every package pinned with
+# its hashes, so each build installs the same files and refuses any other.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # The application: what `gunicorn -c gunicorn.conf.py plugin:app` imports, plus the
 # custom-action scripts (run them with `docker run --rm --env-file ... IMAGE python create_custom_actions.py`).

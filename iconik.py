@@ -120,11 +120,42 @@ def check_format_name(name: Any) -> str:
     return name
 
 
+class _Turns:
+    """Callers waiting for a rate limiter's next slot, served one party at a time in rotation.
+
+    A party that was served goes to the back of the rotation, and keeps its place there
+    while its caller comes back for the next slot; a party whose place comes round with
+    no caller waiting leaves the rotation.
+    """
+
+    def __init__(self):
+        self._queues: dict[Any, list[threading.Event]] = {}  # in rotation order
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def join(self, party, turn: threading.Event) -> None:
+        self._queues.setdefault(party, []).append(turn)
+
+    def next(self) -> threading.Event | None:
+        """The turn of the first waiting caller of the next party; None when no one waits."""
+        while self._queues:
+            party = next(iter(self._queues))
+            queue = self._queues.pop(party)
+            if queue:
+                self._queues[party] = queue  # to the back, whether or not more of it wait
+                return queue.pop(0)
+        return None
+
+
 class RateLimiter:
     """A thread-safe limiter (GCRA) allowing `rate` calls/s with bursts of `burst`.
 
     `shared()` returns one limiter per key, so every client built with the same
-    credentials draws on the same budget, whichever thread it runs in.
+    credentials draws on the same budget, whichever thread it runs in. Callers
+    take their turn for a slot one at a time, by `party` in rotation (`_Turns`):
+    a party with many threads (a big job) gets the same share as a party with one
+    (the next click), instead of one share per thread.
     """
 
     _shared: dict[tuple, "RateLimiter"] = {}
@@ -141,6 +172,8 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
+        self._waiting = _Turns()
+        self._turn_taken = False
 
     @classmethod
     def shared(cls, key: tuple, rate: float) -> "RateLimiter":
@@ -153,18 +186,39 @@ class RateLimiter:
                 limiter = cls._shared[(key, rate)] = cls(rate, max(1, int(rate // 15)))
             return limiter
 
-    def acquire(self) -> float:
-        """Wait for the next slot; returns the seconds waited."""
+    def acquire(self, party=None) -> float:
+        """Wait for the next slot; returns the seconds waited.
+
+        One caller at a time holds the turn: it takes the next slot and waits for it,
+        then hands the turn to the next party's first waiting caller. `party` (e.g. a
+        job's id) says whose share a call draws on; None is a party too.
+        """
+        turn = threading.Event()
         with self._lock:
-            now = self._clock()
-            tat = max(self._tat, now)
-            allowed_at = tat - self._tolerance
-            self._tat = tat + self._interval
-        delay = allowed_at - now
-        if delay > 0:
-            self._sleep(delay)
-            return delay
-        return 0.0
+            queued_at = self._clock() if self._turn_taken else None
+            if queued_at is not None:
+                self._waiting.join(party, turn)
+            else:
+                self._turn_taken = True
+                turn.set()
+        turn.wait()
+        try:
+            with self._lock:
+                now = self._clock()
+                tat = max(self._tat, now)
+                allowed_at = tat - self._tolerance
+                self._tat = tat + self._interval
+            delay = allowed_at - now
+            if delay > 0:
+                self._sleep(delay)
+        finally:
+            with self._lock:
+                following = self._waiting.next()
+                if following is None:
+                    self._turn_taken = False
+                else:
+                    following.set()
+        return max(0.0, delay) + (now - queued_at if queued_at is not None else 0.0)
 
     def try_acquire(self, max_wait: float) -> bool:
         """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not."""
@@ -275,13 +329,16 @@ class IconikClient:
         max_backoff: float = 30.0,
         session: requests.Session | None = None,
         pool_size: int = 32,
+        party: str | None = None,
     ):
+        """`party` names whose share of the shared rate limiter the calls draw on (a job)."""
         if not app_id or not auth_token:
             raise ValueError("an iconik App-ID and Auth-Token are required")
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = _origin(self.base_url)
         self.timeout = timeout
         self.limiter = RateLimiter.shared((self.base_url, app_id), max_rps) if max_rps else None
+        self.party = party
         self.session = session or requests.Session()
         if session is None:
             adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
@@ -359,7 +416,7 @@ class IconikClient:
         url = self.resolve(method, path)
         shown = _shown(path)
         if self.limiter:
-            self.limiter.acquire()
+            self.limiter.acquire(self.party)
         started = time.monotonic()
         response = None
         try:

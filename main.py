@@ -1,4 +1,4 @@
-"""The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.12).
+"""The b2-iconik-plugin as a Google Cloud Function (2nd gen, Python 3.11).
 
     SOURCE=$(scripts/stage-function) && gcloud functions deploy iconik_handler --gen2 \\
         --source="$SOURCE" ...                              (see docs/deploy-cloud-function.md)
@@ -33,7 +33,8 @@ log = logging.getLogger("b2iconik.function")
 
 
 def _check_cloud_packages(config: CloudConfig) -> None:
-    """Cloud Tasks and Firestore need requirements-cloud.txt's packages: fail the deploy, not the first job."""
+    """Cloud Tasks and Firestore need the function's packages (requirements-cloud.lock): fail the deploy,
+    not the first job."""
     try:
         if config.mode == "cloud":
             import google.auth.transport.requests  # noqa: F401
@@ -42,8 +43,8 @@ def _check_cloud_packages(config: CloudConfig) -> None:
         if config.job_store == "firestore":
             from google.cloud import firestore  # noqa: F401
     except ImportError as error:
-        raise ConfigError(f"{error}: deploy with requirements-cloud.txt as the function's "
-                          "requirements.txt (docs/deploy-cloud-function.md)") from None
+        raise ConfigError(f"{error}: deploy the source that scripts/stage-function stages, whose "
+                          "requirements.txt is requirements-cloud.lock (docs/deploy-cloud-function.md)") from None
 
 
 try:

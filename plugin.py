@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    # No redirect from `//add` to `/add`: a redirect would echo the caller's query
+    # (a newline in it fails the Location header) and answer a webhook with a 308.
+    app.url_map.merge_slashes = False
     store = JobStore(settings.state_dir)
     runner = JobRunner(store, settings)
     app.extensions["b2iconik"] = Service(settings, store, runner, IdentityChecker.from_settings(settings))

@@ -58,27 +58,29 @@ def _check(user_client: iconik.IconikClient, object_type: str, ids: list[str]) -
 
 
 def readable_selection(client: iconik.IconikClient, user_client: iconik.IconikClient | None, asset_ids,
-                       collection_ids) -> Readable:
+                       collection_ids, limit: int | None = None) -> Readable:
     """The selection's assets the user of `user_client` may read (see the module's docstring);
     without `user_client` (a job not from a click), the whole selection, unchecked.
 
-    Raises IconikError as the calls do (Unauthorized 401: the user's token is refused).
+    Raises IconikError as the calls do (Unauthorized 401: the user's token is refused), and
+    TooManyAssets as the expansion does past `limit` (selection.py).
     """
     if user_client is None:
-        assets, warnings = expand_selection(client, asset_ids, collection_ids)
+        assets, warnings = expand_selection(client, asset_ids, collection_ids, limit)
         return Readable(assets, warnings=warnings, checked_with=None)
     try:
         collections, denied_collections = _check(user_client, "collections", list(collection_ids))
-        assets, warnings = expand_selection(client, asset_ids, collections)
+        assets, warnings = expand_selection(client, asset_ids, collections, limit)
         readable, denied = _check(user_client, "assets", assets)
     except _NoAclRole:
-        return _resolved_with_user_token(user_client, asset_ids, collection_ids)
+        return _resolved_with_user_token(user_client, asset_ids, collection_ids, limit)
     warnings += [f"collection {cid}: the user who clicked may not read it in iconik; its assets were left out"
                  for cid in denied_collections]
     return Readable(readable, denied, warnings, ACL)
 
 
-def _resolved_with_user_token(user_client: iconik.IconikClient, asset_ids, collection_ids) -> Readable:
+def _resolved_with_user_token(user_client: iconik.IconikClient, asset_ids, collection_ids,
+                              limit: int | None) -> Readable:
     readable, denied = [], []
     for asset_id in asset_ids:
         try:
@@ -91,9 +93,6 @@ def _resolved_with_user_token(user_client: iconik.IconikClient, asset_ids, colle
             denied.append(asset_id)
             continue
         readable.append(asset_id)
-    found, warnings = expand_selection(user_client, [], collection_ids)
-    listed = dict.fromkeys(readable)
-    for asset_id in found:
-        if asset_id not in denied:
-            listed.setdefault(asset_id)
-    return Readable(list(listed), denied, warnings, USER_TOKEN)
+    found, warnings = expand_selection(user_client, readable, collection_ids, limit)
+    refused = set(denied)
+    return Readable([asset_id for asset_id in found if asset_id not in refused], denied, warnings, USER_TOKEN)

@@ -105,6 +105,12 @@ class Settings:
     """How long the edge waits for iconik to confirm who clicked (PLUGIN_IDENTITY_TIMEOUT, s)."""
     metrics: tuple[str, int] | None = ("127.0.0.1", DEFAULT_METRICS_PORT)
     """Where gunicorn's master serves the metrics (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT); None: off."""
+    max_live_jobs: int = 50
+    """Jobs queued, running or waiting at once, of every caller; a click past it gets 429 (PLUGIN_MAX_LIVE_JOBS)."""
+    max_live_jobs_per_user: int = 5
+    """The same, for the jobs of one user id (PLUGIN_MAX_LIVE_JOBS_PER_USER)."""
+    max_assets_per_job: int = 100_000
+    """Assets one job may name, at the call and once its collections are expanded (PLUGIN_MAX_ASSETS_PER_JOB)."""
 
     @classmethod
     def from_env(cls, env=None, *, dotenv: bool = True) -> "Settings":
@@ -167,20 +173,25 @@ class Settings:
             open_copy_timeout=_number(env, "PLUGIN_OPEN_COPY_TIMEOUT", 900.0, float, 1),
             identity_timeout=identity_timeout,
             metrics=metrics_address(env),
+            max_live_jobs=int(_number(env, "PLUGIN_MAX_LIVE_JOBS", 50, int, 1)),
+            max_live_jobs_per_user=int(_number(env, "PLUGIN_MAX_LIVE_JOBS_PER_USER", 5, int, 1)),
+            max_assets_per_job=int(_number(env, "PLUGIN_MAX_ASSETS_PER_JOB", 100_000, int, 1)),
             **pins,
         )
 
-    def client(self, auth_token: str | None) -> iconik.IconikClient:
-        """An iconik client for background work: the app token if set, else the click's token."""
+    def client(self, auth_token: str | None, party: str | None = None) -> iconik.IconikClient:
+        """An iconik client for background work: the app token if set, else the click's token.
+
+        `party` (a job id) gets its share of the rate to iconik, as each other live job does."""
         token = self.iconik_token or auth_token
         if not token:
             raise ConfigError("no iconik token: the job has none and ICONIK_TOKEN is not set")
         return iconik.IconikClient(self.iconik_id, token, self.iconik_url,
-                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps)
+                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps, party=party)
 
-    def user_client(self, auth_token: str | None) -> iconik.IconikClient | None:
+    def user_client(self, auth_token: str | None, party: str | None = None) -> iconik.IconikClient | None:
         """A client on the clicking user's own token (for what they may read), or None without one."""
         if not auth_token:
             return None
         return iconik.IconikClient(self.iconik_id, auth_token, self.iconik_url,
-                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps)
+                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps, party=party)

@@ -149,10 +149,10 @@ def unconfirmed(state: dict, token: str | None) -> str | None:
     return None
 
 
-def clicking_user_client(settings, state: dict, token: str | None, client):
+def clicking_user_client(settings, state: dict, token: str | None, client, party: str | None = None):
     """The client on the clicking user's token that narrows a click's selection to what they may
     read (access.py): `client` itself when it runs on that token; None for a job not from a
-    click, or past its resolve phase."""
+    click, or past its resolve phase. `party`: the job's share of the rate, as for `client`."""
     if not isinstance(state, dict) or state.get("origin") != "click" or state.get("resolved"):
         return None
-    return client if not settings.iconik_token else settings.user_client(token)
+    return client if not settings.iconik_token else settings.user_client(token, party=party)

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def filters(sub):
         sub.add_argument("--action", help=f"one of {', '.join(listing.ACTIONS)}")
-        sub.add_argument("--status", help="one of queued, running, succeeded, failed")
+        sub.add_argument("--status", help="one of queued, running, waiting, succeeded, failed")
         sub.add_argument("--since", help="created at or after: 2026-01-31, 2026-01-31T08:00:00Z, or an age: 7d, 12h")
         sub.add_argument("--user-id", help="who asked: an iconik user id, cleanup, selftest, ...")
 

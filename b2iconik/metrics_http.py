@@ -86,9 +86,11 @@ class StoreCollector:
         for (action, status), n in sorted(counts.items()):
             jobs.add_metric([action, status], n)
         yield jobs
-        yield GaugeMetricFamily("b2iconik_jobs_waiting", "Jobs waiting to be run (queued)", value=waiting)
+        yield GaugeMetricFamily("b2iconik_jobs_waiting", "Jobs waiting for a runner thread (queued, or parked and due)",
+                                value=waiting)
         yield GaugeMetricFamily("b2iconik_oldest_waiting_job_age_seconds",
-                                "Seconds the job waiting longest has waited since it was queued (0: none)",
+                                "Seconds the job waiting longest for a runner thread has waited since it was queued "
+                                "or came due (0: none)",
                                 value=max(0.0, self.clock() - since) if since is not None else 0.0)
 
 

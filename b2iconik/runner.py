@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import iconik
 from b2iconik import audit, metrics, workflows
@@ -47,6 +47,10 @@ ERROR_PAUSE = 1.0
 """How long (s) a worker waits after the store failed, before it tries again."""
 PROBE_AGE = 30.0
 """A process that recorded nothing for this long (s) tries a small write, so /healthz knows."""
+PARK_AFTER = 5.0
+"""A job that pauses this long (s) or longer, e.g. for iconik's copies, is parked: given back to the
+store as `waiting` until it is due, so it holds no worker thread. Shorter pauses are waited out in
+the thread, where they cost less than a park and a claim, and a check of the storages."""
 
 
 class Throttle:
@@ -88,7 +92,7 @@ class JobRunner:
                  maintenance_interval: float = MAINTENANCE_INTERVAL):
         self.store = store
         self.settings = settings
-        self.tuning = workflows.Tuning.from_settings(settings)
+        self.tuning = replace(workflows.Tuning.from_settings(settings), park_after=PARK_AFTER)
         self.owner = new_owner()
         self.idle_poll = idle_poll
         self.maintenance_interval = maintenance_interval
@@ -262,25 +266,29 @@ class JobRunner:
                 state.update(error=refusal, phase="done", succeeded=False)
                 self._finish(job, state, "failed")
                 return
-            client = self.settings.client(job.auth_token)
-            user_client = clicking_user_client(self.settings, state, job.auth_token, client)
+            client = self.settings.client(job.auth_token, party=job.id)
+            user_client = clicking_user_client(self.settings, state, job.auth_token, client, party=job.id)
             recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
             flow = workflows.Workflow(
                 client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
                 checkpoint=lambda s: self.store.save(job.id, job.owner, s, self.settings.lease_seconds),
                 claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids),
                 on_outcome=recorder, user_client=user_client)
-            log.info("running %s job (attempt %d, phase %s)", job.action, job.attempts, state["phase"])
+            log.log(logging.DEBUG if job.woken else logging.INFO, "running %s job (attempt %d, phase %s)",
+                    job.action, job.attempts, state["phase"])
             with client, (nullcontext() if user_client in (None, client) else user_client):
                 done = flow.run()
             if done:
                 recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
                 self._finish(job, state, "succeeded" if state.get("succeeded") else "failed")
             elif self._stop.is_set():
+                state.pop("wake_at", None)
                 self.store.release(job.id, job.owner)
                 log.info("job paused at phase %s; it resumes on the next start", state["phase"])
-            else:
+            elif held.stop.is_set():
                 log.warning("stopped work on job %s: another holder took its lease", job.id)
+            else:
+                self._park(job, state)
         except LostLease as error:
             log.warning("%s", error)
         except ConfigError as error:
@@ -296,6 +304,15 @@ class JobRunner:
                 self.store.release(job.id, job.owner, crashed=True)
             except StoreError:
                 pass
+
+    def _park(self, job, state: dict) -> None:
+        """The job waits (for iconik's copies, a busy asset, iconik itself): back to the store
+        until its wake-up time, so that no worker thread is held meanwhile."""
+        wake_at = state.pop("wake_at", None)
+        now = self.store.clock()
+        wake_at = wake_at if isinstance(wake_at, (int, float)) else now
+        self.store.park(job.id, job.owner, state, wake_at)
+        log.debug("job waits at phase %s for %.1f s", state["phase"], max(0.0, wake_at - now))
 
     def _finish(self, job, state: dict, status: str) -> None:
         self.store.finish(job.id, job.owner, state, status)

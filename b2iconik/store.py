@@ -9,6 +9,11 @@ machine since its last boot is timed on the monotonic clock, so a step of the
 wall clock neither frees nor extends it; only a lease from another machine is
 timed on the wall clock.
 
+A job that waits for iconik (for its copies) is parked (`park`): `waiting`
+until its wake-up time, held by no one, and claimed again once due. New jobs
+can be counted against limits on live jobs in the transaction that records
+them (`create`).
+
 A job also leases the assets it works on (`claim_assets`), so two jobs never
 work on one asset at once; the lease of a job that is no longer live never
 blocks.
@@ -70,17 +75,22 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_job ON outcomes (job_id, asset_id, format, seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 """
-ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL", "requested_by": "TEXT", "origin": "TEXT"}
+ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL", "requested_by": "TEXT", "origin": "TEXT",
+                 "wake_at": "REAL"}
 """Columns newer than the first release, added to a store made by it."""
 LATER_SCHEMA = "CREATE INDEX IF NOT EXISTS jobs_requested_by ON jobs (requested_by, created_at);"
 """What needs the added columns."""
-STATUSES = ("queued", "running", "succeeded", "failed")
-LIVE = ("queued", "running")
+STATUSES = ("queued", "running", "waiting", "succeeded", "failed")
+LIVE = ("queued", "running", "waiting")
+"""`waiting`: parked until its `wake_at` (it waits for iconik, e.g. for copies), holding no worker."""
 FINAL = ("succeeded", "failed")
-CANDIDATES = ("SELECT id, owner, lease_expires, lease_boot, lease_mono FROM jobs "
-              "WHERE status IN ('queued', 'running') "
+IS_LIVE = "status IN ('queued', 'running', 'waiting')"
+CANDIDATES = ("SELECT id, status, owner, lease_expires, lease_boot, lease_mono FROM jobs "
+              "WHERE status IN ('queued', 'running') OR (status = 'waiting' AND wake_at <= ?) "
               "ORDER BY EXISTS (SELECT 1 FROM asset_leases a WHERE a.job_id = jobs.id) DESC, created_at")
-"""Live jobs in the order they are claimed."""
+"""Live jobs that may be run now, in the order they are claimed."""
+LIVE_COUNTS = f"SELECT COUNT(*) AS everyone, COALESCE(SUM(requested_by IS ?), 0) AS theirs FROM jobs WHERE {IS_LIVE}"
+"""How many jobs are live, of everyone and of one user (`requested_by`)."""
 LEASE = "owner=?, lease_expires=?, lease_boot=?, lease_mono=?"
 CHECKPOINT_BUSY_MS = 1000
 """How long a checkpoint waits for other connections before it is left for later."""
@@ -96,6 +106,20 @@ class LostLease(StoreError):
 
 class DamagedJob(StoreError):
     """A job's recorded state cannot be read back."""
+
+
+class TooManyJobs(Exception):
+    """A new job would pass a limit on live jobs; nothing was recorded.
+
+    `per_user` says which limit: the user's (True) or everyone's; `live` is how
+    many live jobs count against it, `limit` the limit.
+    """
+
+    def __init__(self, per_user: bool, live: int, limit: int):
+        super().__init__(f"{live} live job(s){' of this user' if per_user else ''}, limit {limit}")
+        self.per_user = per_user
+        self.live = live
+        self.limit = limit
 
 
 @dataclass
@@ -115,6 +139,8 @@ class Job:
     """Why `state` could not be read (then `state` is None); only claim() returns such a job."""
     requested_by: str | None = None
     origin: str | None = None
+    woken: bool = False
+    """claim() took it from `waiting`: a parked job whose wake-up time came."""
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, action={self.action!r}, status={self.status!r})"
@@ -154,6 +180,14 @@ def _owner_is_gone(owner: str | None) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _check_room(counts, max_live: int | None, max_live_per_user: int | None) -> None:
+    """TooManyJobs unless one more job fits both limits, given a row of LIVE_COUNTS."""
+    if max_live is not None and counts["everyone"] >= max_live:
+        raise TooManyJobs(False, counts["everyone"], max_live)
+    if max_live_per_user is not None and counts["theirs"] >= max_live_per_user:
+        raise TooManyJobs(True, counts["theirs"], max_live_per_user)
 
 
 def _parse_state(text: str) -> dict:
@@ -249,10 +283,19 @@ class _Reads:
         return {(row["action"], row["status"]): row["n"] for row in self._read(
             "SELECT action, status, COUNT(*) AS n FROM jobs GROUP BY action, status")}
 
-    def waiting(self) -> tuple[int, float | None]:
-        """How many jobs wait to be run, and when the one waiting longest was queued (or given back)."""
-        row = self._read("SELECT COUNT(*) AS n, MIN(updated_at) AS since FROM jobs WHERE status='queued'")[0]
+    def waiting(self, now: float | None = None) -> tuple[int, float | None]:
+        """How many jobs wait for a worker to run them, and since when the one waiting longest
+        does: a queued job since it was queued (or given back), a parked one since it was due."""
+        row = self._read("SELECT COUNT(*) AS n, MIN(CASE status WHEN 'queued' THEN updated_at ELSE wake_at END) "
+                         "AS since FROM jobs WHERE status='queued' OR (status='waiting' AND wake_at <= ?)",
+                         (time.time() if now is None else now,))[0]
         return row["n"], row["since"]
+
+    def admit(self, user_id: str | None, *, max_live: int | None = None,
+              max_live_per_user: int | None = None) -> None:
+        """TooManyJobs when a new job of `user_id` would pass a limit on live jobs now (a read;
+        `create` checks again as it records). None counts the jobs asked for by no one."""
+        _check_room(self._read(LIVE_COUNTS, (user_id,))[0], max_live, max_live_per_user)
 
     def leased_assets(self, job_id: str) -> list[str]:
         return sorted(row["asset_id"] for row in self._read(
@@ -390,14 +433,28 @@ class JobStore(_Reads):
 
     # -- jobs --------------------------------------------------------------
 
-    def create(self, action: str, state: dict, auth_token: str | None) -> str:
+    def create(self, action: str, state: dict, auth_token: str | None, *, max_live: int | None = None,
+               max_live_per_user: int | None = None) -> str:
+        """Record a queued job; returns its id.
+
+        With `max_live` (all live jobs) or `max_live_per_user` (those of the state's
+        `requested_by`), the count and the insert are one transaction, so processes
+        queuing at once never pass a limit together: TooManyJobs, and nothing recorded.
+        """
         job_id = str(uuid.uuid4())
         now = self.clock()
         encoded = json.dumps(state, separators=(",", ":"))
         who = [state.get(key) if isinstance(state.get(key), str) else None for key in ("requested_by", "origin")]
-        self._run(lambda db: db.execute(
-            "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at, requested_by, origin) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now, *who)))
+
+        def work(db):
+            if max_live is not None or max_live_per_user is not None:
+                _check_room(db.execute(LIVE_COUNTS, (who[0],)).fetchone(), max_live, max_live_per_user)
+            db.execute(
+                "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at, requested_by, "
+                "origin) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now,
+                                                                       *who))
+
+        self._run(work)
         return job_id
 
     def claim(self, owner: str, lease_seconds: float, *, skip=()) -> Job | None:
@@ -409,21 +466,25 @@ class JobStore(_Reads):
         `damage` set and `state` None, for the caller to fail.
         """
         skip = set(skip)
-        if not any(row["id"] not in skip and self._is_free(row) for row in self._read(CANDIDATES)):
+        if not any(row["id"] not in skip and self._is_free(row) for row in self._read(CANDIDATES, (self.clock(),))):
             return None  # a plain read first, so idle runners do not take the write lock
         holder = f"{owner}:{uuid.uuid4().hex[:12]}"
 
         def work(db):
-            for row in db.execute(CANDIDATES).fetchall():
+            for row in db.execute(CANDIDATES, (self.clock(),)).fetchall():
                 if row["id"] in skip or not self._is_free(row):
                     continue
-                db.execute(f"UPDATE jobs SET status='running', attempts=attempts+1, updated_at=?, {LEASE} "
-                           "WHERE id=?", (self.clock(), *self._lease(holder, lease_seconds), row["id"]))
-                return db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone()
+                db.execute(f"UPDATE jobs SET status='running', attempts=attempts+1, updated_at=?, wake_at=NULL, "
+                           f"{LEASE} WHERE id=?", (self.clock(), *self._lease(holder, lease_seconds), row["id"]))
+                return db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone(), row["status"]
             return None
 
-        row = self._run(work)
-        return _job(row, owner=holder, strict=False) if row else None
+        claimed = self._run(work)
+        if claimed is None:
+            return None
+        job = _job(claimed[0], owner=holder, strict=False)
+        job.woken = claimed[1] == "waiting"
+        return job
 
     def save(self, job_id: str, owner: str, state: dict, lease_seconds: float) -> None:
         """Record progress and renew the lease; LostLease if `owner` no longer holds the job."""
@@ -454,6 +515,23 @@ class JobStore(_Reads):
             "attempts=MAX(attempts - ?, 0), updated_at=? WHERE id=? AND owner=? AND status='running'",
             (0 if crashed else 1, self.clock(), job_id, owner)))
 
+    def park(self, job_id: str, owner: str, state: dict, wake_at: float) -> None:
+        """Record the state of a running job that waits until `wake_at` (wall clock) and give it
+        back as `waiting`: no worker holds it meanwhile, and the first claim after `wake_at`
+        resumes it. Its attempt is given back, as on a graceful stop, and it keeps its asset
+        leases. LostLease if `owner` no longer holds the job."""
+        encoded = json.dumps(state, separators=(",", ":"))
+
+        def work(db):
+            return db.execute(
+                "UPDATE jobs SET status='waiting', state=?, wake_at=?, owner=NULL, lease_expires=NULL, "
+                "lease_boot=NULL, lease_mono=NULL, attempts=MAX(attempts - 1, 0), updated_at=? "
+                "WHERE id=? AND owner=? AND status='running'",
+                (encoded, wake_at, self.clock(), job_id, owner)).rowcount
+
+        if not self._run(work):
+            raise LostLease(f"job {job_id} is no longer held by this holder")
+
     def finish(self, job_id: str, owner: str | None, state: dict, status: str) -> None:
         """Record the end of a job, free its assets and erase its iconik token, from the log too."""
         if status not in FINAL:
@@ -465,7 +543,7 @@ class JobStore(_Reads):
             done = db.execute(
                 "UPDATE jobs SET status=?, state=?, auth_token=NULL, owner=NULL, lease_expires=NULL, "
                 "lease_boot=NULL, lease_mono=NULL, updated_at=?, finished_at=? "
-                "WHERE id=? AND status IN ('queued', 'running') AND (owner=? OR ? IS NULL)",
+                f"WHERE id=? AND {IS_LIVE} AND (owner=? OR ? IS NULL)",
                 (status, encoded, now, now, job_id, owner, owner)).rowcount
             if done:
                 db.execute("DELETE FROM asset_leases WHERE job_id=?", (job_id,))
@@ -499,8 +577,7 @@ class JobStore(_Reads):
         """Forget finished jobs older than the retention period, with their outcomes, and asset
         leases of jobs not live. A live job is never forgotten, however old."""
         def work(db):
-            db.execute("DELETE FROM asset_leases WHERE job_id NOT IN "
-                       "(SELECT id FROM jobs WHERE status IN ('queued', 'running'))")
+            db.execute(f"DELETE FROM asset_leases WHERE job_id NOT IN (SELECT id FROM jobs WHERE {IS_LIVE})")
             if older_than_days <= 0:
                 return 0
             cutoff = self.clock() - older_than_days * 86400
@@ -525,7 +602,7 @@ class JobStore(_Reads):
             busy = []
             for asset_id in asset_ids:
                 row = db.execute("SELECT j.id FROM asset_leases a JOIN jobs j ON j.id = a.job_id "
-                                 "WHERE a.asset_id=? AND a.job_id<>? AND j.status IN ('queued', 'running')",
+                                 f"WHERE a.asset_id=? AND a.job_id<>? AND j.{IS_LIVE}",
                                  (asset_id, job_id)).fetchone()
                 if row is not None:
                     busy.append(asset_id)
@@ -617,7 +694,7 @@ class JobReader(_Reads):
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         except sqlite3.Error as error:
             raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
-        if "outcomes" not in tables or "requested_by" not in columns:
+        if "outcomes" not in tables or not {"requested_by", "wake_at"} <= columns:
             db.close()
             raise StoreError(f"the job store in {self.dir} was made by an earlier version; "
                              "start the plugin once to bring it up to date")

@@ -15,11 +15,14 @@ from werkzeug.exceptions import HTTPException
 
 from b2iconik import audit, listing, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action
-from b2iconik.store import StoreError
+from b2iconik.store import StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("plugin", __name__)
+
+RETRY_AFTER = 60
+"""Seconds a click refused for too many live jobs is told to wait (`Retry-After`)."""
 
 
 def _service():
@@ -40,7 +43,7 @@ def _rejected(exc: Rejected):
     return response
 
 
-@bp.get("/")
+@bp.get("/", strict_slashes=False)
 def ready():
     service = _service()
     runner = service.runner
@@ -85,10 +88,18 @@ def custom_action(action: str):
         default_formats=service.settings.formats,
         pinned=(service.settings.b2_storage_id, service.settings.ll_storage_id),
     )
-    identity = service.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
+    settings = service.settings
+    if call.size > settings.max_assets_per_job:
+        raise Rejected(413, f"the call names {call.size} assets and collections; one job takes at most "
+                            f"{settings.max_assets_per_job} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer per click")
+    limits = {"max_live": settings.max_live_jobs, "max_live_per_user": settings.max_live_jobs_per_user}
     try:
+        service.store.admit(call.user_id, **limits)  # before anything else is done for the click
+        identity = service.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
         # the user's token goes with the job even when ICONIK_TOKEN does the work: it decides what they may read
-        job_id = service.store.create(call.action, workflows.new_state(call, identity), call.auth_token)
+        job_id = service.store.create(call.action, workflows.new_state(call, identity), call.auth_token, **limits)
+    except TooManyJobs as exc:
+        return _too_many(exc)
     except StoreError as exc:
         log.error("could not record a %s job: %s", action, exc)
         return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
@@ -96,6 +107,20 @@ def custom_action(action: str):
     log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", call.action, job_id,
              len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
     return jsonify({"job_id": job_id, "status_url": f"/jobs/{job_id}"}), 202
+
+
+def _too_many(exc: TooManyJobs):
+    if exc.per_user:
+        message = (f"this user has {exc.live} jobs queued, running or waiting, the most one user may have "
+                   f"(PLUGIN_MAX_LIVE_JOBS_PER_USER); nothing was queued: try again when one has finished")
+    else:
+        message = (f"the plugin has {exc.live} jobs queued, running or waiting, the most it takes "
+                   f"(PLUGIN_MAX_LIVE_JOBS); nothing was queued: try again when some have finished")
+    _service().runner.throttle.log(logging.WARNING, "too-many-jobs", "refused %s %s: %s (429)", request.method,
+                                   request.path, message, logger=log)
+    response = error(429, message)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 @bp.get("/jobs")

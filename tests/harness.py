@@ -27,10 +27,14 @@ FINAL = ("succeeded", "failed")
 
 
 def plugin_settings(emu, state_dir, **overrides) -> Settings:
-    """Settings pointing at the emulator, with quick polling for tests."""
+    """Settings pointing at the emulator, with quick polling for tests.
+
+    Every click of the emulator comes from its one user: the limits on live jobs are
+    high here, and the tests of those limits set their own."""
     base = Settings(iconik_id=emu.app_id, shared_secret=SECRET, iconik_url=emu.url,
                     state_dir=Path(state_dir), poll_interval=0.05, max_poll_interval=0.2,
-                    lease_seconds=5, outage_timeout=30, max_rps=1000)
+                    lease_seconds=5, outage_timeout=30, max_rps=1000,
+                    max_live_jobs=1000, max_live_jobs_per_user=1000)
     return replace(base, **overrides)
 
 
@@ -102,6 +106,8 @@ def settings_env(settings: Settings) -> dict:
         "PLUGIN_LEASE_SECONDS": str(settings.lease_seconds),
         "ICONIK_MAX_RPS": str(settings.max_rps),
         "PLUGIN_OUTAGE_TIMEOUT": str(settings.outage_timeout),
+        "PLUGIN_MAX_LIVE_JOBS": str(settings.max_live_jobs),
+        "PLUGIN_MAX_LIVE_JOBS_PER_USER": str(settings.max_live_jobs_per_user),
     }
 
 

@@ -5,8 +5,10 @@ served over HTTP by werkzeug in a thread, or the `functions-framework` command
 in a subprocess) against the iconik emulator. Google's services are replaced at
 their client classes: a fake Secret Manager client, and a fake Cloud Tasks
 client whose queue delivers each task to the function over HTTP, when due,
-with duplicates, lost deliveries and retries on demand. OIDC verification is
-replaced by a fake that accepts fake tokens minted by that queue.
+with duplicates, lost deliveries and retries on demand. The tasks carry real
+RS256 OIDC tokens signed by a local key (tests/google_oidc.py); the function
+verifies them with google-auth against that key's certificate, served on
+loopback at OIDC_CERTS_URL.
 
 The jobs are kept in the function's job store: Firestore in Cloud Tasks mode,
 replaced at its client class by `FakeFirestore` (tests/test_cloud_jobstate.py),
@@ -38,7 +40,6 @@ import requests
 import werkzeug.test
 from google.api_core import exceptions as api_errors
 from google.cloud import firestore, secretmanager, tasks_v2
-from google.oauth2 import id_token
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from b2iconik.cloud import payload as payloads
@@ -49,6 +50,7 @@ from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.web import job_view
+from google_oidc import CertificateServer, SigningKey
 from harness import free_port, run_server, untouched
 from test_cloud_jobstate import FakeFirestore
 
@@ -97,17 +99,13 @@ class FakeSecretManager:
         self.client_class = Client
 
 
+GOOGLE_KEY = SigningKey("test-google-key")
+"""Signs the tasks' OIDC tokens, as Google does for Cloud Tasks; its certificate is served in cloud_env."""
+
+
 def fake_oidc_token(email: str, audience: str) -> str:
-    return f"fake-oidc|{email}|{audience}"
-
-
-def fake_verify_oauth2_token(token, request, audience=None, clock_skew_in_seconds=0):
-    parts = token.split("|") if isinstance(token, str) else []
-    if len(parts) != 3 or parts[0] != "fake-oidc":
-        raise ValueError("Wrong number of segments in token")
-    if audience is not None and parts[2] != audience:
-        raise ValueError(f"Token has wrong audience {parts[2]}, expected {audience}")
-    return {"iss": "https://accounts.google.com", "aud": parts[2], "email": parts[1], "email_verified": True}
+    """The OIDC token Cloud Tasks would send for `email` and `audience`, really signed (by GOOGLE_KEY)."""
+    return GOOGLE_KEY.token(email, audience)
 
 
 class FakeCloudTasks:
@@ -310,9 +308,11 @@ def cloud_env(emulator, monkeypatch):
     monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", secrets.client_class)
     monkeypatch.setattr(tasks_v2, "CloudTasksClient", queue.client_class)
     monkeypatch.setattr(firestore, "Client", store.client_class)
-    monkeypatch.setattr(id_token, "verify_oauth2_token", fake_verify_oauth2_token)
     jobs = JobStates(FirestoreDocuments(client_factory=lambda project, database: store.client_class()))
-    yield {"queue": queue, "secrets": secrets, "port": port, "emu": emulator, "firestore": store, "jobs": jobs}
+    with CertificateServer(GOOGLE_KEY).running() as google:
+        monkeypatch.setenv("OIDC_CERTS_URL", google.url)
+        yield {"queue": queue, "secrets": secrets, "port": port, "emu": emulator, "firestore": store, "jobs": jobs,
+               "google": google}
     queue.stop()
 
 
@@ -363,6 +363,43 @@ def test_add_then_remove_through_cloud_tasks(cloud):
     assert emu.storage_files(ll) == {}
     assert len(emu.storage_files(b2)) == 3
     assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED"
+
+
+def test_an_add_and_a_remove_of_one_asset_run_one_after_the_other(cloud_env):
+    queue, emu, store = cloud_env["queue"], cloud_env["emu"], cloud_env["firestore"]
+    with serve(cloud_env["port"]) as url, serve(free_port()) as other:
+        cloud = Cloud(emu, queue, cloud_env["secrets"], url)
+        b2, ll, ids = world(emu, clip=b"leased clip " * 80, other=b"not shared " * 20)
+        emu.fault_asset(ids["clip"], "copy_slow", 1.0)
+        # Duplicated and lost deliveries, some to another instance, do not break the leases.
+        queue.duplicate, queue.duplicate_url, queue.lose_first = {0, 1, 2}, other + "/continue", {1, 3}
+
+        added = cloud.click("add", b2, ll, asset_ids=[ids["clip"], ids["other"]])
+        removed = cloud.click("remove", b2, ll, asset_ids=[ids["clip"]])
+        assert added.status_code == removed.status_code == 202
+        add_id, remove_id = added.json()["job_id"], removed.json()["job_id"]
+        add_done, remove_done = queue.wait_done(add_id), queue.wait_done(remove_id)
+        queue.wait_idle()
+
+    # The Add copied; the Remove waited for it to end, then removed the copy it made.
+    assert add_done["result"] == "succeeded" and add_done["counts"]["results"] == {"copied": 2}, add_done
+    assert remove_done["result"] == "succeeded" and remove_done["counts"]["results"] == {"removed": 1}, remove_done
+    assert list(emu.storage_files(ll).values()) == [b"not shared " * 20]
+    heads = store.collection("b2iconik_jobs")
+    add_view, remove_view = (job_status_with(url, job_id) for job_id in (add_id, remove_id))
+    assert [entry["result"] for entry in remove_view["audit"]] == ["removed"]
+    assert min(entry["recorded_at"] for entry in remove_view["audit"]) >= heads[add_id]["finished_at"]
+    assert any(r["answer"] and r["answer"].get("phase") == "resolve" and r["step"] >= 1
+               for r in queue.records(remove_id)), "the Remove should have waited in resolve"
+    # Both ends released their leases.
+    assert store.collection("b2iconik_jobs_assets") == {}
+    assert add_view["status"] == remove_view["status"] == "succeeded"
+
+
+def job_status_with(url: str, job_id: str) -> dict:
+    """The job's view from the store (the function that served it has stopped)."""
+    fields, state, trail = sys.modules["main"].get_handler().jobs.read(job_id)
+    return job_view(job_record(fields, state), trail)
 
 
 def test_tasks_carry_oidc_schedule_and_names_and_no_signature(cloud_env):
@@ -638,6 +675,102 @@ def test_a_secret_with_a_wrong_crc32c_is_refused(cloud_env):
     assert len(secrets.names) == 2
 
 
+def test_a_secret_shorter_than_the_servers_minimum_is_refused(cloud_env):
+    from b2iconik.config import MIN_SECRET_LENGTH
+
+    queue, emu, secrets = cloud_env["queue"], cloud_env["emu"], cloud_env["secrets"]
+    short = "abc"
+    secrets.value = short.encode() + b"\n"
+    b2, ll, ids = world(emu, clip=b"m" * 10)
+    emu.reset_counts()
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, queue, secrets, url)
+        for given in (short, SECRET):
+            answer = cloud.click("add", b2, ll, secret=given, asset_ids=[ids["clip"]])
+            assert answer.status_code == 503, answer.text
+            assert "refused" in answer.json()["error"] and short not in answer.text
+        view = requests.get(f"{url}/jobs/{uuid.uuid4()}", headers={"x-bz-secret": short}, timeout=10)
+        assert view.status_code == 503
+        assert queue.tasks == {} and iconik_calls(emu) == 0 and cloud_env["firestore"].docs == {}
+
+        # One character short of the minimum is refused too; at the minimum the function serves.
+        secrets.value = b"s" * (MIN_SECRET_LENGTH - 1)
+        sys.modules["main"].get_handler().secret.refresh_after = 0
+        assert cloud.click("add", b2, ll, secret="s" * (MIN_SECRET_LENGTH - 1),
+                           asset_ids=[ids["clip"]]).status_code == 503
+        secrets.value = b"s" * MIN_SECRET_LENGTH
+        assert cloud.click("add", b2, ll, secret="s" * MIN_SECRET_LENGTH,
+                           asset_ids=[ids["clip"]]).status_code == 202
+        # A rotation to a short secret is not taken: the cached one goes on serving.
+        secrets.value = b"tiny"
+        assert cloud.click("add", b2, ll, secret="tiny", asset_ids=[ids["clip"]]).status_code == 401
+        assert cloud.click("add", b2, ll, secret="s" * MIN_SECRET_LENGTH,
+                           asset_ids=[ids["clip"]]).status_code == 202
+        queue.wait_idle()
+
+
+def test_past_the_live_job_limits_a_click_gets_429_and_nothing_is_queued(cloud_env, monkeypatch):
+    from b2iconik.emulator.clicks import custom_action_payload
+
+    from b2iconik.cloud.tasks import NullQueue
+
+    emu = cloud_env["emu"]
+    b2, ll, ids = world(emu, a=b"a", b=b"b", c=b"c", d=b"d")
+    with local_mode(cloud_env, monkeypatch, PLUGIN_MAX_LIVE_JOBS="3", PLUGIN_MAX_LIVE_JOBS_PER_USER="2",
+                    PLUGIN_MAX_ASSETS_PER_JOB="3") as (url, handler):
+        # The jobs stay live: their steps are queued and not delivered yet.
+        running, handler.queue = handler.queue, NullQueue()
+        handler.queue.stop = running.stop
+
+        def click(user, assets=(ids["a"],)):
+            payload = custom_action_payload(user_id=user, system_domain_id=emu.system_domain_id, action_id=None,
+                                            context="BULK", asset_ids=list(assets), collection_ids=[],
+                                            auth_token=emu.new_token())
+            return requests.post(f"{url}/add?b2_storage_id={b2}&ll_storage_id={ll}", json=payload,
+                                 headers={"x-bz-secret": SECRET}, timeout=10)
+
+        emu.reset_counts()
+        # Too many assets in the call: refused at the edge, the limit named.
+        answer = click(emu.user_id, ids.values())
+        assert answer.status_code == 413 and "PLUGIN_MAX_ASSETS_PER_JOB" in answer.json()["error"], answer.text
+        assert "at most 3" in answer.json()["error"]
+        assert [click(emu.user_id).status_code for _ in range(2)] == [202, 202]
+        refused = click(emu.user_id)
+        assert refused.status_code == 429 and refused.headers["Retry-After"].isdigit()
+        assert refused.json() == {"error": refused.json()["error"], "status": 429}
+        assert "PLUGIN_MAX_LIVE_JOBS_PER_USER=2" in refused.json()["error"]
+        assert click(str(uuid.uuid4())).status_code == 202
+        refused = click(str(uuid.uuid4()))
+        assert refused.status_code == 429 and "PLUGIN_MAX_LIVE_JOBS=3" in refused.json()["error"]
+        # Nothing was queued nor recorded for the refused clicks, and iconik was not asked.
+        assert handler.queue.count == 3 and len(handler.jobs.docs.heads) == 3
+        assert iconik_calls(emu) == 0
+
+
+def test_a_collection_expanding_past_the_asset_limit_ends_the_job_with_nothing_touched(cloud_env, monkeypatch):
+    monkeypatch.setenv("PLUGIN_MAX_ASSETS_PER_JOB", "3")
+    emu = cloud_env["emu"]
+    clips = {f"clip{n}": b"in a collection %d" % n for n in range(4)}
+    b2, ll, ids = world(emu, **clips)
+    top = emu.add_collection("four clips")
+    for title, asset_id in ids.items():
+        # The same file on LucidLink as on B2: without the limit, Remove would delete it.
+        emu.add_file(asset_id, "ORIGINAL", ll, f"{title}.mov", clips[title])
+        emu.add_to_collection(top, asset_id)
+    before = emu.storage_files(ll)
+    with serve(cloud_env["port"]) as url:
+        cloud = Cloud(emu, cloud_env["queue"], cloud_env["secrets"], url)
+        done = cloud.run("remove", b2, ll, context="COLLECTION", collection_ids=[top])
+        view = job_status_with(url, done["job_id"])
+    assert done["result"] == "failed"
+    assert "PLUGIN_MAX_ASSETS_PER_JOB" in done["message"] and "more than 3 assets" in done["message"], done["message"]
+    assert emu.storage_files(ll) == before
+    assert calls_to(emu.request_counts, "DELETE", "file_sets") == 0
+    assert calls_to(emu.request_counts, "POST", "bulk") == 0
+    assert view["counts"]["assets"] == 0 and view["audit"] == []
+    assert cloud_env["firestore"].collection("b2iconik_jobs_assets") == {}
+
+
 def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
     monkeypatch.setenv("BZ_SHARED_SECRET", LOCAL_SECRET)
     emu = cloud_env["emu"]
@@ -705,6 +838,9 @@ def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
             (call({"Authorization": "Bearer " + fake_oidc_token("someone@else.iam.gserviceaccount.com", audience)}), 403),
             (call({"Authorization": "Bearer " + fake_oidc_token(SERVICE_ACCOUNT, "https://other.example")}), 403),
             (call({"Authorization": "Basic " + fake_oidc_token(SERVICE_ACCOUNT, audience)}), 403),
+            # Every claim right, but signed by a key Google does not publish.
+            (call({"Authorization": "Bearer " + SigningKey(GOOGLE_KEY.key_id).token(SERVICE_ACCOUNT, audience)}),
+             403),
             (requests.get(f"{url}/continue", timeout=5), 405),
         ]
         for answer, status in refusals:
@@ -718,6 +854,7 @@ def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
         again = call(token)
         assert again.status_code == 200 and again.json()["duplicate"] is True
         queue.wait_done(by_oidc.json()["job_id"])
+    assert cloud_env["google"].hits == 1, "the certificates are fetched once and kept"
 
 
 def test_forged_continuation_signed_with_the_shared_secret_deletes_nothing_in_the_cloud(cloud_env):
@@ -1006,6 +1143,31 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
     assert len(view["audit"]) == 40
 
 
+def test_a_job_whose_leases_lapsed_waits_for_the_job_that_took_its_assets(cloud_env, monkeypatch):
+    emu = cloud_env["emu"]
+    b2, ll, assets = verified_world(emu, 3)
+    with local_mode(cloud_env, monkeypatch) as (url, handler):
+        jobs = handler.jobs
+        # A job past resolve whose leases lapsed while no step ran (it never holds any here),
+        # and another live job that took one of its assets meanwhile.
+        other = jobs.create("add", job_state("add", b2, ll, assets[:1]), None)
+        holder = jobs.begin(other, 0, 600)
+        assert jobs.claim_assets(holder, assets[:1]) == []
+        state = {**job_state("remove", b2, ll, assets, "inspect"), "resolved": True}
+        job_id, body = stored_job(jobs, state, emu.new_token(), step=1)
+        emu.reset_counts()
+        answer = requests.post(f"{url}/continue", data=body, timeout=60,
+                               headers={SIGNATURE_HEADER: sign(handler.task_key, body)})
+        assert answer.status_code == 200 and answer.json()["phase"] == "inspect", answer.text
+        assert jobs.read(job_id)[1]["waiting_for"] == 1
+        time.sleep(0.3)                     # it keeps waiting, step after step, touching nothing
+        assert iconik_calls(emu) == 0 and len(emu.storage_files(ll)) == 3
+        jobs.finish(holder, {**jobs.load(holder), "assets": assets[:1], "phase": "done"}, "succeeded")
+        view = wait_for_job(url, job_id)
+    assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 3}, view["message"]
+    assert emu.storage_files(ll) == {}
+
+
 def test_a_slice_that_dies_mid_write_resumes_from_the_last_commit(cloud_env, monkeypatch):
     from b2iconik.cloud.jobstate import StoreError
     from b2iconik.cloud.slices import Slice
@@ -1190,7 +1352,7 @@ def test_cloud_mode_without_the_cloud_packages_refuses_to_start(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "cannot start: No module named 'google.cloud" in result.stderr
-    assert "requirements-cloud.txt" in result.stderr
+    assert "scripts/stage-function" in result.stderr and "requirements-cloud.lock" in result.stderr
 
 
 # -- small pieces ----------------------------------------------------------------------
@@ -1206,6 +1368,9 @@ def test_click_answer_time_helper_runs_in_process():
     stats = click_answer_times(assets=1000, repeats=3)
     assert stats["repeats"] == 3 and stats["tasks_queued"] == 3
     assert stats["median_ms"] < 1000
+    # Null mode drops its jobs, which never end: the live-job limits do not apply there.
+    stats = click_answer_times(assets=10, repeats=60)
+    assert stats["tasks_queued"] == 60
 
 
 def test_in_process_queue_takes_a_name_once_retries_failures_and_waits_for_due_time():
@@ -1242,6 +1407,8 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
     base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": LOCAL_SECRET}
     assert CloudConfig.from_env(base).mode == "local"
     assert CloudConfig.from_env({**base, "TASKS_MODE": "null"}).mode == "null"
+    limits = CloudConfig.from_env(base).settings
+    assert (limits.max_live_jobs, limits.max_live_jobs_per_user, limits.max_assets_per_job) == (50, 5, 100_000)
     deployed = {"ICONIK_ID": "app", "TASKS_QUEUE": QUEUE, "FUNCTION_URL": "https://f.example/"}
     cloud = CloudConfig.from_env({**deployed, "TASKS_SERVICE_ACCOUNT": SERVICE_ACCOUNT})
     assert (cloud.mode, cloud.local_secret, cloud.function_url, cloud.queue_project, cloud.service_account) == (
@@ -1254,6 +1421,9 @@ def test_settings_are_checked_when_the_function_loads(tmp_path):
                        ({**base, "TASKS_MODE": "sometimes"}, "TASKS_MODE"),
                        ({**base, "TASKS_SERVICE_ACCOUNT": "nobody"}, "TASKS_SERVICE_ACCOUNT"),
                        ({**base, "PLUGIN_SLICE_SECONDS": "soon"}, "PLUGIN_SLICE_SECONDS"),
+                       ({**base, "PLUGIN_MAX_LIVE_JOBS": "1001"}, "PLUGIN_MAX_LIVE_JOBS is 1001; .* at most 1000"),
+                       ({**base, "PLUGIN_MAX_LIVE_JOBS_PER_USER": "0"}, "PLUGIN_MAX_LIVE_JOBS_PER_USER"),
+                       ({**base, "PLUGIN_MAX_ASSETS_PER_JOB": "many"}, "PLUGIN_MAX_ASSETS_PER_JOB"),
                        ({"BZ_SHARED_SECRET": "x"}, "ICONIK_ID")]:
         with pytest.raises(ConfigError, match=words):
             CloudConfig.from_env(env)

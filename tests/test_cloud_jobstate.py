@@ -3,8 +3,10 @@
 Every store test runs twice: on the in-process stand-in (`MemoryDocuments`) and
 on `FirestoreDocuments` over `FakeFirestore`, a stand-in for
 `google.cloud.firestore.Client` that keeps documents in memory with Firestore's
-update-time preconditions, batches, `get_all` and `create` that fails when the
-document exists. `FakeFirestore` is also what tests/test_cloud_function.py
+update-time preconditions, batches, `get_all`, `create` that fails when the
+document exists, and read-write transactions run by the client's own
+`firestore.transactional` (reads before writes; a commit applies all its writes
+at once, or is aborted when a document it read changed since). `FakeFirestore` is also what tests/test_cloud_function.py
 patches in for the function in Cloud Tasks mode.
 """
 
@@ -20,14 +22,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from google.api_core import exceptions as api_errors
+from google.cloud.firestore_v1._helpers import ReadAfterWriteError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from b2iconik.cloud import chunks, jobstate
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.firestore_docs import FirestoreDocuments
-from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LostLease, MemoryDocuments, NoSuchJob, StepBusy,
-                                     StepDone, StepEarly, StoreError)
+from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLease, MemoryDocuments, NoSuchJob,
+                                     StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
 
 
@@ -37,7 +40,8 @@ class FakeFirestore:
     """Documents in memory behind a fake `firestore.Client`, with the calls firestore_docs makes.
 
     Knobs: `lose_answer` (n): the next n updates are applied, then raise as if the answer was
-    lost; `down` (bool): every call raises ServiceUnavailable. `calls` counts calls by kind;
+    lost; `down` (bool): every call raises ServiceUnavailable; `contend` (n): the next n
+    transaction commits are aborted as if they lost to another. `calls` counts calls by kind;
     `created` keeps ((collection, id), data) of every document created.
     """
 
@@ -45,6 +49,7 @@ class FakeFirestore:
         self.docs: dict[tuple[str, str], tuple[dict, datetime]] = {}
         self.lock = threading.Lock()
         self.lose_answer = 0
+        self.contend = 0
         self.down = False
         self.calls: dict[str, int] = {}
         self.clients: list[tuple] = []
@@ -67,7 +72,12 @@ class FakeFirestore:
             def batch(self):
                 return _Batch(fake)
 
-            def get_all(self, references, timeout=None, **kwargs):
+            def transaction(self, max_attempts=5, read_only=False):
+                return _Transaction(fake, max_attempts, read_only)
+
+            def get_all(self, references, timeout=None, transaction=None, **kwargs):
+                if transaction is not None:
+                    return transaction.get_all(references, timeout=timeout)
                 fake._call("get_all")
                 return [ref.get(timeout=timeout, _count=False) for ref in references]
 
@@ -91,8 +101,8 @@ class _LastUpdate:
 
 
 class _Snapshot:
-    def __init__(self, doc_id, fields, update_time):
-        self.id, self._fields, self.update_time = doc_id, fields, update_time
+    def __init__(self, doc_id, fields, update_time, reference=None):
+        self.id, self._fields, self.update_time, self.reference = doc_id, fields, update_time, reference
         self.exists = fields is not None
 
     def to_dict(self):
@@ -122,7 +132,7 @@ class _Ref:
             self.fake._call("get")
         with self.fake.lock:
             found = self.fake.docs.get(self.key)
-        return _Snapshot(self.id, *(found if found else (None, None)))
+        return _Snapshot(self.id, *(found if found else (None, None)), reference=self)
 
     def create(self, data, timeout=None, **kwargs):
         self.fake._call("create")
@@ -172,6 +182,112 @@ class _Batch:
                     self.fake.docs[ref.key] = ({**old, **_stored(data)}, self.fake.now())
                 else:
                     self.fake.docs[ref.key] = (_stored(data), self.fake.now())
+
+
+class _Transaction:
+    """A read-write transaction, as the client's `firestore.transactional` drives one.
+
+    What Firestore enforces: every read comes before the first write (the client raises
+    ReadAfterWriteError); the commit applies all the writes at once, at most 500, and only
+    if no document read (nor the absence of one) has changed since it was read: otherwise
+    it is Aborted, which `transactional` retries from the start; a create of a document
+    that exists fails the whole commit.
+    """
+
+    def __init__(self, fake, max_attempts=5, read_only=False):
+        self.fake, self._max_attempts, self._read_only = fake, max_attempts, read_only
+        self._id = None
+        self._reads: dict = {}
+        self._write_pbs: list = []
+
+    @property
+    def in_progress(self) -> bool:
+        return self._id is not None
+
+    @property
+    def id(self):
+        return self._id
+
+    def _clean_up(self) -> None:
+        self._id, self._reads, self._write_pbs = None, {}, []
+
+    def _begin(self, retry_id=None) -> None:
+        if self.in_progress:
+            raise ValueError("The transaction has already begun.")
+        self.fake._call("begin_transaction")
+        self._id = b"txn-%d" % next(self.fake._tick)
+
+    def _rollback(self) -> None:
+        if not self.in_progress:
+            raise ValueError("The transaction has no transaction ID, so it cannot be rolled back.")
+        self._clean_up()
+
+    def get_all(self, references, timeout=None, **kwargs):
+        if not self.in_progress:
+            raise ValueError("Transaction not in progress, cannot be used in API requests.")
+        if self._write_pbs:
+            raise ReadAfterWriteError("Attempted read after write in a transaction.")
+        self.fake._call("get_all")
+        snapshots = []
+        with self.fake.lock:
+            for ref in references:
+                found = self.fake.docs.get(ref.key)
+                self._reads.setdefault(ref.key, found[1] if found else None)
+                snapshots.append(_Snapshot(ref.id, *(found if found else (None, None)), reference=ref))
+        return iter(snapshots)
+
+    def get(self, ref, **kwargs):
+        return self.get_all([ref], **kwargs)
+
+    def _write(self, kind, ref, data=None, merge=False):
+        if self._read_only:
+            raise ValueError("Cannot perform write operation in read-only transaction.")
+        self._write_pbs.append((kind, ref, data, merge))
+
+    def set(self, ref, data, merge=False):
+        self._write("set", ref, data, merge)
+
+    def create(self, ref, data):
+        self._write("create", ref, data)
+
+    def update(self, ref, data, option=None):
+        self._write("update", ref, data)
+
+    def delete(self, ref, option=None):
+        self._write("delete", ref)
+
+    def _commit(self):
+        if not self.in_progress:
+            raise ValueError("The transaction has no transaction ID, so it cannot be committed.")
+        self.fake._call("commit")
+        assert len(self._write_pbs) <= 500, len(self._write_pbs)
+        with self.fake.lock:
+            if self.fake.contend:
+                self.fake.contend -= 1
+                raise api_errors.Aborted("Too much contention on these documents. Please try again.")
+            for key, stamp in self._reads.items():
+                found = self.fake.docs.get(key)
+                if (found[1] if found else None) != stamp:
+                    raise api_errors.Aborted("Transaction lock timeout: a document read has changed.")
+            for kind, ref, _, _ in self._write_pbs:
+                if kind == "create" and ref.key in self.fake.docs:
+                    raise api_errors.AlreadyExists(f"Document already exists: {ref.id}")
+                if kind == "update" and ref.key not in self.fake.docs:
+                    raise api_errors.NotFound(f"No document to update: {ref.id}")
+            stamp = self.fake.now()
+            for kind, ref, data, merge in self._write_pbs:
+                if kind == "delete":
+                    self.fake.docs.pop(ref.key, None)
+                elif kind == "update" or merge:
+                    old = self.fake.docs.get(ref.key, ({}, None))[0]
+                    self.fake.docs[ref.key] = ({**old, **_stored(data)}, stamp)
+                else:
+                    self.fake.docs[ref.key] = (_stored(data), stamp)
+                    if kind == "create":
+                        self.fake.created.append((ref.key, dict(data)))
+            results = [_Result(stamp) for _ in self._write_pbs]
+        self._clean_up()
+        return results
 
 
 def _stored(data: dict) -> dict:
@@ -499,6 +615,213 @@ def test_firestore_documents_use_the_configured_database_and_name_no_collection_
     assert set(fake.collection("b2iconik_jobs")) == {job_id}
     assert all(doc_id.startswith(job_id + "~") for doc_id in fake.collection("b2iconik_jobs_chunks"))
     assert "b2iconik_jobs_chunks" in docs.describe() and "plugin-db" in docs.describe()
+
+
+# -- asset leases ----------------------------------------------------------------------
+
+def leases(docs) -> dict[str, str]:
+    """asset id -> the job its lease names."""
+    found = docs.leases if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_assets")
+    return {asset_id: fields["job_id"] for asset_id, fields in found.items()}
+
+
+def test_two_jobs_never_hold_one_asset_and_a_crashed_slices_leases_expire(store):
+    jobs, docs, clock = store
+    first, second = ids(900), ids(1300)[500:]          # 400 assets in both; more than one transaction each
+    a = jobs.create("add", job_state(first, action="add"), None)
+    b = jobs.create("remove", job_state(second), None)
+    held_a = jobs.begin(a, 0, 60)
+    assert jobs.claim_assets(held_a, first) == []
+    assert set(leases(docs)) == set(first) and set(leases(docs).values()) == {a}
+
+    # The second job waits: it is told which of its assets are busy, and takes none of them.
+    held_b = jobs.begin(b, 0, 60)
+    busy = jobs.claim_assets(held_b, second)
+    assert busy and set(busy) <= set(first) & set(second)
+    assert set(leases(docs).values()) == {a}
+
+    # The first job's slice dies: no commit, no release. Its leases outlast the step's lease,
+    # until the queue could have delivered the step again...
+    clock.now += 60 + jobstate.ASSET_LEASE_GRACE - 1
+    assert jobs.claim_assets(held_b, second)
+    assert set(leases(docs).values()) == {a}
+    # ...then they expire, and the second job takes its assets.
+    clock.now += 2
+    assert jobs.claim_assets(held_b, second) == []
+    assert {asset_id for asset_id, job in leases(docs).items() if job == b} == set(second)
+    jobs.commit(held_b, jobs.load(held_b))          # the second job's slice goes on, and commits
+
+    # The step of the first job is delivered again, late: its leases lapsed, so it holds none
+    # and waits for the second job to end before it works on them again.
+    again = jobs.begin(a, 0, 60)
+    assert again.fields["assets_held"] == 0
+    assert jobs.claim_assets(again, first)
+    jobs.finish(held_b, {**jobs.load(held_b), "assets": second, "phase": "done"}, "succeeded")
+    assert set(leases(docs).values()) == {a}, "the end releases the job's leases"
+    assert jobs.claim_assets(again, first) == []
+    jobs.finish(again, {**jobs.load(again), "assets": first, "phase": "done"}, "succeeded")
+    assert leases(docs) == {}
+
+
+def test_leases_live_as_long_as_the_job_and_its_end_frees_them_even_if_the_release_fails(store):
+    jobs, docs, clock = store
+    assets = ids(30)
+    a = jobs.create("add", job_state(assets, action="add"), None)
+    b = jobs.create("remove", job_state(assets), None)
+    held_a = jobs.begin(a, 0, 60)
+    assert jobs.claim_assets(held_a, assets) == []
+    state = {**jobs.load(held_a), "phase": "wait", "assets": assets, "resolved": True}
+    # A job waiting for copies hands over, to run again in 50 minutes: its leases last till then.
+    jobs.hand_over(held_a, state, 1, clock.now + 3000)
+    held_b = jobs.begin(b, 0, 60)
+    clock.now += 3000
+    assert jobs.claim_assets(held_b, assets)
+    held_a = jobs.begin(a, 1, 60)
+    assert held_a.fields["assets_held"] == 30, "leases that did not lapse are still held"
+    # The release at the end fails: the leases then name a finished job, which holds nothing.
+    release = docs.release_assets
+    docs.release_assets = lambda job_id, asset_ids: (_ for _ in ()).throw(StoreError("down"))
+    jobs.finish(held_a, {**state, "phase": "done"}, "succeeded")
+    docs.release_assets = release
+    assert set(leases(docs).values()) == {a}
+    assert jobs.claim_assets(held_b, assets) == []
+    assert set(leases(docs).values()) == {b}
+
+
+def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
+    fake = FakeFirestore()
+    docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
+    docs.fake = fake
+    jobs = JobStates(docs, clock=Clock())
+    assets = ids(50)
+    a, b = (jobs.create("remove", job_state(assets), None) for _ in range(2))
+    held_a, held_b = jobs.begin(a, 0, 60), jobs.begin(b, 0, 60)
+    # The second job's transaction reads the leases (none), then, before it commits, the first
+    # job takes them all: the commit is aborted, the retry sees them, and the second waits.
+    commit = _Transaction._commit
+    raced = []
+
+    def racing_commit(self):
+        if not raced:
+            raced.append("racing")
+            raced[0] = jobs.claim_assets(held_a, assets)
+        return commit(self)
+
+    _Transaction._commit = racing_commit
+    try:
+        busy = jobs.claim_assets(held_b, assets)
+    finally:
+        _Transaction._commit = commit
+    assert raced == [[]] and sorted(busy) == sorted(assets)
+    assert set(leases(docs).values()) == {a}
+
+    # Contention: a commit aborted now and then is retried; one never taken is a StoreError
+    # and leaves nothing half taken.
+    other = ids(80)[50:]
+    fake.contend = 2
+    assert jobs.claim_assets(held_b, other) == []
+    c = jobs.create("add", job_state(ids(90)[80:], action="add"), None)
+    held_c = jobs.begin(c, 0, 60)
+    fake.contend = 100
+    with pytest.raises(StoreError, match="asset leases"):
+        jobs.claim_assets(held_c, ids(90)[80:])
+    fake.contend = 0
+    assert not set(ids(90)[80:]) & set(leases(docs))
+
+    # What Firestore's client enforces in a transaction, the fake does too: no read after a write.
+    from google.cloud import firestore
+
+    def read_after_write(transaction):
+        transaction.set(docs._lease(assets[0]), {"job_id": "x"})
+        list(transaction.get_all([docs._lease(assets[1])]))
+
+    with pytest.raises(ReadAfterWriteError):
+        firestore.transactional(read_after_write)(docs.client.transaction())
+    assert leases(docs)[assets[0]] == a
+
+
+# -- live jobs ---------------------------------------------------------------------------
+
+def counted(docs) -> set[str]:
+    if isinstance(docs, MemoryDocuments):
+        return set(docs.live)
+    return set((docs.fake.collection("jobs_live").get("jobs") or {}).get("jobs", {}))
+
+
+def test_live_jobs_are_counted_and_refused_past_the_limits(store):
+    jobs, docs, clock = store
+    limits = LiveLimits(total=3, per_user=2)
+    one, two, three = (str(uuid.uuid4()) for _ in range(3))
+
+    def click(user):
+        return jobs.create("add", {**job_state(ids(2), action="add"), "requested_by": user}, None, limits=limits)
+
+    first, second = click(one), click(one)
+    with pytest.raises(TooManyJobs, match="PLUGIN_MAX_LIVE_JOBS_PER_USER=2"):
+        click(one)
+    third = click(two)
+    with pytest.raises(TooManyJobs, match="PLUGIN_MAX_LIVE_JOBS=3"):
+        click(three)
+    assert counted(docs) == {first, second, third}
+    heads = docs.heads if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs")
+    assert set(heads) == {first, second, third}, "a refused click records nothing"
+    # The scheduled cleanup's job (no limits) is not counted.
+    jobs.create("check", job_state(ids(1)), None, job_id=str(uuid.uuid4()))
+    assert len(counted(docs)) == 3
+
+    # A job's end takes it off, even when the update of the count was lost.
+    claim = jobs.begin(first, 0, 60)
+    uncount = docs.uncount
+    docs.uncount = lambda job_id: (_ for _ in ()).throw(StoreError("lost"))
+    jobs.finish(claim, {**jobs.load(claim), "phase": "done"}, "succeeded")
+    docs.uncount = uncount
+    assert first in counted(docs)
+    fourth = click(three)
+    assert counted(docs) == {second, third, fourth}
+    claim = jobs.begin(second, 0, 60)
+    jobs.finish(claim, {**jobs.load(claim), "phase": "done"}, "failed")
+    assert counted(docs) == {third, fourth}
+
+    # Jobs whose step never came (their tasks lost) stop counting once they have made no progress
+    # past their time; a job that goes on keeps its place.
+    claim = jobs.begin(fourth, 0, 60)
+    fifth = click(one)
+    with pytest.raises(TooManyJobs):
+        click(two)
+    clock.now += jobstate.ASSET_LEASE_GRACE + 1
+    jobs.commit(claim, jobs.load(claim))
+    sixth = click(two)
+    assert counted(docs) == {fourth, sixth}
+    assert docs.read_head(fifth) is not None, "not counted, but still recorded"
+
+
+def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
+    fake = FakeFirestore()
+    docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
+    docs.fake = fake
+    jobs = JobStates(docs, clock=Clock())
+    limits = LiveLimits(total=1, per_user=1)
+    user = str(uuid.uuid4())
+    commit = _Transaction._commit
+    raced = []
+
+    def racing_commit(self):
+        if not raced:
+            raced.append("racing")
+            raced[0] = jobs.create("add", {**job_state(ids(1), action="add"), "requested_by": user}, None,
+                                   limits=limits)
+        return commit(self)
+
+    # Two clicks at once, with room for one: the one whose commit comes second reads the count
+    # again and is refused.
+    _Transaction._commit = racing_commit
+    try:
+        with pytest.raises(TooManyJobs):
+            jobs.create("add", {**job_state(ids(1), action="add"), "requested_by": str(uuid.uuid4())}, None,
+                        limits=limits)
+    finally:
+        _Transaction._commit = commit
+    assert counted(docs) == {raced[0]} and set(fake.collection("jobs")) == {raced[0]}
 
 
 # -- the task body -------------------------------------------------------------------

@@ -261,29 +261,106 @@ def test_the_image_runs_from_the_directory_holding_the_app(docker):
 # -- requirements ----------------------------------------------------------------------------
 
 
-def test_the_image_installs_the_runtime_requirements_only(docker):
+def test_the_image_installs_the_servers_locked_requirements_only(docker):
     runs = args_of(docker, "RUN")
     installs = [run for run in runs if "pip install" in run]
     assert len(installs) == 1, installs
-    assert re.search(r"(^|\s)-r\s+requirements\.txt(\s|$)", installs[0]), installs[0]
+    words = shlex.split(installs[0])
+    assert words[words.index("-r") + 1] == "requirements.lock" and words.count("-r") == 1, installs[0]
+    assert "--require-hashes" in words, "every package is checked against the lock's hashes"
     assert not [rest for _, rest in docker if "requirements-dev" in rest or "requirements-cloud" in rest]
-    assert dockerignored("requirements-dev.txt") and dockerignored("requirements-cloud.txt")
-    # requirements.txt is in the image before the install runs.
+    for left_out in ("requirements-dev.txt", "requirements-cloud.txt", "requirements-cloud.lock"):
+        assert dockerignored(left_out), left_out
+    # requirements.lock is in the image before the install runs.
     order = [(kind, rest) for kind, rest in docker if kind in ("COPY", "RUN")]
     copied_at = next(i for i, (kind, rest) in enumerate(order)
-                     if kind == "COPY" and "requirements.txt" in shlex.split(rest))
+                     if kind == "COPY" and "requirements.lock" in shlex.split(rest))
     installed_at = next(i for i, (kind, rest) in enumerate(order) if kind == "RUN" and "pip install" in rest)
     assert copied_at < installed_at
-    assert files_in_image(docker, "requirements.txt")
+    assert files_in_image(docker, "requirements.lock")
 
 
 def files_in_image(docker, relative: str) -> bool:
     return ROOT / relative in set(image_files(docker).values())
 
 
-def test_the_base_image_is_the_official_slim_python(docker):
+def test_the_base_image_is_the_official_slim_python_pinned_by_digest(docker):
     (base,) = args_of(docker, "FROM")
-    assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", base), base
+    assert re.fullmatch(r"python:3\.\d+-slim@sha256:[0-9a-f]{64}", base), base
+    assert "docker buildx imagetools inspect python:" in DOCKERFILE.read_text(), "how to refresh the digest"
+
+
+# -- the lock files ----------------------------------------------------------------------------
+
+LOCKS = {"requirements.txt": "requirements.lock", "requirements-cloud.txt": "requirements-cloud.lock"}
+
+
+def lock_entries(file: str) -> dict[str, tuple[Requirement, list[str]]]:
+    """name -> (its pinned requirement, its hashes), of a lock written by pip-compile."""
+    entries, logical = {}, ""
+    for raw in (ROOT / file).read_text().splitlines() + [""]:
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical, whole = "", (logical + line).strip()
+        if not whole:
+            continue
+        assert not whole.startswith("-"), f"{file}: an option line ({whole[:60]!r}); the lock holds packages only"
+        words = whole.split()
+        hashes = [word.split("=", 1)[1] for word in words[1:] if word.startswith("--hash=")]
+        assert len(hashes) == len(words) - 1, f"{file}: {whole[:80]!r}"
+        requirement = Requirement(words[0])
+        entries[_normalize(requirement.name)] = (requirement, hashes)
+    return entries
+
+
+@pytest.mark.parametrize("source, lock", sorted(LOCKS.items()))
+def test_each_lock_pins_every_requirement_inside_its_range_with_hashes(source, lock):
+    entries = lock_entries(lock)
+    pins = {}
+    for name, (requirement, hashes) in entries.items():
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==" and not requirement.url, f"{lock}: {requirement} is not one version"
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), f"{lock}: {name}"
+        pins[name] = specifier.version
+    for name, line in requirement_lines(source).items():
+        wanted = Requirement(line)
+        if wanted.marker and not wanted.marker.evaluate():
+            continue
+        assert name in pins, f"{source} asks for {name}, which {lock} does not hold: run scripts/lock"
+        assert wanted.specifier.contains(pins[name], prereleases=True), \
+            f"{lock} has {name}=={pins[name]}, outside {source}'s {wanted.specifier}: run scripts/lock"
+    # Made by the documented command, with nothing from the machine it ran on in it.
+    text = (ROOT / lock).read_text()
+    assert "#    scripts/lock\n" in text and "--find-links" not in text and "file:" not in text
+
+
+def python_versions() -> dict[str, str]:
+    """Where each part names the Python it runs: "3.11"-style, one per place."""
+    found = {}
+    (base,) = args_of(dockerfile_instructions(DOCKERFILE.read_text()), "FROM")
+    found["Dockerfile"] = re.match(r"python:(3\.\d+)-", base).group(1)
+    (found["scripts/lock"],) = re.findall(r"^PYTHON_VERSION=(3\.\d+)$", (ROOT / "scripts" / "lock").read_text(), re.M)
+    for lock in LOCKS.values():
+        (found[lock],) = re.findall(r"autogenerated by pip-compile with Python (3\.\d+)", (ROOT / lock).read_text())
+    for doc in DEPLOY_DOCS:
+        runtimes = set(re.findall(r"--runtime=python3(\d+)", (ROOT / doc).read_text()))
+        assert runtimes, f"{doc} deploys no Python runtime"
+        (minor,) = runtimes
+        found[doc] = f"3.{minor}"
+    return found
+
+
+DEPLOY_DOCS = ("docs/deploy-cloud-function.md",)
+
+
+def test_the_image_the_function_and_the_locks_run_one_python():
+    versions = python_versions()
+    assert len(set(versions.values())) == 1, versions
+    # CI (CI=true, .ci/run) runs the tests on that Python too.
+    if os.environ.get("CI"):
+        assert "%d.%d" % sys.version_info[:2] == versions["Dockerfile"], (sys.version_info, versions)
 
 
 # -- everything the app imports is in the image ---------------------------------------------------
@@ -467,7 +544,7 @@ def test_stage_function_holds_what_the_function_imports_and_its_requirements(tmp
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(staged)
-    assert (staged / "requirements.txt").read_text() == (ROOT / "requirements-cloud.txt").read_text()
+    assert (staged / "requirements.txt").read_text() == (ROOT / "requirements-cloud.lock").read_text()
     local, _ = import_closure(("main.py",))
     missing = [str(p.relative_to(ROOT)) for p in local if not (staged / p.relative_to(ROOT)).is_file()]
     assert not missing, missing
@@ -517,7 +594,7 @@ def test_the_published_port_examples_listen_on_localhost_only():
 @pytest.mark.parametrize("path", [
     ".venv", ".venv/bin/python", "tests", "tests/test_selftest.py", "state", "state/jobs.sqlite3",
     ".env", ".env.yaml", ".git/config", "b2iconik/__pycache__/web.cpython-312.pyc", "b2iconik/.env",
-    "bench-results/run.json", "requirements-dev.txt", "scripts/test",
+    "bench-results/run.json", "requirements-dev.txt", "requirements-cloud.lock", "scripts/test",
 ])
 def test_dockerignore_leaves_local_files_out_of_the_build_context(path):
     assert dockerignored(path), path

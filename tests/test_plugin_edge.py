@@ -201,6 +201,14 @@ def test_a_bad_call_is_refused_with_a_json_error_and_no_iconik_call(edge, emu_sh
     assert emulator.request_counts == before
 
 
+def test_no_path_is_answered_with_a_redirect_that_echoes_the_query(edge):
+    """A doubled or empty path is answered as it stands, never redirected: a redirect would echo
+    the query (a line break in it was a 500) and answer a webhook with a 308."""
+    status, parsed, text, headers = edge.send("GET", f"//add?{QUERY}&%0A", GOOD)
+    assert status in (200, 404, 405) and isinstance(parsed, dict), text
+    assert "Location" not in headers
+
+
 def test_405_names_the_allowed_method(edge):
     status, _, _, headers = edge.send("GET", f"/remove?{QUERY}", GOOD)
     assert status == 405 and "POST" in headers.get("Allow", "")

@@ -13,7 +13,8 @@ Nothing is kept on an instance's disk.
     auth.py            proof that a continuation call comes from the plugin's queue
     payload.py         the task payload: job id and step number
     tasks.py           queues: Cloud Tasks, in-process (local runs), null (benchmarks)
-    jobstate.py        the job store: heads and chunks, conditional commits, leases per step
+    jobstate.py        the job store: heads and chunks, conditional commits, leases per step,
+                       asset leases, the count of live jobs
     chunks.py          how a job's state is cut into a head and chunks
     firestore_docs.py  the job store's documents in Firestore (in process: jobstate.py)
     slices.py          one slice: saving as the workflow goes, the audit trail

@@ -18,16 +18,24 @@ as for the Flask app. On top of them, the function reads:
     JOB_STORE              auto (default: firestore with Cloud Tasks, else memory), firestore, memory
     FIRESTORE_DATABASE     the Firestore database of the job store ((default))
     FIRESTORE_COLLECTION   its collection of job heads (b2iconik_jobs; chunks in <it>_chunks)
+    OIDC_CERTS_URL         where the certificates that sign the OIDC tokens are fetched (Google's);
+                           https, or http on a loopback address only (tests)
     PLUGIN_JOB_RETENTION_DAYS  (the server's setting) how long a finished job is kept (365)
+    PLUGIN_MAX_LIVE_JOBS           (the server's setting) clicks' jobs live at once (50; at most 1000 here)
+    PLUGIN_MAX_LIVE_JOBS_PER_USER  (the server's setting) of them, one user's (5)
+    PLUGIN_MAX_ASSETS_PER_JOB      (the server's setting) assets in one job, selected or in collections (100000)
 """
 
 from __future__ import annotations
 
 import os
+import ipaddress
 import re
 import secrets as _random
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
+from b2iconik.cloud.auth import GOOGLE_CERTS_URL
 from b2iconik.config import ConfigError, Settings, _number
 
 MODES = ("cloud", "local", "null")
@@ -39,6 +47,8 @@ SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 DEFAULT_SLICE_SECONDS = 240.0
 DEFAULT_TASK_ATTEMPTS = 10
+MOST_LIVE_JOBS = 1000
+"""The live jobs are counted in one Firestore document (jobstate.py): this many fit it well."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class CloudConfig:
     job_store: str = "memory"
     firestore_database: str = "(default)"
     firestore_collection: str = "b2iconik_jobs"
+    oidc_certs_url: str = GOOGLE_CERTS_URL
 
     @classmethod
     def from_env(cls, env=None) -> "CloudConfig":
@@ -123,6 +134,10 @@ class CloudConfig:
         if not COLLECTION.match(collection):
             raise ConfigError(f"FIRESTORE_COLLECTION must be letters, digits, _ or -: {collection[:100]!r}")
 
+        if settings.max_live_jobs > MOST_LIVE_JOBS:
+            raise ConfigError(f"PLUGIN_MAX_LIVE_JOBS is {settings.max_live_jobs}; the Cloud Function takes at most "
+                              f"{MOST_LIVE_JOBS} (its live jobs are counted in one Firestore document)")
+
         return cls(
             settings=settings,
             mode=mode,
@@ -139,6 +154,7 @@ class CloudConfig:
             job_store=job_store,
             firestore_database=database,
             firestore_collection=collection,
+            oidc_certs_url=_certs_url(env),
         )
 
     def describe_store(self) -> str:
@@ -165,8 +181,24 @@ class CloudConfig:
             return (f"in-process local mode (TASKS_QUEUE unset): jobs run in this process through "
                     f"/continue (signed with a key that never leaves the process), "
                     f"{self.local_workers} at a time, and are lost if it stops; {secret}")
-        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only; "
-                f"{secret}")
+        return (f"null mode (TASKS_MODE=null): jobs are accepted and DROPPED, for benchmarks only, "
+                f"with no live-job limits; {secret}")
+
+
+def _certs_url(env) -> str:
+    """OIDC_CERTS_URL: whoever serves these certificates can sign tokens the function accepts,
+    so only https, or plain http to this machine's own loopback (a test's key server)."""
+    url = env.get("OIDC_CERTS_URL", "").strip() or GOOGLE_CERTS_URL
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(f"OIDC_CERTS_URL must be an https URL (plain http only to a loopback address), "
+                          f"not {url[:200]!r}")
+    return url
 
 
 def _schedule(env, settings: Settings, function_url: str | None):

@@ -1,9 +1,12 @@
 """The job documents in Google Cloud Firestore (cloud mode), for `jobstate.JobStates`.
 
-Two collections of a Native mode database: `<collection>` (default
-`b2iconik_jobs`) holds one head document per job, named by the job id, and
-`<collection>_chunks` the chunk documents. Both carry `expire_at`, the field of
-the TTL policies that delete finished jobs (docs/deploy-cloud-function.md).
+Three collections of a Native mode database: `<collection>` (default
+`b2iconik_jobs`) holds one head document per job, named by the job id,
+`<collection>_chunks` the chunk documents and `<collection>_assets` the asset
+leases, one document per asset, named by the asset id. All carry `expire_at`,
+the field of the TTL policies that delete finished jobs and forgotten leases
+(docs/deploy-cloud-function.md). `<collection>_live` holds one document,
+`jobs`, that counts the clicks' live jobs (job id -> who asked, when).
 
 The head's compare-and-set is an update with a precondition on the update
 time it was read at. When an update fails in any way, the head is read again:
@@ -12,6 +15,12 @@ way); if it changed otherwise, the swap lost; if it did not change, the outcome
 is reported as a StoreError and nothing is tidied. Chunks are written in
 batches of at most 400 documents and 8 MiB.
 
+A click's job is created, and counted, in a transaction with the count; asset
+leases are taken and released in Firestore transactions (the client's
+`transactional`, which retries a transaction that lost to a concurrent one):
+all reads first (the leases, then the heads of the jobs they name), then the
+writes, which Firestore commits only if nothing read has changed since.
+
 The client library is imported only here, and only when a store is made.
 """
 
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError
+from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,23 @@ class FirestoreDocuments:
     def _chunk(self, doc_id: str):
         return self.client.collection(self.collection + "_chunks").document(doc_id)
 
+    def _lease(self, asset_id: str):
+        return self.client.collection(self.collection + "_assets").document(asset_id)
+
+    def _transaction(self, work, what: str):
+        """`work(transaction)` in a Firestore transaction, retried by the client on contention."""
+        from google.cloud import firestore
+
+        try:
+            return firestore.transactional(work)(self.client.transaction())
+        except (StoreError, TooManyJobs):
+            raise
+        except Exception as error:
+            raise StoreError(f"Firestore did not take {what}: {_problem(error)}") from None
+
+    def _live(self):
+        return self.client.collection(self.collection + "_live").document("jobs")
+
     # -- heads ---------------------------------------------------------------------
 
     def create_head(self, job_id: str, fields: dict) -> bool:
@@ -76,6 +102,48 @@ class FirestoreDocuments:
             if found is not None:
                 return False
             raise StoreError(f"Firestore did not record the job: {_problem(error)}") from None
+
+    def create_counted(self, job_id: str, fields: dict, entry: dict, admit, alive) -> bool:
+        """`create_head` in one transaction with the count of live jobs, if `admit(live)` lets it."""
+        count, head = self._live(), self._head(job_id)
+
+        def work(transaction):
+            found = {snapshot.id: snapshot for snapshot in transaction.get_all([count, head], timeout=self.timeout)}
+            counted = found[count.id]
+            if found[job_id].exists:
+                return False
+            live = dict((counted.to_dict() or {}).get("jobs") or {}) if counted.exists else {}
+            try:
+                admit(live)
+            except TooManyJobs:
+                heads = {snapshot.id: snapshot.to_dict() for snapshot in
+                         transaction.get_all([self._head(other) for other in live], timeout=self.timeout)
+                         if snapshot.exists}
+                live = {other: value for other, value in live.items() if alive(heads.get(other))}
+                admit(live)
+            transaction.set(count, {"jobs": {**live, job_id: entry}})
+            transaction.create(head, fields)
+            return True
+
+        try:
+            return self._transaction(work, "the new job")
+        except StoreError:
+            found = self.read_head(job_id)
+            if found is not None and _same(found[0], fields):
+                return True  # created; the answer was lost
+            raise
+
+    def uncount(self, job_id: str) -> None:
+        count = self._live()
+
+        def work(transaction):
+            snapshot = next(iter(transaction.get_all([count], timeout=self.timeout)))
+            live = dict((snapshot.to_dict() or {}).get("jobs") or {}) if snapshot.exists else {}
+            if job_id in live:
+                del live[job_id]
+                transaction.set(count, {"jobs": live})
+
+        self._transaction(work, "the end of a live job")
 
     def read_head(self, job_id: str):
         try:
@@ -142,6 +210,43 @@ class FirestoreDocuments:
     def expire_chunks(self, ids: list[str], expire_at) -> None:
         self._commit(ids, lambda batch, doc_id: batch.set(self._chunk(doc_id), {"expire_at": expire_at},
                                                           merge=True))
+
+
+    # -- asset leases ----------------------------------------------------------------
+
+    def lease_assets(self, job_id: str, asset_ids: list[str], holds, fields: dict) -> list[str]:
+        """Lease all of `asset_ids` to the job, or none: those leased to a job whose head `holds` them."""
+        refs = [self._lease(asset_id) for asset_id in asset_ids]
+
+        def work(transaction):
+            found = {snapshot.id: snapshot.to_dict() for snapshot in transaction.get_all(refs, timeout=self.timeout)
+                     if snapshot.exists}
+            others = sorted({lease.get("job_id") for lease in found.values()} - {job_id})
+            heads = {}
+            if others:
+                heads = {snapshot.id: snapshot.to_dict() for snapshot in
+                         transaction.get_all([self._head(other) for other in others], timeout=self.timeout)
+                         if snapshot.exists}
+            busy = [asset_id for asset_id in asset_ids if asset_id in found
+                    and found[asset_id].get("job_id") != job_id and holds(heads.get(found[asset_id].get("job_id")))]
+            if not busy:
+                for asset_id, ref in zip(asset_ids, refs):
+                    if (found.get(asset_id) or {}).get("job_id") != job_id:
+                        transaction.set(ref, fields)
+            return busy
+
+        return self._transaction(work, "the asset leases")
+
+    def release_assets(self, job_id: str, asset_ids: list[str]) -> None:
+        refs = [self._lease(asset_id) for asset_id in asset_ids]
+
+        def work(transaction):
+            mine = [snapshot.reference for snapshot in transaction.get_all(refs, timeout=self.timeout)
+                    if snapshot.exists and snapshot.to_dict().get("job_id") == job_id]
+            for ref in mine:
+                transaction.delete(ref)
+
+        self._transaction(work, "the release of the asset leases")
 
 
 def _same(found: dict, wrote: dict) -> bool:

@@ -41,9 +41,9 @@ from b2iconik.cloud import payload as payloads
 from b2iconik.cloud import scheduled, views
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
 from b2iconik.cloud.config import CloudConfig
-from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LostLease, MemoryDocuments, NoSuchJob,
-                                     NotNow, StepBusy, StepDone, StoreError)
-from b2iconik.cloud.secrets import SecretUnavailable, SharedSecret
+from b2iconik.cloud.jobstate import (DamagedJob, JobExists, JobStates, LiveLimits, LostLease, MemoryDocuments,
+                                     NoSuchJob, NotNow, StepBusy, StepDone, StoreError, TooManyJobs)
+from b2iconik.cloud.secrets import SecretRefused, SecretUnavailable, SharedSecret
 from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
                                   NullQueue, QueueError, Task)
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 MAX_CONTINUE_BODY = payloads.MAX_BODY
 LEASE_MARGIN = 120.0
 """A step's lease lasts the slice plus this (as the task's dispatch deadline does)."""
+RETRY_AFTER = 30
+"""Seconds a click refused for too many live jobs is told to wait (Retry-After)."""
 ROUTES = {
     "/": ("GET", "HEAD", "OPTIONS"),
     "/healthz": ("GET", "HEAD", "OPTIONS"),
@@ -104,6 +106,9 @@ class FunctionHandler:
         self.config = config
         self.settings = config.settings
         self.tuning = workflows.Tuning.from_settings(config.settings)
+        self.limits = None if config.mode == "null" else LiveLimits(config.settings.max_live_jobs,
+                                                                     config.settings.max_live_jobs_per_user)
+        """The live-job limits of clicks (none in null mode, whose jobs never run nor end)."""
         self.secret = secret
         self.queue = queue
         self.oidc = oidc
@@ -130,6 +135,10 @@ class FunctionHandler:
         except BodyTooLarge as exc:
             log.info("refused %s %s: body over %d bytes (413)", method, path[:200], exc.limit)
             return error(413, f"body too large: at most {exc.limit} bytes")
+        except SecretRefused as exc:
+            log.error("refused %s %s: the shared secret is not fit to serve: %s", method, path[:200], exc)
+            return error(503, "the plugin's shared secret is refused by its own checks (see the function's "
+                              "log); nothing was started")
         except SecretUnavailable as exc:
             log.error("cannot check %s %s: %s", method, path[:200], exc)
             return error(503, "the plugin cannot read its shared secret right now; "
@@ -189,6 +198,9 @@ class FunctionHandler:
             default_formats=self.settings.formats,
             pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
         )
+        if call.size > self.config.settings.max_assets_per_job:
+            raise Rejected(413, f"the call names {call.size} assets and collections; a job takes at most "
+                                f"{self.config.settings.max_assets_per_job} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer")
         identity = self.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
         reply = self._start_job(workflows.new_state(call, identity), call.auth_token)
         if reply.status == 202:
@@ -197,9 +209,13 @@ class FunctionHandler:
         return reply
 
     def _start_job(self, state: dict, token: str | None) -> Reply:
-        """Record a job in the store and queue its step 0: 202, or 503 with nothing started."""
+        """Record a click's job in the store (within the live-job limits) and queue its step 0: 202;
+        429 past the limits, 503 when the store or the queue fails, with nothing started."""
         try:
-            job_id = self.jobs.create(state["action"], state, token)
+            job_id = self.jobs.create(state["action"], state, token, limits=self.limits)
+        except TooManyJobs as exc:
+            log.warning("refused a %s job: %s", state["action"], exc)
+            return error(429, str(exc), {"Retry-After": str(RETRY_AFTER)})
         except StoreError as exc:
             log.error("could not record a %s job: %s", state["action"], exc)
             return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
@@ -455,7 +471,15 @@ class FunctionHandler:
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
                                       stop=stop, checkpoint=checkpoint, on_outcome=on_outcome,
+                                      claim_assets=lambda asset_ids: self.jobs.claim_assets(job.claim, asset_ids),
                                       user_client=user_client)
+            if flow.claims_assets and state.get("resolved") and state["phase"] != "resolve":
+                # Past resolve, where the workflow leases its assets: leases that lapsed while no step
+                # ran (the store then counts none held) are claimed again before any asset is touched.
+                busy = self.jobs.claim_assets(job.claim, state["assets"])
+                if busy:
+                    return self._wait_for_assets(job, state, len(busy))
+                state.pop("waiting_for", None)
             try:
                 if flow.run():
                     return self._finished(job, state)
@@ -498,6 +522,12 @@ class FunctionHandler:
                                       "repeated; the job goes on under another entry."})
         except Exception as exc:  # best effort, like every Jobs-panel update
             log.warning("could not close the iconik entry %s: %s", entry, exc)
+
+    def _wait_for_assets(self, job: Slice, state: dict, busy: int) -> Reply:
+        """Another live job holds some of this job's assets: try again after the poll interval."""
+        log.info("waiting: another job holds %d of this job's assets (its leases lapsed while no step ran)", busy)
+        state["waiting_for"] = busy
+        return self._hand_over(job, state, self.clock() + self.tuning.poll_interval)
 
     def _hand_over(self, job: Slice, state: dict, wake_at: float | None) -> Reply:
         """Commit the slice's state with the job at the next step, then queue that step."""
@@ -572,7 +602,7 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
     if config.mode == "cloud":
         if not (config.service_account and config.function_url):
             raise ConfigError("TASKS_SERVICE_ACCOUNT and FUNCTION_URL are required with Cloud Tasks")
-        oidc = OidcVerifier(config.function_url, config.service_account)
+        oidc = OidcVerifier(config.function_url, config.service_account, config.oidc_certs_url)
     elif config.mode == "local":
         task_key = new_task_key()
     local = None
@@ -587,7 +617,7 @@ def build_handler(config: CloudConfig, *, queue=None, secret: SharedSecret | Non
                                            workers=config.local_workers)
     scheduler = None
     if config.schedule is not None:
-        scheduler = OidcVerifier(config.schedule.audience, config.schedule.account)
+        scheduler = OidcVerifier(config.schedule.audience, config.schedule.account, config.oidc_certs_url)
     handler = FunctionHandler(config, secret=secret, queue=queue, jobs=jobs or build_job_store(config),
                               oidc=oidc, task_key=task_key, scheduler=scheduler)
     if local is not None:

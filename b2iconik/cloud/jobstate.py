@@ -5,11 +5,15 @@ what goes where):
 
     head    job_id, action, status (queued, running, succeeded, failed), step,
             version, holder and lease_until, created_at, updated_at, finished_at,
-            next_at, auth_token (live jobs only), expire_at, and `head`: the
-            state's small part, how it was cut, the manifest of its chunks
-            (name -> revision, parts, written_at) and of its audit trail's, compressed
+            next_at, auth_token (live jobs only), expire_at, assets_until and
+            assets_held (its asset leases), counted (among the live jobs), and
+            `head`: the state's small part, how it was cut, the manifest of its
+            chunks (name -> revision, parts, written_at) and of its audit trail's,
+            compressed
     chunk   one revision of one chunk (or part of one, past PART_BYTES), compressed;
             a revision is never changed, only written anew and then deleted
+    lease   per asset: the job leasing it, leased_at, expire_at
+    live    one document: job id -> who asked and when, for each click's live job
 
 The audit trail (each outcome as it was decided: seq, asset_id, format,
 recorded_at and `audit.outcome_record`, as the server's store keeps it) is
@@ -28,6 +32,30 @@ takes the job's lease for that step only, and only while no other holder's
 lease runs; an older step is refused as done, a later one as early. A commit
 renews the lease; `hand_over` moves the job to the next step and frees it.
 
+Asset leases: a job that works on assets leases them first (`claim_assets`,
+the workflow's hook, as the server's store does), so two jobs never work on one
+asset at once. A lease is one document per asset naming the job; it is taken
+only in a transaction that reads the asset's lease and the head of the job it
+names, and it holds while that job is live and its head's `assets_until` has
+not passed. Every begin and commit puts `assets_until` a grace
+(ASSET_LEASE_GRACE) past the step's lease, or past the next step's time on a
+hand-over: so the leases outlast a slice that dies, until the queue delivers
+the step again, and expire when the job is never continued. A job whose
+`assets_until` passed before its next step began may have lost them: its
+count of assets held (`assets_held`) starts again at 0 and its assets are
+claimed again before it works on them. Assets are claimed in id order, in
+transactions of at most LEASES_PER_TRANSACTION; a job keeps those it has while
+it waits for the rest, and the order means no two jobs wait on each other.
+The job's end releases them.
+
+Live jobs: a click's job is counted among the live jobs in one small document
+(who asked, when), in the transaction that creates its head; `create` refuses
+it (TooManyJobs) past the limits in total or per user. Its end takes it off.
+Only when a click would be refused are the heads of the jobs counted read, and
+those that ended, are gone, or have made no progress past their
+`assets_until` (a job whose tasks were lost) are not counted; so a lost
+update never blocks for good, and a click costs one read and one write more.
+
 Expiry: every document carries `expire_at` (a TTL policy field): a live head
 HEAD_LIVE_TTL after its last commit, a chunk CHUNK_LIVE_TTL after it was written
 (rewritten before then if the job lives on), and a finished job's head and
@@ -35,7 +63,7 @@ chunks `retention_days` after it finished. The click's token is erased from
 the head when the job finishes.
 
 `MemoryDocuments` is the in-process stand-in with the same semantics (local
-mode, tests; it can be told to fail its Nth write); `firestore.py` has the
+mode, tests; it can be told to fail its Nth write); `firestore_docs.py` has the
 Firestore documents.
 """
 
@@ -65,6 +93,9 @@ MAX_CHUNK_BYTES = 64 * 1024 * 1024
 MAX_HEAD_BYTES = 16 * 1024 * 1024
 """The most one chunk, or the head, inflates to when read back; past it the record is refused."""
 AUDIT_PER_CHUNK = 500
+ASSET_LEASE_GRACE = 600.0
+"""Seconds a job's asset leases outlast its step's lease (or its next step's time): the queue's redelivery."""
+LEASES_PER_TRANSACTION = 400
 WRITES_PER_BATCH = 400
 BYTES_PER_BATCH = 8 * 1024 * 1024
 FINAL = ("succeeded", "failed")
@@ -80,6 +111,10 @@ class JobExists(StoreError):
 
 class LostLease(StoreError):
     """Another holder has the job (or it changed otherwise): this holder must stop."""
+
+
+class TooManyJobs(Exception):
+    """A new job would pass a limit on live jobs; the message says which. Nothing was recorded."""
 
 
 class DamagedJob(StoreError):
@@ -151,6 +186,8 @@ class MemoryDocuments:
         self._lock = threading.Lock()
         self.heads: dict[str, tuple[dict, int]] = {}
         self.chunks: dict[str, dict] = {}
+        self.leases: dict[str, dict] = {}
+        self.live: dict[str, dict] = {}
         self._clock = 0
         self.writes = 0
         self.fail_write_at: int | None = None
@@ -175,6 +212,32 @@ class MemoryDocuments:
             self._clock += 1
             self.heads[job_id] = (dict(fields), self._clock)
             return True
+
+    def create_counted(self, job_id: str, fields: dict, entry: dict, admit, alive) -> bool:
+        """`create_head`, with the job counted among the live ones if `admit(live)` lets it.
+
+        `admit` raises (TooManyJobs) to refuse; it is asked again, with the jobs whose
+        head is not `alive` left out, before a refusal stands.
+        """
+        with self._lock:
+            if job_id in self.heads:
+                return False
+            live = dict(self.live)
+            try:
+                admit(live)
+            except TooManyJobs:
+                live = {other: e for other, e in live.items() if alive((self.heads.get(other) or (None,))[0])}
+                admit(live)
+            self._write()
+            self._clock += 1
+            self.heads[job_id] = (dict(fields), self._clock)
+            self.live = {**live, job_id: dict(entry)}
+            return True
+
+    def uncount(self, job_id: str) -> None:
+        """Take an ended job off the live ones."""
+        with self._lock:
+            self.live.pop(job_id, None)
 
     def read_head(self, job_id: str) -> tuple[dict, int] | None:
         with self._lock:
@@ -212,20 +275,61 @@ class MemoryDocuments:
                 if doc_id in self.chunks:
                     self.chunks[doc_id]["expire_at"] = expire_at
 
+    def lease_assets(self, job_id: str, asset_ids: list[str], holds, fields: dict) -> list[str]:
+        """Lease all of `asset_ids` to the job, or none: those leased to a job whose head `holds` them."""
+        with self._lock:
+            found = {asset_id: self.leases.get(asset_id) for asset_id in asset_ids}
+            busy = [asset_id for asset_id, lease in found.items() if lease and lease["job_id"] != job_id
+                    and holds((self.heads.get(lease["job_id"]) or (None,))[0])]
+            if not busy:
+                for asset_id, lease in found.items():
+                    if not lease or lease["job_id"] != job_id:
+                        self._write()
+                        self.leases[asset_id] = dict(fields)
+            return busy
+
+    def release_assets(self, job_id: str, asset_ids: list[str]) -> None:
+        with self._lock:
+            for asset_id in asset_ids:
+                if (self.leases.get(asset_id) or {}).get("job_id") == job_id:
+                    del self.leases[asset_id]
+
     def purge_expired(self, now: float) -> int:
         """What a TTL policy does: delete every document whose expire_at has passed."""
         cutoff = when(now)
         with self._lock:
+            gone = 0
+            for table in (self.chunks, self.leases):
+                expired = [k for k, fields in table.items() if fields["expire_at"] <= cutoff]
+                for key in expired:
+                    del table[key]
+                gone += len(expired)
             heads = [k for k, (fields, _) in self.heads.items() if fields["expire_at"] <= cutoff]
-            chunks = [k for k, fields in self.chunks.items() if fields["expire_at"] <= cutoff]
             for key in heads:
                 del self.heads[key]
-            for key in chunks:
-                del self.chunks[key]
-            return len(heads) + len(chunks)
+            return gone + len(heads)
 
 
 # -- the job store ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """The most live jobs of clicks at once, in total and per user (PLUGIN_MAX_LIVE_JOBS[_PER_USER])."""
+
+    total: int
+    per_user: int
+
+    def check(self, live: dict, by: str | None) -> None:
+        """TooManyJobs if one more job by `by` would pass a limit, `live` being job id -> {by, at}."""
+        if len(live) >= self.total:
+            raise TooManyJobs(f"{len(live)} jobs are running, the most this plugin runs at once "
+                              f"(PLUGIN_MAX_LIVE_JOBS={self.total}); nothing was started, try again later")
+        mine = sum(1 for entry in live.values() if entry.get("by") == by)
+        if mine >= self.per_user:
+            raise TooManyJobs(f"this user has {mine} jobs running, the most one user may have at once "
+                              f"(PLUGIN_MAX_LIVE_JOBS_PER_USER={self.per_user}); nothing was started, "
+                              "try again when one has ended")
+
 
 @dataclass
 class Claim:
@@ -308,11 +412,14 @@ class JobStates:
 
     # -- creating and reading ----------------------------------------------------
 
-    def create(self, action: str, state: dict, auth_token: str | None, job_id: str | None = None) -> str:
+    def create(self, action: str, state: dict, auth_token: str | None, job_id: str | None = None,
+               limits: LiveLimits | None = None) -> str:
         """Record a new job at step 0 (a new id, or `job_id`); its id.
 
-        JobExists if a job of that id is there; StoreError if the write fails (nothing
-        is recorded then: chunks written without their head are never read, and expire).
+        With `limits` (a click's job) it is counted among the live jobs, or refused
+        with TooManyJobs. JobExists if a job of that id is there; StoreError if the write
+        fails (nothing is recorded then: chunks written without their head are never
+        read, and expire).
         """
         self._purge_now_and_then()
         if job_id is None:
@@ -329,8 +436,20 @@ class JobStates:
                   "holder": None, "lease_until": 0.0, "created_at": now, "updated_at": now, "finished_at": None,
                   "next_at": None, "auth_token": auth_token, "expire_at": when(now + HEAD_LIVE_TTL),
                   "requested_by": state.get("requested_by"), "origin": state.get("origin"),
+                  "assets_until": now + ASSET_LEASE_GRACE, "counted": limits is not None,
                   "head": pack(self._head_raw(head, layout, manifest, {"count": 0, "chunks": {}}))}
-        if not self.docs.create_head(job_id, fields):
+        try:
+            if limits is None:
+                created = self.docs.create_head(job_id, fields)
+            else:
+                by = state.get("requested_by")
+                created = self.docs.create_counted(job_id, fields, {"by": by, "at": now},
+                                                   lambda live: limits.check(live, by),
+                                                   lambda head: _alive(head, self.clock()))
+        except TooManyJobs:
+            self._quietly(self.docs.delete_chunks, list(docs))
+            raise
+        if not created:
             self._quietly(self.docs.delete_chunks, list(docs))
             raise JobExists(f"job {job_id} is recorded already")
         self._count(documents_written=len(docs) + 1, bytes_written=sum(len(d["data"]) for d in docs.values()))
@@ -372,8 +491,11 @@ class JobStates:
                 raise StepEarly(fields["step"])
             if fields.get("holder") and fields.get("lease_until", 0) > now:
                 raise StepBusy(fields["lease_until"])
+            # Asset leases that lapsed since the last step may have been taken: count none as held.
+            held = fields.get("assets_held", 0) if fields.get("assets_until", 0.0) > now else 0
             taken = {**fields, "holder": holder, "lease_until": now + lease_seconds, "status": "running",
-                     "version": fields["version"] + 1, "updated_at": now, "expire_at": when(now + HEAD_LIVE_TTL)}
+                     "version": fields["version"] + 1, "updated_at": now, "expire_at": when(now + HEAD_LIVE_TTL),
+                     "assets_until": now + lease_seconds + ASSET_LEASE_GRACE, "assets_held": held}
             new_token = self.docs.swap_head(job_id, taken, token)
             if new_token is not None:
                 self._count(documents_written=1)
@@ -420,16 +542,19 @@ class JobStates:
             return CommitStats(skipped=True)
         if docs:
             self.docs.put_chunks(docs)
+        held = claim.fields.get("assets_held", 0)
         fields = {**claim.fields, "version": version, "updated_at": now, "head": pack(head_raw),
                   "holder": None if release else claim.holder,
                   "lease_until": 0.0 if release else now + claim.lease_seconds,
-                  "expire_at": when(now + HEAD_LIVE_TTL)}
+                  "expire_at": when(now + HEAD_LIVE_TTL),
+                  "assets_until": max(now, next_at or now) + claim.lease_seconds + ASSET_LEASE_GRACE}
         if step is not None:
             fields.update(step=step, next_at=next_at)
         if status is not None:
             fields["status"] = status
         if status in FINAL:
-            fields.update(auth_token=None, finished_at=now, next_at=None, expire_at=when(now + self.retention))
+            fields.update(auth_token=None, finished_at=now, next_at=None, expire_at=when(now + self.retention),
+                          assets_until=0.0, assets_held=0)
         new_token = self.docs.swap_head(claim.job_id, fields, claim.token)
         if new_token is None:
             self._quietly(self.docs.delete_chunks, list(docs))
@@ -451,6 +576,9 @@ class JobStates:
             ids = [doc_id for table in (manifest, audit_state["chunks"]) for name, entry in table.items()
                    for doc_id in self._ids(claim.job_id, name, entry)]
             self._quietly(self.docs.expire_chunks, ids, when(now + self.retention))
+            self._quietly(self._release_assets, claim.job_id, state, held)
+            if fields.get("counted"):
+                self._quietly(self.docs.uncount, claim.job_id)
         stats = CommitStats(chunks_written=len(written), documents_written=len(docs) + 1,
                             bytes_written=sum(len(d["data"]) for d in docs.values()) + len(fields["head"]),
                             seconds=time.perf_counter() - started)
@@ -467,6 +595,39 @@ class JobStates:
         if status not in FINAL:
             raise ValueError(f"a finished job is succeeded or failed, not {status!r}")
         return self.commit(claim, state, audit=audit, status=status, release=True)
+
+    # -- asset leases -----------------------------------------------------------------
+
+    def claim_assets(self, claim: Claim, asset_ids) -> list[str]:
+        """Lease the job's assets (the workflow's hook): [] when it holds them all now.
+
+        Else the ids, among the next group to lease, that another live job holds; the job
+        keeps what it has leased so far (`assets_held`, committed with the head) and
+        asks again later. StoreError when the store cannot tell.
+        """
+        wanted = sorted(set(asset_ids))
+        held = claim.fields.get("assets_held", 0)
+        held = held if 0 <= held <= len(wanted) else 0
+        while held < len(wanted):
+            group = wanted[held:held + LEASES_PER_TRANSACTION]
+            now = self.clock()
+            busy = self.docs.lease_assets(claim.job_id, group, lambda head: _alive(head, now),
+                                          {"job_id": claim.job_id, "leased_at": now,
+                                           "expire_at": when(now + CHUNK_LIVE_TTL)})
+            self._count(documents_read=len(group))
+            if busy:
+                claim.fields["assets_held"] = held
+                return busy
+            held += len(group)
+            claim.fields["assets_held"] = held
+        return []
+
+    def _release_assets(self, job_id: str, state: dict, held: int) -> None:
+        """Free the leases of the `held` first of the job's assets (its end)."""
+        assets = state.get("assets") if isinstance(state.get("assets"), list) else []
+        wanted = sorted({asset_id for asset_id in assets if isinstance(asset_id, str)})[:held]
+        for start in range(0, len(wanted), LEASES_PER_TRANSACTION):
+            self.docs.release_assets(job_id, wanted[start:start + LEASES_PER_TRANSACTION])
 
     def release(self, claim: Claim) -> bool:
         """Give the step back without changing the state, so a redelivery can run it at once."""
@@ -590,6 +751,14 @@ class JobStates:
         if purge is not None and now - self._last_purge >= 60:
             self._last_purge = now
             purge(now)
+
+
+def _alive(head: dict | None, now: float) -> bool:
+    """Does the job of this head hold its asset leases and its place among the live jobs?
+
+    Not ended, and not past its `assets_until` without progress (a slice died, its tasks were lost).
+    """
+    return head is not None and head.get("status") not in FINAL and head.get("assets_until", 0.0) > now
 
 
 class _Missing(Exception):

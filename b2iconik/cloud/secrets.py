@@ -7,6 +7,10 @@ When a call brings a secret that does not match, `refresh_if_stale()` reads
 the secret again, at most once per `refresh_after` seconds, so a rotated
 secret is picked up without a redeploy and without letting wrong guesses
 drive Secret Manager calls.
+
+A secret shorter than the server's minimum (`config.MIN_SECRET_LENGTH`) is
+refused (`SecretRefused`) as if it could not be read: no call is served with
+it, and a rotation to one keeps the secret cached before it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Callable
 
 import requests
 
+from b2iconik.config import MIN_SECRET_LENGTH
+
 log = logging.getLogger(__name__)
 
 METADATA_PROJECT_URL = "http://metadata.google.internal/computeMetadata/v1/project/project-id"
@@ -26,6 +32,10 @@ METADATA_PROJECT_URL = "http://metadata.google.internal/computeMetadata/v1/proje
 
 class SecretUnavailable(Exception):
     """The secret could not be read, or what was read is damaged; the message says which."""
+
+
+class SecretRefused(SecretUnavailable):
+    """The secret was read whole but is not fit to guard the plugin (too short)."""
 
 
 # -- CRC32C ------------------------------------------------------------------
@@ -172,5 +182,9 @@ class SharedSecret:
             raise SecretUnavailable(f"{name} is not UTF-8 text") from None
         if not value:
             raise SecretUnavailable(f"{name} is empty")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise SecretRefused(f"{name} is {len(value)} characters; the shared secret must be at least "
+                                f"{MIN_SECRET_LENGTH} (make one with: openssl rand -hex 32), so the "
+                                "function serves no call until it is")
         log.info("read the shared secret from %s", name)
         return value

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import iconik
 from b2iconik.access import readable_selection
 from b2iconik.progress import JobsPanel
+from b2iconik.selection import TooManyAssets
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
@@ -47,12 +48,17 @@ class Tuning:
     checkpoint_interval: float = 1.0
     progress_interval: float = 2.0
     open_copy_timeout: float = 900.0
+    max_assets: int | None = None
+    """The most assets one job takes once its collections are expanded (None: no limit)."""
+    park_after: float | None = None
+    """With blocking waits, a pause at least this long (s) parks the job instead (see `_pause`)."""
 
     @classmethod
     def from_settings(cls, settings) -> "Tuning":
         return cls(concurrency=settings.asset_concurrency, poll_interval=settings.poll_interval,
                    max_poll_interval=settings.max_poll_interval, copy_timeout=settings.copy_timeout,
-                   outage_timeout=settings.outage_timeout, open_copy_timeout=settings.open_copy_timeout)
+                   outage_timeout=settings.outage_timeout, open_copy_timeout=settings.open_copy_timeout,
+                   max_assets=settings.max_assets_per_job)
 
 
 class Engine:
@@ -95,12 +101,14 @@ class Engine:
 
         A phase returns True when it has finished. Otherwise it was stopped, or
         it waits for something: with blocking waits it has already waited and is
-        simply called again; without, `state["wake_at"]` says when to go on.
+        simply called again; without, or when the job is parked (a long pause,
+        `Tuning.park_after`), `state["wake_at"]` says when to go on.
 
         The state is checked first, as if it came from outside, and the storages
         are checked with iconik at the start of every run, whatever the phase.
         """
         state = self.state
+        state.pop("wake_at", None)
         try:
             validate_state(state)
         except ValueError as error:
@@ -118,7 +126,7 @@ class Engine:
             try:
                 if not storages_checked:
                     if not self._check_storages_once():
-                        if not self.blocking_waits:
+                        if self._parked():
                             self.checkpoint(force=True)
                             return False
                         continue
@@ -133,10 +141,14 @@ class Engine:
             if finished:
                 steps = PHASES[state["action"]]
                 self._enter(steps[steps.index(phase) + 1])
-            elif not self.blocking_waits:
+            elif self._parked():
                 self.checkpoint(force=True)
                 return False
         return True
+
+    def _parked(self) -> bool:
+        """Whether an unfinished phase ends this run: its wait happens elsewhere."""
+        return not self.blocking_waits or "wake_at" in self.state
 
     def stopping(self) -> bool:
         return self._stop.is_set() or (self.deadline is not None and self.clock() >= self.deadline)
@@ -146,6 +158,7 @@ class Engine:
             self.state["phase"] = phase
             self.state["processed"] = []
             self.state.pop("outage_since", None)
+            self.state.pop("retry_interval", None)
         if phase == "done":
             self._finish()
         self.checkpoint(force=True)
@@ -158,8 +171,14 @@ class Engine:
                 self._checkpoint(self.state)
 
     def _pause(self, seconds: float) -> bool:
-        """Wait `seconds` unless stopping; False when the wait must happen elsewhere."""
-        if not self.blocking_waits:
+        """Wait `seconds` unless stopping; False when the wait must happen elsewhere.
+
+        Without blocking waits, or for a pause of at least `tuning.park_after`, the
+        job is parked: `state["wake_at"]` says when to go on, and `run()` returns, so
+        that whoever runs it (the runner, a Cloud Task) holds nothing meanwhile.
+        """
+        park_after = self.tuning.park_after
+        if not self.blocking_waits or (park_after is not None and seconds >= park_after):
             self.state["wake_at"] = self.clock() + seconds
             return False
         if self.deadline is not None:
@@ -203,7 +222,10 @@ class Engine:
             selection = state["selection"]
             try:
                 readable = readable_selection(self.client, self.user_client, selection["asset_ids"],
-                                              selection["collection_ids"])
+                                              selection["collection_ids"], self.tuning.max_assets)
+            except TooManyAssets as error:
+                raise Fatal(f"{error}, the most one job takes (PLUGIN_MAX_ASSETS_PER_JOB); reading stopped "
+                            "there and nothing was copied or removed: select fewer assets per click") from None
             except iconik.IconikError as error:
                 return self._retry_later(error)
             with self._lock:
@@ -229,10 +251,18 @@ class Engine:
                 self.panel.progress(0, len(state["assets"]), f"Waiting for another job to finish with "
                                     f"{len(busy)} of these assets", force=True)
                 self.checkpoint(force=True)
-            self._pause(self.tuning.poll_interval)
+            self._pause(self._next_retry_interval())
             return False
         state.pop("waiting_for", None)
+        state.pop("retry_interval", None)
         return True
+
+    def _next_retry_interval(self) -> float:
+        """The pause before the next try of what a phase waits for, doubling up to the longest
+        poll interval; kept in the state (`retry_interval`), so that a parked job backs off too."""
+        interval = self.state.get("retry_interval", self.tuning.poll_interval)
+        self.state["retry_interval"] = min(interval * 2, self.tuning.max_poll_interval)
+        return interval
 
     # -- reading an asset (in asset threads) --------------------------------
 
@@ -252,11 +282,11 @@ class Engine:
         Assets whose step met a transient failure, or whose copy has not landed
         yet, are tried again after a pause (backing off), until iconik has been
         unreachable longer than the outage timeout or the copy timeout passes.
+        The next pause is kept in the state, so a parked job backs off all the same.
         """
         state = self.state
         processed = set(state["processed"])
         pending = [a for a in asset_ids if a not in processed]
-        interval = self.tuning.poll_interval
         while pending:
             retry = self._run_round(pending, step, processed)
             if self.stopping():
@@ -266,10 +296,11 @@ class Engine:
             if len(retry) < len(pending):
                 state.pop("outage_since", None)
             pending = retry
+            interval = self._next_retry_interval()
             self.checkpoint(force=True)
             if not self._pause(interval):
                 return False
-            interval = min(interval * 2, self.tuning.max_poll_interval)
+        state.pop("retry_interval", None)
         return True
 
     def _run_round(self, pending: list[str], step, processed: set) -> list[str]:
