@@ -23,9 +23,16 @@ QUERY = f"b2_storage_id={B2}&ll_storage_id={LL}"
 HEADERS = {"x-bz-secret": SECRET, "Content-Type": "application/json"}
 
 
-def click(user_id: str, asset_ids=None, collection_ids=()) -> bytes:
+IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
+
+
+def click(emu, user_id: str, asset_ids=None, collection_ids=()) -> bytes:
+    """A click of `user_id` (a user the emulated iconik knows from now on) with a token of theirs."""
+    if emu.credentials.user(user_id) is None:
+        emu.add_user(f"{user_id}@example.com", user_id=user_id)
     return json.dumps({"user_id": user_id, "context": "BULK", "asset_ids": asset_ids or [str(uuid.uuid4())],
-                       "collection_ids": list(collection_ids), "auth_token": "tok_limits_0123456789"}).encode()
+                       "collection_ids": list(collection_ids),
+                       "auth_token": emu.new_token(user_id=user_id)}).encode()
 
 
 @pytest.fixture
@@ -51,27 +58,27 @@ def edge(emulator, tmp_path):
 def test_past_the_limit_on_all_live_jobs_a_click_gets_429_with_retry_after_and_nothing_is_queued(edge, emulator):
     client, store = edge(max_live_jobs=3, max_live_jobs_per_user=10)
     for _ in range(3):
-        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(str(uuid.uuid4()))).status_code == 202
-    answer = client.post(f"/remove?{QUERY}", headers=HEADERS, data=click(str(uuid.uuid4())))
+        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, str(uuid.uuid4()))).status_code == 202
+    answer = client.post(f"/remove?{QUERY}", headers=HEADERS, data=click(emulator, str(uuid.uuid4())))
     assert answer.status_code == 429
     assert int(answer.headers["Retry-After"]) > 0
     error = answer.get_json()["error"]
     assert "PLUGIN_MAX_LIVE_JOBS" in error and "nothing was queued" in error and "3 jobs" in error
     assert store.counts() == {"queued": 3}
-    assert emulator.request_counts == {}
+    assert emulator.request_counts == {IDENTITY_CHECK: 3}  # who clicked, for the three queued; none for the 429
 
 
 def test_past_one_users_limit_their_click_gets_429_and_another_users_click_is_queued(edge, emulator):
     client, store = edge(max_live_jobs=50, max_live_jobs_per_user=2)
     busy, other = str(uuid.uuid4()), str(uuid.uuid4())
     for _ in range(2):
-        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(busy)).status_code == 202
-    answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=click(busy))
+        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, busy)).status_code == 202
+    answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, busy))
     assert answer.status_code == 429 and answer.headers["Retry-After"]
     assert "PLUGIN_MAX_LIVE_JOBS_PER_USER" in answer.get_json()["error"]
-    assert client.post(f"/check?{QUERY}", headers=HEADERS, data=click(other)).status_code == 202
+    assert client.post(f"/check?{QUERY}", headers=HEADERS, data=click(emulator, other)).status_code == 202
     assert store.counts() == {"queued": 3}
-    assert emulator.request_counts == {}
+    assert emulator.request_counts == {IDENTITY_CHECK: 3}  # who clicked, for the three queued; none for the 429
 
 
 def _state(user_id):
@@ -154,14 +161,14 @@ def test_clicks_recorded_at_once_by_two_processes_never_pass_the_limit(tmp_path)
 
 def test_a_call_naming_more_assets_than_one_job_takes_is_refused_with_413_and_the_limit(edge, emulator):
     client, store = edge(max_assets_per_job=3)
-    too_many = click(str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4()) for _ in range(2)])
+    too_many = click(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4()) for _ in range(2)])
     answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=too_many)
     assert answer.status_code == 413
     error = answer.get_json()["error"]
     assert "4 assets and collections" in error and "at most 3" in error and "PLUGIN_MAX_ASSETS_PER_JOB" in error
     assert store.counts() == {}
     assert emulator.request_counts == {}
-    just_right = click(str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4())])
+    just_right = click(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4())])
     assert client.post(f"/add?{QUERY}", headers=HEADERS, data=just_right).status_code == 202
 
 
