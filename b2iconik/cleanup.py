@@ -59,8 +59,11 @@ class Rule:
 
 
 def parse_rule(older_than: str | None, until_below: str | None, collections: str | list | None,
-               only_archived: bool, formats: tuple[str, ...]) -> Rule:
-    """A Rule from command-line or settings text; ValueError saying what is wrong."""
+               only_archived: bool, formats: tuple[str, ...],
+               names: tuple[str, str] = ("--older-than", "--until-below")) -> Rule:
+    """A Rule from command-line or settings text; ValueError saying what is wrong.
+
+    `names` are what the age and the size are called where they came from, for the message."""
     if older_than is None and until_below is None:
         raise ValueError("say what to clean: --older-than AGE (e.g. 30d), --until-below SIZE (e.g. 20TB, "
                          "or HIGH:LOW such as 25TB:20TB), or both (settings CLEANUP_OLDER_THAN, "
@@ -68,11 +71,11 @@ def parse_rule(older_than: str | None, until_below: str | None, collections: str
     try:
         age = parse_age(older_than) if older_than is not None else None
     except ValueError as error:
-        raise ValueError(f"--older-than: {error}") from None
+        raise ValueError(f"{names[0]}: {error}") from None
     try:
         high, low = parse_watermarks(until_below) if until_below is not None else (None, None)
     except ValueError as error:
-        raise ValueError(f"--until-below: {error}") from None
+        raise ValueError(f"{names[1]}: {error}") from None
     if isinstance(collections, str):
         collections = [part for part in collections.replace(",", " ").split() if part]
     ids = tuple(dict.fromkeys(iconik.check_uuid(c.strip(), "collection id") for c in collections or ()))
@@ -91,7 +94,7 @@ def rule_from_env(env, default_formats) -> Rule:
     return parse_rule((env.get("CLEANUP_OLDER_THAN") or "").strip() or None,
                       (env.get("CLEANUP_UNTIL_BELOW") or "").strip() or None,
                       env.get("CLEANUP_COLLECTIONS") or None, flag in ("true", "1", "yes"),
-                      parse_formats(None, default_formats))
+                      parse_formats(None, default_formats), names=("CLEANUP_OLDER_THAN", "CLEANUP_UNTIL_BELOW"))
 
 
 @dataclass

@@ -157,6 +157,8 @@ BAD_CALLS = {
     "empty format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,,PPRO_PROXY", GOOD, body(), 400, ["formats"]),
     "bad format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,../etc", GOOD, body(), 400,
                         ["formats", "not a format name"]),
+    "more formats than a job takes": ("POST", f"/add?{QUERY}&formats=" + ",".join(f"F{n}" for n in range(25)), GOOD,
+                                      body(), 400, ["formats", "25 formats", "at most 20"]),
     "unknown path": ("POST", f"/delete?{QUERY}", GOOD, body(), 404, ["no such path", "/add", "/remove"]),
     "unknown GET path": ("GET", "/admin", {}, None, 404, ["no such path"]),
     "GET /add": ("GET", f"/add?{QUERY}", GOOD, None, 405, ["GET", "not allowed"]),
@@ -201,6 +203,29 @@ def test_the_service_and_health_pages_answer_200_without_a_secret(edge, emu_shar
     assert status == 200 and isinstance(parsed, dict), text
     assert parsed.get("status") in ("ok", "ready")
     assert sum(emulator.request_counts.values()) == 0
+
+
+def test_without_storage_pins_healthz_and_the_log_warn(emulator, tmp_path, caplog):
+    from plugin import create_app
+
+    with caplog.at_level(logging.WARNING):
+        app = create_app(plugin_settings(emulator, tmp_path / "state"), run_jobs=False)
+    try:
+        warned = [r.getMessage() for r in caplog.records if "PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID" in
+                  r.getMessage()]
+        assert len(warned) == 1 and "chooses the storages" in warned[0]
+        answer = app.test_client().get("/healthz")
+        assert answer.status_code == 200 and answer.json["status"] == "ok"
+        assert answer.json["warnings"] == warned
+    finally:
+        app.extensions["b2iconik"].store.close()
+    pinned = plugin_settings(emulator, tmp_path / "pinned", b2_storage_id=str(uuid.uuid4()),
+                             ll_storage_id=str(uuid.uuid4()))
+    app = create_app(pinned, run_jobs=False)
+    try:
+        assert app.test_client().get("/healthz").json == {"status": "ok"}
+    finally:
+        app.extensions["b2iconik"].store.close()
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ def test_the_progress_bar_draws_on_a_terminal_and_clears_its_line():
 
 
 @pytest.mark.parametrize("text, value", [("20TB", 20 * 10**12), ("500GB", 500 * 10**9), ("1.5TiB", int(1.5 * 2**40)),
-                                         ("1234", 1234)])
+                                         ("1234B", 1234), ("1 B", 1)])
 def test_sizes(text, value):
     assert parse_size(text) == value
 
@@ -182,6 +182,21 @@ def test_sizes(text, value):
 def test_bad_sizes_say_what_is_expected(text):
     with pytest.raises(ValueError, match="size|HIGH"):
         parse_watermarks(text)
+
+
+@pytest.mark.parametrize("text, words", [("20", "say 20TB"), ("0.5", "has no unit"), ("0.5B", "at least one byte"),
+                                         ("0", "at least one byte"), ("20:10", "say 20TB")])
+def test_a_size_without_a_unit_or_below_one_byte_is_refused_with_the_fix(text, words):
+    with pytest.raises(ValueError, match=words):
+        parse_watermarks(text)
+
+
+@pytest.mark.parametrize("count, printed", [(999, "999 B"), (1000, "1.00 KB"), (999_994, "999.99 KB"),
+                                            (999_995, "1.00 MB"), (999_999, "1.00 MB"), (999_999_999, "1.00 GB"),
+                                            (999_999_999_999, "1.00 TB"), (999_999_999_999_999, "1.00 PB"),
+                                            (10**18, "1000.00 PB")])
+def test_sizes_print_right_at_every_unit_boundary(count, printed):
+    assert human_bytes(count) == printed
 
 
 def test_watermarks_and_ages():
