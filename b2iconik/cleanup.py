@@ -25,6 +25,7 @@ import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
 from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.output import printable
 from b2iconik.selection import expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
@@ -261,7 +262,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
                      f"{'; '.join(choice.reasons)}")
     lines.extend(f"Note: {note}" for note in plan.notes)
     lines.append(f"LucidLink would then hold {human_bytes(max(0, plan.listed_bytes - plan.freed))}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:

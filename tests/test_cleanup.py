@@ -279,6 +279,14 @@ def test_bad_cleanup_settings_are_refused_too(world, capsys, monkeypatch):
     assert code == 2 and "'lots' is not a size" in err and not world.state_dir.exists()
 
 
+def test_the_plan_prints_names_without_control_characters(world, capsys):
+    world.add("evil\x1b[2J\x1b]0;owned\x07\rname\u202e.mov", "safe", 2345, 100)
+    code, out, err = cleanup(capsys, "--older-than", "30d")
+    assert code == 0, err
+    assert "evil[2J]0;ownedname.mov" in out
+    assert not [ch for ch in out if ch != "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]
+
+
 @pytest.mark.parametrize("argv, env", [(["--until-below", "20"], {}), ([], {"CLEANUP_UNTIL_BELOW": "20"})])
 def test_a_size_without_a_unit_is_refused_before_any_iconik_call(world, capsys, monkeypatch, argv, env):
     for name, value in env.items():

@@ -205,6 +205,30 @@ def test_the_service_and_health_pages_answer_200_without_a_secret(edge, emu_shar
     assert sum(emulator.request_counts.values()) == 0
 
 
+def test_text_logs_escape_control_characters_a_request_carries(queued):
+    import io
+
+    from b2iconik.logs import TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        status, _, _, _ = queued.send("POST", f"/add?{QUERY}&x%0a2026-01-01%20ERROR%20forged%0d=1", GOOD, body())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert status == 400
+    lines = stream.getvalue().splitlines()
+    refused = [line for line in lines if "refused POST /add" in line]
+    assert len(refused) == 1 and "x\\n2026-01-01 ERROR forged\\r" in refused[0], lines
+    assert not [line for line in lines if line.startswith("2026-01-01")]
+
+
 def test_without_storage_pins_healthz_and_the_log_warn(emulator, tmp_path, caplog):
     from plugin import create_app
 

