@@ -64,7 +64,7 @@ def check_iconik_url(url: str) -> str:
     except ValueError:
         host = ""
     if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"ICONIK_URL must be an https:// URL, not {url[:100]!r}")
+        raise ValueError(f"ICONIK_URL must be an http(s) URL, not {url[:100]!r}")
     if parts.scheme == "http" and not _is_loopback(host):
         raise ValueError(f"ICONIK_URL {url[:100]!r} is plain http to {host[:60]}, which would send the iconik "
                          "token unencrypted: use https:// (http:// is accepted only to this machine: "
