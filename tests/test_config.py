@@ -97,7 +97,8 @@ def test_the_custom_action_scripts_refuse_plain_http_to_another_host_too():
     from b2iconik.custom_actions import UsageError, load_settings
 
     with pytest.raises(UsageError, match="plain http"):
-        load_settings({"ICONIK_ID": "app", "ICONIK_TOKEN": "t", "ICONIK_URL": "http://app.iconik.io"}, need_secret=False)
+        load_settings({"ICONIK_ID": "app", "ICONIK_TOKEN": "t", "ICONIK_URL": "http://app.iconik.io"},
+                      need_secret=False)
 
 
 def test_more_formats_than_a_job_takes_are_refused():
