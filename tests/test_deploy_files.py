@@ -687,6 +687,14 @@ def test_configuration_comes_from_the_environment(docker):
     assert gunicorn_config()["bind"].endswith(":8000") or "PORT" in os.environ
 
 
+def test_the_settings_example_leaves_the_address_to_each_deployment():
+    """The container's env file is made from .env.example: a HOST line there would override the image's
+    0.0.0.0 and leave the published port unanswered; elsewhere gunicorn's default is loopback."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    assert not [line for line in lines if line.startswith("HOST=")]
+    assert "# HOST=127.0.0.1" in lines
+
+
 def test_the_healthcheck_asks_healthz_with_python(docker):
     (rest,) = args_of(docker, "HEALTHCHECK")
     options, _, command = rest.partition("CMD ")
