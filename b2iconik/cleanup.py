@@ -25,6 +25,7 @@ import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
 from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.output import printable
 from b2iconik.selection import expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
@@ -59,8 +60,11 @@ class Rule:
 
 
 def parse_rule(older_than: str | None, until_below: str | None, collections: str | list | None,
-               only_archived: bool, formats: tuple[str, ...]) -> Rule:
-    """A Rule from command-line or settings text; ValueError saying what is wrong."""
+               only_archived: bool, formats: tuple[str, ...],
+               names: tuple[str, str] = ("--older-than", "--until-below")) -> Rule:
+    """A Rule from command-line or settings text; ValueError saying what is wrong.
+
+    `names` are what the age and the size are called where they came from, for the message."""
     if older_than is None and until_below is None:
         raise ValueError("say what to clean: --older-than AGE (e.g. 30d), --until-below SIZE (e.g. 20TB, "
                          "or HIGH:LOW such as 25TB:20TB), or both (settings CLEANUP_OLDER_THAN, "
@@ -68,11 +72,11 @@ def parse_rule(older_than: str | None, until_below: str | None, collections: str
     try:
         age = parse_age(older_than) if older_than is not None else None
     except ValueError as error:
-        raise ValueError(f"--older-than: {error}") from None
+        raise ValueError(f"{names[0]}: {error}") from None
     try:
         high, low = parse_watermarks(until_below) if until_below is not None else (None, None)
     except ValueError as error:
-        raise ValueError(f"--until-below: {error}") from None
+        raise ValueError(f"{names[1]}: {error}") from None
     if isinstance(collections, str):
         collections = [part for part in collections.replace(",", " ").split() if part]
     ids = tuple(dict.fromkeys(iconik.check_uuid(c.strip(), "collection id") for c in collections or ()))
@@ -91,7 +95,7 @@ def rule_from_env(env, default_formats) -> Rule:
     return parse_rule((env.get("CLEANUP_OLDER_THAN") or "").strip() or None,
                       (env.get("CLEANUP_UNTIL_BELOW") or "").strip() or None,
                       env.get("CLEANUP_COLLECTIONS") or None, flag in ("true", "1", "yes"),
-                      parse_formats(None, default_formats))
+                      parse_formats(None, default_formats), names=("CLEANUP_OLDER_THAN", "CLEANUP_UNTIL_BELOW"))
 
 
 @dataclass
@@ -258,7 +262,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
                      f"{'; '.join(choice.reasons)}")
     lines.extend(f"Note: {note}" for note in plan.notes)
     lines.append(f"LucidLink would then hold {human_bytes(max(0, plan.listed_bytes - plan.freed))}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 from b2iconik import cli_setup
 from b2iconik.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
 from b2iconik.old_forms import note_replaced
+from b2iconik.output import csv_cell, open_private, printable
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
 
@@ -120,7 +121,7 @@ def render_text(summary: Summary) -> str:
         if total or label != UNKNOWN_AGE:
             safe = by_category["safe"]
             lines.append(f"  {label:<13} {human_bytes(total):>10}   of which safe to remove now {human_bytes(safe)}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def row_dict(row: Row, now: datetime) -> dict:
@@ -143,21 +144,23 @@ def as_json(summary: Summary) -> dict:
 
 
 def write_csv(path: Path, summary: Summary) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as out:
+    with open_private(path, newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in summary.rows:
-            writer.writerow(row_dict(row, summary.generated_at))
+            writer.writerow({key: csv_cell(value) for key, value in row_dict(row, summary.generated_at).items()})
 
 
 def write_json(path: Path, summary: Summary) -> None:
-    path.write_text(json.dumps(as_json(summary), indent=1) + "\n", encoding="utf-8")
+    with open_private(path, encoding="utf-8") as out:
+        out.write(json.dumps(as_json(summary), indent=1) + "\n")
 
 
 def write_html(path: Path, summary: Summary) -> None:
     from b2iconik.report_html import render_html
 
-    path.write_text(render_html(summary), encoding="utf-8")
+    with open_private(path, encoding="utf-8") as out:
+        out.write(render_html(summary))
 
 
 def gather(client, context, *, progress: ProgressBar) -> list[AssetView]:
