@@ -11,8 +11,8 @@ by the same pairing (`compare_copies`).
 A file's path inside its file set is its `directory_path` below the file
 set's `base_dir`, plus its name. iconik's files list carries no `base_dir`, so
 when either file set lacks one (or a file lies outside it) each copy's files are
-taken below the deepest folder they all share: a copy that lacks a whole
-sub-folder then shares another folder, and nothing of it pairs. Records of type
+taken below a folder they all share (`pair_paths`): taking it off changes no path
+within a copy, so two copies pass only if their trees below it are the same. Records of type
 DIRECTORY hold no bytes (object storage has none) and are neither paired nor
 counted; a SYMLINK cannot be verified, nor can a record of any other type, and
 either keeps the copy. A record with no type is a file.
@@ -143,20 +143,39 @@ def pair_paths(a: Copy, b: Copy) -> tuple[dict[str, list[dict]], dict[str, list[
     """Path inside the file set -> the records at it, for copies `a` and `b` (folder records left out).
 
     The base_dir of the file sets is taken off when both have one and every
-    record lies at or below its own; otherwise each copy's deepest common folder is.
+    record lies at or below its own. Otherwise each copy's deepest common folder
+    is, or, when that leaves files unpaired, the folders above it that pair the
+    most (so that a copy lacking a whole sub-folder is told by what it lacks).
+    Taking a common folder off changes no path within a copy, so whichever is
+    taken, the copies pass only if their trees below it are the same.
     """
     records = [_listed(a), _listed(b)]
     folders = [[_parts(r.get("directory_path")) for r in listed] for listed in records]
+    paths = [[(*folder, _name(r)) for r, folder in zip(listed, found)] for listed, found in zip(records, folders)]
     bases = [_base_dir(copy, found) for copy, found in zip((a, b), folders)]
-    if None in bases:
-        bases = [_common_folder(found) for found in folders]
-    paths = []
-    for listed, found, base in zip(records, folders, bases):
+    if None not in bases:
+        return _below_bases(records, paths, bases)
+    commons = [_common_folder(found) for found in folders]
+    best, most = None, -1
+    for base_a in (commons[0][:depth] for depth in range(len(commons[0]), -1, -1)):
+        for base_b in (commons[1][:depth] for depth in range(len(commons[1]), -1, -1)):
+            found = _below_bases(records, paths, [base_a, base_b])
+            paired = len(found[0].keys() & found[1].keys())
+            if paired > most:
+                best, most = found, paired
+            if paired == min(len(found[0]), len(found[1])):
+                return best
+    return best
+
+
+def _below_bases(records, paths, bases) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    found = []
+    for listed, full, base in zip(records, paths, bases):
         by_path: dict[str, list[dict]] = {}
-        for record, folder in zip(listed, found):
-            by_path.setdefault("/".join((*folder[len(base):], _name(record))), []).append(record)
-        paths.append(by_path)
-    return paths[0], paths[1]
+        for record, path in zip(listed, full):
+            by_path.setdefault("/".join(path[len(base):]), []).append(record)
+        found.append(by_path)
+    return found[0], found[1]
 
 
 def _unverifiable(paths: dict[str, list[dict]], name: str) -> str | None:

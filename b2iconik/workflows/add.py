@@ -47,9 +47,10 @@ class AddWorkflow(CopyingWorkflow):
         """`copied` when a LucidLink copy pairs file for file with a B2 copy; else wait, or say why not.
 
         A copy that cannot change any more is judged at once: files MISSING on
-        LucidLink, a mismatch that no copy in progress explains, or a copy job
-        (or this asset's transfer) that iconik SKIPPED, as it does when a file
-        set of the format is already on LucidLink, whatever that file set holds.
+        LucidLink, a mismatch that no copy in progress explains, a copy job (or
+        this asset's transfer) that iconik SKIPPED, as it does when a file set of
+        the format is already on LucidLink whatever that file set holds, or one
+        that FAILED leaving only files that are not being written.
         """
         state = self.state
         on_ll = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=True)
@@ -74,7 +75,9 @@ class AddWorkflow(CopyingWorkflow):
             or (ll_copy.files and not any(x.incomplete for x in comparisons))
             for ll_copy, comparisons in judged)
         skipped = self._copy_skipped(asset_id, fmt)
-        if not (judged and (final or skipped)):
+        resting = all(f.get("status") in ("CLOSED", "MISSING") for c in on_ll for f in c.files)
+        ended = skipped or (resting and self._copy_failed(asset_id, fmt))
+        if not (judged and (final or ended)):
             self._await_copy(asset_id, fmt, on_ll + unknown)
         story = self._copy_story(asset_id, fmt)
         if judged:

@@ -153,6 +153,16 @@ class CopyingWorkflow(Engine):
                 return entry
         return None
 
+    def _copy_failed(self, asset_id: str, fmt: str) -> bool:
+        """iconik says the copy of (asset, format) failed: this asset's own transfer when the job has
+        them, else the copy job (or it timed out). A hint for when to stop waiting, never proof."""
+        entry = self._copy_entry(asset_id, fmt)
+        if entry is None:
+            return False
+        if entry.get("failed_assets") is not None and entry.get("status") != "TIMED_OUT":
+            return asset_id in entry["failed_assets"]  # the job's transfers say which assets failed
+        return entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT")
+
     def _copy_skipped(self, asset_id: str, fmt: str) -> bool:
         """iconik says it copied nothing of (asset, format): the copy job, or this asset's own transfer,
         ended SKIPPED. A hint, like any job status: the caller still judges the asset's files."""
@@ -189,10 +199,7 @@ class CopyingWorkflow(Engine):
         now = self.clock()
         if now - (state.get("copy_started_at") or now) >= self.tuning.copy_timeout:
             return
-        if entry.get("failed_assets") is not None and entry.get("status") != "TIMED_OUT":
-            failed = asset_id in entry["failed_assets"]  # the job's transfers say which assets failed
-        else:
-            failed = entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT")
+        failed = self._copy_failed(asset_id, fmt)
         if failed and not incomplete:
             return
         key = f"{asset_id}/{fmt}"
