@@ -203,9 +203,8 @@ class World:
         """
         with self.lock:
             directory = "/".join(p for p in (file_set["base_dir"], *folder.split("/")) if p)
-            if any(f["name"] == name and f["directory_path"] == directory
-                   for f in self.files_of(file_set["asset_id"], file_set["id"])):
-                raise ValueError(f"file set {file_set['id']} already has a file {directory}/{name}")
+            if (self.storage_dir(file_set["storage_id"]) / directory / name).exists():  # a record or leftover bytes
+                raise ValueError(f"storage {file_set['storage_id']} already holds {directory}/{name}")
             fid = new_id()
             stamp = now()
             record = {
