@@ -6,7 +6,7 @@ a B2 copy is intact when its file set is ACTIVE, is the same version as the
 LucidLink copy, and pairs with it file for file, each B2 file CLOSED, of the
 same size, and of the same checksum wherever both checksums are known and of
 the same form (`check_b2_copy`). Add judges a LucidLink copy against the B2 copy
-by the same pairing (`compare_copies`).
+by the same pairing (`compare_copies`), without the checksums.
 
 A file's path inside its file set is its `directory_path` below the file
 set's `base_dir`, plus its name. iconik's files list carries no `base_dir`, so
@@ -201,13 +201,14 @@ def _first(paths, more_of: int | None = None) -> str:
 
 # -- comparing two copies ------------------------------------------------------
 
-def compare_copies(reference: Copy, candidate: Copy, reference_name: str, candidate_name: str) -> Comparison:
+def compare_copies(reference: Copy, candidate: Copy, reference_name: str, candidate_name: str, *,
+                   checksums: bool = True) -> Comparison:
     """Is `candidate` a complete copy of `reference`? Pairs their files one-to-one by path.
 
     Every file of each must have exactly one partner in the other (so the
     counts are equal); each candidate file must be CLOSED and of its partner's
-    size, and of its checksum where both are known and of the same form.
-    `reference_name` and `candidate_name` ("LucidLink", "B2") word the reason.
+    size, and (with `checksums`) of its checksum where both are known and of the
+    same form. `reference_name` and `candidate_name` ("LucidLink", "B2") word the reason.
     """
     ours, theirs = pair_paths(reference, candidate)
     for paths, name in ((ours, reference_name), (theirs, candidate_name)):
@@ -237,10 +238,11 @@ def compare_copies(reference: Copy, candidate: Copy, reference_name: str, candid
         return Comparison(f"{candidate_name} copy lacks file {_first(lacking)} and has file {_first(extra)} "
                           f"that the {reference_name} copy lacks; {counts}")
     return _compare_pairs({path: (ours[path][0], theirs[path][0]) for path in ours}, reference_name,
-                          candidate_name)
+                          candidate_name, checksums)
 
 
-def _compare_pairs(pairs: dict[str, tuple[dict, dict]], reference_name: str, candidate_name: str) -> Comparison:
+def _compare_pairs(pairs: dict[str, tuple[dict, dict]], reference_name: str, candidate_name: str,
+                   checksums: bool) -> Comparison:
     """Status, size and checksum of each pair; the reason names the first path of the worst problem."""
     problems: dict[str, list[str]] = {"open": [], "unsized": [], "size": [], "checksum": []}
     details: dict[str, str] = {}
@@ -262,7 +264,7 @@ def _compare_pairs(pairs: dict[str, tuple[dict, dict]], reference_name: str, can
             details.setdefault("size", f"{their_size} bytes, {reference_name} copy is {our_size}")
             continue
         our_sum, their_sum = ours.get("checksum"), theirs.get("checksum")
-        if checksum_form(our_sum) and checksum_form(our_sum) == checksum_form(their_sum):
+        if checksums and checksum_form(our_sum) and checksum_form(our_sum) == checksum_form(their_sum):
             if not _same_checksum(our_sum, their_sum):
                 problems["checksum"].append(path)
         else:

@@ -3,8 +3,8 @@
 Every format of every asset is copied from B2 to LucidLink in bulk, the copy
 jobs are followed, and then each asset is read afresh: a format is `copied`
 only when a LucidLink copy pairs with the B2 copy file for file, by the rules
-Remove verifies by (`verify.compare_copies`: count, paths, sizes, CLOSED, and
-checksums where comparable). A partial or damaged copy is reported, never
+Remove verifies by (`verify.compare_copies`: count, paths, sizes, CLOSED; the
+checksums are Remove's to compare). A partial or damaged copy is reported, never
 completed or replaced: the plugin deletes nothing on LucidLink in Add.
 """
 
@@ -56,7 +56,7 @@ class AddWorkflow(CopyingWorkflow):
         on_ll = copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"], active_only=True)
         on_b2 = [c for c in copies_of(records.file_sets, records.files, format_id, state["b2_storage_id"],
                                       active_only=True) if c.files]
-        judged = [(c, [compare_copies(b2, c, "B2", "LucidLink") for b2 in on_b2]) for c in on_ll]
+        judged = [(c, [compare_copies(b2, c, "B2", "LucidLink", checksums=False) for b2 in on_b2]) for c in on_ll]
         for ll_copy, comparisons in judged:
             complete = next((x for x in comparisons if not x.problem), None)
             if complete:
