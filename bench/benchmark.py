@@ -1281,8 +1281,8 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash", "function-remove",
-         "handler")
+PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash",
+         "function-remove", "handler")
 
 
 def main(argv=None) -> int:

@@ -189,7 +189,8 @@ def test_a_stereo_sequence_copied_to_b2_by_a_waiting_job_that_ends_with_a_warnin
 # -- 8. a copy job that cannot be followed --------------------------------------------------------
 
 @pytest.mark.parametrize("status", [400, 500])
-def test_a_copy_job_whose_transfers_cannot_be_listed_still_ends_in_reading_the_assets(emu, plugin_url, status):  # noqa: F811
+def test_a_copy_job_whose_transfers_cannot_be_listed_still_ends_in_reading_the_assets(
+        emu, plugin_url, status):  # noqa: F811
     emu.faults.parent_copy_jobs = True
     emu.faults.child_jobs_list_status = status
     world = Media(emu)

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from b2iconik.verify import NO_B2_COPY, Copy, check_b2_copy, checksum_form, copies_of, find_intact_b2_copy
+from b2iconik.verify import (
+    NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy)
 
 LL, B2, OTHER = "ll-storage", "b2-storage", "other-storage"
 FMT, PROXY = "format-original", "format-proxy"
@@ -356,3 +357,15 @@ def test_a_2000_file_set_is_verified_and_a_lacking_frame_is_named_readably():
         record["status"] = "OPEN"
     verdict = check_b2_copy(ll, b2)
     assert verdict.incomplete and "'L/frame_0000.exr' (and 699 more) is OPEN" in verdict.reason
+
+
+def test_adds_comparison_pairs_the_same_way_and_leaves_checksums_out():
+    """Add judges the LucidLink copy (the candidate) against the B2 copy: count, paths, sizes, CLOSED."""
+    b2 = copy_at("b2-fs", stereo(), checksum=md5)
+    partial = copy_at("ll-fs", stereo()[:1], LL, checksum=md5)
+    found = compare_copies(b2, partial, "B2", "LucidLink", checksums=False)
+    assert found.incomplete and found.problem == "LucidLink copy lacks file 'L/frame_0002.dpx' (and 4 more); " \
+                                                 "B2 copy has 6 files, LucidLink copy 1"
+    other_sums = copy_at("ll-fs", stereo(), LL, checksum=lambda data: md5(b"other " + data))
+    assert compare_copies(b2, other_sums, "B2", "LucidLink", checksums=False).problem is None
+    assert "checksum" in compare_copies(b2, other_sums, "B2", "LucidLink").problem

@@ -67,8 +67,8 @@ class AddWorkflow(CopyingWorkflow):
         unknown = [c for c in copies_of(records.file_sets, records.files, format_id, state["ll_storage_id"],
                                          active_only=False) if not c.file_set.get("status")]
         if not on_b2 and (on_ll or unknown):
-            return {"result": "failed", "reason": "no B2 copy of this format to compare the LucidLink copy with, "
-                                                  f"so it cannot be confirmed complete; {self._copy_story(asset_id, fmt)}"}
+            return {"result": "failed", "reason": "no B2 copy of this format to compare the LucidLink copy with, so "
+                                                  f"it cannot be confirmed complete; {self._copy_story(asset_id, fmt)}"}
         reasons = [self._why_not_complete(ll_copy, comparisons) for ll_copy, comparisons in judged]
         final = bool(judged) and all(
             any(f.get("status") == "MISSING" for f in ll_copy.files)
