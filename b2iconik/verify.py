@@ -281,6 +281,19 @@ def _compare_pairs(pairs: dict[str, tuple[dict, dict]], reference_name: str, can
     return Comparison(None, uncompared=uncompared, files=len(pairs))
 
 
+def not_settled(lucidlink: Copy) -> str | None:
+    """Why a LucidLink copy cannot be judged now: files not CLOSED (being written, or MISSING); else None.
+
+    Folder records are left out, as they are from the pairing.
+    """
+    statuses = sorted({str(f.get("status")) for f in _listed(lucidlink)} - {"CLOSED"})
+    if not statuses:
+        return None
+    if statuses == ["MISSING"]:
+        return "LucidLink copy has MISSING files (the gateway no longer finds them: moved?)"
+    return f"LucidLink copy is still {', '.join(statuses)} (being written?)"
+
+
 def check_b2_copy(lucidlink: Copy, b2: Copy) -> Verdict:
     """Is `b2` a complete copy of `lucidlink`? The reason says why not."""
     status = b2.file_set.get("status")

@@ -201,3 +201,28 @@ def test_a_copy_job_whose_transfers_cannot_be_listed_still_ends_in_reading_the_a
     row = outcome(view, asset, ORIGINAL)
     assert view["status"] == "succeeded" and row["result"] == "copied", (view["error"], row)
     assert world.added(asset)
+
+
+@pytest.mark.parametrize("answer", ["gone", "refused"])
+def test_a_copy_job_gone_or_unreadable_ends_the_following_at_once(answer):
+    """iconik no longer knows the job (404), or answers it with an error: the check phase reads the assets."""
+    import uuid
+
+    import iconik
+    from b2iconik.workflows.copying import CopyingWorkflow
+
+    class Jobs:
+        calls = 0
+
+        def get_job(self, job_id):
+            Jobs.calls += 1
+            if answer == "gone":
+                raise iconik.NotFound(404, "GET", "API/jobs/v1/jobs/x/", "Job doesn't exist")
+            raise iconik.IconikError(400, "GET", "API/jobs/v1/jobs/x/", "Bad request")
+
+    entry = {"job_id": str(uuid.uuid4()), "format": ORIGINAL, "asset_ids": [str(uuid.uuid4())]}
+    flow = CopyingWorkflow(Jobs(), {"action": "add", "copies": [entry], "copy_started_at": 0.0}, clock=lambda: 1.0,
+                           deadline=1.0)  # a wait would end the following at once, unfinished
+    assert flow._follow_copy_jobs() and Jobs.calls == 1
+    assert entry["status"] == ("UNKNOWN" if answer == "gone" else "UNFOLLOWED")
+    assert not flow._copy_failed(entry["asset_ids"][0], ORIGINAL)  # no end from iconik: the copy is waited for

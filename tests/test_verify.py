@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from b2iconik.verify import (
-    NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy)
+    NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy, not_settled)
 
 LL, B2, OTHER = "ll-storage", "b2-storage", "other-storage"
 FMT, PROXY = "format-original", "format-proxy"
@@ -369,3 +369,14 @@ def test_adds_comparison_pairs_the_same_way_and_leaves_checksums_out():
     other_sums = copy_at("ll-fs", stereo(), LL, checksum=lambda data: md5(b"other " + data))
     assert compare_copies(b2, other_sums, "B2", "LucidLink", checksums=False).problem is None
     assert "checksum" in compare_copies(b2, other_sums, "B2", "LucidLink").problem
+
+
+def test_a_lucidlink_copy_with_files_not_closed_is_not_settled_and_folders_do_not_count():
+    ll = copy_at("ll-fs", stereo(1), LL)
+    ll.files.append({"id": "dir", "file_set_id": "ll-fs", "name": "L", "directory_path": "asset/ORIGINAL",
+                     "type": "DIRECTORY", "status": "OPEN"})
+    assert not_settled(ll) is None
+    ll.files[0]["status"] = "MISSING"
+    assert "MISSING files" in not_settled(ll) and "being written" not in not_settled(ll)
+    ll.files[1]["status"] = "OPEN"
+    assert not_settled(ll) == "LucidLink copy is still MISSING, OPEN (being written?)"
