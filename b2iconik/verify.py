@@ -11,17 +11,16 @@ by the same pairing (`compare_copies`), without the checksums.
 A file's path inside its file set is its `directory_path` below the file
 set's `base_dir`, plus its name. iconik's files list carries no `base_dir`, so
 when either file set lacks one (or a file lies outside it) each copy's files are
-taken below a folder they all share (`pair_paths`): taking it off changes no path
-within a copy, so two copies pass only if their trees below it are the same. Records of type
-DIRECTORY hold no bytes (object storage has none) and are neither paired nor
-counted; a SYMLINK cannot be verified, nor can a record of any other type, and
+taken below a folder they all share (`pair_paths`): taking it off changes no
+path within a copy, so two copies pass only if their trees below it are the
+same. Records of type DIRECTORY hold no bytes (object storage has none) and are
+neither paired nor counted; a SYMLINK cannot be verified, nor can a record of any other type, and
 either keeps the copy. A record with no type is a file.
 """
 
 from __future__ import annotations
 
 import string
-from collections import Counter
 from dataclasses import dataclass, field
 
 HEX = frozenset(string.hexdigits)
