@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy
+from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy, not_settled
 
 LUCIDLINK = "lucidlink"
 """A keep reason about the LucidLink copy itself (being written, status unknown)."""
@@ -61,9 +61,9 @@ def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, pur
     on_b2 = copies_of(records.file_sets, records.files, format_id, b2_storage_id, active_only=False)
     copy_first, remove = False, []
     for ll_copy in on_ll:
-        unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
-        if unfinished:
-            keep.append((LUCIDLINK, f"LucidLink copy is still {', '.join(unfinished)} (being written?)"))
+        unsettled = not_settled(ll_copy)
+        if unsettled:
+            keep.append((LUCIDLINK, unsettled))
             continue
         verdict = find_intact_b2_copy(ll_copy, on_b2)
         if verdict.reason == NO_B2_COPY:

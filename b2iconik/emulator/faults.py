@@ -20,6 +20,17 @@ MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "lis
          "files_without_file_set_fields", "deleted_formats_last")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
 
+# -- real media (issue 22): multi-file copies and what the gateway does with them ------------------
+ASSET_FAULTS += ("copy_interrupted",)
+"""copy_interrupted: the gateway writes the first file of the set (CLOSED) and stops, as an
+interrupted copy leaves a partial file set; the copy job ends FAILED."""
+MODES += ("waiting_copy_jobs",)
+"""waiting_copy_jobs: a copy job (and each transfer of a parent) reads WAITING before it runs,
+and one that would end FINISHED or SKIPPED ends FINISHED_WITH_WARNING."""
+WAITING_SECONDS = 0.3
+"""How long a copy job reads WAITING under waiting_copy_jobs."""
+# -- end of real media ---------------------------------------------------------------------------
+
 
 @dataclass
 class LostReply:
@@ -61,6 +72,9 @@ class Faults:
         self._rate_limit: tuple[float, int, float] | None = None
         self._admitted: deque[float] = deque()
         self._asset_faults: dict[str, dict[str, float | None]] = {}
+        # -- real media (issue 22), each off by default:
+        self.waiting_copy_jobs = False  # copy jobs read WAITING first and end FINISHED_WITH_WARNING
+        self.child_jobs_list_status = 0  # when set (e.g. 403, 500): GET /jobs/?parent_id= answers it
 
     def seed(self, n) -> None:
         """Make the transient 503s reproducible."""

@@ -196,17 +196,21 @@ class World:
         return candidate
 
     def write_file(self, file_set: dict, name: str, data: bytes, status: str,
-                   size: int, checksum: str | None, date_modified=None) -> dict:
-        """Put `data` on the file set's storage and record the file."""
+                   size: int, checksum: str | None, date_modified=None, folder: str = "") -> dict:
+        """Put `data` on the file set's storage and record the file, in `folder` below its base_dir.
+
+        Its `directory_path` is relative to the storage root and includes the base_dir, as iconik's is.
+        """
         with self.lock:
-            if any(f["name"] == name for f in self.files_of(file_set["asset_id"], file_set["id"])):
-                raise ValueError(f"file set {file_set['id']} already has a file {name!r}")
+            directory = "/".join(p for p in (file_set["base_dir"], *folder.split("/")) if p)
+            if (self.storage_dir(file_set["storage_id"]) / directory / name).exists():  # a record or leftover bytes
+                raise ValueError(f"storage {file_set['storage_id']} already holds {directory}/{name}")
             fid = new_id()
             stamp = now()
             record = {
                 "id": fid, "asset_id": file_set["asset_id"], "file_set_id": file_set["id"],
                 "format_id": file_set["format_id"], "storage_id": file_set["storage_id"],
-                "name": name, "original_name": name, "directory_path": file_set["base_dir"],
+                "name": name, "original_name": name, "directory_path": directory,
                 "size": size, "checksum": checksum, "status": status, "type": "FILE",
                 "version_id": file_set["version_id"], "date_created": stamp,
                 "date_modified": parse_time(date_modified).isoformat() if date_modified else stamp,
@@ -218,7 +222,7 @@ class World:
             return record
 
     def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
-                 size=None, checksum="auto", date_modified=None) -> str:
+                 size=None, checksum="auto", date_modified=None, folder: str = "") -> str:
         with self.lock:
             if asset_id not in self.assets:
                 raise ValueError(f"no asset {asset_id}")
@@ -230,8 +234,35 @@ class World:
             if checksum == "auto":
                 checksum = checksum_of(data, self.checksum_forms[storage_id])
             self.write_file(file_set, name, data, status, len(data) if size is None else size, checksum,
-                            date_modified)
+                            date_modified, folder)
             return file_set["id"]
+
+    def folder_in_set(self, file: dict) -> str:
+        """The folder of a file below its file set's base_dir ("" for the base_dir itself)."""
+        base = self.file_sets[file["file_set_id"]]["base_dir"].strip("/")
+        directory = file["directory_path"].strip("/")
+        return directory[len(base):].strip("/") if directory == base or directory.startswith(base + "/") \
+            else directory
+
+    # -- real media (issue 22): files an editor moved away -------------------
+
+    def move_away(self, file_set_id: str, count: int | None = None) -> list[str]:
+        """Move the bytes of the file set's first `count` files (all: None) off the storage, into
+        `data_dir/moved-away/`, and mark those files MISSING, as the gateway does when files vanish
+        from its disk. Returns the ids of the files marked."""
+        with self.lock:
+            file_set = self.file_sets[file_set_id]
+            files = sorted(self.files_of(file_set["asset_id"], file_set_id),
+                           key=lambda f: (f["directory_path"], f["name"]))[:count]
+            root = self.storage_dir(file_set["storage_id"])
+            for file in files:
+                path = self.file_path(file)
+                if path.is_file():
+                    target = self.data_dir / "moved-away" / path.relative_to(root)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    path.replace(target)
+                file.update(status="MISSING", date_modified=now())
+            return [f["id"] for f in files]
 
     def drop_status(self, file_set_id: str) -> None:
         """Remove the file set's `status` key (iconik does not require one)."""
@@ -387,7 +418,8 @@ class World:
                 return []
             return [
                 {"file_set": dict(fs),
-                 "files": [{"name": f["name"], "size": f["size"], "checksum": f["checksum"],
+                 "files": [{"name": f["name"], "folder": self.folder_in_set(f), "size": f["size"],
+                            "checksum": f["checksum"],
                             "status": f["status"], "bytes": self.read_bytes(f)}
                            for f in self.files_of(asset_id, fs["id"])]}
                 for fs in self.file_sets_of(asset_id, fmt["id"], storage_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 import iconik
-from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy
+from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy, not_settled
 from b2iconik.workflows.copying import CopyingWorkflow
 from b2iconik.workflows.engine import NEEDS_COPY
 from b2iconik.workflows.errors import Interrupted, is_transient
@@ -76,9 +76,9 @@ class RemoveWorkflow(CopyingWorkflow):
         live = {c.id for c in on_ll} | set(unknown)
         removed = earlier_removals({fs_id: record for fs_id, record in sent.items() if fs_id not in live})
         for ll_copy in on_ll:
-            unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
-            if unfinished:
-                kept.append(f"LucidLink copy is still {', '.join(unfinished)} (being written?)")
+            unsettled = not_settled(ll_copy)
+            if unsettled:
+                kept.append(unsettled)
                 continue
             verdict = find_intact_b2_copy(ll_copy, on_b2)
             if not verdict.safe:
