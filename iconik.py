@@ -37,6 +37,8 @@ any 20 s window at most 923."""
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100
+MAX_PAGES = 10_000
+"""The most pages of one list the client follows when iconik gives no `total` (a million objects)."""
 BULK_LIMIT = 500
 """The bulk copy endpoint takes at most this many ids per call."""
 STORAGE_FILE_FILTERS = ("path", "directory_path", "name", "status", "date_modified")
@@ -391,16 +393,26 @@ class IconikClient:
             raise IconikError(status, method, shown, "answer is not JSON") from None
 
     def paginate(self, path: str, params: dict | None = None) -> Iterator[dict]:
-        """Yield every object of a list, following `next_url` (opaque) page by page."""
+        """Yield every object of a list, following `next_url` (opaque) page by page.
+
+        A 404 on the first page is raised (iconik's "... don't exist": none); a 404 on a
+        later page ends the list, as a cursor list's full last page can carry a `next_url`
+        whose page answers 404. The pages are capped as `_scroll`'s are (`_past_page_cap`).
+        """
         query = {"per_page": PAGE_SIZE, **(params or {})}
-        page = self.request("GET", path, params=query)
+        page = _list_page(self.request("GET", path, params=query), path)
         followed = set()
+        pages = 0
         while True:
-            for item in (page or {}).get("objects") or []:
-                yield item
-            next_url = (page or {}).get("next_url")
+            objects = page.get("objects") or []
+            yield from objects
+            pages += 1
+            next_url = page.get("next_url")
             if not next_url:
                 return
+            if _past_page_cap(pages, page.get("total"), len(objects)):
+                raise IconikError(None, "GET", _shown(path), f"iconik's list did not end after {pages} pages "
+                                  "(more than its total, or the most the client follows)")
             try:
                 url = self.resolve("GET", next_url)
             except NotSent as error:
@@ -409,7 +421,10 @@ class IconikClient:
             if url in followed:
                 raise IconikError(None, "GET", _shown(path), "iconik sent the same next page twice")
             followed.add(url)
-            page = self.request("GET", next_url)
+            try:
+                page = _list_page(self.request("GET", next_url), path)
+            except NotFound:
+                return
 
     # -- assets service ----------------------------------------------------
 
@@ -497,7 +512,7 @@ class IconikClient:
             next_url = (page or {}).get("next_url")
             if not objects or not next_url or (isinstance(total, int) and seen >= total):
                 return
-            if isinstance(total, int) and pages > total // max(1, len(objects)) + 2:
+            if _past_page_cap(pages, total, len(objects)):
                 raise IconikError(None, "GET", _shown(path), "iconik's scroll did not end after its total")
             try:
                 self.resolve("GET", next_url)
@@ -565,6 +580,23 @@ class IconikClient:
 
     def update_job(self, job_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/", json=changes)
+
+
+def _list_page(page: Any, path: str) -> dict:
+    """One page of a list as iconik sends it: a JSON object whose `objects` is a list (or absent)."""
+    if page is None:
+        return {}
+    if not isinstance(page, dict) or not isinstance(page.get("objects") or [], list):
+        raise IconikError(None, "GET", _shown(path), "iconik's answer is not a page of a list")
+    return page
+
+
+def _past_page_cap(pages: int, total: Any, per_page: int) -> bool:
+    """Have `pages` pages gone past what a list may hold: its `total` in pages of `per_page`,
+    and 2 more, or MAX_PAGES when iconik gives no total?"""
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return pages > total // max(1, per_page) + 2
+    return pages >= MAX_PAGES
 
 
 def _context(context: str) -> str:
