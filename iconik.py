@@ -393,7 +393,12 @@ class IconikClient:
             raise IconikError(status, method, shown, "answer is not JSON") from None
 
     def paginate(self, path: str, params: dict | None = None) -> Iterator[dict]:
-        """Yield every object of a list, following `next_url` (opaque) page by page.
+        """Yield every object of a list, following `next_url` (opaque) page by page (see `pages`)."""
+        for page in self.pages(path, params):
+            yield from page.get("objects") or []
+
+    def pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """Yield every page of a list (its envelope: `objects`, `total`, ...), following `next_url`.
 
         A 404 on the first page is raised (iconik's "... don't exist": none); a 404 on a
         later page ends the list, as a cursor list's full last page can carry a `next_url`
@@ -405,7 +410,7 @@ class IconikClient:
         pages = 0
         while True:
             objects = page.get("objects") or []
-            yield from objects
+            yield page
             pages += 1
             next_url = page.get("next_url")
             if not next_url:
@@ -439,6 +444,11 @@ class IconikClient:
         cid = check_uuid(collection_id, "collection id")
         return self.paginate(f"API/assets/v1/collections/{cid}/contents/",
                              {"object_types": "collections,assets"})
+
+    def iter_collection_contents_pages(self, collection_id: str) -> Iterator[dict]:
+        """The pages of a collection's contents, each with its `total` (which an edit can change)."""
+        cid = check_uuid(collection_id, "collection id")
+        return self.pages(f"API/assets/v1/collections/{cid}/contents/", {"object_types": "collections,assets"})
 
     def list_custom_actions(self) -> list[dict]:
         return list(self.paginate("API/assets/v1/custom_actions/"))

@@ -25,7 +25,7 @@ import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
 from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
-from b2iconik.selection import expand_selection
+from b2iconik.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
 GOING = {"safe": "remove", "only_on_lucidlink": "copy to B2, then remove"}
@@ -185,7 +185,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
                  progress=None) -> Plan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
-    for a collection iconik does not know."""
+    for a collection iconik does not know or could not read steady."""
     plan = Plan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None)
@@ -193,7 +193,10 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     plan.listed_assets, plan.listed_bytes = len(listed), sum(a.bytes for a in listed.values())
     members = None
     if rule.collections:
-        found, warnings = expand_selection(client, [], list(rule.collections))
+        try:
+            found, warnings = expand_selection(client, [], list(rule.collections))
+        except UnsteadyCollection as error:
+            raise ValueError(str(error)) from None
         if warnings:
             raise ValueError("; ".join(warnings))
         members = set(found)

@@ -323,6 +323,13 @@ class World:
             if (object_type, object_id) not in self.contents[collection_id]:
                 self.contents[collection_id].append((object_type, object_id))
 
+    def put_first_item_last(self, collection_id: str) -> None:
+        """An edit: the collection's first item is taken out and put back, so it now lists last."""
+        with self.lock:
+            items = self.contents[collection_id]
+            if items:
+                items.append(items.pop(0))
+
     def collection_items(self, collection_id: str) -> list[dict]:
         titled = {"assets": self.assets, "collections": self.collections}
         return [{"id": oid, "object_type": kind, "title": titled[kind][oid]["title"]}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import iconik
 from b2iconik.progress import JobsPanel
-from b2iconik.selection import expand_selection
+from b2iconik.selection import UnsteadyCollection, expand_selection
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
@@ -200,6 +200,8 @@ class Engine:
                     self.client, state["selection"]["asset_ids"], state["selection"]["collection_ids"])
             except iconik.IconikError as error:
                 return self._retry_later(error)
+            except UnsteadyCollection as error:
+                raise Fatal(str(error)) from None
             with self._lock:
                 state["assets"] = assets
                 state["warnings"].extend(warnings)
