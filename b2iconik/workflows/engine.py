@@ -82,6 +82,12 @@ class Engine:
         self._last_checkpoint = 0.0
         self._lock = threading.RLock()
         """Held while the state is changed by asset threads or written out."""
+        self.deletes_refused: str | None = None
+        """Why no delete may be sent on the LucidLink storage, by the last check of the storages."""
+        self.storages_checked: tuple[float, int] | None = None
+        """(clock, waits) at the last check of the storages."""
+        self.waits = 0
+        """Pauses so far in this run: a check of the storages made before the latest is stale."""
 
     # -- driving -----------------------------------------------------------
 
@@ -154,6 +160,7 @@ class Engine:
 
     def _pause(self, seconds: float) -> bool:
         """Wait `seconds` unless stopping; False when the wait must happen elsewhere."""
+        self.waits += 1
         if not self.blocking_waits:
             self.state["wake_at"] = self.clock() + seconds
             return False
@@ -183,9 +190,10 @@ class Engine:
 
     def _check_storages_once(self) -> bool:
         try:
-            warnings = check_storages(self.client, self.state)
+            warnings, self.deletes_refused = check_storages(self.client, self.state)
         except iconik.IconikError as error:
             return self._retry_later(error)
+        self.storages_checked = (self.clock(), self.waits)
         with self._lock:
             for warning in warnings:
                 if warning not in self.state["warnings"]:
