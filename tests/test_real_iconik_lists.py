@@ -176,3 +176,21 @@ def test_a_storage_changed_while_remove_waits_stops_the_delete(emu, plugin_url, 
     assert view["status"] == "failed"
     assert world.kept(asset)
     assert holds(emu, asset, "ORIGINAL", world.b2, world.data[asset])  # the copy to B2 did land
+
+
+# -- odd answers: ids that are not UUIDs --------------------------------------------------------------
+
+def test_collection_items_whose_id_is_not_a_uuid_are_warnings_not_a_crash(emu, plugin_url):
+    world = World(emu)
+    asset = world.asset("beside-odd-ids", on_ll=False)
+    collection = emu.add_collection("odd ids")
+    emu.add_to_collection(collection, asset)
+    with emu.world.lock:  # iconik answers what no client would send it: ids that are not UUID strings
+        for odd, kind in (("not-a-uuid", "assets"), (42, "assets"), ("also-not", "collections")):
+            (emu.world.assets if kind == "assets" else emu.world.collections)[odd] = {"id": odd, "title": str(odd)}
+            emu.world.contents[collection].append((kind, odd))
+    view = run(emu, plugin_url, "add", world, collection_ids=[collection], context="COLLECTION")
+    assert view["status"] == "succeeded", view
+    assert results(view) == {asset: "copied"}
+    notes = [w for w in view["warnings"] if "is not a UUID" in w]
+    assert len(notes) == 3 and all(collection in w for w in notes), view["warnings"]
