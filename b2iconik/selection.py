@@ -69,7 +69,7 @@ def steady_contents(client: iconik.IconikClient, collection_id: str) -> list:
     for _ in range(MAX_LISTINGS):
         items, clean, pages = _read_contents(client, collection_id)
         if clean:
-            ids = sorted(str(item.get("id")) for item in items)
+            ids = sorted(map(_key, items))
             if pages <= 1 or ids == previous:
                 return items
             previous = ids
@@ -90,7 +90,12 @@ def _read_contents(client: iconik.IconikClient, collection_id: str) -> tuple[lis
         totals.add(page.get("total") if isinstance(page.get("total"), int) else None)
         for item in page.get("objects") or []:
             items.append(item)
-            ids.add(str(item.get("id")) if isinstance(item, dict) else repr(item))
+            ids.add(_key(item))
     total = next(iter(totals)) if len(totals) == 1 else None
     clean = len(totals) == 1 and len(ids) == len(items) and (total is None or total == len(items))
     return items, clean, pages
+
+
+def _key(item) -> str:
+    """What tells two items of a collection apart (an item that is not an object, by its text)."""
+    return f"{item.get('object_type')}:{item.get('id')}" if isinstance(item, dict) else repr(item)
