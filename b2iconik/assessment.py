@@ -16,6 +16,8 @@ LUCIDLINK = "lucidlink"
 """A keep reason about the LucidLink copy itself (being written, status unknown)."""
 B2 = "b2"
 """A keep reason about the B2 copy (missing files, other sizes or checksums, not ACTIVE...)."""
+STORAGE = "storage"
+"""A keep reason about the LucidLink storage itself (iconik may not delete there)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, pur
     """
     assessment = _assess(fmt, records, b2_storage_id, ll_storage_id, purge)
     if deletes_refused and assessment.result in ("would_remove", "would_copy_then_remove"):
-        return Assessment("would_keep", "would keep: " + deletes_refused, keeps=((LUCIDLINK, deletes_refused),))
+        return Assessment("would_keep", "would keep: " + deletes_refused, keeps=((STORAGE, deletes_refused),))
     return assessment
 
 

@@ -183,9 +183,10 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None) -> Plan:
+                 progress=None, deletes_refused: str | None = None) -> Plan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
-    for a collection iconik does not know or could not read steady."""
+    for a collection iconik does not know or could not read steady. With `deletes_refused` (why
+    Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
     plan = Plan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None)
@@ -211,14 +212,14 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     if progress is not None:
         progress.start("reading candidates", len(pool))
     _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
-          progress)
+          progress, deletes_refused)
     return plan
 
 
-def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress) -> None:
+def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_refused=None) -> None:
     """Read the candidates in order, a batch at a time; stop once `need` bytes are freed."""
     def judged(item):
-        rows = read_and_judge(read, item, b2, ll, purge)
+        rows = read_and_judge(read, item, b2, ll, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return item, rows

@@ -227,3 +227,14 @@ def test_one_entry_lists_the_commands_and_refuses_unknown_ones(capsys):
     assert "unknown command 'reprot'" in err and "report" in err
     assert cli.main([]) == 2
     assert cli.main(["report", "--help"]) == 0 and "--html FILE" in capsys.readouterr().out
+
+
+def test_a_lucidlink_storage_without_deletes_shows_nothing_safe_to_remove(world, capsys):
+    world.emu.world.storages[world.ll]["settings"]["delete"] = False
+    code, out, err = run_report(capsys)
+    assert code == 0, err
+    assert "settings.delete is off" in err and "refuses to delete there" in err
+    assert re.search(r"safe to remove now.*\(0 bytes\)", out), out
+    safe_and_only_ll = expected_bytes(world, "safe") + expected_bytes(world, "only_on_lucidlink")
+    assert re.search(rf"iconik may not delete on this LucidLink storage.*\({safe_and_only_ll} bytes\)", out), out
+    assert world.writes() == 0

@@ -46,9 +46,17 @@ def check_storages(client: iconik.IconikClient, state: dict) -> tuple[list[str],
             raise Fatal(f"B2 storage {name} is {status or 'of unknown status'}, not ACTIVE; refusing to work")
         if status and status != "ACTIVE":
             warnings.append(f"{role} storage {name} is {status}")
-        settings = storage.get("settings") if isinstance(storage.get("settings"), dict) else {}
-        if role == "LucidLink" and settings.get("delete") is not True:
-            refused = (f"iconik may not delete files on LucidLink storage {name} (its settings.delete is off): a "
-                       "delete would drop iconik's records and leave the bytes on the Filespace, untracked, so "
-                       "Remove deletes nothing there")
+        if role == "LucidLink":
+            refused = deletes_refused(storage)
     return warnings, refused
+
+
+def deletes_refused(storage: dict) -> str | None:
+    """Why Remove deletes nothing on this LucidLink storage (its `settings.delete` is not true), or None."""
+    settings = storage.get("settings") if isinstance(storage.get("settings"), dict) else {}
+    if settings.get("delete") is True:
+        return None
+    name = storage.get("name") or storage.get("id")
+    return (f"iconik may not delete files on LucidLink storage {name} (its settings.delete is off): a "
+            "delete would drop iconik's records and leave the bytes on the Filespace, untracked, so "
+            "Remove deletes nothing there")
