@@ -22,9 +22,10 @@ class Fatal(Exception):
 
 
 class Interrupted(Exception):
-    """iconik refused the token part-way through one asset; `outcome` holds what was done first."""
+    """iconik refused the token (or a storage stopped playing its role: a Fatal) part-way through one
+    asset; `outcome` holds what was done first."""
 
-    def __init__(self, outcome: dict, error: iconik.IconikError):
+    def __init__(self, outcome: dict, error: Exception):
         super().__init__(str(error))
         self.outcome = outcome
         self.error = error
