@@ -68,7 +68,7 @@ def list_lucidlink(client: iconik.IconikClient, ll_storage_id: str, progress=Non
     found: dict[str, ListedAsset] = {}
     for record in client.iter_storage_files(ll_storage_id):
         asset_id = record.get("asset_id") if isinstance(record, dict) else None
-        if not asset_id or record.get("status") == "DELETED":
+        if not asset_id or not isinstance(asset_id, (str, int)) or record.get("status") == "DELETED":
             continue
         listed = found.setdefault(asset_id, ListedAsset(asset_id))
         listed.name = listed.name or str(record.get("original_name") or record.get("name") or "")
@@ -165,9 +165,15 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
 def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str,
                    deletes_refused: str | None = None) -> list[Row]:
     """One asset's rows from a fresh read (`read`: records_reader's). A read that fails after the
-    client's retries is one `unknown` row with the reason; a refused token (401/403) raises."""
+    client's retries, or an asset id in the listing that is not a UUID, is one `unknown` row with
+    the reason; a refused token (401/403) raises."""
     try:
-        return judge(item, read(item.asset_id), b2_storage_id, ll_storage_id, purge, deletes_refused)
+        asset_id = iconik.check_uuid(item.asset_id, "the listing's asset id")
+    except ValueError as error:
+        return [Row(str(item.asset_id)[:60], item.name, "", "unknown", "unread", f"could not read the asset: {error}",
+                    item.bytes, item.files, item.last_modified)]
+    try:
+        return judge(item, read(asset_id), b2_storage_id, ll_storage_id, purge, deletes_refused)
     except iconik.Unauthorized:
         raise
     except iconik.IconikError as error:
