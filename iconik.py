@@ -89,6 +89,13 @@ class NotSent(IconikError):
     _without_status = "not sent"
 
 
+class BadAnswer(IconikError):
+    """iconik answered, but with what makes no sense for the call (a list that does not end, a page
+    that is not a page): asking again would get the same."""
+
+    _without_status = "odd answer"
+
+
 class NotFound(IconikError):
     """iconik answered 404: the thing asked for does not exist."""
 
@@ -416,7 +423,7 @@ class IconikClient:
             if not next_url:
                 return
             if _past_page_cap(pages, page.get("total"), len(objects)):
-                raise IconikError(None, "GET", _shown(path), f"iconik's list did not end after {pages} pages "
+                raise BadAnswer(None, "GET", _shown(path), f"iconik's list did not end after {pages} pages "
                                   "(more than its total, or the most the client follows)")
             try:
                 url = self.resolve("GET", next_url)
@@ -424,7 +431,7 @@ class IconikClient:
                 raise NotSent(None, "GET", _shown(path),
                               f"iconik's next page link was not followed: {error.message}") from None
             if url in followed:
-                raise IconikError(None, "GET", _shown(path), "iconik sent the same next page twice")
+                raise BadAnswer(None, "GET", _shown(path), "iconik sent the same next page twice")
             followed.add(url)
             try:
                 page = _list_page(self.request("GET", next_url), path)
@@ -523,7 +530,7 @@ class IconikClient:
             if not objects or not next_url or (isinstance(total, int) and seen >= total):
                 return
             if _past_page_cap(pages, total, len(objects)):
-                raise IconikError(None, "GET", _shown(path), "iconik's scroll did not end after its total")
+                raise BadAnswer(None, "GET", _shown(path), "iconik's scroll did not end after its total")
             try:
                 self.resolve("GET", next_url)
             except NotSent as error:
@@ -597,7 +604,7 @@ def _list_page(page: Any, path: str) -> dict:
     if page is None:
         return {}
     if not isinstance(page, dict) or not isinstance(page.get("objects") or [], list):
-        raise IconikError(None, "GET", _shown(path), "iconik's answer is not a page of a list")
+        raise BadAnswer(None, "GET", _shown(path), "iconik's answer is not a page of a list")
     return page
 
 

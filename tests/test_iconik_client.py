@@ -672,6 +672,16 @@ def test_a_list_without_a_total_is_capped_at_max_pages(client, mock, monkeypatch
     assert len(mock.calls) == 40
 
 
+def test_a_list_that_does_not_end_is_an_odd_answer_a_job_does_not_retry(client, mock):
+    from b2iconik.workflows import is_transient
+
+    _endless(mock, f"/API/assets/v1/collections/{COLLECTION}/contents/", total=1)
+    with pytest.raises(iconik.BadAnswer) as excinfo:
+        list(client.iter_collection_contents(COLLECTION))
+    assert not is_transient(raised(excinfo))
+    assert "odd answer" in str(raised(excinfo))
+
+
 @pytest.mark.parametrize("body", [[{"id": "1"}], {"objects": {"id": "1"}}, "objects"])
 def test_a_page_that_is_not_a_page_of_a_list_is_an_error(client, mock, body):
     mock.get(f"{BASE}/API/files/v1/assets/{ASSET}/file_sets/", json=body)

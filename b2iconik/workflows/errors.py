@@ -32,6 +32,8 @@ class Interrupted(Exception):
 
 
 def is_transient(error: iconik.IconikError) -> bool:
+    if isinstance(error, iconik.BadAnswer):  # asking again would get the same
+        return False
     return error.status is None or error.status == 429 or error.status >= 500
 
 
