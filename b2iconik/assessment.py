@@ -16,6 +16,8 @@ LUCIDLINK = "lucidlink"
 """A keep reason about the LucidLink copy itself (being written, status unknown)."""
 B2 = "b2"
 """A keep reason about the B2 copy (missing files, other sizes or checksums, not ACTIVE...)."""
+STORAGE = "storage"
+"""A keep reason about the LucidLink storage itself (iconik may not delete there)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,20 @@ def lucidlink_files(fmt: str, records, ll_storage_id: str) -> list[dict]:
     return [f for c in copies for f in c.files]
 
 
-def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str = "verified") -> Assessment:
-    """What Remove would do now with format `fmt`, from `records` (an AssetRecords); changes nothing."""
+def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str = "verified",
+                  deletes_refused: str | None = None) -> Assessment:
+    """What Remove would do now with format `fmt`, from `records` (an AssetRecords); changes nothing.
+
+    `deletes_refused` says why Remove deletes nothing on the LucidLink storage (its
+    `settings.delete` is off): what would go is then kept, with that reason.
+    """
+    assessment = _assess(fmt, records, b2_storage_id, ll_storage_id, purge)
+    if deletes_refused and assessment.result in ("would_remove", "would_copy_then_remove"):
+        return Assessment("would_keep", "would keep: " + deletes_refused, keeps=((STORAGE, deletes_refused),))
+    return assessment
+
+
+def _assess(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str) -> Assessment:
     format_id = records.formats.get(fmt)
     if format_id is None:
         return Assessment("not_on_lucidlink", f"asset has no {fmt} format")

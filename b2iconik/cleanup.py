@@ -26,7 +26,7 @@ from b2iconik import workflows
 from b2iconik.config import parse_formats
 from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
 from b2iconik.output import printable
-from b2iconik.selection import expand_selection
+from b2iconik.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
 GOING = {"safe": "remove", "only_on_lucidlink": "copy to B2, then remove"}
@@ -187,9 +187,10 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None) -> Plan:
+                 progress=None, deletes_refused: str | None = None) -> Plan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
-    for a collection iconik does not know."""
+    for a collection iconik does not know or could not read steady. With `deletes_refused` (why
+    Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
     plan = Plan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None)
@@ -197,7 +198,10 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     plan.listed_assets, plan.listed_bytes = len(listed), sum(a.bytes for a in listed.values())
     members = None
     if rule.collections:
-        found, warnings = expand_selection(client, [], list(rule.collections))
+        try:
+            found, warnings = expand_selection(client, [], list(rule.collections))
+        except UnsteadyCollection as error:
+            raise ValueError(str(error)) from None
         if warnings:
             raise ValueError("; ".join(warnings))
         members = set(found)
@@ -212,14 +216,14 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     if progress is not None:
         progress.start("reading candidates", len(pool))
     _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
-          progress)
+          progress, deletes_refused)
     return plan
 
 
-def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress) -> None:
+def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_refused=None) -> None:
     """Read the candidates in order, a batch at a time; stop once `need` bytes are freed."""
     def judged(item):
-        rows = read_and_judge(read, item, b2, ll, purge)
+        rows = read_and_judge(read, item, b2, ll, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return item, rows

@@ -63,7 +63,7 @@ class Summary:
     by_age: dict = field(default_factory=dict)
     """age bucket -> category -> bytes"""
     reasons: list = field(default_factory=list)
-    """[(reason, rows, bytes)] of the formats kept (unverified, incomplete, unknown), most bytes first."""
+    """[(reason, rows, bytes)] of the formats kept (unverified, incomplete, unknown, refused), most bytes first."""
     gone: int = 0
 
 
@@ -86,7 +86,7 @@ def summarize(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
             summary.by_age[age_bucket(row.last_modified, now)][row.category] += row.bytes
     kept: dict[str, list] = {}
     for row in rows:
-        if row.category in ("unverified", "incomplete", "unknown"):
+        if row.category in ("unverified", "incomplete", "unknown", "refused"):
             entry = kept.setdefault(row.reason.removeprefix("would keep: "), [0, 0])
             entry[0] += 1
             entry[1] += row.bytes
@@ -163,14 +163,14 @@ def write_html(path: Path, summary: Summary) -> None:
         out.write(render_html(summary))
 
 
-def gather(client, context, *, progress: ProgressBar) -> list[AssetView]:
+def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None) -> list[AssetView]:
     """The listing, then one read per asset, with the progress bar on stderr."""
     progress.start("listing LucidLink files", None)
     listed = list_lucidlink(client, context.ll_storage_id, progress)
     progress.start("reading assets", len(listed))
     return read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
                        purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
-                       progress=progress)
+                       progress=progress, deletes_refused=deletes_refused)
 
 
 def output_path(text: str | None, option: str) -> Path | None:
@@ -198,9 +198,9 @@ def run(argv: list[str] | None) -> int:
     outputs = {name: output_path(getattr(args, name), f"--{name}") for name in ("csv", "json", "html")}
     context = cli_setup.load(args)
     with cli_setup.client(context) as client:
-        cli_setup.check_storages(client, context)
+        refused = cli_setup.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
-            views = gather(client, context, progress=progress)
+            views = gather(client, context, progress=progress, deletes_refused=refused)
     summary = summarize(views, context.b2_storage_id, context.ll_storage_id)
     print(render_text(summary))
     writers = {"csv": write_csv, "json": write_json, "html": write_html}

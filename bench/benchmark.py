@@ -32,8 +32,7 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
   function-remove
                 the Cloud Function in local mode (in this process: the in-process queue and job
                 store) running a Remove of 20,000 assets that have neither format (the cheapest
-                path, two reads an asset: the emulator scans its whole world on every call, so
-                20,000 assets with copies would measure the emulator), 2 formats, no latency or
+                path, two reads an asset, so the figures are the job store's), 2 formats, no latency or
                 rate limit, PLUGIN_SLICE_SECONDS=30: wall time, slices, time per slice, reading
                 the job back and commits per slice, bytes written per slice, iconik calls per
                 asset, and the ground truth
@@ -330,7 +329,7 @@ def seed_assets(emu: Emulator, b2: str, ll: str, count: int, *, prefix: str, on_
 def ground_truth(emu: Emulator) -> dict[tuple[str, str, str], list[dict]]:
     """(asset, format name, storage) -> the live copies there, each with its files' bytes on disk.
 
-    One pass over the emulator's records (its per-asset helpers scan the whole world).
+    One pass over the emulator's records.
     """
     world = emu.world
     with world.lock:

@@ -452,3 +452,14 @@ def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(w
     assert {row["asset_id"] for row in view["outcomes"] if row["result"] == "removed"} == chosen
     assert not any(world.on_lucidlink(a) for a in chosen)
     assert call("POST", "/cleanup", {"Authorization": "Bearer scheduler-token"}).status in (200, 202)
+
+
+def test_a_lucidlink_storage_without_deletes_plans_nothing_and_says_why(world, capsys):
+    world.emu.world.storages[world.ll]["settings"]["delete"] = False
+    code, out, err = cleanup(capsys, "--older-than", "30d")
+    assert code == 0, err
+    go, keep = planned(out)
+    assert go == set()
+    assert ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll")) <= keep
+    assert "settings.delete is off" in out and "refuses to delete there" in err
+    assert world.writes() == 0

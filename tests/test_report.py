@@ -265,3 +265,25 @@ def test_one_entry_lists_the_commands_and_refuses_unknown_ones(capsys):
     assert "unknown command 'reprot'" in err and "report" in err
     assert cli.main([]) == 2
     assert cli.main(["report", "--help"]) == 0 and "--html FILE" in capsys.readouterr().out
+
+
+def test_a_lucidlink_storage_without_deletes_shows_nothing_safe_to_remove(world, capsys):
+    world.emu.world.storages[world.ll]["settings"]["delete"] = False
+    code, out, err = run_report(capsys)
+    assert code == 0, err
+    assert "settings.delete is off" in err and "refuses to delete there" in err
+    assert re.search(r"safe to remove now.*\(0 bytes\)", out), out
+    safe_and_only_ll = expected_bytes(world, "safe") + expected_bytes(world, "only_on_lucidlink")
+    assert re.search(rf"iconik may not delete on this LucidLink storage.*\({safe_and_only_ll} bytes\)", out), out
+    assert world.writes() == 0
+
+
+def test_a_listed_asset_id_that_is_not_a_uuid_is_a_row_that_says_so_not_a_crash(world, capsys):
+    odd = next(iter(world.assets.values()))
+    with world.emu.world.lock:  # the listing (a search index) names an asset by an id no client would send
+        for record in world.emu.world.files.values():
+            if record["asset_id"] == odd.id and record["storage_id"] == world.ll:
+                record["asset_id"] = "not-a-uuid"
+    code, out, err = run_report(capsys)
+    assert code == 0, err
+    assert "the listing's asset id is not a UUID: 'not-a-uuid'" in out

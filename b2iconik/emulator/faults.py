@@ -19,6 +19,9 @@ LOST_REPLY_KINDS = ("502", "503", "504", "drop")
 MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404",
          "files_without_file_set_fields", "deleted_formats_last")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
+LIST_MODES = ("next_url_past_end",)
+"""The boolean modes of how iconik's lists page (issue 22), also in MODES."""
+MODES += LIST_MODES
 
 # -- real media (issue 22): multi-file copies and what the gateway does with them ------------------
 ASSET_FAULTS += ("copy_interrupted",)
@@ -66,6 +69,9 @@ class Faults:
         self.files_without_file_set_fields = False  # an older iconik: files lack file_set_status & co.
         self.deleted_formats_last = False  # a format made again lists before its DELETED namesake
         self.jobs_list_delay = 0.0  # seconds before a new job shows in the jobs list (a search index)
+        # How lists page (issue 22), each off by default:
+        self.next_url_past_end = False  # a full last page of a cursor list (or the jobs list) links to a page that 404s
+        self.contents_edits = 0  # collection edits still to make, one before each later page of a contents list
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -121,6 +127,14 @@ class Faults:
         if self.retry_after:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return Verdict(429, "Too many requests", headers)
+
+    def take_contents_edit(self) -> bool:
+        """Use up one of `contents_edits`; False when none are left."""
+        with self._lock:
+            if self.contents_edits <= 0:
+                return False
+            self.contents_edits -= 1
+            return True
 
     # -- lost replies --------------------------------------------------------
 
