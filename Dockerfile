@@ -8,6 +8,8 @@
 #
 # Publish on 127.0.0.1 only, behind a reverse proxy on the host (docs/deploy-systemd.md): a bare
 # `-p 8000:8000` listens on every interface, and Docker's rules bypass the host firewall.
+# A refused setting ends the container at once with exit 78 and one line in `docker logs`
+# (docs/deploy-container.md); `docker ps` then shows it Restarting (78), never Up.
 #
 # It runs the same command as the systemd unit (b2-iconik-plugin.service) and the
 # test suite (tests/harness.py, run_gunicorn); tests/test_deploy_files.py keeps them equal.

@@ -9,13 +9,19 @@ makes sure no job is run twice.
 import os
 import signal
 
-from b2iconik import metrics_http
+from b2iconik import gunicorn_worker, metrics_http, startup
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# Loopback unless HOST says otherwise: the HTTPS proxy in front (docs/deploy-systemd.md) is
+# what the network reaches. HOST=0.0.0.0 is needed inside a container (the Dockerfile sets it;
+# `docker run -p 127.0.0.1:...` decides what the host publishes).
+bind = f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:{os.environ.get('PORT', '8000')}"
 
 # Two processes: if one dies, the other keeps answering iconik and resumes its jobs.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = "gthread"
+# gthread, except that a request's head is read in the worker's event loop and a thread takes
+# it only once it is all there; a request not sent within GUNICORN_READ_TIMEOUT (10 s) is
+# dropped (b2iconik/gunicorn_worker.py). Slow clients hold no thread.
+worker_class = "b2iconik.gunicorn_worker.DeadlineThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # A request never waits on iconik, so 30 s is generous; a worker that stops
@@ -25,10 +31,10 @@ timeout = 30
 # within this time; the next start resumes them.
 graceful_timeout = 25
 # Idle keep-alive connections are closed after 2 s, and each worker holds at most
-# 100 connections (the rest wait in the listen backlog), so idle clients cannot
-# pile up. gunicorn has no read timeout: a client that sends its request slowly
-# holds a thread until it is done, so put a reverse proxy in front (README.md,
-# "Behind nginx"), which reads whole requests before passing them on.
+# 100 connections (the rest wait in the listen backlog). A connection that never sends
+# a byte holds no thread but counts among the 100 until its client closes it: the
+# reverse proxy in front ("Behind nginx", docs/deploy-systemd.md) bounds those with
+# its own timeouts.
 keepalive = 2
 worker_connections = 100
 
@@ -79,8 +85,11 @@ def worker_exit(server, worker):
 # (PLUGIN_METRICS_HOST, PLUGIN_METRICS_PORT; docs/operating.md).
 
 def on_starting(server):
-    """Choose the workers' metrics directory, and forget the metric files of an earlier run;
-    and have the master let stop signals in again right after each fork (see pre_fork)."""
+    """Refuse to start, in the master, on the settings or job store a worker would refuse
+    (b2iconik/startup.py: its message, exit 78, no worker loop). Then choose
+    the workers' metrics directory, and forget the metric files of an earlier run; and have
+    the master let stop signals in again right after each fork (see pre_fork)."""
+    startup.refuse_to_start_unless_ready(gunicorn_worker.read_timeout)
     metrics_http.prepare_dir()
     metrics_http.clean_dir()
     os.register_at_fork(after_in_parent=_let_stop_signals_in)

@@ -37,6 +37,8 @@ any 20 s window at most 923."""
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100
+MAX_PAGES = 10_000
+"""The most pages of one list the client follows when iconik gives no `total` (a million objects)."""
 BULK_LIMIT = 500
 """The bulk copy endpoint takes at most this many ids per call."""
 STORAGE_FILE_FILTERS = ("path", "directory_path", "name", "status", "date_modified")
@@ -85,6 +87,13 @@ class NotSent(IconikError):
     """The call was refused before it was sent: its URL would leave ICONIK_URL's host, or is malformed."""
 
     _without_status = "not sent"
+
+
+class BadAnswer(IconikError):
+    """iconik answered, but with what makes no sense for the call (a list that does not end, a page
+    that is not a page): asking again would get the same."""
+
+    _without_status = "odd answer"
 
 
 class NotFound(IconikError):
@@ -461,25 +470,43 @@ class IconikClient:
             raise IconikError(status, method, shown, "answer is not JSON") from None
 
     def paginate(self, path: str, params: dict | None = None) -> Iterator[dict]:
-        """Yield every object of a list, following `next_url` (opaque) page by page."""
+        """Yield every object of a list, following `next_url` (opaque) page by page (see `pages`)."""
+        for page in self.pages(path, params):
+            yield from page.get("objects") or []
+
+    def pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """Yield every page of a list (its envelope: `objects`, `total`, ...), following `next_url`.
+
+        A 404 on the first page is raised (iconik's "... don't exist": none); a 404 on a
+        later page ends the list, as a cursor list's full last page can carry a `next_url`
+        whose page answers 404. The pages are capped as `_scroll`'s are (`_past_page_cap`).
+        """
         query = {"per_page": PAGE_SIZE, **(params or {})}
-        page = self.request("GET", path, params=query)
+        page = _list_page(self.request("GET", path, params=query), path)
         followed = set()
+        pages = 0
         while True:
-            for item in (page or {}).get("objects") or []:
-                yield item
-            next_url = (page or {}).get("next_url")
+            objects = page.get("objects") or []
+            yield page
+            pages += 1
+            next_url = page.get("next_url")
             if not next_url:
                 return
+            if _past_page_cap(pages, page.get("total"), len(objects)):
+                raise BadAnswer(None, "GET", _shown(path), f"iconik's list did not end after {pages} pages "
+                                  "(more than its total, or the most the client follows)")
             try:
                 url = self.resolve("GET", next_url)
             except NotSent as error:
                 raise NotSent(None, "GET", _shown(path),
                               f"iconik's next page link was not followed: {error.message}") from None
             if url in followed:
-                raise IconikError(None, "GET", _shown(path), "iconik sent the same next page twice")
+                raise BadAnswer(None, "GET", _shown(path), "iconik sent the same next page twice")
             followed.add(url)
-            page = self.request("GET", next_url)
+            try:
+                page = _list_page(self.request("GET", next_url), path)
+            except NotFound:
+                return
 
     # -- assets service ----------------------------------------------------
 
@@ -494,6 +521,11 @@ class IconikClient:
         cid = check_uuid(collection_id, "collection id")
         return self.paginate(f"API/assets/v1/collections/{cid}/contents/",
                              {"object_types": "collections,assets"})
+
+    def iter_collection_contents_pages(self, collection_id: str) -> Iterator[dict]:
+        """The pages of a collection's contents, each with its `total` (which an edit can change)."""
+        cid = check_uuid(collection_id, "collection id")
+        return self.pages(f"API/assets/v1/collections/{cid}/contents/", {"object_types": "collections,assets"})
 
     def list_custom_actions(self) -> list[dict]:
         return list(self.paginate("API/assets/v1/custom_actions/"))
@@ -589,8 +621,8 @@ class IconikClient:
             next_url = (page or {}).get("next_url")
             if not objects or not next_url or (isinstance(total, int) and seen >= total):
                 return
-            if isinstance(total, int) and pages > total // max(1, len(objects)) + 2:
-                raise IconikError(None, "GET", _shown(path), "iconik's scroll did not end after its total")
+            if _past_page_cap(pages, total, len(objects)):
+                raise BadAnswer(None, "GET", _shown(path), "iconik's scroll did not end after its total")
             try:
                 self.resolve("GET", next_url)
             except NotSent as error:
@@ -657,6 +689,23 @@ class IconikClient:
 
     def update_job(self, job_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"API/jobs/v1/jobs/{check_uuid(job_id, 'job id')}/", json=changes)
+
+
+def _list_page(page: Any, path: str) -> dict:
+    """One page of a list as iconik sends it: a JSON object whose `objects` is a list (or absent)."""
+    if page is None:
+        return {}
+    if not isinstance(page, dict) or not isinstance(page.get("objects") or [], list):
+        raise BadAnswer(None, "GET", _shown(path), "iconik's answer is not a page of a list")
+    return page
+
+
+def _past_page_cap(pages: int, total: Any, per_page: int) -> bool:
+    """Have `pages` pages gone past what a list may hold: its `total` in pages of `per_page`,
+    and 2 more, or MAX_PAGES when iconik gives no total?"""
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return pages > total // max(1, per_page) + 2
+    return pages >= MAX_PAGES
 
 
 def _context(context: str) -> str:

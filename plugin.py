@@ -8,6 +8,7 @@ same process carry the job to its end (see b2iconik/runner.py).
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ from b2iconik.logs import redactor, setup_logging
 from b2iconik.runner import JobRunner
 from b2iconik.store import JobStore, StoreError
 from b2iconik.web import bp, register_error_handlers
+
+
+log = logging.getLogger("b2iconik.plugin")
 
 
 @dataclass
@@ -37,6 +41,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     settings = settings or Settings.from_env()
     redactor.add(settings.shared_secret)
     redactor.add(settings.iconik_token)
+    for warning in settings.warnings():
+        log.warning("%s", warning)
     metrics.install()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy
+from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy, not_settled
 
 LUCIDLINK = "lucidlink"
 """A keep reason about the LucidLink copy itself (being written, status unknown)."""
 B2 = "b2"
 """A keep reason about the B2 copy (missing files, other sizes or checksums, not ACTIVE...)."""
+STORAGE = "storage"
+"""A keep reason about the LucidLink storage itself (iconik may not delete there)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,20 @@ def lucidlink_files(fmt: str, records, ll_storage_id: str) -> list[dict]:
     return [f for c in copies for f in c.files]
 
 
-def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str = "verified") -> Assessment:
-    """What Remove would do now with format `fmt`, from `records` (an AssetRecords); changes nothing."""
+def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str = "verified",
+                  deletes_refused: str | None = None) -> Assessment:
+    """What Remove would do now with format `fmt`, from `records` (an AssetRecords); changes nothing.
+
+    `deletes_refused` says why Remove deletes nothing on the LucidLink storage (its
+    `settings.delete` is off): what would go is then kept, with that reason.
+    """
+    assessment = _assess(fmt, records, b2_storage_id, ll_storage_id, purge)
+    if deletes_refused and assessment.result in ("would_remove", "would_copy_then_remove"):
+        return Assessment("would_keep", "would keep: " + deletes_refused, keeps=((STORAGE, deletes_refused),))
+    return assessment
+
+
+def _assess(fmt: str, records, b2_storage_id: str, ll_storage_id: str, purge: str) -> Assessment:
     format_id = records.formats.get(fmt)
     if format_id is None:
         return Assessment("not_on_lucidlink", f"asset has no {fmt} format")
@@ -61,9 +75,9 @@ def assess_format(fmt: str, records, b2_storage_id: str, ll_storage_id: str, pur
     on_b2 = copies_of(records.file_sets, records.files, format_id, b2_storage_id, active_only=False)
     copy_first, remove = False, []
     for ll_copy in on_ll:
-        unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
-        if unfinished:
-            keep.append((LUCIDLINK, f"LucidLink copy is still {', '.join(unfinished)} (being written?)"))
+        unsettled = not_settled(ll_copy)
+        if unsettled:
+            keep.append((LUCIDLINK, unsettled))
             continue
         verdict = find_intact_b2_copy(ll_copy, on_b2)
         if verdict.reason == NO_B2_COPY:

@@ -25,7 +25,8 @@ import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
 from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
-from b2iconik.selection import expand_selection
+from b2iconik.output import printable
+from b2iconik.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
 GOING = {"safe": "remove", "only_on_lucidlink": "copy to B2, then remove"}
@@ -59,8 +60,11 @@ class Rule:
 
 
 def parse_rule(older_than: str | None, until_below: str | None, collections: str | list | None,
-               only_archived: bool, formats: tuple[str, ...]) -> Rule:
-    """A Rule from command-line or settings text; ValueError saying what is wrong."""
+               only_archived: bool, formats: tuple[str, ...],
+               names: tuple[str, str] = ("--older-than", "--until-below")) -> Rule:
+    """A Rule from command-line or settings text; ValueError saying what is wrong.
+
+    `names` are what the age and the size are called where they came from, for the message."""
     if older_than is None and until_below is None:
         raise ValueError("say what to clean: --older-than AGE (e.g. 30d), --until-below SIZE (e.g. 20TB, "
                          "or HIGH:LOW such as 25TB:20TB), or both (settings CLEANUP_OLDER_THAN, "
@@ -68,11 +72,11 @@ def parse_rule(older_than: str | None, until_below: str | None, collections: str
     try:
         age = parse_age(older_than) if older_than is not None else None
     except ValueError as error:
-        raise ValueError(f"--older-than: {error}") from None
+        raise ValueError(f"{names[0]}: {error}") from None
     try:
         high, low = parse_watermarks(until_below) if until_below is not None else (None, None)
     except ValueError as error:
-        raise ValueError(f"--until-below: {error}") from None
+        raise ValueError(f"{names[1]}: {error}") from None
     if isinstance(collections, str):
         collections = [part for part in collections.replace(",", " ").split() if part]
     ids = tuple(dict.fromkeys(iconik.check_uuid(c.strip(), "collection id") for c in collections or ()))
@@ -91,7 +95,7 @@ def rule_from_env(env, default_formats) -> Rule:
     return parse_rule((env.get("CLEANUP_OLDER_THAN") or "").strip() or None,
                       (env.get("CLEANUP_UNTIL_BELOW") or "").strip() or None,
                       env.get("CLEANUP_COLLECTIONS") or None, flag in ("true", "1", "yes"),
-                      parse_formats(None, default_formats))
+                      parse_formats(None, default_formats), names=("CLEANUP_OLDER_THAN", "CLEANUP_UNTIL_BELOW"))
 
 
 @dataclass
@@ -183,9 +187,10 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None) -> Plan:
+                 progress=None, deletes_refused: str | None = None) -> Plan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
-    for a collection iconik does not know."""
+    for a collection iconik does not know or could not read steady. With `deletes_refused` (why
+    Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
     plan = Plan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None)
@@ -193,7 +198,10 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     plan.listed_assets, plan.listed_bytes = len(listed), sum(a.bytes for a in listed.values())
     members = None
     if rule.collections:
-        found, warnings = expand_selection(client, [], list(rule.collections))
+        try:
+            found, warnings = expand_selection(client, [], list(rule.collections))
+        except UnsteadyCollection as error:
+            raise ValueError(str(error)) from None
         if warnings:
             raise ValueError("; ".join(warnings))
         members = set(found)
@@ -208,14 +216,14 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     if progress is not None:
         progress.start("reading candidates", len(pool))
     _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
-          progress)
+          progress, deletes_refused)
     return plan
 
 
-def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress) -> None:
+def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_refused=None) -> None:
     """Read the candidates in order, a batch at a time; stop once `need` bytes are freed."""
     def judged(item):
-        rows = read_and_judge(read, item, b2, ll, purge)
+        rows = read_and_judge(read, item, b2, ll, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return item, rows
@@ -258,7 +266,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
                      f"{'; '.join(choice.reasons)}")
     lines.extend(f"Note: {note}" for note in plan.notes)
     lines.append(f"LucidLink would then hold {human_bytes(max(0, plan.listed_bytes - plan.freed))}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:

@@ -117,13 +117,13 @@ def _apply(args, context, rule, store) -> int:
 
 def _plan(args, context, rule) -> cleanup.Plan:
     with cli_setup.client(context) as client:
-        cli_setup.check_storages(client, context)
+        refused = cli_setup.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             try:
                 return cleanup.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,
                                             purge=context.settings.purge,
                                             concurrency=min(16, context.settings.asset_concurrency),
-                                            progress=progress)
+                                            progress=progress, deletes_refused=refused)
             except ValueError as error:
                 raise cli_setup.Failure(str(error)) from None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import iconik
 from b2iconik import custom_actions as ca
 from b2iconik.config import ConfigError, Settings
+from b2iconik.workflows.storages import deletes_refused
 
 
 class UsageError(Exception):
@@ -97,13 +98,17 @@ def client(context: Context) -> iconik.IconikClient:
     return context.settings.client(None)
 
 
-def check_storages(client_: iconik.IconikClient, context: Context) -> None:
-    """Both storages exist and can play their role, as the plugin requires; warnings on stderr."""
+def check_storages(client_: iconik.IconikClient, context: Context) -> str | None:
+    """Both storages exist and can play their role, as the plugin requires; warnings on stderr.
+
+    Returns why Remove would delete nothing on the LucidLink storage (settings.delete off), or None.
+    """
     try:
         for warning in ca.check_storages(client_, context.b2_storage_id, context.ll_storage_id):
             print(f"warning: {warning}", file=sys.stderr)
     except ca.StorageError as error:
         raise Failure(str(error)) from None
+    return deletes_refused(client_.get_storage(context.ll_storage_id))
 
 
 def run_guarded(body) -> int:

@@ -5,14 +5,16 @@ Every setting is listed, with its meaning, in `.env.example` and README.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
 import iconik
-from b2iconik.workflows import PURGE_MODES
+from b2iconik.workflows import MAX_FORMATS, PURGE_MODES
 
 DEFAULT_FORMATS = ("ORIGINAL", "PPRO_PROXY")
 MIN_SECRET_LENGTH = 32
@@ -38,7 +40,7 @@ def _number(env, name: str, default: float, cast=float, minimum: float = 0) -> f
 
 
 def parse_formats(raw: str | None, default=DEFAULT_FORMATS) -> tuple[str, ...]:
-    """`"ORIGINAL, PPRO_PROXY"` -> ("ORIGINAL", "PPRO_PROXY"); ValueError if malformed."""
+    """`"ORIGINAL, PPRO_PROXY"` -> ("ORIGINAL", "PPRO_PROXY"); ValueError if malformed or more than MAX_FORMATS."""
     if raw is None or not raw.strip():
         return tuple(default)
     names = [part.strip() for part in raw.split(",")]
@@ -46,7 +48,39 @@ def parse_formats(raw: str | None, default=DEFAULT_FORMATS) -> tuple[str, ...]:
         raise ValueError("formats must be comma-separated names, with no empty entries")
     for name in names:
         iconik.check_format_name(name)
-    return tuple(dict.fromkeys(names))
+    names = list(dict.fromkeys(names))
+    if len(names) > MAX_FORMATS:
+        raise ValueError(f"{len(names)} formats named; at most {MAX_FORMATS} may be (a job copies and checks each "
+                         "one): name fewer")
+    return tuple(names)
+
+
+def check_iconik_url(url: str) -> str:
+    """ICONIK_URL: https, or http to this machine only (an emulator); ValueError saying the fix.
+
+    Every call carries the token in its Auth-Token header: over plain http to another host
+    anyone on the way reads it."""
+    parts = urlsplit(url)
+    try:
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:
+        host = ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"ICONIK_URL must be an http(s) URL, not {url[:100]!r}")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ValueError(f"ICONIK_URL {url[:100]!r} is plain http to {host[:60]}, which would send the iconik "
+                         "token unencrypted: use https:// (http:// is accepted only to this machine: "
+                         "localhost, 127.0.0.1, ::1)")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def state_dir_from_env(env=None) -> Path:
@@ -147,9 +181,10 @@ class Settings:
         if identity_timeout > MAX_IDENTITY_TIMEOUT:
             raise ConfigError(f"PLUGIN_IDENTITY_TIMEOUT must be at most {MAX_IDENTITY_TIMEOUT:g} s: iconik waits "
                               "about 10 s for a click's answer")
-        url = env.get("ICONIK_URL", "").strip() or iconik.DEFAULT_URL
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"ICONIK_URL must be an http(s) URL, not {url!r}")
+        try:
+            url = check_iconik_url(env.get("ICONIK_URL", "").strip() or iconik.DEFAULT_URL)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             iconik_id=env["ICONIK_ID"].strip(),
             shared_secret=secret,
@@ -178,6 +213,16 @@ class Settings:
             max_assets_per_job=int(_number(env, "PLUGIN_MAX_ASSETS_PER_JOB", 100_000, int, 1)),
             **pins,
         )
+
+    def warnings(self) -> list[str]:
+        """What the settings allow that a production deployment should not (logged at start, in /healthz)."""
+        unpinned = [name for name, value in (("PLUGIN_B2_STORAGE_ID", self.b2_storage_id),
+                                             ("PLUGIN_LL_STORAGE_ID", self.ll_storage_id)) if not value]
+        if not unpinned:
+            return []
+        return [f"{' and '.join(unpinned)} not set: a caller with the shared secret chooses "
+                f"{'the storages' if len(unpinned) == 2 else 'that storage'} (any storage of the right kind); "
+                "set them to the storages of this deployment (docs/security.md)"]
 
     def client(self, auth_token: str | None, party: str | None = None) -> iconik.IconikClient:
         """An iconik client for background work: the app token if set, else the click's token.

@@ -218,7 +218,7 @@ def run_cleanup_dry_run(env: dict, world: dict, problems: list, emu: Emulator) -
     """A cleanup plan down to half of what LucidLink holds: printed, and nothing changed."""
     before = emu.storage_files(world["ll"])
     target = lucidlink_truth(emu, world)["bytes"] // 2
-    done = run_tool(env, "cleanup", "--until-below", str(target), "--b2-storage", world["b2"],
+    done = run_tool(env, "cleanup", "--until-below", f"{target}B", "--b2-storage", world["b2"],
                     "--ll-storage", world["ll"], "--no-progress")
     print("\nchecks of the cleanup dry run:")
     check(done.returncode == 0 and "Would go:" in done.stdout, "the cleanup printed its plan", problems)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import iconik
-from b2iconik.assessment import B2, assess_format, lucidlink_files
+from b2iconik.assessment import B2, STORAGE, assess_format, lucidlink_files
 from b2iconik.workflows import Workflow
 
 CATEGORIES = {
@@ -24,6 +24,7 @@ CATEGORIES = {
     "unverified": "B2 copy does not verify",
     "incomplete": "LucidLink copy incomplete or of unknown status",
     "unknown": "could not be judged",
+    "refused": "kept: iconik may not delete on this LucidLink storage",
     "gone": "listed, but no longer on LucidLink",
 }
 """Each format of an asset on LucidLink falls in one; `gone` holds no bytes."""
@@ -67,7 +68,7 @@ def list_lucidlink(client: iconik.IconikClient, ll_storage_id: str, progress=Non
     found: dict[str, ListedAsset] = {}
     for record in client.iter_storage_files(ll_storage_id):
         asset_id = record.get("asset_id") if isinstance(record, dict) else None
-        if not asset_id or record.get("status") == "DELETED":
+        if not asset_id or not isinstance(asset_id, (str, int)) or record.get("status") == "DELETED":
             continue
         listed = found.setdefault(asset_id, ListedAsset(asset_id))
         listed.name = listed.name or str(record.get("original_name") or record.get("name") or "")
@@ -127,8 +128,10 @@ def records_reader(client: iconik.IconikClient):
     return reader._read_asset
 
 
-def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, purge: str) -> list[Row]:
-    """The rows of one asset from its fresh read (`records`; None: the asset is gone)."""
+def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, purge: str,
+          deletes_refused: str | None = None) -> list[Row]:
+    """The rows of one asset from its fresh read (`records`; None: the asset is gone); `deletes_refused`
+    as `assess_format` takes it."""
     def row(fmt, category, result, reason, files=()):
         return Row(listed.asset_id, listed.name, fmt, category, result, reason, sum(map(_size, files)),
                    len(files), _newest(files) or (listed.last_modified if files else None))
@@ -141,10 +144,11 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
         if not files:
             continue
         seen.update(f.get("id") for f in files)
-        verdict = assess_format(fmt, records, b2_storage_id, ll_storage_id, purge)
+        verdict = assess_format(fmt, records, b2_storage_id, ll_storage_id, purge, deletes_refused)
         category = CATEGORY_OF_RESULT.get(verdict.result)
+        kinds = {kind for kind, _ in verdict.keeps}
         if verdict.result == "would_keep":
-            category = "unverified" if any(kind == B2 for kind, _ in verdict.keeps) else "incomplete"
+            category = "refused" if STORAGE in kinds else "unverified" if B2 in kinds else "incomplete"
         elif category is None:
             category = "unknown"
         rows.append(row(fmt, category, verdict.result, verdict.reason, files))
@@ -158,11 +162,18 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
     return rows
 
 
-def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str) -> list[Row]:
+def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str,
+                   deletes_refused: str | None = None) -> list[Row]:
     """One asset's rows from a fresh read (`read`: records_reader's). A read that fails after the
-    client's retries is one `unknown` row with the reason; a refused token (401/403) raises."""
+    client's retries, or an asset id in the listing that is not a UUID, is one `unknown` row with
+    the reason; a refused token (401/403) raises."""
     try:
-        return judge(item, read(item.asset_id), b2_storage_id, ll_storage_id, purge)
+        asset_id = iconik.check_uuid(item.asset_id, "the listing's asset id")
+    except ValueError as error:
+        return [Row(str(item.asset_id)[:60], item.name, "", "unknown", "unread", f"could not read the asset: {error}",
+                    item.bytes, item.files, item.last_modified)]
+    try:
+        return judge(item, read(asset_id), b2_storage_id, ll_storage_id, purge, deletes_refused)
     except iconik.Unauthorized:
         raise
     except iconik.IconikError as error:
@@ -171,12 +182,13 @@ def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: s
 
 
 def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
-                ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None) -> list[AssetView]:
+                ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None,
+                deletes_refused: str | None = None) -> list[AssetView]:
     """Read each listed asset once (several at a time, under the client's rate limiter) and judge it."""
     read = records_reader(client)
 
     def view(item: ListedAsset) -> AssetView:
-        rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge)
+        rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return AssetView(item, rows)

@@ -26,6 +26,7 @@ from pathlib import Path
 from b2iconik import listing
 from b2iconik.config import state_dir_from_env
 from b2iconik.old_forms import note_replaced
+from b2iconik.output import csv_cell, printable
 from b2iconik.store import JobReader, StoreError
 
 CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by", "origin", "context",
@@ -105,6 +106,7 @@ def _list(args) -> str:
         rows.append((_when(job["created_at"]), job["job_id"], job["action"], job["status"],
                      job["requested_by"] or job["origin"] or "", str(job["assets"] if job["assets"] is not None
                                                                       else ""), results))
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     if cursor:
@@ -130,12 +132,6 @@ def _show(args) -> str:
     return json.dumps(job_view(job, trail), indent=2) + "\n"
 
 
-def _cell(value) -> str:
-    """A CSV cell; text a spreadsheet would take as a formula is quoted with a leading apostrophe."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _audit_rows(reader, query: listing.Query):
     """Each outcome of each job matching the query, oldest job first, in the order decided."""
     filters = dict(query.filters)
@@ -144,7 +140,7 @@ def _audit_rows(reader, query: listing.Query):
         for job in jobs:
             for outcome in reader.outcomes(job["job_id"]):
                 file_sets = outcome.get("file_sets") or []
-                yield [_cell(v) for v in (
+                yield [csv_cell(v) for v in (
                     job["job_id"], _when(job["created_at"]), job["action"], job["status"], job["requested_by"],
                     job["origin"], job["context"], outcome["asset_id"], outcome["format"], outcome["result"],
                     outcome.get("reason"), outcome.get("bytes_copied"), outcome.get("bytes_freed"),

@@ -15,6 +15,8 @@ import threading
 import time
 from collections import Counter
 
+from b2iconik.output import escape_controls
+
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 
 
@@ -77,8 +79,14 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(job)s%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        """One line per message: control characters in it (a newline in a request's path or query)
+        are escaped, so no text a caller sends can start a line of its own; a traceback follows as is."""
+        message = record.getMessage()
+        escaped = escape_controls(message)
+        if escaped != message:
+            record = logging.makeLogRecord({**record.__dict__, "msg": escaped, "args": None})
         job_id = getattr(record, "job_id", None)
-        record.job = f"[job {job_id}] " if job_id else ""
+        record.job = f"[job {escape_controls(str(job_id))}] " if job_id else ""
         return redactor.scrub(super().format(record))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from b2iconik import cli_setup
 from b2iconik.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
 from b2iconik.old_forms import note_replaced
+from b2iconik.output import csv_cell, open_private, printable
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
 
@@ -62,7 +63,7 @@ class Summary:
     by_age: dict = field(default_factory=dict)
     """age bucket -> category -> bytes"""
     reasons: list = field(default_factory=list)
-    """[(reason, rows, bytes)] of the formats kept (unverified, incomplete, unknown), most bytes first."""
+    """[(reason, rows, bytes)] of the formats kept (unverified, incomplete, unknown, refused), most bytes first."""
     gone: int = 0
 
 
@@ -85,7 +86,7 @@ def summarize(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
             summary.by_age[age_bucket(row.last_modified, now)][row.category] += row.bytes
     kept: dict[str, list] = {}
     for row in rows:
-        if row.category in ("unverified", "incomplete", "unknown"):
+        if row.category in ("unverified", "incomplete", "unknown", "refused"):
             entry = kept.setdefault(row.reason.removeprefix("would keep: "), [0, 0])
             entry[0] += 1
             entry[1] += row.bytes
@@ -120,7 +121,7 @@ def render_text(summary: Summary) -> str:
         if total or label != UNKNOWN_AGE:
             safe = by_category["safe"]
             lines.append(f"  {label:<13} {human_bytes(total):>10}   of which safe to remove now {human_bytes(safe)}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def row_dict(row: Row, now: datetime) -> dict:
@@ -143,31 +144,33 @@ def as_json(summary: Summary) -> dict:
 
 
 def write_csv(path: Path, summary: Summary) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as out:
+    with open_private(path, newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in summary.rows:
-            writer.writerow(row_dict(row, summary.generated_at))
+            writer.writerow({key: csv_cell(value) for key, value in row_dict(row, summary.generated_at).items()})
 
 
 def write_json(path: Path, summary: Summary) -> None:
-    path.write_text(json.dumps(as_json(summary), indent=1) + "\n", encoding="utf-8")
+    with open_private(path, encoding="utf-8") as out:
+        out.write(json.dumps(as_json(summary), indent=1) + "\n")
 
 
 def write_html(path: Path, summary: Summary) -> None:
     from b2iconik.report_html import render_html
 
-    path.write_text(render_html(summary), encoding="utf-8")
+    with open_private(path, encoding="utf-8") as out:
+        out.write(render_html(summary))
 
 
-def gather(client, context, *, progress: ProgressBar) -> list[AssetView]:
+def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None) -> list[AssetView]:
     """The listing, then one read per asset, with the progress bar on stderr."""
     progress.start("listing LucidLink files", None)
     listed = list_lucidlink(client, context.ll_storage_id, progress)
     progress.start("reading assets", len(listed))
     return read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
                        purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
-                       progress=progress)
+                       progress=progress, deletes_refused=deletes_refused)
 
 
 def output_path(text: str | None, option: str) -> Path | None:
@@ -195,9 +198,9 @@ def run(argv: list[str] | None) -> int:
     outputs = {name: output_path(getattr(args, name), f"--{name}") for name in ("csv", "json", "html")}
     context = cli_setup.load(args)
     with cli_setup.client(context) as client:
-        cli_setup.check_storages(client, context)
+        refused = cli_setup.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
-            views = gather(client, context, progress=progress)
+            views = gather(client, context, progress=progress, deletes_refused=refused)
     summary = summarize(views, context.b2_storage_id, context.ll_storage_id)
     print(render_text(summary))
     writers = {"csv": write_csv, "json": write_json, "html": write_html}

@@ -12,7 +12,7 @@ from b2iconik.inventory import CATEGORIES
 from b2iconik.units import human_bytes
 
 COLORS = {"safe": "#2e7d32", "only_on_lucidlink": "#f9a825", "unverified": "#c62828",
-          "incomplete": "#6a1b9a", "unknown": "#757575", "gone": "#bdbdbd"}
+          "incomplete": "#6a1b9a", "unknown": "#757575", "refused": "#4e342e", "gone": "#bdbdbd"}
 SHOWN = [c for c in CATEGORIES if c != "gone"]
 MAX_ROWS = 20000
 """Rows shown in the page's table; the CSV and JSON hold all of them."""

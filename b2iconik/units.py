@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15,
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15,
               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "PIB": 2**50}
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
@@ -18,14 +18,17 @@ _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 def parse_size(text: str) -> int:
-    """'20TB' -> 20_000_000_000_000 bytes; a bare number is bytes."""
+    """'20TB' -> 20_000_000_000_000 bytes. The unit is required ('20' is refused: 20 what?),
+    and the size is at least one byte."""
     match = _SIZE.match(str(text))
-    unit = match.group(2).upper() if match else None
-    if not match or unit not in SIZE_UNITS:
+    if not match or match.group(2).upper() not in ("", *SIZE_UNITS):
         raise ValueError(f"{str(text)[:40]!r} is not a size: give a number and a unit, e.g. 20TB, 500GB or 1.5TiB")
-    value = float(match.group(1)) * SIZE_UNITS[unit]
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{str(text)[:40]!r} is not a size above zero")
+    number, unit = match.group(1), match.group(2).upper()
+    if not unit and float(number):
+        raise ValueError(f"{str(text)[:40]!r} has no unit: say {number}TB, {number}GB or {number}B (bytes)")
+    value = float(number) * SIZE_UNITS.get(unit, 1)
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"{str(text)[:40]!r} is not a size of at least one byte")
     return int(value)
 
 
@@ -57,8 +60,10 @@ def human_bytes(count: int | float) -> str:
     """1234567 -> '1.23 MB' (decimal units, as parse_size reads them)."""
     value = float(count)
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(value) < 1000 or unit == "PB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        text = f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        # decided on the printed figure, so 999999 B is '1.00 MB', never '1000.00 KB'
+        if abs(float(text.split()[0])) < 1000 or unit == "PB":
+            return text
         value /= 1000
     raise AssertionError("unreachable")
 

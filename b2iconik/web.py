@@ -11,7 +11,7 @@ import logging
 import uuid
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from b2iconik import audit, listing, workflows
 from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action
@@ -73,7 +73,8 @@ def healthz():
     if problem:
         service.runner.throttle.log(logging.ERROR, "healthz-runner", "health check failed: %s", problem, logger=log)
         return error(503, "the job runner of this process stopped; restart the service")
-    return jsonify({"status": "ok"})
+    warnings = service.settings.warnings()
+    return jsonify({"status": "ok", **({"warnings": warnings} if warnings else {})})
 
 
 @bp.post("/<any(add, remove, check):action>")
@@ -200,6 +201,12 @@ def register_error_handlers(app) -> None:
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(ClientDisconnected)
+    def _too_slow(exc: ClientDisconnected):
+        """The body stopped short: the client went, or was too slow (GUNICORN_READ_TIMEOUT)."""
+        log.info("the body of %s %s did not arrive", request.method, request.path[:200])
+        return error(408, "the request body did not arrive in time; nothing was started")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

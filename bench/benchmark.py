@@ -21,6 +21,10 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
   add           Add of N assets, 2 formats: the bulk copies (500 assets per call), the
                 reads that confirm the copies, the Jobs panel and copy-job calls, per asset;
                 429s, % of the rate ceiling, and that every copy is on LucidLink intact
+  remove-multi  Remove of N assets whose ORIGINAL is a stereo image sequence of F files
+                (L/ and R/ sub-folders with the same frame names; PPRO_PROXY one file),
+                verified on B2: the same figures as remove, next to it, where each
+                asset's files list takes several pages (100 files a page)
   latency       the Remove with 150 ms latency per call
   headroom      the Remove with ICONIK_MAX_RPS=48: is 90% of the ceiling in reach by setting?
   concurrent    20 different custom actions posted at once: peak RSS, processes
@@ -28,8 +32,7 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
   function-remove
                 the Cloud Function in local mode (in this process: the in-process queue and job
                 store) running a Remove of 20,000 assets that have neither format (the cheapest
-                path, two reads an asset: the emulator scans its whole world on every call, so
-                20,000 assets with copies would measure the emulator), 2 formats, no latency or
+                path, two reads an asset, so the figures are the job store's), 2 formats, no latency or
                 rate limit, PLUGIN_SLICE_SECONDS=30: wall time, slices, time per slice, reading
                 the job back and commits per slice, bytes written per slice, iconik calls per
                 asset, and the ground truth
@@ -296,28 +299,37 @@ def media(rng: random.Random, size: int = 512) -> bytes:
 
 
 def seed_assets(emu: Emulator, b2: str, ll: str, count: int, *, prefix: str, on_b2=True, on_ll=True,
-                b2_corrupt=False, rng=None) -> dict[str, dict[str, bytes]]:
-    """`count` assets with ORIGINAL and PPRO_PROXY; returns asset id -> format -> original bytes."""
+                b2_corrupt=False, rng=None, frames: int = 0) -> dict[str, dict]:
+    """`count` assets with ORIGINAL and PPRO_PROXY; returns asset id -> format -> original bytes.
+
+    With `frames`, each ORIGINAL is a stereo sequence of that many files, half in L/ and half
+    in R/ under the same names, and its entry is path in the file set -> bytes.
+    """
     rng = rng or random.Random(prefix)
     assets = {}
     for n in range(count):
         asset = emu.add_asset(f"{prefix}-{n:05d}.mov")
         assets[asset] = {}
         for fmt in FORMATS:
-            data = media(rng)
-            name = f"{prefix}-{n:05d}-{fmt.lower()}.mov"
-            if on_ll:
-                emu.add_file(asset, fmt, ll, name, data)
-            if on_b2:
-                emu.add_file(asset, fmt, b2, name, bytes([data[0] ^ 0xFF]) + data[1:] if b2_corrupt else data)
-            assets[asset][fmt] = data
+            if frames and fmt == "ORIGINAL":
+                files = {f"{eye}/frame_{k:05d}.dpx": media(rng, 64) for eye in ("L", "R") for k in range(frames // 2)}
+            else:
+                files = {f"{prefix}-{n:05d}-{fmt.lower()}.mov": media(rng)}
+            for path, data in files.items():
+                folder, _, name = path.rpartition("/")
+                if on_ll:
+                    emu.add_file(asset, fmt, ll, name, data, folder=folder)
+                if on_b2:
+                    emu.add_file(asset, fmt, b2, name, bytes([data[0] ^ 0xFF]) + data[1:] if b2_corrupt else data,
+                                 folder=folder)
+            assets[asset][fmt] = files if len(files) > 1 else next(iter(files.values()))
     return assets
 
 
 def ground_truth(emu: Emulator) -> dict[tuple[str, str, str], list[dict]]:
     """(asset, format name, storage) -> the live copies there, each with its files' bytes on disk.
 
-    One pass over the emulator's records (its per-asset helpers scan the whole world).
+    One pass over the emulator's records.
     """
     world = emu.world
     with world.lock:
@@ -329,15 +341,20 @@ def ground_truth(emu: Emulator) -> dict[tuple[str, str, str], list[dict]]:
         for file_set in world.file_sets.values():
             if file_set["status"] == "DELETED":
                 continue
-            files = [{"name": f["name"], "status": f["status"], "size": f["size"],
+            files = [{"name": f["name"], "folder": world.folder_in_set(f), "status": f["status"], "size": f["size"],
                       "bytes": world.read_bytes(f)} for f in files_by_set.get(file_set["id"], [])]
             key = (file_set["asset_id"], format_names[file_set["format_id"]], file_set["storage_id"])
             truth.setdefault(key, []).append({"status": file_set["status"], "files": files})
     return truth
 
 
-def intact(copies: list[dict], data: bytes) -> bool:
-    """Is one of `copies` an ACTIVE file set whose single file is CLOSED and holds `data`?"""
+def intact(copies: list[dict], data) -> bool:
+    """Is one of `copies` an ACTIVE file set whose single file is CLOSED and holds `data` (bytes), or
+    whose files are CLOSED and hold `data` (path in the file set -> bytes) exactly?"""
+    if isinstance(data, dict):
+        return any(c["status"] == "ACTIVE" and all(f["status"] == "CLOSED" for f in c["files"])
+                   and {"/".join(p for p in (f["folder"], f["name"]) if p): f["bytes"] for f in c["files"]} == data
+                   and len(c["files"]) == len(data) for c in copies)
     return any(c["status"] == "ACTIVE" and c["files"] and all(
         f["status"] == "CLOSED" and f["bytes"] == data and f["size"] == len(data) for f in c["files"])
         for c in copies)
@@ -559,12 +576,13 @@ CONFIRM_READS_TARGET = 2
 
 
 def bench_job(tmp: Path, name: str, action: str, count: int, latency: float, *, without_b2: int = 0,
-              **settings) -> dict:
+              frames: int = 0, **settings) -> dict:
     """One Add or Remove of `count` assets (2 formats each) with the emulator at iconik's limit.
 
     add: the assets are on B2 only. remove: they are on both storages, verified,
     except `without_b2` of them (shuffled in) that are on LucidLink only, so the
-    job must copy them to B2, wait, verify and then delete.
+    job must copy them to B2, wait, verify and then delete. With `frames`, each
+    ORIGINAL is a stereo sequence of that many files (seed_assets).
     """
     with emulator(tmp, f"iconik-{name}") as emu:
         b2 = emu.add_storage("b2", method="B2")
@@ -573,7 +591,7 @@ def bench_job(tmp: Path, name: str, action: str, count: int, latency: float, *, 
         if action == "add":
             assets = seed_assets(emu, b2, ll, count, prefix=name, on_ll=False)
         else:
-            assets = seed_assets(emu, b2, ll, count - without_b2, prefix=name)
+            assets = seed_assets(emu, b2, ll, count - without_b2, prefix=name, frames=frames)
         no_b2 = seed_assets(emu, b2, ll, without_b2, prefix=f"{name}-nob2", on_b2=False) if without_b2 else {}
         assets.update(no_b2)
         order = list(assets)
@@ -616,6 +634,7 @@ def bench_job(tmp: Path, name: str, action: str, count: int, latency: float, *, 
     throughput = count / wall
     out = {
         "action": action, "assets": count, "assets_without_b2_copy": len(no_b2), "formats": list(FORMATS),
+        "files_per_original": frames or 1,
         "latency_s": latency, "rate_limit": list(ICONIK_LIMIT),
         "settings": described, "effective_settings": effective,
         "job_status": view["status"], "job_error": view["error"], "results": results,
@@ -645,7 +664,7 @@ def bench_job(tmp: Path, name: str, action: str, count: int, latency: float, *, 
         out["correct"] = (view["status"] == "succeeded" and results.get("removed") == pairs
                           and ll_left == 0 and b2_intact == pairs)
         out["targets"] = {"no_429": calls["calls_429"] == 0}
-        if not without_b2:
+        if not without_b2 and not frames:
             out["targets"].update({"fraction>=0.90": out["fraction_of_ceiling"] >= 0.90,
                                    f"calls_per_asset<={REMOVE_CALLS_TARGET}": per_asset <= REMOVE_CALLS_TARGET})
     # what latency alone would allow: concurrency assets in flight, each waiting per_asset calls
@@ -1149,6 +1168,7 @@ def machine() -> dict:
 JOB_PARTS = {
     "remove": "Remove of {n} verified",
     "remove-mixed": "Remove of {n}, {half} without B2",
+    "remove-multi": "Remove of {n} {frames}-file sequences",
     "add": "Add of {n}",
     "latency": "Remove of {n}, 150 ms latency",
     "headroom": "Remove of {n}, ICONIK_MAX_RPS=48",
@@ -1168,7 +1188,7 @@ def job_rows(label: str, part: dict, mark) -> list[tuple]:
     by_kind = part["calls_per_asset_by_kind"]
     split = ", ".join(f"{n:g} {kind.replace('_', ' ')}" for kind, n in by_kind.items() if n)
     per_asset = part["calls_per_asset"]
-    if part["action"] == "remove" and not part["assets_without_b2_copy"]:
+    if part["action"] == "remove" and not part["assets_without_b2_copy"] and part.get("files_per_original", 1) == 1:
         target, ok = f"<= {REMOVE_CALLS_TARGET}", mark(per_asset <= REMOVE_CALLS_TARGET)
     else:
         target, ok = "report", ""
@@ -1218,7 +1238,8 @@ def table(report: dict) -> str:
     for key, label in JOB_PARTS.items():
         part = report.get(key)
         if part:
-            rows += job_rows(label.format(n=part["assets"], half=part["assets_without_b2_copy"]), part, mark)
+            rows += job_rows(label.format(n=part["assets"], half=part["assets_without_b2_copy"],
+                                          frames=part.get("files_per_original", 1)), part, mark)
     part = report.get("concurrent")
     if part:
         rows.append((f"{part['actions']} actions at once: all finished",
@@ -1264,8 +1285,8 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("answer", "remove", "remove-mixed", "add", "latency", "headroom", "concurrent", "crash", "function-remove",
-         "handler")
+PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash",
+         "function-remove", "handler")
 
 
 def main(argv=None) -> int:
@@ -1280,10 +1301,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = ({"answer_requests": 50, "remove_assets": 100, "mixed_assets": 100, "add_assets": 100, "actions": 20,
-              "per_action": 3, "crash_assets": 60, "function_assets": 2000}
+              "per_action": 3, "crash_assets": 60, "function_assets": 2000, "multi_assets": 5, "multi_frames": 200}
              if args.quick else
              {"answer_requests": 200, "remove_assets": 1000, "mixed_assets": 1000, "add_assets": 1000, "actions": 20,
-              "per_action": 10, "crash_assets": 200, "function_assets": 20_000})
+              "per_action": 10, "crash_assets": 200, "function_assets": 20_000, "multi_assets": 20,
+              "multi_frames": 2000})
     report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else ""),
               "quick": args.quick, "sizes": sizes, "machine": machine(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -1300,6 +1322,9 @@ def main(argv=None) -> int:
         if "remove-mixed" in parts:
             count = sizes["mixed_assets"]
             report["remove-mixed"] = bench_job(tmp, "remove-mixed", "remove", count, 0.03, without_b2=count // 2)
+        if "remove-multi" in parts:
+            report["remove-multi"] = bench_job(tmp, "remove-multi", "remove", sizes["multi_assets"], 0.03,
+                                               frames=sizes["multi_frames"])
         if "add" in parts:
             report["add"] = bench_job(tmp, "add", "add", sizes["add_assets"], 0.03)
         if "latency" in parts:

@@ -130,7 +130,7 @@ def run_server(command: list[str], env: dict, port: int, log, *, name: str, star
             try:
                 if requests.get(url + "/", timeout=1).status_code == 200:
                     break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker booted yet
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} did not answer within {start_timeout} s")

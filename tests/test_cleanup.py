@@ -105,7 +105,7 @@ def test_by_watermark_the_oldest_go_first_until_lucidlink_holds_at_most_the_size
     removable = sorted((a for a in world.assets.values() if a.kind in ("safe", "only_ll")), key=lambda a: -a.days)
     target = total - removable[0].size - removable[1].size  # exactly the two oldest removable ones
 
-    code, out, err = cleanup(capsys, "--until-below", str(target))
+    code, out, err = cleanup(capsys, "--until-below", f"{target}B")
 
     assert code == 0, err
     go, keep = planned(out)
@@ -117,7 +117,7 @@ def test_by_watermark_the_oldest_go_first_until_lucidlink_holds_at_most_the_size
 
 def test_a_high_low_pair_does_nothing_below_the_high_mark(world, capsys):
     total = sum(a.size for a in world.assets.values())
-    code, out, err = cleanup(capsys, "--until-below", f"{total + 1}:{total // 2}")
+    code, out, err = cleanup(capsys, "--until-below", f"{total + 1}B:{total // 2}B")
     assert code == 0, err
     assert planned(out) == (set(), set()) and "nothing to do" in out
     assert sum(n for (m, route), n in world.emu.request_counts.items() if "/assets/" in route) == 0
@@ -279,6 +279,24 @@ def test_bad_cleanup_settings_are_refused_too(world, capsys, monkeypatch):
     assert code == 2 and "'lots' is not a size" in err and not world.state_dir.exists()
 
 
+def test_the_plan_prints_names_without_control_characters(world, capsys):
+    world.add("evil\x1b[2J\x1b]0;owned\x07\rname\u202e.mov", "safe", 2345, 100)
+    code, out, err = cleanup(capsys, "--older-than", "30d")
+    assert code == 0, err
+    assert "evil[2J]0;ownedname.mov" in out
+    assert not [ch for ch in out if ch != "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]
+
+
+@pytest.mark.parametrize("argv, env", [(["--until-below", "20"], {}), ([], {"CLEANUP_UNTIL_BELOW": "20"})])
+def test_a_size_without_a_unit_is_refused_before_any_iconik_call(world, capsys, monkeypatch, argv, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = cleanup(capsys, *argv, "--apply")
+    assert code == 2 and out == "" and "say 20TB" in err
+    assert ("CLEANUP_UNTIL_BELOW" if env else "--until-below") in err
+    assert sum(world.emu.request_counts.values()) == 0 and not world.state_dir.exists()
+
+
 def test_the_settings_give_the_rule_when_the_command_line_gives_none(world, capsys, monkeypatch):
     monkeypatch.setenv("CLEANUP_OLDER_THAN", "30d")
     monkeypatch.setenv("CLEANUP_ONLY_ARCHIVED", "true")
@@ -293,7 +311,7 @@ def test_preview_report_cleanup_and_remove_agree_on_the_same_world(world, capsys
         views = read_assets(client, list_lucidlink(client, world.ll), world.b2, world.ll)
     report = {row.asset_id: row.category for view in views for row in view.rows}
     assert report == {a.id: CATEGORY[a.kind] for a in world.assets.values()}
-    code, out, _ = cleanup(capsys, "--until-below", "1")
+    code, out, _ = cleanup(capsys, "--until-below", "1B")
     go, keep = planned(out)
     assets = list(world.assets)
     with serve_plugin(plugin_settings(emu, world.state_dir)) as plugin:
@@ -434,3 +452,14 @@ def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(w
     assert {row["asset_id"] for row in view["outcomes"] if row["result"] == "removed"} == chosen
     assert not any(world.on_lucidlink(a) for a in chosen)
     assert call("POST", "/cleanup", {"Authorization": "Bearer scheduler-token"}).status in (200, 202)
+
+
+def test_a_lucidlink_storage_without_deletes_plans_nothing_and_says_why(world, capsys):
+    world.emu.world.storages[world.ll]["settings"]["delete"] = False
+    code, out, err = cleanup(capsys, "--older-than", "30d")
+    assert code == 0, err
+    go, keep = planned(out)
+    assert go == set()
+    assert ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll")) <= keep
+    assert "settings.delete is off" in out and "refuses to delete there" in err
+    assert world.writes() == 0

@@ -79,3 +79,44 @@ def test_every_environment_variable_the_code_reads_is_in_env_example_and_readme(
     readme = (ROOT / "README.md").read_text()
     undocumented = sorted(n for n in names - ignored if n not in example or n not in readme)
     assert not undocumented, f"not in .env.example / README: {undocumented}"
+
+
+@pytest.mark.parametrize("url", ["http://app.iconik.io", "http://10.0.0.5:8080", "http://iconik.example.com./API"])
+def test_plain_http_to_another_host_is_refused_with_the_fix(url):
+    with pytest.raises(ConfigError, match=r"plain http .*use https://"):
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET, "ICONIK_URL": url})
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:9000", "http://[::1]:80",
+                                 "https://iconik.example.com"])
+def test_https_and_http_to_this_machine_are_accepted(url):
+    assert Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET, "ICONIK_URL": url}).iconik_url == url
+
+
+def test_the_custom_action_scripts_refuse_plain_http_to_another_host_too():
+    from b2iconik.custom_actions import UsageError, load_settings
+
+    with pytest.raises(UsageError, match="plain http"):
+        load_settings({"ICONIK_ID": "app", "ICONIK_TOKEN": "t", "ICONIK_URL": "http://app.iconik.io"},
+                      need_secret=False)
+
+
+def test_more_formats_than_a_job_takes_are_refused():
+    from b2iconik.workflows import MAX_FORMATS
+
+    names = ",".join(f"F{n}" for n in range(MAX_FORMATS + 1))
+    with pytest.raises(ConfigError, match=rf"FORMAT_NAMES: {MAX_FORMATS + 1} formats named; at most {MAX_FORMATS}"):
+        Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET, "FORMAT_NAMES": names})
+    allowed = ",".join(f"F{n}" for n in range(MAX_FORMATS))
+    assert len(Settings.from_env({"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET,
+                                  "FORMAT_NAMES": allowed}).formats) == MAX_FORMATS
+
+
+def test_settings_without_storage_pins_carry_a_warning():
+    base = {"ICONIK_ID": "app", "BZ_SHARED_SECRET": GOOD_SECRET}
+    (warning,) = Settings.from_env(base).warnings()
+    assert "PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID not set" in warning
+    (warning,) = Settings.from_env({**base, "PLUGIN_B2_STORAGE_ID": "0d56db81-1b8e-4a68-9658-98ad9a94d841"}).warnings()
+    assert warning.startswith("PLUGIN_LL_STORAGE_ID not set")
+    assert Settings.from_env({**base, "PLUGIN_B2_STORAGE_ID": "0d56db81-1b8e-4a68-9658-98ad9a94d841",
+                              "PLUGIN_LL_STORAGE_ID": "bf049e70-6749-4e44-a85b-7457236cdf4e"}).warnings() == []

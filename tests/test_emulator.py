@@ -982,3 +982,82 @@ def test_under_acls_need_role_a_plain_user_gets_403_from_the_acl_calls(emulator)
     assert allowed.post(emu.url + "/API/acls/v1/acl/assets/read/", json=body, timeout=5).json()[
         "access_granted"] == [asset]
     assert get(plain, f"{ASSETS}/assets/{asset}/").status_code == 200  # reading the asset itself is not an ACL call
+# -- real media (issue 22): sub-folders, MISSING files, interrupted copies, waiting copy jobs ----------
+
+STEREO = {f"{eye}/frame_0001.dpx": os.urandom(100) for eye in ("L", "R")}
+
+
+def stereo_asset(emu, storage):
+    asset = emu.add_asset("stereo")
+    for path, data in STEREO.items():
+        folder, _, name = path.rpartition("/")
+        file_set = emu.add_file(asset, "ORIGINAL", storage, name, data, folder=folder)
+    return asset, file_set
+
+
+def paths_of(copy):
+    return {"/".join(p for p in (f["folder"], f["name"]) if p): f["bytes"] for f in copy["files"]}
+
+
+def test_files_in_sub_folders_repeat_names_have_root_relative_paths_and_are_copied_with_their_folders(emulator):
+    emu = emulator
+    b2, ll = emu.add_storage("b2"), emu.add_storage("ll", method="FILE")
+    asset, file_set = stereo_asset(emu, b2)
+    base = next(fs["base_dir"] for fs in emu.file_sets(asset))
+    with client(emu) as c:
+        listed = sorted((f["directory_path"], f["name"]) for f in c.iter_files(asset))
+        assert listed == [(f"{base}/L", "frame_0001.dpx"), (f"{base}/R", "frame_0001.dpx")]
+        with pytest.raises(ValueError):
+            emu.add_file(asset, "ORIGINAL", b2, "frame_0001.dpx", b"again", folder="L")
+        c.bulk_copy(ll, [asset], "ORIGINAL")
+        assert emu.wait_idle(5)
+    [copy] = emu.copies(asset, "ORIGINAL", ll)
+    assert paths_of(copy) == STEREO and all(f["status"] == "CLOSED" for f in copy["files"])
+    assert sorted(emu.storage_files(ll)) == sorted(f"{copy['file_set']['base_dir']}/{p}" for p in STEREO)
+
+
+def test_moved_away_files_read_missing_and_leave_the_storage(emulator):
+    emu = emulator
+    ll = emu.add_storage("ll", method="FILE")
+    asset, file_set = stereo_asset(emu, ll)
+    assert len(emu.move_away(file_set, count=1)) == 1
+    [copy] = emu.copies(asset, "ORIGINAL", ll)
+    assert sorted(f["status"] for f in copy["files"]) == ["CLOSED", "MISSING"]
+    assert len(emu.storage_files(ll)) == 1
+
+
+def test_an_interrupted_copy_leaves_a_partial_file_set_and_the_next_copy_is_skipped(emulator):
+    emu = emulator
+    b2, ll = emu.add_storage("b2"), emu.add_storage("ll", method="FILE")
+    asset, _ = stereo_asset(emu, b2)
+    emu.fault_asset(asset, "copy_interrupted")
+    assert copy_and_wait(emu, ll, [asset])["status"] == "FAILED"
+    [copy] = emu.copies(asset, "ORIGINAL", ll)
+    assert [f["status"] for f in copy["files"]] == ["CLOSED"]
+    emu.clear_asset_faults(asset)
+    assert copy_and_wait(emu, ll, [asset])["status"] == "SKIPPED"
+
+
+def test_waiting_copy_jobs_read_waiting_and_end_with_a_warning(emulator, monkeypatch):
+    from b2iconik.emulator import gateway
+
+    monkeypatch.setattr(gateway, "WAITING_SECONDS", 3.0)  # time enough to look, on a busy machine
+    emu = emulator
+    b2, ll = emu.add_storage("b2"), emu.add_storage("ll", method="FILE")
+    asset, _ = stereo_asset(emu, b2)
+    emu.faults.waiting_copy_jobs = True
+    with client(emu) as c:
+        job_id = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
+        assert c.get_job(job_id)["status"] == "WAITING"
+        assert emu.wait_idle(15)
+        assert c.get_job(job_id)["status"] == "FINISHED_WITH_WARNING"
+        monkeypatch.setattr(gateway, "WAITING_SECONDS", 0.0)
+        assert copy_and_wait(emu, ll, [asset])["status"] == "FINISHED_WITH_WARNING"  # skipped, with a warning
+
+
+def test_the_transfers_list_of_a_parent_can_answer_an_error(emulator):
+    emu = emulator
+    emu.faults.child_jobs_list_status = 500
+    s = session(emu)
+    assert get(s, f"{JOBS}/jobs/", params={"parent_id": MISSING}).status_code == 500
+    assert get(s, f"{JOBS}/jobs/").status_code == 200

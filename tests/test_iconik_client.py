@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -610,12 +611,83 @@ def test_an_error_on_a_later_page_is_raised(client, mock):
         {"per_page": "100", "generate_signed_url": "false"})],
         json={"objects": [{"id": "1"}], "next_url": f"{path}?last_id=1"})
     mock.get(BASE + path, match=[matchers.query_param_matcher({"last_id": "1"})],
-             status=404, json=errors("gone"))
+             status=400, json=errors("bad cursor"))
     files = client.iter_files(ASSET)
     assert next(files) == {"id": "1"}
-    with pytest.raises(NotFound) as excinfo:
+    with pytest.raises(IconikError) as excinfo:
         next(files)
+    assert raised(excinfo).status == 400
     assert raised(excinfo).path == path  # the query of an opaque next_url is not shown
+
+
+@pytest.mark.parametrize("listing", ["iter_files", "iter_file_sets", "iter_formats", "iter_child_jobs"])
+def test_a_404_on_a_later_page_ends_the_list(client, mock, listing):
+    """A cursor list's full last page can carry a next_url whose page answers 404 ("... don't exist")."""
+    path = {"iter_files": f"/API/files/v1/assets/{ASSET}/files/",
+            "iter_file_sets": f"/API/files/v1/assets/{ASSET}/file_sets/",
+            "iter_formats": f"/API/files/v1/assets/{ASSET}/formats/",
+            "iter_child_jobs": "/API/jobs/v1/jobs/"}[listing]
+    mock.get(BASE + path, match=[matchers.query_param_matcher({"last_id": "2"}, strict_match=False)],
+             status=404, json=errors("Files for this asset don't exist"))
+    mock.get(BASE + path, json={"objects": [{"id": "1"}, {"id": "2"}], "per_page": 2, "total": 2,
+                                "next_url": f"{path}?last_id=2&per_page=2"})
+    assert [o["id"] for o in getattr(client, listing)(ASSET if listing != "iter_child_jobs" else JOB)] == ["1", "2"]
+    assert len(mock.calls) == 2
+
+
+def test_a_404_on_the_first_page_is_raised_for_the_caller_to_read_as_none(client, mock):
+    mock.get(f"{BASE}/API/files/v1/assets/{ASSET}/formats/", status=404,
+             json=errors("Formats for this asset don't exist"))
+    with pytest.raises(NotFound):
+        list(client.iter_formats(ASSET))
+
+
+def _endless(mock, path, total=None):
+    """A list whose every page names a new next page."""
+    def answer(request):
+        n = int(request.params.get("page", "1"))
+        body = {"objects": [{"id": f"o{n}"}], "next_url": f"{path}?page={n + 1}"}
+        if total is not None:
+            body["total"] = total
+        return 200, {}, json.dumps(body)
+    mock.add_callback(responses.GET, BASE + path, callback=answer)
+
+
+def test_a_list_that_never_ends_is_capped_by_its_total(client, mock):
+    path = f"/API/assets/v1/collections/{COLLECTION}/contents/"
+    _endless(mock, path, total=3)
+    with pytest.raises(IconikError) as excinfo:
+        list(client.iter_collection_contents(COLLECTION))
+    assert "did not end" in raised(excinfo).message
+    assert len(mock.calls) == 6  # its 3 pages, 2 more allowed, and the one past them
+
+
+def test_a_list_without_a_total_is_capped_at_max_pages(client, mock, monkeypatch):
+    monkeypatch.setattr(iconik, "MAX_PAGES", 40)
+    path = "/API/jobs/v1/jobs/"
+    _endless(mock, path)
+    with pytest.raises(IconikError) as excinfo:
+        list(client.iter_child_jobs(JOB))
+    assert "did not end after 40 pages" in raised(excinfo).message
+    assert len(mock.calls) == 40
+
+
+def test_a_list_that_does_not_end_is_an_odd_answer_a_job_does_not_retry(client, mock):
+    from b2iconik.workflows import is_transient
+
+    _endless(mock, f"/API/assets/v1/collections/{COLLECTION}/contents/", total=1)
+    with pytest.raises(iconik.BadAnswer) as excinfo:
+        list(client.iter_collection_contents(COLLECTION))
+    assert not is_transient(raised(excinfo))
+    assert "odd answer" in str(raised(excinfo))
+
+
+@pytest.mark.parametrize("body", [[{"id": "1"}], {"objects": {"id": "1"}}, "objects"])
+def test_a_page_that_is_not_a_page_of_a_list_is_an_error(client, mock, body):
+    mock.get(f"{BASE}/API/files/v1/assets/{ASSET}/file_sets/", json=body)
+    with pytest.raises(IconikError) as excinfo:
+        list(client.iter_file_sets(ASSET))
+    assert "not a page of a list" in raised(excinfo).message
 
 
 # -- secrecy of the token ----------------------------------------------------

@@ -261,3 +261,15 @@ def test_since_takes_dates_times_and_ages():
     assert parse_since("2026-01-01T00:00:00Z") == T0
     assert parse_since("7d", now=T0) == T0 - 7 * 86400 and parse_since("12h", now=T0) == T0 - 12 * HOUR
     assert datetime.fromtimestamp(parse_since("2026-01-01T08:30"), timezone.utc).hour == 8
+
+
+def test_the_list_prints_no_control_characters_whatever_a_record_holds(tmp_path, capsys):
+    store = JobStore(tmp_path / "state")
+    try:
+        store.create("add", state("add", None, "click\x1b[2J\x1b]0;owned\x07\r\u202e"), None)
+    finally:
+        store.close()
+    code, out, err = run_cli(capsys, "list", "--state-dir", str(tmp_path / "state"))
+    assert (code, err) == (0, "")
+    assert "click[2J]0;owned" in out
+    assert not [ch for ch in out if ch != "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]

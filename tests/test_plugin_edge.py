@@ -169,6 +169,8 @@ BAD_CALLS = {
     "empty format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,,PPRO_PROXY", GOOD, body(), 400, ["formats"]),
     "bad format name": ("POST", f"/add?{QUERY}&formats=ORIGINAL,../etc", GOOD, body(), 400,
                         ["formats", "not a format name"]),
+    "more formats than a job takes": ("POST", f"/add?{QUERY}&formats=" + ",".join(f"F{n}" for n in range(25)), GOOD,
+                                      body(), 400, ["formats", "25 formats", "at most 20"]),
     "unknown path": ("POST", f"/delete?{QUERY}", GOOD, body(), 404, ["no such path", "/add", "/remove"]),
     "unknown GET path": ("GET", "/admin", {}, None, 404, ["no such path"]),
     "GET /add": ("GET", f"/add?{QUERY}", GOOD, None, 405, ["GET", "not allowed"]),
@@ -221,6 +223,53 @@ def test_the_service_and_health_pages_answer_200_without_a_secret(edge, emu_shar
     assert status == 200 and isinstance(parsed, dict), text
     assert parsed.get("status") in ("ok", "ready")
     assert sum(emulator.request_counts.values()) == 0
+
+
+def test_text_logs_escape_control_characters_a_request_carries(queued):
+    import io
+
+    from b2iconik.logs import TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        status, _, _, _ = queued.send("POST", f"/add?{QUERY}&x%0a2026-01-01%20ERROR%20forged%0d=1", GOOD, body())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert status == 400
+    lines = stream.getvalue().splitlines()
+    refused = [line for line in lines if "refused POST /add" in line]
+    assert len(refused) == 1 and "x\\n2026-01-01 ERROR forged\\r" in refused[0], lines
+    assert not [line for line in lines if line.startswith("2026-01-01")]
+
+
+def test_without_storage_pins_healthz_and_the_log_warn(emulator, tmp_path, caplog):
+    from plugin import create_app
+
+    with caplog.at_level(logging.WARNING):
+        app = create_app(plugin_settings(emulator, tmp_path / "state"), run_jobs=False)
+    try:
+        warned = [r.getMessage() for r in caplog.records if "PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID" in
+                  r.getMessage()]
+        assert len(warned) == 1 and "chooses the storages" in warned[0]
+        answer = app.test_client().get("/healthz")
+        assert answer.status_code == 200 and answer.json["status"] == "ok"
+        assert answer.json["warnings"] == warned
+    finally:
+        app.extensions["b2iconik"].store.close()
+    pinned = plugin_settings(emulator, tmp_path / "pinned", b2_storage_id=str(uuid.uuid4()),
+                             ll_storage_id=str(uuid.uuid4()))
+    app = create_app(pinned, run_jobs=False)
+    try:
+        assert app.test_client().get("/healthz").json == {"status": "ok"}
+    finally:
+        app.extensions["b2iconik"].store.close()
 
 
 @pytest.fixture

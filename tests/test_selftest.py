@@ -357,9 +357,23 @@ def test_a_gateway_that_fails_the_copy(ready):
     assert world.plugin.service.store.counts() == {"failed": 1}
 
 
-@pytest.mark.parametrize("fault, words", [("copy_corrupt_checksum", "checksum of 'clip."),
-                                          ("copy_corrupt_size", "bytes, LucidLink copy is")])
+def test_a_copy_of_another_size_is_reported_by_the_add_job_and_nothing_is_removed(ready):
+    """Add compares the LucidLink copy with the B2 copy (count, paths, sizes, CLOSED): a short copy is not copied."""
+    world = ready
+    world.emu.fault_asset(world.asset, "copy_corrupt_size")
+    code, out, _ = run(world)
+
+    assert code == 1
+    line = line_of(out, "Add job")
+    assert line[2:6] == "FAIL" and "bytes, B2 copy is" in line, line
+    for check in REMOVE_CHECKS:
+        assert result_of(out, check) == "SKIP"
+    assert len(world.emu.copies(world.asset, "ORIGINAL", world.ll)) == 1
+
+
+@pytest.mark.parametrize("fault, words", [("copy_corrupt_checksum", "checksum of 'clip.")])
 def test_a_corrupt_copy_is_caught_by_the_selftest_itself(ready, fault, words):
+    """Add leaves checksums to Remove: a copy of the right size whose checksum differs is the selftest's to catch."""
     world = ready
     world.emu.fault_asset(world.asset, fault)
     code, out, _ = run(world)

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from b2iconik.verify import NO_B2_COPY, Copy, check_b2_copy, checksum_form, copies_of, find_intact_b2_copy
+from b2iconik.verify import (
+    NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy, not_settled)
 
 LL, B2, OTHER = "ll-storage", "b2-storage", "other-storage"
 FMT, PROXY = "format-original", "format-proxy"
@@ -187,3 +188,195 @@ def test_copies_of_keeps_a_file_set_with_no_files_so_it_cannot_pass():
     assert len(found) == 1 and found[0].files == []
     ll, _ = pair()
     assert not find_intact_b2_copy(ll, found).safe
+
+
+# -- multi-file file sets: files paired one-to-one by their path inside the file set ------------
+
+def in_folders(fs_id, paths, *, base="asset/ORIGINAL", checksum=None, **fields) -> list[dict]:
+    """File records of one file set at `paths` below `base`, as iconik's files list gives them
+    (directory_path relative to the storage root, including the file set's base_dir)."""
+    found = []
+    for n, path in enumerate(paths):
+        folder, _, name = path.rpartition("/")
+        data = f"{path}".encode()
+        found.append({"id": f"{fs_id}-{n}", "file_set_id": fs_id, "name": name,
+                      "directory_path": "/".join(p for p in (base, folder) if p), "size": 1000 + len(path),
+                      "checksum": checksum(data) if checksum else None, "status": "CLOSED", "type": "FILE",
+                      **fields})
+    return found
+
+
+def stereo(frames=3):
+    return [f"{eye}/frame_{n:04d}.dpx" for eye in ("L", "R") for n in range(1, frames + 1)]
+
+
+def copy_at(fs_id, paths, storage=B2, base="asset/ORIGINAL", with_base_dir=True, **fields) -> Copy:
+    record = file_set(fs_id, storage)
+    if with_base_dir:
+        record["base_dir"] = base
+    return Copy(record, in_folders(fs_id, paths, base=base, **fields))
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("with_base_dir", [True, False], ids=["base_dir-known", "from-the-files-list"])
+def test_a_stereo_sequence_whose_b2_copy_lacks_every_right_eye_frame_is_not_safe(with_base_dir):
+    ll = copy_at("ll-fs", stereo(), LL, base="ll-root/asset/ORIGINAL", with_base_dir=with_base_dir)
+    b2 = copy_at("b2-fs", [p for p in stereo() if p.startswith("L/")], with_base_dir=with_base_dir)
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe
+    assert verdict.reason == "B2 copy lacks file 'R/frame_0001.dpx' (and 2 more); LucidLink copy has 6 files, " \
+                             "B2 copy 3", verdict.reason
+
+
+@pytest.mark.parametrize("with_base_dir", [True, False], ids=["base_dir-known", "from-the-files-list"])
+def test_a_complete_stereo_sequence_with_checksums_is_safe_with_every_checksum_compared(with_base_dir):
+    ll = copy_at("ll-fs", stereo(), LL, base="projects/film/asset", with_base_dir=with_base_dir, checksum=md5)
+    b2 = copy_at("b2-fs", stereo(), with_base_dir=with_base_dir, checksum=md5)
+    verdict = check_b2_copy(ll, b2)
+    assert verdict.safe and verdict.checksums_compared and verdict.note is None, verdict
+
+
+def test_a_right_eye_frame_that_differs_is_named_by_its_path():
+    ll = copy_at("ll-fs", stereo(), LL, checksum=md5)
+    b2 = copy_at("b2-fs", stereo(), checksum=md5)
+    b2.files[4]["checksum"] = md5(b"bit rot")
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe and verdict.reason == "B2 copy checksum of 'R/frame_0002.dpx' differs"
+
+
+def test_a_camera_card_with_repeated_names_in_sub_folders_pairs_each_file_with_its_own():
+    card = ["CONTENTS/VIDEO/0001.MXF", "CONTENTS/AUDIO/0001.MXF", "CONTENTS/VIDEO/0002.MXF",
+            "CONTENTS/AUDIO/0002.MXF", "CONTENTS/CLIP/0001.XML", "MEDIAPRO.XML"]
+    ll, b2, swapped = copy_at("ll-fs", card, LL), copy_at("b2-fs", card), copy_at("b2-fs", card)
+    for copy, (video, audio) in ((ll, (5000, 100)), (b2, (5000, 100)), (swapped, (100, 5000))):
+        copy.files[0]["size"], copy.files[1]["size"] = video, audio
+    assert check_b2_copy(ll, b2).safe
+    verdict = check_b2_copy(ll, swapped)
+    assert not verdict.safe
+    assert verdict.reason == "B2 copy of 'CONTENTS/AUDIO/0001.MXF' (and 1 more) is 5000 bytes, LucidLink copy is 100"
+
+
+@pytest.mark.parametrize("side", ["ll", "b2"])
+def test_a_path_listed_twice_on_either_side_cannot_be_verified(side):
+    paths = ["L/frame_0001.dpx", "L/frame_0002.dpx"]
+    ll, b2 = copy_at("ll-fs", paths, LL), copy_at("b2-fs", paths)
+    twice = ll if side == "ll" else b2
+    twice.files.append({**twice.files[0], "id": "another"})
+    other = b2 if side == "ll" else ll
+    other.files.append({**other.files[1], "id": "a third", "name": "frame_0003.dpx"})  # counts stay equal
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe
+    name = "LucidLink" if side == "ll" else "B2"
+    assert verdict.reason.startswith(f"{name} copy lists 'L/frame_0001.dpx' more than once"), verdict.reason
+
+
+def test_a_b2_copy_with_a_file_the_lucidlink_copy_lacks_is_not_safe():
+    ll = copy_at("ll-fs", ["a.dpx", "b.dpx"], LL)
+    b2 = copy_at("b2-fs", ["a.dpx", "b.dpx", "c.dpx"])
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe
+    assert "has file 'c.dpx' that the LucidLink copy lacks" in verdict.reason and "2 files, B2 copy 3" in verdict.reason
+
+
+def test_copies_with_as_many_files_but_other_paths_are_not_safe_and_both_are_named():
+    ll = copy_at("ll-fs", ["reel1/a.mov", "reel1/b.mov"], LL)
+    b2 = copy_at("b2-fs", ["reel1/a.mov", "reel2/b.mov"])
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe and "'reel1/b.mov'" in verdict.reason and "'reel2/b.mov'" in verdict.reason
+
+
+def test_paths_are_compared_with_leading_trailing_and_doubled_slashes_dropped():
+    ll = copy_at("ll-fs", ["L/a.dpx", "R/a.dpx"], LL, base="/root//asset/ORIGINAL/")
+    ll.files[0]["directory_path"] = "/root//asset/ORIGINAL//L/"
+    b2 = copy_at("b2-fs", ["L/a.dpx", "R/a.dpx"], base="asset/ORIGINAL")
+    assert check_b2_copy(ll, b2).safe
+
+
+def test_directory_records_are_neither_paired_nor_counted():
+    ll = copy_at("ll-fs", stereo(1), LL)
+    ll.files += [{"id": "dir-l", "file_set_id": "ll-fs", "name": "L", "directory_path": "asset/ORIGINAL",
+                  "type": "DIRECTORY", "size": 0, "status": "CLOSED"}]
+    b2 = copy_at("b2-fs", stereo(1))
+    assert check_b2_copy(ll, b2).safe
+    only_folders = Copy(file_set("ll-fs", LL), [dict(ll.files[-1])])
+    verdict = check_b2_copy(only_folders, b2)
+    assert not verdict.safe and "lists no files" in verdict.reason
+
+
+@pytest.mark.parametrize("side", ["ll", "b2"])
+def test_a_symlink_keeps_the_copy_naming_it(side):
+    ll, b2 = copy_at("ll-fs", ["a.dpx", "link.dpx"], LL), copy_at("b2-fs", ["a.dpx", "link.dpx"])
+    (ll if side == "ll" else b2).files[1]["type"] = "SYMLINK"
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe and "symlink" in verdict.reason and "'link.dpx'" in verdict.reason, verdict.reason
+
+
+def test_a_record_of_an_unknown_type_keeps_the_copy_and_no_type_is_a_file():
+    ll, b2 = copy_at("ll-fs", ["a.dpx", "b.dpx"], LL), copy_at("b2-fs", ["a.dpx", "b.dpx"])
+    del ll.files[0]["type"]
+    assert check_b2_copy(ll, b2).safe
+    b2.files[1]["type"] = "FIFO"
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe and "unknown type 'FIFO'" in verdict.reason and "'b.dpx'" in verdict.reason
+
+
+def test_base_dir_known_keeps_the_folders_below_it_that_all_files_share():
+    """With base_dir, a one-eye set stored in L/ on LucidLink does not pair with frames at the top of B2's set;
+    from the files list alone (no base_dir) the folder all of a copy's files share is taken off, and they pair."""
+    ll = copy_at("ll-fs", ["L/frame_0001.dpx"], LL)
+    b2 = copy_at("b2-fs", ["frame_0001.dpx"])
+    b2.files[0]["size"] = ll.files[0]["size"]
+    assert not check_b2_copy(ll, b2).safe
+    for copy in (ll, b2):
+        del copy.file_set["base_dir"]
+    assert check_b2_copy(ll, b2).safe
+
+
+def test_a_file_outside_the_base_dir_falls_back_to_the_common_folder():
+    ll = copy_at("ll-fs", stereo(1), LL, base="asset/ORIGINAL")
+    ll.file_set["base_dir"] = "elsewhere"
+    b2 = copy_at("b2-fs", stereo(1))
+    assert check_b2_copy(ll, b2).safe
+
+
+def test_a_2000_file_set_is_verified_and_a_lacking_frame_is_named_readably():
+    frames = [f"{eye}/frame_{n:04d}.exr" for eye in ("L", "R") for n in range(1000)]
+    ll = copy_at("ll-fs", frames, LL, checksum=md5)
+    b2 = copy_at("b2-fs", frames, checksum=md5)
+    verdict = check_b2_copy(ll, b2)
+    assert verdict.safe and verdict.checksums_compared
+    short = copy_at("b2-fs", frames[:1000], checksum=md5)
+    verdict = check_b2_copy(ll, short)
+    assert not verdict.safe
+    assert verdict.reason == "B2 copy lacks file 'R/frame_0000.exr' (and 999 more); LucidLink copy has 2,000 files, " \
+                             "B2 copy 1,000"
+    for record in b2.files[:700]:
+        record["status"] = "OPEN"
+    verdict = check_b2_copy(ll, b2)
+    assert verdict.incomplete and "'L/frame_0000.exr' (and 699 more) is OPEN" in verdict.reason
+
+
+def test_adds_comparison_pairs_the_same_way_and_leaves_checksums_out():
+    """Add judges the LucidLink copy (the candidate) against the B2 copy: count, paths, sizes, CLOSED."""
+    b2 = copy_at("b2-fs", stereo(), checksum=md5)
+    partial = copy_at("ll-fs", stereo()[:1], LL, checksum=md5)
+    found = compare_copies(b2, partial, "B2", "LucidLink", checksums=False)
+    assert found.incomplete and found.problem == "LucidLink copy lacks file 'L/frame_0002.dpx' (and 4 more); " \
+                                                 "B2 copy has 6 files, LucidLink copy 1"
+    other_sums = copy_at("ll-fs", stereo(), LL, checksum=lambda data: md5(b"other " + data))
+    assert compare_copies(b2, other_sums, "B2", "LucidLink", checksums=False).problem is None
+    assert "checksum" in compare_copies(b2, other_sums, "B2", "LucidLink").problem
+
+
+def test_a_lucidlink_copy_with_files_not_closed_is_not_settled_and_folders_do_not_count():
+    ll = copy_at("ll-fs", stereo(1), LL)
+    ll.files.append({"id": "dir", "file_set_id": "ll-fs", "name": "L", "directory_path": "asset/ORIGINAL",
+                     "type": "DIRECTORY", "status": "OPEN"})
+    assert not_settled(ll) is None
+    ll.files[0]["status"] = "MISSING"
+    assert "MISSING files" in not_settled(ll) and "being written" not in not_settled(ll)
+    ll.files[1]["status"] = "OPEN"
+    assert not_settled(ll) == "LucidLink copy is still MISSING, OPEN (being written?)"

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import iconik
+from b2iconik.config import check_iconik_url
 from b2iconik.custom_actions.apply import apply_plan, render_plan, step_result
 from b2iconik.custom_actions.errors import CustomActionError, StorageError, UsageError, describe_error
 from b2iconik.custom_actions.listing import (PluginAction, format_table, headers_text, list_plugin_actions,
@@ -100,9 +101,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, need_secret: bool
     secret = env.get("BZ_SHARED_SECRET") if need_secret else None
     if secret is not None:
         check_secret(secret)
-    url = (env.get("ICONIK_URL") or "").strip() or iconik.DEFAULT_URL
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"ICONIK_URL must be an http(s) URL, not {url[:100]!r}")
+    try:
+        url = check_iconik_url((env.get("ICONIK_URL") or "").strip() or iconik.DEFAULT_URL)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return Settings(token=env["ICONIK_TOKEN"].strip(), app_id=env["ICONIK_ID"].strip(),
                     secret=secret, url=url)
 

@@ -84,11 +84,16 @@ def check_storages(client: IconikClient, b2_storage_id: str, ll_storage_id: str)
         if what == "B2" and method not in ("B2", "S3"):
             warnings.append(f"B2 storage {name} has method {method}, not B2 or S3; is it the right storage?")
         status = storage.get("status")
-        if status and status != "ACTIVE":
+        if what == "B2" and status != "ACTIVE":
+            warnings.append(f"B2 storage {name} is {status or 'of unknown status'}, not ACTIVE: the plugin's jobs "
+                            "refuse it until it is ACTIVE")
+        elif status and status != "ACTIVE":
             warnings.append(f"{what} storage {name} is {status}, not ACTIVE")
         if what == "LucidLink" and (storage.get("settings") or {}).get("delete") is False:
             warnings.append(f"LucidLink storage {name} does not allow iconik to delete files "
-                            "(settings.delete is off): \"Remove from LucidLink\" will not free space there")
+                            "(settings.delete is off): \"Remove from LucidLink\" refuses to delete there and keeps "
+                            "every copy (a delete would leave the bytes on the Filespace, untracked); turn deletes "
+                            "on for the storage in iconik to free space")
     return warnings
 
 

@@ -10,7 +10,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 import iconik
-from b2iconik.config import MIN_SECRET_LENGTH
+from b2iconik.config import MAX_FORMATS, MIN_SECRET_LENGTH
 from b2iconik.custom_actions.errors import UsageError
 
 CONTEXTS = iconik.CONTEXTS
@@ -65,6 +65,8 @@ def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
             raise UsageError(f"{error} (formats are iconik format names such as ORIGINAL,PPRO_PROXY)") from None
         if name not in names:
             names.append(name)
+    if len(names) > MAX_FORMATS:
+        raise UsageError(f"{len(names)} formats named; the plugin takes at most {MAX_FORMATS} in one action")
     return tuple(names)
 
 

@@ -44,6 +44,8 @@ def list_collection_contents(collection_id):
     wanted = set(request.args.get("object_types", "collections,assets").split(","))
     with world.lock:
         found(world.collections, collection_id, "collection")
+        if request.args.get("page", "1") != "1" and backend().faults.take_contents_edit():
+            world.put_first_item_last(collection_id)  # an edit between two pages (faults.contents_edits)
         credentials = backend().credentials  # served from a search index that shows what the user may read
         items = [i for i in world.collection_items(collection_id) if i["object_type"] in wanted
                  and credentials.may(g.user_id, i["object_type"], i["id"], "read")]

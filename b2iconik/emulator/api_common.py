@@ -61,8 +61,15 @@ def flag(name: str) -> bool:
 
 
 def cursor_list(objects: list[dict], empty_message: str | None = None):
-    """A `last_id` paged list; under `empty_lists_404` an empty page answers 404 `empty_message`."""
-    return _paged(paging.by_cursor, objects, empty_message)
+    """A `last_id` paged list; under `empty_lists_404` an empty page answers 404 `empty_message`.
+
+    Under `next_url_past_end` a full last page carries a `next_url`, and the page after
+    the last answers 404 `empty_message`, as iconik's cursor lists do.
+    """
+    past_end = backend().faults.next_url_past_end
+    after_last = past_end and bool(request.args.get("last_id"))
+    return _paged(lambda *args: paging.by_cursor(*args, past_end=past_end), objects, empty_message,
+                  empty_is_404=after_last)
 
 
 def numbered_list(objects: list[dict]):
@@ -70,19 +77,21 @@ def numbered_list(objects: list[dict]):
 
 
 def search_list(objects: list[dict], empty_message: str | None = None):
-    """A search-index list: numbered pages (404 past the last) or scroll; per_page at most 100."""
-    scrolls = backend().scrolls
-    return _paged(lambda *args: paging.by_search(*args, scrolls), objects, empty_message)
+    """A search-index list: numbered pages (404 past the last) or scroll; per_page at most 100.
+
+    Under `next_url_past_end` a full last numbered page carries a `next_url` (to a 404)."""
+    scrolls, past_end = backend().scrolls, backend().faults.next_url_past_end
+    return _paged(lambda *args: paging.by_search(*args, scrolls, past_end=past_end), objects, empty_message)
 
 
-def _paged(pager, objects, empty_message=None):
+def _paged(pager, objects, empty_message=None, empty_is_404=False):
     try:
         answer = pager(objects, request.path, request.args, backend().per_page_cap)
     except ValueError as error:
         raise ApiError(400, str(error)) from None
     except paging.PageMissing as error:
         raise ApiError(404, str(error)) from None
-    if empty_message and backend().faults.empty_lists_404 and not answer["objects"]:
+    if empty_message and (empty_is_404 or backend().faults.empty_lists_404) and not answer["objects"]:
         raise ApiError(404, empty_message)
     return jsonify(answer)
 

@@ -2,7 +2,9 @@
 children), numbered pages (404 past the last) or scroll, per_page at most 100.
 
 iconik serves it from a search index; `faults.jobs_list_delay` shows a new job only
-that many seconds after it was made, as an index that has not caught up would."""
+that many seconds after it was made, as an index that has not caught up would;
+`faults.child_jobs_list_status` makes the list of a parent's children (`parent_id`) answer
+that error, so a copy job cannot be followed."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ def list_jobs():
     except ValueError as error:
         raise ApiError(400, f"date_created: {error}") from None
     services = backend()
+    if request.args.get("parent_id") and services.faults.child_jobs_list_status:
+        raise ApiError(services.faults.child_jobs_list_status, "The jobs of this parent cannot be listed")
     indexed_by = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=services.faults.jobs_list_delay)
     with services.world.lock:
         jobs = [dict(job) for job in services.world.jobs.values()

@@ -100,14 +100,19 @@ class Emulator:
         return self.world.add_asset(title, asset_id)
 
     def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
-                 size=None, checksum="auto", date_modified=None) -> str:
-        """Add a file to the ACTIVE format's ACTIVE file set there (made if need be); returns the set's id."""
+                 size=None, checksum="auto", date_modified=None, folder="") -> str:
+        """Add a file to the ACTIVE format's ACTIVE file set there (made if need be), in `folder` below
+        its base_dir; returns the set's id."""
         return self.world.add_file(asset_id, format_name, storage_id, name, data, status, size, checksum,
-                                   date_modified)
+                                   date_modified, folder)
 
     def delete_format(self, asset_id, name) -> str:
         """Mark the asset's ACTIVE format `name` DELETED; a later add_file makes a new one."""
         return self.world.delete_format(asset_id, name)
+
+    def move_away(self, file_set_id, count=None) -> list[str]:
+        """Move the bytes of the file set's first `count` files (all: None) away; they read MISSING."""
+        return self.world.move_away(file_set_id, count)
 
     def drop_status(self, file_set_id) -> None:
         """Remove the file set's `status` (its files then show file_set_status None)."""

@@ -19,6 +19,20 @@ LOST_REPLY_KINDS = ("502", "503", "504", "drop")
 MODES = ("parent_copy_jobs", "bulk_copy_without_job_id", "empty_lists_404", "listing_lag", "redelete_404",
          "files_without_file_set_fields", "deleted_formats_last", "acls_need_role")
 """The boolean modes of real iconik's behaviour (attributes of Faults, off by default)."""
+LIST_MODES = ("next_url_past_end",)
+"""The boolean modes of how iconik's lists page (issue 22), also in MODES."""
+MODES += LIST_MODES
+
+# -- real media (issue 22): multi-file copies and what the gateway does with them ------------------
+ASSET_FAULTS += ("copy_interrupted",)
+"""copy_interrupted: the gateway writes the first file of the set (CLOSED) and stops, as an
+interrupted copy leaves a partial file set; the copy job ends FAILED."""
+MODES += ("waiting_copy_jobs",)
+"""waiting_copy_jobs: a copy job (and each transfer of a parent) reads WAITING before it runs,
+and one that would end FINISHED or SKIPPED ends FINISHED_WITH_WARNING."""
+WAITING_SECONDS = 0.3
+"""How long a copy job reads WAITING under waiting_copy_jobs."""
+# -- end of real media ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -56,12 +70,18 @@ class Faults:
         self.deleted_formats_last = False  # a format made again lists before its DELETED namesake
         self.acls_need_role = False  # the ACL calls answer 403 to a user without the can_read_acls role
         self.jobs_list_delay = 0.0  # seconds before a new job shows in the jobs list (a search index)
+        # How lists page (issue 22), each off by default:
+        self.next_url_past_end = False  # a full last page of a cursor list (or the jobs list) links to a page that 404s
+        self.contents_edits = 0  # collection edits still to make, one before each later page of a contents list
         self._lost_replies: list[LostReply] = []
         self._lock = threading.Lock()
         self._random = random.Random()
         self._rate_limit: tuple[float, int, float] | None = None
         self._admitted: deque[float] = deque()
         self._asset_faults: dict[str, dict[str, float | None]] = {}
+        # -- real media (issue 22), each off by default:
+        self.waiting_copy_jobs = False  # copy jobs read WAITING first and end FINISHED_WITH_WARNING
+        self.child_jobs_list_status = 0  # when set (e.g. 403, 500): GET /jobs/?parent_id= answers it
 
     def seed(self, n) -> None:
         """Make the transient 503s reproducible."""
@@ -108,6 +128,14 @@ class Faults:
         if self.retry_after:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return Verdict(429, "Too many requests", headers)
+
+    def take_contents_edit(self) -> bool:
+        """Use up one of `contents_edits`; False when none are left."""
+        with self._lock:
+            if self.contents_edits <= 0:
+                return False
+            self.contents_edits -= 1
+            return True
 
     # -- lost replies --------------------------------------------------------
 

@@ -7,7 +7,9 @@ duplicates a copy that exists or is being made (allow_duplicate_transfers false)
 
 Under `faults.parent_copy_jobs` a bulk copy makes a parent job (`has_children`) that
 reads FINISHED as soon as its children are queued, and one child job per asset
-(`parent_id`) that carries the transfer itself.
+(`parent_id`) that carries the transfer itself. Under `faults.waiting_copy_jobs` a job
+reads WAITING before it runs and ends FINISHED_WITH_WARNING rather than FINISHED or SKIPPED.
+A copy keeps each file's folder below the file set's base_dir.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .faults import Faults
+from .faults import WAITING_SECONDS, Faults
 from .world import World, checksum_of
 
 COPIED, SKIPPED, FAILED = "copied", "skipped", "failed"
@@ -34,7 +36,7 @@ class Gateway:
         storage = self.world.storages[storage_id]
         metadata = {"storage_id": storage_id, "format_name": format_name, "asset_ids": list(asset_ids)}
         job = self.world.create_job({
-            "type": "TRANSFER", "status": "STARTED",
+            "type": "TRANSFER", "status": "WAITING" if self.faults.waiting_copy_jobs else "STARTED",
             "title": f"Transfer {format_name} of {len(asset_ids)} asset(s) to {storage['name']}",
             "object_type": "assets", "progress_total": len(asset_ids), "message": "Queued",
             "metadata": metadata,
@@ -67,10 +69,13 @@ class Gateway:
     def _run_children(self, children: list[dict]) -> None:
         try:
             for child in children:
+                if self.faults.waiting_copy_jobs:
+                    self._update_child(child, {"status": "WAITING", "message": "Waiting for the gateway"})
+                    time.sleep(WAITING_SECONDS)
                 self._update_child(child, {"status": "STARTED", "message": "Transferring"})
                 meta = child["metadata"]
                 result, why = self._copy_one(child["object_id"], meta["format_name"], meta["storage_id"])
-                outcome = _final_state([(child["object_id"], result, why)])
+                outcome = self._final_state([(child["object_id"], result, why)])
                 self._update_child(child, {"progress_processed": 1, **outcome})
         except Exception as error:  # a bug here must still end the jobs
             for child in children:
@@ -94,12 +99,15 @@ class Gateway:
 
     def _run(self, job_id: str, storage_id: str, asset_ids: list[str], format_name: str) -> None:
         try:
+            if self.faults.waiting_copy_jobs:
+                time.sleep(WAITING_SECONDS)
+                self.world.update_job(job_id, {"status": "STARTED", "message": "Transferring"})
             outcomes = []
             for done, asset_id in enumerate(asset_ids, 1):
                 outcomes.append((asset_id, *self._copy_one(asset_id, format_name, storage_id)))
                 self.world.update_job(job_id, {"progress_processed": done,
                                                "message": f"Processed {done} of {len(asset_ids)}"})
-            self.world.update_job(job_id, _final_state(outcomes))
+            self.world.update_job(job_id, self._final_state(outcomes))
         except Exception as error:  # a bug here must still end the job
             self.world.update_job(job_id, {"status": "FAILED", "error_message": repr(error)})
         finally:
@@ -131,10 +139,13 @@ class Gateway:
         finally:
             with world.lock:
                 self._in_flight.discard(key)
+        if "copy_interrupted" in faults:
+            return FAILED, f"the copy was interrupted after 1 of {len(source)} file(s)"
         return COPIED, ""
 
-    def _intact_source(self, asset_id: str, fmt: dict, target_id: str) -> list[tuple[str, bytes]] | None:
-        """(name, bytes) of an ACTIVE file set on another ACTIVE storage, all files CLOSED and present."""
+    def _intact_source(self, asset_id: str, fmt: dict, target_id: str) -> list[tuple[str, str, bytes]] | None:
+        """(folder below base_dir, name, bytes) of each file of an ACTIVE file set on another ACTIVE
+        storage, all files CLOSED and present."""
         world = self.world
         for file_set in world.file_sets_of(asset_id, fmt["id"]):
             storage = world.storages[file_set["storage_id"]]
@@ -142,8 +153,9 @@ class Gateway:
                     or storage["status"] != "ACTIVE"):
                 continue
             files = world.files_of(asset_id, file_set["id"])
-            contents = [(f["name"], world.read_bytes(f)) for f in files if f["status"] == "CLOSED"]
-            if files and len(contents) == len(files) and all(data is not None for _, data in contents):
+            contents = [(world.folder_in_set(f), f["name"], world.read_bytes(f)) for f in files
+                        if f["status"] == "CLOSED"]
+            if files and len(contents) == len(files) and all(data is not None for *_, data in contents):
                 return contents
         return None
 
@@ -151,15 +163,27 @@ class Gateway:
         world = self.world
         file_set = world.create_file_set(asset_id, fmt, storage_id)
         form = world.checksum_forms[storage_id]
-        for name, data in source:
+        if "copy_interrupted" in faults:
+            source = source[:1]
+        for folder, name, data in source:
             if "copy_corrupt_size" in faults:
                 data = data[: len(data) // 2]
             if "copy_corrupt_checksum" in faults and data:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             if "copy_open" in faults:
-                world.write_file(file_set, name, data, "OPEN", len(data), None)
+                world.write_file(file_set, name, data, "OPEN", len(data), None, folder=folder)
             else:
-                world.write_file(file_set, name, data, "CLOSED", len(data), checksum_of(data, form))
+                world.write_file(file_set, name, data, "CLOSED", len(data), checksum_of(data, form), folder=folder)
+
+    def _final_state(self, outcomes: list[tuple[str, str, str]]) -> dict:
+        """How a copy job ends; under waiting_copy_jobs one that would end FINISHED or SKIPPED
+        ends FINISHED_WITH_WARNING, its message saying what was skipped."""
+        final = _final_state(outcomes)
+        if self.faults.waiting_copy_jobs and final["status"] in ("FINISHED", "SKIPPED"):
+            skipped = sum(result == SKIPPED for _, result, _ in outcomes)
+            final = {"status": "FINISHED_WITH_WARNING",
+                     "message": f"{final['message']}; {skipped} asset(s) skipped: already on the storage"}
+        return final
 
 
 def _progress(job: dict) -> dict:

@@ -49,13 +49,14 @@ class Scrolls:
             return objects[start:start + size], start, len(objects)
 
 
-def by_cursor(objects: list[dict], path: str, args, cap: int) -> dict:
+def by_cursor(objects: list[dict], path: str, args, cap: int, past_end: bool = False) -> dict:
+    """A page after `last_id`; with `past_end` a full last page links on (as iconik's may), to an empty page."""
     objects = sorted(objects, key=lambda o: o["id"])
     size = _page_size(args, cap)
     last_id = args.get("last_id")
     start = bisect.bisect_right([o["id"] for o in objects], last_id) if last_id else 0
     chunk = objects[start:start + size]
-    more = start + size < len(objects)
+    more = start + size < len(objects) or (past_end and len(chunk) == size)
     return _envelope(
         chunk, page=start // size + 1, size=size, total=len(objects),
         next_url=_url(path, args, "last_id", chunk[-1]["id"]) if more else None,
@@ -64,20 +65,23 @@ def by_cursor(objects: list[dict], path: str, args, cap: int) -> dict:
     )
 
 
-def by_number(objects: list[dict], path: str, args, cap: int) -> dict:
+def by_number(objects: list[dict], path: str, args, cap: int, past_end: bool = False) -> dict:
+    """Numbered page `page`; with `past_end` a full last page links on to the page after it."""
     size = _page_size(args, cap)
     page = _positive_int(args.get("page", 1), "page")
     pages = max(1, math.ceil(len(objects) / size))
+    chunk = objects[(page - 1) * size: page * size]
+    more = page < pages or (past_end and page == pages and len(chunk) == size)
     return _envelope(
-        objects[(page - 1) * size: page * size], page=page, size=size, total=len(objects),
-        next_url=_url(path, args, "page", page + 1) if page < pages else None,
+        chunk, page=page, size=size, total=len(objects),
+        next_url=_url(path, args, "page", page + 1) if more else None,
         first_url=_url(path, args, "page", 1),
         prev_url=_url(path, args, "page", page - 1) if page > 1 else None,
         last_url=_url(path, args, "page", pages),
     )
 
 
-def by_search(objects: list[dict], path: str, args, cap: int, scrolls: Scrolls) -> dict:
+def by_search(objects: list[dict], path: str, args, cap: int, scrolls: Scrolls, past_end: bool = False) -> dict:
     """Numbered pages, or with `scroll=true` a scroll that reads what matched at its start."""
     size = _page_size(args, cap, SEARCH_MAX_PER_PAGE)
     scroll_id = args.get("scroll_id")
@@ -85,7 +89,7 @@ def by_search(objects: list[dict], path: str, args, cap: int, scrolls: Scrolls) 
         page = _positive_int(args.get("page", 1), "page")
         if page > max(1, math.ceil(len(objects) / size)):
             raise PageMissing("Requested page does not exist")
-        return by_number(objects, path, args, cap=size)
+        return by_number(objects, path, args, cap=size, past_end=past_end)
     if not scroll_id:
         scroll_id = scrolls.start(objects)
     chunk, start, total = scrolls.take(scroll_id, size)

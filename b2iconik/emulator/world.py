@@ -3,6 +3,10 @@
 Every storage is a directory `data_dir/storages/<name>/`; a file record points at
 `<storage dir>/<directory_path>/<name>`. Callers hold `world.lock` (reentrant)
 around anything that reads or changes several records together.
+
+Records are indexed by asset, file set and storage (`Index`), so an answer costs
+what it holds, not the size of the world: add and drop records through World's
+methods, never by writing to its dicts, which only lookups by id may read.
 """
 
 from __future__ import annotations
@@ -20,6 +24,26 @@ LISTING_FIELDS = ("id", "asset_id", "file_set_id", "file_set_status", "format_id
                   "storage_id", "name", "original_name", "directory_path", "size", "checksum",
                   "status", "type", "version_id", "date_created", "date_modified")
 """The fields of a file in the storage file listing (iconik's FileElasticSchema)."""
+
+
+class Index:
+    """Records grouped by one of their fields, each group in the order the records were added."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self._groups: dict[str, dict[str, dict]] = {}
+
+    def add(self, record: dict) -> None:
+        self._groups.setdefault(record[self.key], {})[record["id"]] = record
+
+    def drop(self, record: dict) -> None:
+        group = self._groups.get(record[self.key], {})
+        group.pop(record["id"], None)
+        if not group:
+            self._groups.pop(record[self.key], None)
+
+    def of(self, value) -> list[dict]:
+        return list(self._groups.get(value, {}).values())
 
 
 def new_id() -> str:
@@ -79,6 +103,11 @@ class World:
         self.purged: list[str] = []
         self.kept_sources: set[str] = set()
         self.listing_snapshot: dict[str, list[dict]] = {}
+        self._formats_by_asset = Index("asset_id")
+        self._file_sets_by_asset = Index("asset_id")
+        self._files_by_asset = Index("asset_id")
+        self._files_by_file_set = Index("file_set_id")
+        self._files_by_storage = Index("storage_id")
 
     # -- storages ----------------------------------------------------------
 
@@ -126,7 +155,7 @@ class World:
         return self.format_named(asset_id, name) or (named[-1] if named else None)
 
     def formats_of(self, asset_id: str) -> list[dict]:
-        return [f for f in self.formats.values() if f["asset_id"] == asset_id]
+        return self._formats_by_asset.of(asset_id)
 
     def ensure_format(self, asset_id: str, name: str) -> dict:
         """The ACTIVE format of that name, made if there is none.
@@ -147,6 +176,7 @@ class World:
             self.formats[fid] = {"id": fid, "asset_id": asset_id, "name": name, "status": "ACTIVE",
                                  "version_id": self.assets[asset_id]["version_id"],
                                  "date_created": stamp, "date_modified": stamp}
+            self._formats_by_asset.add(self.formats[fid])
             return self.formats[fid]
 
     def delete_format(self, asset_id: str, name: str) -> str:
@@ -160,9 +190,8 @@ class World:
             return fmt["id"]
 
     def file_sets_of(self, asset_id, format_id=None, storage_id=None) -> list[dict]:
-        return [fs for fs in self.file_sets.values()
-                if fs["asset_id"] == asset_id
-                and format_id in (None, fs["format_id"])
+        return [fs for fs in self._file_sets_by_asset.of(asset_id)
+                if format_id in (None, fs["format_id"])
                 and storage_id in (None, fs["storage_id"])]
 
     def active_file_set(self, asset_id: str, format_id: str, storage_id: str) -> dict | None:
@@ -170,8 +199,9 @@ class World:
                      if fs.get("status") == "ACTIVE"), None)
 
     def files_of(self, asset_id: str, file_set_id: str | None = None) -> list[dict]:
-        return [f for f in self.files.values()
-                if f["asset_id"] == asset_id and file_set_id in (None, f["file_set_id"])]
+        if file_set_id is None:
+            return self._files_by_asset.of(asset_id)
+        return [f for f in self._files_by_file_set.of(file_set_id) if f["asset_id"] == asset_id]
 
     def create_file_set(self, asset_id: str, fmt: dict, storage_id: str) -> dict:
         with self.lock:
@@ -182,13 +212,17 @@ class World:
                 "status": "ACTIVE", "is_archive": False, "version_id": fmt["version_id"],
                 "component_ids": [], "date_created": now(),
             }
+            self._file_sets_by_asset.add(self.file_sets[fsid])
             return self.file_sets[fsid]
 
     def _free_base_dir(self, asset_id: str, fmt: dict, storage_id: str) -> str:
-        """A directory no other file set (nor leftover bytes) uses on that storage."""
-        taken = {fs["base_dir"] for fs in self.file_sets.values() if fs["storage_id"] == storage_id}
+        """A directory no other file set (nor leftover bytes) uses on that storage.
+
+        Base directories start with the asset's id, so only the asset's own file sets can
+        hold one; bytes left on disk (a purge without deletes) are found on disk."""
         root = self.storage_dir(storage_id)
         base, n = f"{asset_id}/{fmt['name']}", 1
+        taken = {fs["base_dir"] for fs in self._file_sets_by_asset.of(asset_id) if fs["storage_id"] == storage_id}
         candidate = base
         while candidate in taken or (root / candidate).exists():
             n += 1
@@ -196,17 +230,21 @@ class World:
         return candidate
 
     def write_file(self, file_set: dict, name: str, data: bytes, status: str,
-                   size: int, checksum: str | None, date_modified=None) -> dict:
-        """Put `data` on the file set's storage and record the file."""
+                   size: int, checksum: str | None, date_modified=None, folder: str = "") -> dict:
+        """Put `data` on the file set's storage and record the file, in `folder` below its base_dir.
+
+        Its `directory_path` is relative to the storage root and includes the base_dir, as iconik's is.
+        """
         with self.lock:
-            if any(f["name"] == name for f in self.files_of(file_set["asset_id"], file_set["id"])):
-                raise ValueError(f"file set {file_set['id']} already has a file {name!r}")
+            directory = "/".join(p for p in (file_set["base_dir"], *folder.split("/")) if p)
+            if (self.storage_dir(file_set["storage_id"]) / directory / name).exists():  # a record or leftover bytes
+                raise ValueError(f"storage {file_set['storage_id']} already holds {directory}/{name}")
             fid = new_id()
             stamp = now()
             record = {
                 "id": fid, "asset_id": file_set["asset_id"], "file_set_id": file_set["id"],
                 "format_id": file_set["format_id"], "storage_id": file_set["storage_id"],
-                "name": name, "original_name": name, "directory_path": file_set["base_dir"],
+                "name": name, "original_name": name, "directory_path": directory,
                 "size": size, "checksum": checksum, "status": status, "type": "FILE",
                 "version_id": file_set["version_id"], "date_created": stamp,
                 "date_modified": parse_time(date_modified).isoformat() if date_modified else stamp,
@@ -214,11 +252,21 @@ class World:
             path = self.file_path(record)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            self.files[fid] = record
+            self._add_file_record(record)
             return record
 
+    def _add_file_record(self, record: dict) -> None:
+        self.files[record["id"]] = record
+        for index in (self._files_by_asset, self._files_by_file_set, self._files_by_storage):
+            index.add(record)
+
+    def _drop_file_record(self, record: dict) -> None:
+        del self.files[record["id"]]
+        for index in (self._files_by_asset, self._files_by_file_set, self._files_by_storage):
+            index.drop(record)
+
     def add_file(self, asset_id, format_name, storage_id, name, data: bytes, status="CLOSED",
-                 size=None, checksum="auto", date_modified=None) -> str:
+                 size=None, checksum="auto", date_modified=None, folder: str = "") -> str:
         with self.lock:
             if asset_id not in self.assets:
                 raise ValueError(f"no asset {asset_id}")
@@ -230,8 +278,35 @@ class World:
             if checksum == "auto":
                 checksum = checksum_of(data, self.checksum_forms[storage_id])
             self.write_file(file_set, name, data, status, len(data) if size is None else size, checksum,
-                            date_modified)
+                            date_modified, folder)
             return file_set["id"]
+
+    def folder_in_set(self, file: dict) -> str:
+        """The folder of a file below its file set's base_dir ("" for the base_dir itself)."""
+        base = self.file_sets[file["file_set_id"]]["base_dir"].strip("/")
+        directory = file["directory_path"].strip("/")
+        return directory[len(base):].strip("/") if directory == base or directory.startswith(base + "/") \
+            else directory
+
+    # -- real media (issue 22): files an editor moved away -------------------
+
+    def move_away(self, file_set_id: str, count: int | None = None) -> list[str]:
+        """Move the bytes of the file set's first `count` files (all: None) off the storage, into
+        `data_dir/moved-away/`, and mark those files MISSING, as the gateway does when files vanish
+        from its disk. Returns the ids of the files marked."""
+        with self.lock:
+            file_set = self.file_sets[file_set_id]
+            files = sorted(self.files_of(file_set["asset_id"], file_set_id),
+                           key=lambda f: (f["directory_path"], f["name"]))[:count]
+            root = self.storage_dir(file_set["storage_id"])
+            for file in files:
+                path = self.file_path(file)
+                if path.is_file():
+                    target = self.data_dir / "moved-away" / path.relative_to(root)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    path.replace(target)
+                file.update(status="MISSING", date_modified=now())
+            return [f["id"] for f in files]
 
     def drop_status(self, file_set_id: str) -> None:
         """Remove the file set's `status` key (iconik does not require one)."""
@@ -256,8 +331,7 @@ class World:
         """Every file record on the storage, as the listing shows it now."""
         with self.lock:
             return [{k: view.get(k) for k in LISTING_FIELDS}
-                    for view in map(self.file_view, self.files.values())
-                    if view["storage_id"] == storage_id]
+                    for view in map(self.file_view, self._files_by_storage.of(storage_id))]
 
     def snapshot_listing(self) -> None:
         """Freeze what the listing serves under `listing_lag`, for every storage."""
@@ -281,11 +355,12 @@ class World:
         """Drop a deleted file set's records, and its bytes where the storage allows."""
         with self.lock:
             file_set = self.file_sets.pop(file_set_id)
+            self._file_sets_by_asset.drop(file_set)
             files = self.files_of(file_set["asset_id"], file_set_id)
             remove_bytes = (self.storages[file_set["storage_id"]]["settings"]["delete"]
                             and file_set_id not in self.kept_sources)
             for file in files:
-                del self.files[file["id"]]
+                self._drop_file_record(file)
                 if remove_bytes:
                     self._remove_bytes(file)
             self.purged.append(file_set_id)
@@ -322,6 +397,13 @@ class World:
                 raise ValueError(f"no {object_type} {object_id}")
             if (object_type, object_id) not in self.contents[collection_id]:
                 self.contents[collection_id].append((object_type, object_id))
+
+    def put_first_item_last(self, collection_id: str) -> None:
+        """An edit: the collection's first item is taken out and put back, so it now lists last."""
+        with self.lock:
+            items = self.contents[collection_id]
+            if items:
+                items.append(items.pop(0))
 
     def collection_items(self, collection_id: str) -> list[dict]:
         titled = {"assets": self.assets, "collections": self.collections}
@@ -387,7 +469,8 @@ class World:
                 return []
             return [
                 {"file_set": dict(fs),
-                 "files": [{"name": f["name"], "size": f["size"], "checksum": f["checksum"],
+                 "files": [{"name": f["name"], "folder": self.folder_in_set(f), "size": f["size"],
+                            "checksum": f["checksum"],
                             "status": f["status"], "bytes": self.read_bytes(f)}
                            for f in self.files_of(asset_id, fs["id"])]}
                 for fs in self.file_sets_of(asset_id, fmt["id"], storage_id)

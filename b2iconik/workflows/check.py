@@ -29,7 +29,8 @@ class CheckWorkflow(Engine):
         if records is None:
             return {fmt: {"result": "not_on_lucidlink", "reason": "asset not found in iconik"}
                     for fmt in state["formats"]}
-        return {fmt: assess_format(fmt, records, state["b2_storage_id"], state["ll_storage_id"], self.purge).outcome()
+        return {fmt: assess_format(fmt, records, state["b2_storage_id"], state["ll_storage_id"], self.purge,
+                                   self.deletes_refused).outcome()
                 for fmt in state["formats"]}
 
     # -- a format not judged -------------------------------------------------

@@ -6,12 +6,20 @@ always judged from a fresh read of the asset (`_await_copy` in the check phase).
 
 from __future__ import annotations
 
+import logging
+
 import iconik
 from b2iconik.verify import Copy
 from b2iconik.workflows.engine import Engine
 from b2iconik.workflows.errors import Fatal, NotSettled, is_transient, token_refused
 
+log = logging.getLogger(__package__)
+
 DONE_JOB_STATUSES = frozenset({"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"})
+NOT_FOLLOWED = frozenset({"UNKNOWN", "UNFOLLOWED"})
+"""What the plugin notes on a copy it stops following without an end from iconik: the job is gone
+(UNKNOWN), or it or its transfers cannot be read (UNFOLLOWED). The check phase then reads the
+assets themselves, as it does after any copy job."""
 
 
 def plan_copies(wanted: dict) -> list[dict]:
@@ -61,8 +69,9 @@ class CopyingWorkflow(Engine):
         """
         state = self.state
         interval = state.get("poll_interval", self.tuning.poll_interval)
+        followed_to_end = DONE_JOB_STATUSES | NOT_FOLLOWED
         while True:
-            waiting = [e for e in state["copies"] if e.get("job_id") and e.get("status") not in DONE_JOB_STATUSES]
+            waiting = [e for e in state["copies"] if e.get("job_id") and e.get("status") not in followed_to_end]
             if not waiting:
                 return True
             if self.clock() - state["copy_started_at"] > self.tuning.copy_timeout:
@@ -76,18 +85,30 @@ class CopyingWorkflow(Engine):
                 except iconik.IconikError as error:
                     if isinstance(error, iconik.Unauthorized):
                         raise Fatal(token_refused(error)) from None
-                    if not is_transient(error):
-                        raise Fatal(f"could not follow the copy job: {error}") from None
-                    self._outage(error)
-                    break
+                    if is_transient(error) and not self._outage_over(error):
+                        break
+                    why = f"the copy job could not be followed ({error}); judged from the assets' files"
+                    entry.update(status="UNFOLLOWED", message=why[:500])
+                    log.warning("copy job %s cannot be followed, the assets' files will tell: %s",
+                                entry["job_id"], error)
+                    continue
                 state.pop("outage_since", None)
-            if all(e.get("status") in DONE_JOB_STATUSES or not e.get("job_id") for e in state["copies"]):
+            if all(e.get("status") in followed_to_end or not e.get("job_id") for e in state["copies"]):
                 return True
             interval = min(interval * 1.5, self.tuning.max_poll_interval)
             state["poll_interval"] = interval
             self.checkpoint()
             if not self._pause(interval):
                 return False
+
+    def _outage_over(self, error: iconik.IconikError) -> bool:
+        """Note a transient failure to follow a copy job; True once that has lasted the outage timeout."""
+        try:
+            self._outage(error)
+        except Fatal:
+            self.state.pop("outage_since", None)
+            return True
+        return False
 
     def _poll_copy_job(self, entry: dict) -> None:
         """Look once at one copy job (and at its transfers, when it has them); note its end on `entry`."""
@@ -120,6 +141,8 @@ class CopyingWorkflow(Engine):
         entry.pop("transfers_running", None)
         entry["failed_assets"] = sorted({str(c.get("object_id")) for c in children if c.get("object_id")
                                          and c.get("status") in ("FAILED", "ABORTED")})
+        entry["skipped_assets"] = sorted({str(c.get("object_id")) for c in children if c.get("object_id")
+                                          and c.get("status") == "SKIPPED"})
         return "FAILED" if entry["failed_assets"] else "FINISHED"
 
     # -- one asset's copy (in asset threads) ---------------------------------
@@ -130,6 +153,23 @@ class CopyingWorkflow(Engine):
                 return entry
         return None
 
+    def _copy_failed(self, asset_id: str, fmt: str) -> bool:
+        """iconik says the copy of (asset, format) failed: this asset's own transfer when the job has
+        them, else the copy job (or it timed out). A hint for when to stop waiting, never proof."""
+        entry = self._copy_entry(asset_id, fmt)
+        if entry is None:
+            return False
+        if entry.get("failed_assets") is not None and entry.get("status") != "TIMED_OUT":
+            return asset_id in entry["failed_assets"]  # the job's transfers say which assets failed
+        return entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT")
+
+    def _copy_skipped(self, asset_id: str, fmt: str) -> bool:
+        """iconik says it copied nothing of (asset, format): the copy job, or this asset's own transfer,
+        ended SKIPPED. A hint, like any job status: the caller still judges the asset's files."""
+        entry = self._copy_entry(asset_id, fmt)
+        return entry is not None and (entry.get("status") == "SKIPPED"
+                                      or asset_id in entry.get("skipped_assets", ()))
+
     def _copy_story(self, asset_id: str, fmt: str) -> str:
         entry = self._copy_entry(asset_id, fmt)
         if entry is None:
@@ -139,6 +179,8 @@ class CopyingWorkflow(Engine):
         story = f"copy job {status}" + (f": {message}" if message else "")
         if asset_id in entry.get("failed_assets", ()):
             story += "; this asset's own transfer failed"
+        elif asset_id in entry.get("skipped_assets", ()):
+            story += "; this asset's own transfer was skipped"
         return story
 
     def _await_copy(self, asset_id: str, fmt: str, incomplete: list[Copy]) -> None:
@@ -157,10 +199,7 @@ class CopyingWorkflow(Engine):
         now = self.clock()
         if now - (state.get("copy_started_at") or now) >= self.tuning.copy_timeout:
             return
-        if entry.get("failed_assets") is not None and entry.get("status") != "TIMED_OUT":
-            failed = asset_id in entry["failed_assets"]  # the job's transfers say which assets failed
-        else:
-            failed = entry.get("status") in ("FAILED", "ABORTED", "TIMED_OUT")
+        failed = self._copy_failed(asset_id, fmt)
         if failed and not incomplete:
             return
         key = f"{asset_id}/{fmt}"

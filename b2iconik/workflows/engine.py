@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import iconik
 from b2iconik.access import readable_selection
 from b2iconik.progress import JobsPanel
-from b2iconik.selection import TooManyAssets
+from b2iconik.selection import TooManyAssets, UnsteadyCollection
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
@@ -93,6 +93,12 @@ class Engine:
         self._last_checkpoint = 0.0
         self._lock = threading.RLock()
         """Held while the state is changed by asset threads or written out."""
+        self.deletes_refused: str | None = None
+        """Why no delete may be sent on the LucidLink storage, by the last check of the storages."""
+        self.storages_checked: tuple[float, int] | None = None
+        """(clock, waits) at the last check of the storages."""
+        self.waits = 0
+        """Pauses so far in this run: a check of the storages made before the latest is stale."""
 
     # -- driving -----------------------------------------------------------
 
@@ -177,6 +183,7 @@ class Engine:
         job is parked: `state["wake_at"]` says when to go on, and `run()` returns, so
         that whoever runs it (the runner, a Cloud Task) holds nothing meanwhile.
         """
+        self.waits += 1
         park_after = self.tuning.park_after
         if not self.blocking_waits or (park_after is not None and seconds >= park_after):
             self.state["wake_at"] = self.clock() + seconds
@@ -207,9 +214,10 @@ class Engine:
 
     def _check_storages_once(self) -> bool:
         try:
-            warnings = check_storages(self.client, self.state)
+            warnings, self.deletes_refused = check_storages(self.client, self.state)
         except iconik.IconikError as error:
             return self._retry_later(error)
+        self.storages_checked = (self.clock(), self.waits)
         with self._lock:
             for warning in warnings:
                 if warning not in self.state["warnings"]:
@@ -228,6 +236,8 @@ class Engine:
                             "there and nothing was copied or removed: select fewer assets per click") from None
             except iconik.IconikError as error:
                 return self._retry_later(error)
+            except UnsteadyCollection as error:
+                raise Fatal(str(error)) from None
             with self._lock:
                 state["assets"] = readable.assets
                 state["warnings"].extend(readable.warnings)

@@ -22,15 +22,18 @@ class Fatal(Exception):
 
 
 class Interrupted(Exception):
-    """iconik refused the token part-way through one asset; `outcome` holds what was done first."""
+    """iconik refused the token (or a storage stopped playing its role: a Fatal) part-way through one
+    asset; `outcome` holds what was done first."""
 
-    def __init__(self, outcome: dict, error: iconik.IconikError):
+    def __init__(self, outcome: dict, error: Exception):
         super().__init__(str(error))
         self.outcome = outcome
         self.error = error
 
 
 def is_transient(error: iconik.IconikError) -> bool:
+    if isinstance(error, iconik.BadAnswer):  # asking again would get the same
+        return False
     return error.status is None or error.status == 429 or error.status >= 500
 
 

@@ -11,21 +11,33 @@ lost answer or a crash right after it still ends recorded as a removal.
 from __future__ import annotations
 
 import logging
+import threading
 
 import iconik
-from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy
+from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy, not_settled
 from b2iconik.workflows.copying import CopyingWorkflow
 from b2iconik.workflows.engine import NEEDS_COPY
-from b2iconik.workflows.errors import Interrupted, is_transient
+from b2iconik.workflows.errors import Fatal, Interrupted, is_transient
 from b2iconik.workflows.reading import AssetRecords
+from b2iconik.workflows.storages import check_storages
 
 log = logging.getLogger(__package__)
+
+
+ROLES_MAX_AGE = 60.0
+"""Seconds a check of the storages holds for the deletes that follow it."""
 
 
 class RemoveWorkflow(CopyingWorkflow):
     """After the engine's resolve: inspect, copy, wait, check."""
 
+    _roles_lock = threading.Lock()
+
     def _phase_inspect(self) -> bool:
+        try:
+            self._check_roles_before_delete()  # refused before anything is copied or deleted
+        except iconik.IconikError as error:
+            return self._retry_later(error)
         return self._for_each_asset(self.state["assets"], self._inspect_for_removal)
 
     def _phase_copy(self) -> bool:
@@ -51,7 +63,7 @@ class RemoveWorkflow(CopyingWorkflow):
         try:
             for fmt in wanted:
                 outcome[fmt] = self._remove_format(asset_id, fmt, records, after_copy)
-        except iconik.Unauthorized as error:
+        except (iconik.Unauthorized, Fatal) as error:
             raise Interrupted(outcome, error) from None
         return outcome
 
@@ -76,9 +88,9 @@ class RemoveWorkflow(CopyingWorkflow):
         live = {c.id for c in on_ll} | set(unknown)
         removed = earlier_removals({fs_id: record for fs_id, record in sent.items() if fs_id not in live})
         for ll_copy in on_ll:
-            unfinished = sorted({str(f.get("status")) for f in ll_copy.files} - {"CLOSED"})
-            if unfinished:
-                kept.append(f"LucidLink copy is still {', '.join(unfinished)} (being written?)")
+            unsettled = not_settled(ll_copy)
+            if unsettled:
+                kept.append(unsettled)
                 continue
             verdict = find_intact_b2_copy(ll_copy, on_b2)
             if not verdict.safe:
@@ -107,6 +119,7 @@ class RemoveWorkflow(CopyingWorkflow):
         The intent is recorded (and written out) before the call, so a lost answer
         or a crash right after it is still recorded as a removal.
         """
+        self._check_roles_before_delete()
         purge = self.purge == "always" or (self.purge == "verified" and verdict.checksums_compared)
         done = {"result": "removed", "file_set_id": ll_copy.id, "verified_against": verdict.b2_file_set_id,
                 "verification": "checksums" if verdict.checksums_compared else "status, name and size",
@@ -155,6 +168,24 @@ class RemoveWorkflow(CopyingWorkflow):
         if statuses <= {"DELETED"}:
             return "DELETED"
         return "ACTIVE" if "ACTIVE" in statuses else (sorted(map(str, statuses))[0])
+
+    def _check_roles_before_delete(self) -> None:
+        """Raise Fatal unless both storages still play their roles and iconik may delete on LucidLink.
+
+        The storages are read again when the last check is older than ROLES_MAX_AGE or
+        came before a pause (a wait for copies, for other jobs, for iconik), so a storage
+        changed while the job waited stops its deletes. The job then ends, keeping
+        every copy not yet judged, with the reason.
+        """
+        with self._roles_lock:
+            checked = self.storages_checked
+            if checked is None or checked[1] != self.waits or self.clock() - checked[0] >= ROLES_MAX_AGE:
+                warnings, self.deletes_refused = check_storages(self.client, self.state)
+                self.storages_checked = (self.clock(), self.waits)
+                with self._lock:
+                    self.state["warnings"].extend(w for w in warnings if w not in self.state["warnings"])
+            if self.deletes_refused:
+                raise Fatal(self.deletes_refused)
 
     # -- the intents of deletes: state["deleting"][asset][format][file set] ---
 
