@@ -1,0 +1,287 @@
+"""remove.py, around each delete: the intent written out before it is sent, what iconik's
+answer (204, 200, 404, a refusal, a lost answer) makes of the record, and crash recovery.
+
+A small in-memory iconik (the calls Remove's inspect step makes: one read of the asset,
+the delete, the fresh read of one file set) stands in for the emulator so that each
+branch is one quick test, as mutation testing (scripts/mutation) needs. The end-to-end
+tests (test_plugin_remove.py, test_plugin_durability.py) run the same paths over HTTP.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import uuid
+
+import pytest
+
+import iconik
+from b2iconik.workflows import RemoveWorkflow, Tuning
+from b2iconik.workflows.errors import Interrupted
+
+B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
+ASSET = str(uuid.uuid4())
+FORMAT_ID = str(uuid.uuid4())
+LL_SET, LL_SET2, B2_SET = (str(uuid.uuid4()) for _ in range(3))
+MD5 = hashlib.md5(b"media").hexdigest()
+
+
+class FakeIconik:
+    """One asset's formats, file sets and files; the delete answers as `answer` says.
+
+    answer: "purged" (204), "recycle_bin" (200), "404", "refused" (400), "unauthorized" (401),
+    "lost" (applied, then 503). `after` is what the delete leaves: "gone" (purged), "deleted"
+    (file set DELETED, in the recycle bin) or "active" (nothing happened); None: as answered.
+    """
+
+    def __init__(self, answer="purged", after=None, ll_checksum=MD5):
+        self.answer, self.after = answer, after
+        self.formats = [{"id": FORMAT_ID, "name": "ORIGINAL", "status": "ACTIVE"}]
+        self.file_sets = {B2_SET: (B2, "ACTIVE"), LL_SET: (LL, "ACTIVE")}
+        self.files = [self._file(B2_SET, MD5), self._file(LL_SET, ll_checksum)]
+        self.deletes: list[tuple[str, bool]] = []
+        self.on_delete = lambda: None
+
+    @staticmethod
+    def _file(file_set_id, checksum, name="clip.mov", size=1000):
+        return {"id": str(uuid.uuid4()), "file_set_id": file_set_id, "name": name, "size": size,
+                "checksum": checksum, "status": "CLOSED"}
+
+    def add_ll_copy(self, file_set_id):
+        self.file_sets[file_set_id] = (LL, "ACTIVE")
+        self.files.append(self._file(file_set_id, MD5))
+
+    # -- the reads --------------------------------------------------------------------------
+
+    def iter_formats(self, asset_id):
+        if not self.formats:
+            raise iconik.NotFound(404, "GET", "formats", "formats don't exist")
+        return iter(copy.deepcopy(self.formats))
+
+    def get_asset(self, asset_id):
+        return {"id": asset_id}
+
+    def _with_fields(self, record):
+        storage, status = self.file_sets[record["file_set_id"]]
+        return {**record, "format_id": FORMAT_ID, "storage_id": storage, "file_set_status": status,
+                "version_id": "v1"}
+
+    def iter_files(self, asset_id):
+        return iter([self._with_fields(f) for f in self.files if f["file_set_id"] in self.file_sets])
+
+    def iter_file_set_files(self, asset_id, file_set_id):
+        if file_set_id not in self.file_sets:
+            raise iconik.NotFound(404, "GET", "files", "file set doesn't exist")
+        return iter([self._with_fields(f) for f in self.files if f["file_set_id"] == file_set_id])
+
+    # -- the delete -------------------------------------------------------------------------
+
+    def _leave(self, file_set_id, how):
+        if how == "gone":
+            del self.file_sets[file_set_id]
+        elif how == "deleted":
+            self.file_sets[file_set_id] = (LL, "DELETED")
+
+    def delete_file_set(self, asset_id, file_set_id, *, immediately=False):
+        self.deletes.append((file_set_id, immediately))
+        self.on_delete()
+        answer = self.answer
+        if answer in ("purged", "recycle_bin", "lost"):
+            self._leave(file_set_id, self.after or ("gone" if immediately else "deleted"))
+            if answer == "lost":
+                raise iconik.IconikError(503, "DELETE", "file_sets", "Service Unavailable")
+            return answer == "purged"
+        self._leave(file_set_id, self.after or "active")
+        if answer == "404":
+            raise iconik.NotFound(404, "DELETE", "file_sets", "file set doesn't exist")
+        if answer == "refused":
+            raise iconik.IconikError(400, "DELETE", "file_sets", "storage is read-only")
+        if answer == "unauthorized":
+            raise iconik.Unauthorized(401, "DELETE", "file_sets", "token expired")
+        raise AssertionError(answer)
+
+
+def workflow(client, state=None, purge="verified", saved=None):
+    state = state or {"action": "remove", "b2_storage_id": B2, "ll_storage_id": LL, "formats": ["ORIGINAL"],
+                      "to_copy": {}, "outcomes": {}, "processed": [], "warnings": []}
+    saved = [] if saved is None else saved
+    # no checkpoint is ever due by time: only a forced one writes the state out
+    tuning = Tuning(checkpoint_interval=3600.0)
+    flow = RemoveWorkflow(client, state, tuning, checkpoint=lambda s: saved.append(copy.deepcopy(s)), purge=purge)
+    flow._last_checkpoint = float("inf")
+    return flow
+
+
+def inspect(flow):
+    return flow._inspect_for_removal(ASSET)["ORIGINAL"]
+
+
+def intents(state):
+    return state.get("deleting", {}).get(ASSET, {}).get("ORIGINAL", {})
+
+
+# -- a delete that iconik answers ------------------------------------------------------------
+
+def test_the_intent_is_written_out_before_the_delete_is_sent():
+    client, saved = FakeIconik(), []
+    flow = workflow(client, saved=saved)
+    at_delete = []
+    client.on_delete = lambda: at_delete.append(copy.deepcopy(saved[-1]) if saved else None)
+    outcome = inspect(flow)
+    assert outcome["result"] == "removed"
+    [written] = at_delete
+    assert written is not None, "no state was written out before the delete"
+    assert intents(written) == {LL_SET: {"file_set_id": LL_SET, "verified_against": B2_SET,
+                                         "verification": "checksums", "bytes": 1000, "note": None}}
+
+
+@pytest.mark.parametrize("purge,checksum,immediately,deleted", [
+    ("verified", MD5, True, "purged"), ("verified", None, False, "recycle_bin"),
+    ("always", None, True, "purged"), ("never", MD5, False, "recycle_bin")])
+def test_a_delete_answered_is_recorded_purged_or_in_the_recycle_bin(purge, checksum, immediately, deleted):
+    client = FakeIconik(answer="purged" if immediately else "recycle_bin", ll_checksum=checksum)
+    outcome = inspect(workflow(client, purge=purge))
+    assert client.deletes == [(LL_SET, immediately)]
+    assert outcome["result"] == "removed"
+    verification = "checksums" if checksum else "status, name and size"
+    assert outcome["file_sets"] == [{"file_set_id": LL_SET, "deleted": deleted, "verified_against": B2_SET,
+                                     "verification": verification, "bytes": 1000}]
+    assert ("recycle bin" in outcome["reason"]) == (deleted == "recycle_bin")
+
+
+def test_iconik_may_put_a_file_set_in_the_recycle_bin_when_asked_to_purge_it():
+    client = FakeIconik(answer="recycle_bin", after="deleted")
+    outcome = inspect(workflow(client))
+    assert client.deletes == [(LL_SET, True)]
+    assert outcome["file_sets"][0]["deleted"] == "recycle_bin"
+    assert outcome["reason"] == "B2 copy verified; removed from LucidLink (in iconik's recycle bin until it is purged)"
+
+
+# -- 404 and refusals -------------------------------------------------------------------------
+
+def test_a_delete_answered_404_while_the_file_set_is_still_active_is_not_recorded_as_removed():
+    client = FakeIconik(answer="404", after="active")
+    flow = workflow(client)
+    outcome = inspect(flow)
+    assert outcome["result"] == "kept"
+    assert outcome["reason"] == ("kept on LucidLink: iconik answered the delete with 404 but still lists the "
+                                 "LucidLink file set as ACTIVE")
+    assert "file_sets" not in outcome and "removed_file_sets" not in outcome
+    assert intents(flow.state) == {}, "the intent of a delete iconik did not do is forgotten"
+
+
+@pytest.mark.parametrize("after,deleted", [("gone", "purged"), ("deleted", "recycle_bin")])
+def test_a_delete_answered_404_for_a_file_set_now_gone_is_recorded_as_removed(after, deleted):
+    client = FakeIconik(answer="404", after=after)
+    outcome = inspect(workflow(client))
+    assert outcome["result"] == "removed"
+    [file_set] = outcome["file_sets"]
+    assert (file_set["file_set_id"], file_set["deleted"], file_set["verified_against"]) == (LL_SET, deleted, B2_SET)
+    assert "the delete's answer was lost or another request removed it first" in outcome["reason"]
+
+
+def test_a_refused_delete_of_a_file_set_still_active_keeps_it_and_forgets_the_intent():
+    client = FakeIconik(answer="refused", after="active")
+    flow = workflow(client)
+    outcome = inspect(flow)
+    assert outcome == {"result": "kept", "reason": "kept on LucidLink: iconik refused the delete: storage is read-only"}
+    assert intents(flow.state) == {}
+
+
+@pytest.mark.parametrize("after,deleted", [("gone", "purged"), ("deleted", "recycle_bin")])
+def test_a_refused_delete_of_a_file_set_now_gone_is_recorded_as_removed(after, deleted):
+    client = FakeIconik(answer="refused", after=after)
+    outcome = inspect(workflow(client))
+    assert outcome["result"] == "removed"
+    assert [(f["file_set_id"], f["deleted"]) for f in outcome["file_sets"]] == [(LL_SET, deleted)]
+    assert "a fresh read shows the file set gone" in outcome["reason"]
+
+
+def test_a_refused_token_forgets_the_intent_and_interrupts_the_asset():
+    client = FakeIconik(answer="unauthorized")
+    flow = workflow(client)
+    with pytest.raises(Interrupted) as caught:
+        inspect(flow)
+    assert isinstance(caught.value.error, iconik.Unauthorized)
+    assert intents(flow.state) == {}
+
+
+# -- a lost answer, a crash ------------------------------------------------------------------
+
+def test_a_lost_answer_keeps_the_intent_and_the_next_look_records_the_removal():
+    client = FakeIconik(answer="lost")
+    flow = workflow(client)
+    with pytest.raises(iconik.IconikError) as caught:
+        inspect(flow)
+    assert caught.value.status == 503
+    assert LL_SET in intents(flow.state)
+    outcome = inspect(flow)  # the engine tries the asset again
+    assert client.deletes == [(LL_SET, True)], "nothing is deleted twice"
+    assert outcome["result"] == "removed"
+    assert outcome["file_sets"] == [{"file_set_id": LL_SET, "deleted": "unknown", "verified_against": B2_SET,
+                                     "verification": "checksums", "bytes": 1000}]
+    assert "the delete was sent before the job was interrupted" in outcome["reason"]
+
+
+@pytest.mark.parametrize("format_left", [True, False], ids=["format left", "format gone"])
+def test_after_a_crash_right_after_the_delete_the_next_run_records_the_removal(format_left):
+    """The state as last written out when the delete was sent is all the next run has."""
+    client, saved = FakeIconik(), []
+    at_delete = []
+    client.on_delete = lambda: at_delete.append(copy.deepcopy(saved[-1]) if saved else None)
+    inspect(workflow(client, saved=saved))
+    [written] = at_delete
+    if not format_left:
+        client.formats = []
+    outcome = inspect(workflow(client, state=written))
+    assert client.deletes == [(LL_SET, True)]
+    assert outcome["result"] == "removed", outcome
+    assert [(f["file_set_id"], f["verified_against"]) for f in outcome["file_sets"]] == [(LL_SET, B2_SET)]
+
+
+def test_a_delete_sent_before_is_listed_beside_the_one_removed_now():
+    client = FakeIconik()
+    client.add_ll_copy(LL_SET2)
+    flow = workflow(client)
+    flow.state["deleting"] = {ASSET: {"ORIGINAL": {LL_SET2: {"verified_against": B2_SET, "verification": "checksums",
+                                                             "bytes": 1000, "note": None}}}}
+    del client.file_sets[LL_SET2]  # what the earlier run's delete did
+    outcome = inspect(flow)
+    assert outcome["result"] == "removed"
+    assert sorted((f["file_set_id"], f["deleted"]) for f in outcome["file_sets"]) == sorted(
+        [(LL_SET, "purged"), (LL_SET2, "unknown")])
+
+
+def test_an_intent_for_a_file_set_still_live_is_judged_again_not_taken_as_done():
+    client = FakeIconik(answer="404", after="active")
+    flow = workflow(client)
+    flow.state["deleting"] = {ASSET: {"ORIGINAL": {LL_SET: {"verified_against": B2_SET}}}}
+    outcome = inspect(flow)
+    assert outcome["result"] == "kept" and client.deletes == [(LL_SET, True)]
+
+
+def test_a_file_set_removed_beside_one_kept_is_named_in_the_kept_outcome():
+    client = FakeIconik()
+    client.add_ll_copy(LL_SET2)
+    client.files[-1]["status"] = "OPEN"
+    outcome = inspect(workflow(client))
+    assert outcome["result"] == "kept"
+    assert outcome["removed_file_sets"] == [LL_SET]
+    assert "still OPEN" in outcome["reason"]
+
+
+# -- the fresh read of one file set ------------------------------------------------------------
+
+@pytest.mark.parametrize("statuses,now", [(["ACTIVE"], "ACTIVE"), (["DELETED", "ACTIVE"], "ACTIVE"),
+                                          (["DELETED"], "DELETED"), (["ARCHIVED", "DELETED"], "ARCHIVED"),
+                                          ([], None)])
+def test_the_status_of_a_file_set_now(statuses, now):
+    class Listing:
+        def iter_file_set_files(self, asset_id, file_set_id):
+            return iter([{"file_set_status": s} for s in statuses] + ["not a record"] * bool(statuses))
+
+    assert workflow(Listing())._file_set_now(ASSET, LL_SET) == now
+
+
+def test_a_file_set_iconik_does_not_know_is_gone():
+    assert workflow(FakeIconik())._file_set_now(ASSET, str(uuid.uuid4())) is None
