@@ -66,6 +66,8 @@ class Mutant:
     kind: str
     arg: int
     line: int
+    first_line: int
+    """The first line of the statement it is in (where coverage.py counts it)."""
     end_line: int
     function: str
     at_import: bool
@@ -135,7 +137,7 @@ def _mutated_constant(value):
         return not value
     if isinstance(value, (int, float)):
         return value + 1
-    return "XX" + value + "XX" if value else "XX"
+    return "" if value else "XX"  # not "XX" + value: a test that looks for the text in a message must see it go
 
 
 def _parents(tree: ast.AST) -> dict[int, ast.AST]:
@@ -185,6 +187,24 @@ def _apply(tree: ast.AST, node: ast.AST, kind: str, arg: int) -> ast.AST:
     return new
 
 
+def _statement_lines(tree: ast.AST) -> dict[int, int]:
+    """id of each expression node -> the first line of the statement it is in.
+
+    coverage.py counts a statement spread over several lines on its first line only.
+    """
+    first: dict[int, int] = {}
+
+    def visit(node, line):
+        if isinstance(node, ast.stmt):
+            line = node.lineno
+        first[id(node)] = line
+        for child in ast.iter_child_nodes(node):
+            visit(child, line)
+
+    visit(tree, 1)
+    return first
+
+
 def _functions(tree: ast.AST) -> dict[int, tuple[str, bool]]:
     """id of each node -> (the qualified name of the function or class it is in, run at import?).
 
@@ -212,7 +232,7 @@ def _functions(tree: ast.AST) -> dict[int, tuple[str, bool]]:
 
 def mutants(source: str) -> list[Mutant]:
     tree = ast.parse(source)
-    skipped, functions = _skipped_nodes(tree), _functions(tree)
+    skipped, functions, statements = _skipped_nodes(tree), _functions(tree), _statement_lines(tree)
     found = []
     nodes = sorted(enumerate(ast.walk(tree)), key=lambda item: (getattr(item[1], "lineno", 0),
                                                                 getattr(item[1], "col_offset", 0), item[0]))
@@ -226,7 +246,7 @@ def mutants(source: str) -> list[Mutant]:
             after = "(deleted)" if kind == "delete" else _short(_apply(fresh, target, kind, arg))
             if kind == "delete":
                 before = "delete " + before
-            found.append(Mutant(len(found) + 1, index, kind, arg, node.lineno,
+            found.append(Mutant(len(found) + 1, index, kind, arg, node.lineno, statements[id(node)],
                                 getattr(node, "end_lineno", None) or node.lineno,
                                 *functions[id(node)], before, after))
     return found
@@ -383,7 +403,8 @@ def tests_for(mutant: Mutant, module_lines: dict, durations: dict, failed: set) 
     if mutant.at_import:
         chosen = {t for tests in module_lines.values() for t in tests}
     else:
-        chosen = {t for line in range(mutant.line, mutant.end_line + 1) for t in module_lines.get(str(line), ())}
+        lines = range(min(mutant.first_line, mutant.line), mutant.end_line + 1)
+        chosen = {t for line in lines for t in module_lines.get(str(line), ())}
     return sorted(chosen - failed, key=lambda t: (durations.get(t, 0.0), t))
 
 

@@ -170,3 +170,19 @@ def test_lucidlink_files_are_the_live_files_of_the_format_on_lucidlink_whatever_
                     file("b2"), file("proxy")])
     assert [f["id"] for f in lucidlink_files("ORIGINAL", recs, LL)] == ["ll/clip.mov", "ll-unknown/clip.mov"]
     assert lucidlink_files("MISSING", recs, LL) == []
+    no_format = records([{"id": "odd", "storage_id": LL, "status": "ACTIVE"}], [file("odd")])
+    assert lucidlink_files("MISSING", no_format, LL) == []
+
+
+def test_the_preview_purges_only_what_checksums_verified_by_default():
+    assert [f["deleted"] for f in assess_format("ORIGINAL", intact(), B2_STORAGE, LL).file_sets] == ["purged"]
+    no_sums = intact(b2_files=[file("b2", checksum=None)])
+    assert [f["deleted"] for f in assess_format("ORIGINAL", no_sums, B2_STORAGE, LL).file_sets] == ["recycle_bin"]
+
+
+def test_an_assessment_cannot_be_changed_once_made():
+    import dataclasses
+
+    found = assess(intact())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.result = "would_keep"

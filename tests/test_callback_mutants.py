@@ -98,6 +98,15 @@ def test_each_action_takes_only_its_own_query_parameters():
     assert "/add takes" in message
     refused(400, "unknown query parameter(s): a, b", query={"b2_storage_id": B2, "ll_storage_id": LL, "b": "", "a": ""})
     assert parse("check").action == "check"
+    assert parse("check", query={"b2_storage_id": B2, "ll_storage_id": LL, "formats": "PPRO_PROXY"}).formats == (
+        "PPRO_PROXY",)
+
+
+def test_unknown_query_parameters_are_named_five_at_most_each_cut_to_40_characters():
+    names = [f"{n}{'x' * 50}" for n in range(7)]
+    message = refused(400, query={"b2_storage_id": B2, "ll_storage_id": LL, **{name: "" for name in names}})
+    assert message.startswith("unknown query parameter(s): " + ", ".join(name[:40] for name in names[:5]) + "; ")
+    assert names[0][:41] not in message and names[5][:40] not in message
 
 
 @pytest.mark.parametrize("value,action", [("true", "check"), (" TRUE ", "check"), ("false", "remove"),
@@ -130,8 +139,10 @@ def test_one_storage_in_both_roles_is_refused():
 def test_storages_pinned_by_the_settings_are_the_only_ones_taken():
     assert parse(pinned=(B2, LL)).b2_storage_id == B2
     assert parse(pinned=(None, LL)).ll_storage_id == LL
-    refused(403, "b2_storage_id is not the storage", "PLUGIN_B2_STORAGE_ID", pinned=(OTHER, None))
-    refused(403, "ll_storage_id is not the storage", "PLUGIN_LL_STORAGE_ID", pinned=(None, OTHER))
+    refused(403, "b2_storage_id is not the storage this plugin is set up for (PLUGIN_B2_STORAGE_ID)",
+            pinned=(OTHER, None))
+    refused(403, "ll_storage_id is not the storage this plugin is set up for (PLUGIN_LL_STORAGE_ID)",
+            pinned=(None, OTHER))
     refused(403, "PLUGIN_B2_STORAGE_ID", pinned=(LL, B2))
 
 
@@ -154,6 +165,11 @@ def test_a_body_that_is_not_an_object_is_refused(raw):
 @pytest.mark.parametrize("context", ["ASSETS", "SEARCH", None, 3])
 def test_only_asset_collection_and_bulk_contexts_are_taken(context):
     refused(400, "is not supported", "ASSET, COLLECTION, BULK", raw=body(context=context))
+
+
+def test_an_unsupported_context_is_named_cut_to_40_characters():
+    message = refused(400, raw=body(context="C" * 60))
+    assert message.startswith(f"context {'C' * 40!r} is not supported; ")
 
 
 @pytest.mark.parametrize("context", ["ASSET", "COLLECTION", "BULK"])
@@ -203,3 +219,12 @@ def test_secret_matches_only_the_same_secret():
     assert secret_matches("s3cret\u00e9", "s3cret") is False
     assert secret_matches(None, "s3cret") is False
     assert secret_matches("", "s3cret") is False
+    assert secret_matches("\ud800", "s3cret") is False  # a lone surrogate from a header: no crash
+
+
+def test_a_checked_call_cannot_be_changed_afterwards():
+    import dataclasses
+
+    call = parse()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.b2_storage_id = OTHER
