@@ -138,6 +138,15 @@ def test_reasons_to_keep_are_listed_once_each_in_order():
     assert found.keeps == ((B2, "B2 copy of 'clip.mov' is 1000 bytes, LucidLink copy is 5"),)
 
 
+def test_different_reasons_to_keep_are_all_given_in_one_reason():
+    recs = records([file_set("ll1", LL), file_set("ll2", LL), file_set("b2", B2_STORAGE)],
+                   [file("ll1", status="OPEN"), file("ll2", size=5), file("b2")])
+    found = assess(recs)
+    assert found.reason == ("would keep: LucidLink copy is still OPEN (being written?); "
+                            "B2 copy of 'clip.mov' is 1000 bytes, LucidLink copy is 5")
+    assert [kind for kind, _ in found.keeps] == [LUCIDLINK, B2]
+
+
 def test_a_format_with_no_b2_copy_would_be_copied_first_unless_another_copy_is_kept():
     only_ll = records([file_set("ll", LL)], [file("ll")])
     assert assess(only_ll) == Assessment("would_copy_then_remove", "would copy to B2 first, then remove")
