@@ -280,11 +280,12 @@ class _MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def _checkout_key(args: list[str]) -> str:
     digest = hashlib.sha256(json.dumps(args).encode())
-    for path in sorted(ROOT.rglob("*.py")):
-        relative = path.relative_to(ROOT)
-        if relative.parts[0] in (".venv", ".mutation", "build", "dist"):
-            continue
-        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in ("build", "dist", "state")]
+        found += [Path(folder) / name for name in files if name.endswith(".py")]
+    for path in sorted(found):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update((ROOT / "pytest.ini").read_bytes())
     return digest.hexdigest()
 
@@ -340,7 +341,10 @@ def _build_map(paths: list[Path], args: list[str]) -> dict:
 def _is_project(file) -> bool:
     if not file:
         return False
-    path = Path(file).resolve()
+    try:
+        path = Path(file).resolve()
+    except OSError:
+        return False
     return ROOT in path.parents and ".venv" not in path.relative_to(ROOT).parts
 
 
