@@ -161,3 +161,35 @@ def test_a_files_list_without_them_reads_the_file_sets_and_counts_the_read():
     records = read_asset(client, "asset", lambda: counted.append(1))
     assert client.file_set_reads == 1 and counted == [1]
     assert [fs["id"] for fs in records.file_sets] == ["ll"]
+
+
+# -- what else a verdict says ------------------------------------------------------------------
+
+def test_a_b2_copy_of_no_status_is_named_so():
+    verdict = check_b2_copy(copy_of("ll", LL), copy_of("b2", B2, status=None))
+    assert verdict.reason == "B2 copy is of unknown status, not ACTIVE"
+    assert check_b2_copy(copy_of("ll", LL), copy_of("b2", B2, status="ARCHIVED")).reason == \
+        "B2 copy is ARCHIVED, not ACTIVE"
+
+
+def test_a_lucidlink_size_unknown_cannot_be_compared():
+    verdict = check_b2_copy(copy_of("ll", LL, sizes={0: None}), copy_of("b2", B2))
+    assert not verdict.safe and verdict.reason == "size of 'clip0.mov' unknown, so the copies cannot be compared"
+
+
+def test_a_version_known_on_one_side_only_is_not_compared():
+    ll = copy_of("ll", LL)
+    ll.file_set["version_id"] = None
+    assert check_b2_copy(ll, copy_of("b2", B2)).safe
+    b2 = copy_of("b2", B2)
+    b2.file_set["version_id"] = None
+    assert check_b2_copy(copy_of("ll", LL), b2).safe
+
+
+def test_a_refused_verdict_claims_no_compared_checksums_and_cannot_be_changed():
+    import dataclasses
+
+    verdict = check_b2_copy(copy_of("ll", LL), copy_of("b2", B2, sizes={0: 1}))
+    assert verdict.checksums_compared is False and verdict.b2_file_set_id is None and verdict.note is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.safe = True
