@@ -283,7 +283,7 @@ def _checkout_key(args: list[str]) -> str:
     found = []
     for folder, subfolders, files in os.walk(ROOT):
         subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in ("build", "dist", "state")]
-        found += [Path(folder) / name for name in files if name.endswith(".py")]
+        found += [Path(folder) / name for name in files if name.endswith(".py") and name != "_mutation.py"]
     for path in sorted(found):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update((ROOT / "pytest.ini").read_bytes())
@@ -441,33 +441,48 @@ def _run_child(name, path, code, tests, log_path, basetemp):
     os._exit(int(code))
 
 
+QUICK = 0.25
+"""Seconds: a mutant runs its selected tests quicker than this first (only their files are
+collected, so a mutant a unit test kills costs no start of the end-to-end files), then the rest."""
+
+
+def _stages(tests: list[str], durations: dict) -> list[list[str]]:
+    quick = [t for t in tests if durations.get(t, 1.0) < QUICK]
+    rest = [t for t in tests if durations.get(t, 1.0) >= QUICK]
+    return [stage for stage in (quick, rest) if stage]
+
+
 def run_mutants(module: str, path: Path, chosen: list[Mutant], mapping: dict, workers: int,
                 log_dir: Path) -> list[Result]:
     source = path.read_text()
     module_lines = mapping["lines"][str(path.relative_to(ROOT))]
     durations, failed = mapping["durations"], set(mapping["failed"])
-    queue = list(chosen)
-    running: dict[int, tuple[Mutant, float, float, int, str]] = {}
+    queue = [(m, None) for m in chosen]  # (mutant, the stages still to run, once known)
+    running: dict[int, tuple] = {}
     results: list[Result] = []
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     try:
         while queue or running:
             while queue and len(running) < workers:
-                mutant = queue.pop(0)
-                tests = tests_for(mutant, module_lines, durations, failed)
-                if not tests:
-                    results.append(Result(mutant, "no tests", 0, 0.0))
-                    _progress(results, len(chosen))
-                    continue
+                mutant, stages = queue.pop(0)
+                if stages is None:
+                    tests = tests_for(mutant, module_lines, durations, failed)
+                    if not tests:
+                        results.append(Result(mutant, "no tests", 0, 0.0))
+                        _progress(results, len(chosen))
+                        continue
+                    stages = _stages(tests, durations)
+                tests, later = stages[0], stages[1:]
                 code = mutated_code(source, str(path), mutant)
                 limit = 30.0 + 3 * sum(durations.get(t, 1.0) for t in tests)
-                basetemp = scratch / f"m{mutant.number}"
+                basetemp = scratch / f"m{mutant.number}-{len(later)}"
                 pid = os.fork()
                 if pid == 0:
-                    _run_child(module, str(path), code, tests, log_dir / f"{mutant.number}.log", basetemp)
-                running[pid] = (mutant, time.monotonic(), limit, len(tests), str(basetemp))
+                    _run_child(module, str(path), code, tests,
+                               log_dir / f"{mutant.number}{'-quick' if later else ''}.log", basetemp)
+                running[pid] = (mutant, time.monotonic(), limit, len(tests), later)
             time.sleep(0.05)
-            for pid, (mutant, started, limit, count, _) in list(running.items()):
+            for pid, (mutant, started, limit, count, later) in list(running.items()):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 elapsed = time.monotonic() - started
                 if done == 0 and elapsed <= limit:
@@ -480,6 +495,9 @@ def run_mutants(module: str, path: Path, chosen: list[Mutant], mapping: dict, wo
                     exit_code = os.waitstatus_to_exitcode(status)
                     outcome = "survived" if exit_code == 0 else "killed"
                 del running[pid]
+                if outcome == "survived" and later:
+                    queue.insert(0, (mutant, later))
+                    continue
                 results.append(Result(mutant, outcome, count, elapsed))
                 _progress(results, len(chosen))
     finally:
