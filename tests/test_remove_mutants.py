@@ -285,3 +285,20 @@ def test_the_status_of_a_file_set_now(statuses, now):
 
 def test_a_file_set_iconik_does_not_know_is_gone():
     assert workflow(FakeIconik())._file_set_now(ASSET, str(uuid.uuid4())) is None
+
+
+# -- nothing to remove -----------------------------------------------------------------------
+
+def test_an_asset_without_the_format_is_not_on_lucidlink_saying_so():
+    client = FakeIconik()
+    client.formats = [{"id": str(uuid.uuid4()), "name": "PPRO_PROXY", "status": "ACTIVE"}]
+    assert inspect(workflow(client)) == {"result": "not_on_lucidlink", "reason": "asset has no ORIGINAL format"}
+    assert client.deletes == []
+
+
+def test_a_format_with_nothing_on_lucidlink_is_not_on_lucidlink_saying_so():
+    client = FakeIconik()
+    del client.file_sets[LL_SET]
+    assert inspect(workflow(client)) == {"result": "not_on_lucidlink",
+                                         "reason": "nothing of this format on LucidLink"}
+    assert client.deletes == []
