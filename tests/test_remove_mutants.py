@@ -302,3 +302,26 @@ def test_a_format_with_nothing_on_lucidlink_is_not_on_lucidlink_saying_so():
     assert inspect(workflow(client)) == {"result": "not_on_lucidlink",
                                          "reason": "nothing of this format on LucidLink"}
     assert client.deletes == []
+
+
+@pytest.mark.parametrize("status", [None, "ARCHIVED"])
+def test_a_lucidlink_file_set_that_is_not_active_is_never_deleted(status):
+    client = FakeIconik()
+    client.file_sets[LL_SET] = (LL, status)
+    outcome = inspect(workflow(client))
+    assert client.deletes == []
+    if status is None:
+        assert outcome == {"result": "kept", "reason": "kept on LucidLink: iconik gives no status for LucidLink "
+                                                       f"file set {LL_SET}; cannot tell whether it is live"}
+    else:
+        assert outcome == {"result": "not_on_lucidlink", "reason": "nothing of this format on LucidLink"}
+
+
+def test_a_status_less_lucidlink_file_set_keeps_the_format_beside_one_removed():
+    client = FakeIconik()
+    client.add_ll_copy(LL_SET2)
+    client.file_sets[LL_SET2] = (LL, None)
+    outcome = inspect(workflow(client))
+    assert client.deletes == [(LL_SET, True)]
+    assert outcome["result"] == "kept" and outcome["removed_file_sets"] == [LL_SET]
+    assert f"no status for LucidLink file set {LL_SET2}" in outcome["reason"]
