@@ -17,7 +17,7 @@ import pytest
 
 import iconik
 from b2iconik.workflows import RemoveWorkflow, Tuning
-from b2iconik.workflows.errors import Interrupted
+from b2iconik.workflows.errors import Interrupted, NotSettled
 
 B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
 ASSET = str(uuid.uuid4())
@@ -101,13 +101,14 @@ class FakeIconik:
         raise AssertionError(answer)
 
 
-def workflow(client, state=None, purge="verified", saved=None):
+def workflow(client, state=None, purge="verified", saved=None, clock=None):
     state = state or {"action": "remove", "b2_storage_id": B2, "ll_storage_id": LL, "formats": ["ORIGINAL"],
                       "to_copy": {}, "outcomes": {}, "processed": [], "warnings": []}
     saved = [] if saved is None else saved
     # no checkpoint is ever due by time: only a forced one writes the state out
     tuning = Tuning(checkpoint_interval=3600.0)
-    flow = RemoveWorkflow(client, state, tuning, checkpoint=lambda s: saved.append(copy.deepcopy(s)), purge=purge)
+    flow = RemoveWorkflow(client, state, tuning, checkpoint=lambda s: saved.append(copy.deepcopy(s)), purge=purge,
+                          **({"clock": clock} if clock else {}))
     flow._last_checkpoint = float("inf")
     return flow
 
@@ -325,3 +326,93 @@ def test_a_status_less_lucidlink_file_set_keeps_the_format_beside_one_removed():
     assert client.deletes == [(LL_SET, True)]
     assert outcome["result"] == "kept" and outcome["removed_file_sets"] == [LL_SET]
     assert f"no status for LucidLink file set {LL_SET2}" in outcome["reason"]
+
+
+# -- after the copy to B2: wait for it, or judge it now ----------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def after_copy(client, clock, **copy_entry):
+    """A job in its check phase: a copy of ORIGINAL to B2 was asked for this asset."""
+    flow = workflow(client, clock=clock)
+    flow.state.update(to_copy={"ORIGINAL": [ASSET]}, copy_started_at=clock(),
+                      copies=[{"format": "ORIGINAL", "asset_ids": [ASSET], "status": "FINISHED", **copy_entry}])
+    return flow
+
+
+def b2_file(client):
+    return next(f for f in client.files if f["file_set_id"] == B2_SET)
+
+
+def test_a_wrong_b2_copy_after_copying_is_judged_at_once_not_awaited():
+    client, clock = FakeIconik(), Clock()
+    b2_file(client)["size"] = 1
+    flow = after_copy(client, clock)
+    outcome = flow._inspect_for_removal(ASSET, after_copy=True)["ORIGINAL"]
+    assert outcome == {"result": "kept", "reason": "kept on LucidLink: B2 copy of 'clip.mov' is 1 bytes, "
+                                                   "LucidLink copy is 1000"}
+    assert client.deletes == []
+
+
+def test_a_b2_copy_still_open_is_awaited_then_kept_once_unchanged_for_the_open_copy_timeout():
+    client, clock = FakeIconik(), Clock()
+    b2_file(client)["status"] = "OPEN"
+    flow = after_copy(client, clock)
+    with pytest.raises(NotSettled):
+        flow._inspect_for_removal(ASSET, after_copy=True)
+    clock.now += flow.tuning.open_copy_timeout + 1
+    outcome = flow._inspect_for_removal(ASSET, after_copy=True)["ORIGINAL"]
+    assert outcome == {"result": "kept", "reason": "kept on LucidLink: B2 copy of 'clip.mov' is OPEN, not CLOSED "
+                                                   "(incomplete); B2 copy unchanged for over 900 s"}
+    assert client.deletes == []
+
+
+def test_a_b2_copy_still_open_when_the_copy_timeout_passed_is_kept_without_the_stall_named():
+    client, clock = FakeIconik(), Clock()
+    b2_file(client)["status"] = "OPEN"
+    flow = after_copy(client, clock)
+    clock.now += flow.tuning.copy_timeout + 1
+    outcome = flow._inspect_for_removal(ASSET, after_copy=True)["ORIGINAL"]
+    assert outcome == {"result": "kept", "reason": "kept on LucidLink: B2 copy of 'clip.mov' is OPEN, "
+                                                   "not CLOSED (incomplete)"}
+
+
+def test_a_b2_copy_that_closed_wrong_after_a_stall_is_kept_for_what_is_wrong():
+    client, clock = FakeIconik(), Clock()
+    b2_file(client)["status"] = "OPEN"
+    flow = after_copy(client, clock)
+    with pytest.raises(NotSettled):
+        flow._inspect_for_removal(ASSET, after_copy=True)
+    b2_file(client).update(status="CLOSED", size=1)
+    clock.now += flow.tuning.open_copy_timeout + 1
+    outcome = flow._inspect_for_removal(ASSET, after_copy=True)["ORIGINAL"]
+    assert outcome["reason"] == "kept on LucidLink: B2 copy of 'clip.mov' is 1 bytes, LucidLink copy is 1000"
+
+
+def test_a_b2_copy_still_open_at_inspection_is_kept_for_that_reason_alone():
+    client = FakeIconik()
+    b2_file(client)["status"] = "OPEN"
+    assert inspect(workflow(client)) == {"result": "kept", "reason": "kept on LucidLink: B2 copy of 'clip.mov' is "
+                                                                     "OPEN, not CLOSED (incomplete)"}
+
+
+def test_a_b2_copy_that_is_not_active_is_kept_not_copied_again():
+    client = FakeIconik()
+    client.file_sets[B2_SET] = (B2, "ARCHIVED")
+    assert inspect(workflow(client)) == {"result": "kept",
+                                         "reason": "kept on LucidLink: B2 copy is ARCHIVED, not ACTIVE"}
+
+
+def test_a_lucidlink_copy_being_written_names_every_status():
+    client = FakeIconik()
+    ll_file = next(f for f in client.files if f["file_set_id"] == LL_SET)
+    ll_file["status"] = "OPEN"
+    client.files.append({**ll_file, "id": str(uuid.uuid4()), "name": "b.wav", "status": "GROWING"})
+    assert inspect(workflow(client)) == {"result": "kept", "reason": "kept on LucidLink: LucidLink copy is still "
+                                                                     "GROWING, OPEN (being written?)"}
