@@ -84,6 +84,11 @@ def _short(node: ast.AST) -> str:
     return text if len(text) <= 90 else text[:87] + "..."
 
 
+def _is_log_call(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in LOGGERS)
+
+
 def _skipped_nodes(tree: ast.AST) -> set[int]:
     """ids of nodes not mutated: docstrings, annotations, imports, log calls, the text of f-strings."""
     skipped: set[int] = set()
@@ -100,8 +105,9 @@ def _skipped_nodes(tree: ast.AST) -> set[int]:
             skip(node.annotation)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
             skip(node.returns)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and isinstance(node.func.value, ast.Name) and node.func.value.id in LOGGERS):
+        elif _is_log_call(node):
+            skip(node)
+        elif isinstance(node, ast.Expr) and _is_log_call(node.value):
             skip(node)
         elif isinstance(node, ast.JoinedStr):
             skipped.update(id(v) for v in node.values if isinstance(v, ast.Constant))

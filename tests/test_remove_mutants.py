@@ -103,7 +103,7 @@ class FakeIconik:
 
 def workflow(client, state=None, purge="verified", saved=None, clock=None):
     state = state or {"action": "remove", "b2_storage_id": B2, "ll_storage_id": LL, "formats": ["ORIGINAL"],
-                      "to_copy": {}, "outcomes": {}, "processed": [], "warnings": []}
+                      "to_copy": {}, "copies": [], "outcomes": {}, "processed": [], "warnings": []}
     saved = [] if saved is None else saved
     # no checkpoint is ever due by time: only a forced one writes the state out
     tuning = Tuning(checkpoint_interval=3600.0)
@@ -416,3 +416,71 @@ def test_a_lucidlink_copy_being_written_names_every_status():
     client.files.append({**ll_file, "id": str(uuid.uuid4()), "name": "b.wav", "status": "GROWING"})
     assert inspect(workflow(client)) == {"result": "kept", "reason": "kept on LucidLink: LucidLink copy is still "
                                                                      "GROWING, OPEN (being written?)"}
+
+
+# -- what the outcome says ---------------------------------------------------------------------
+
+def test_an_asset_iconik_does_not_know_is_not_on_lucidlink_saying_so():
+    client = FakeIconik()
+    client.formats = []
+    client.get_asset = lambda asset_id: (_ for _ in ()).throw(iconik.NotFound(404, "GET", "assets", "no asset"))
+    assert workflow(client)._inspect_for_removal(ASSET) == {
+        "ORIGINAL": {"result": "not_on_lucidlink", "reason": "asset not found in iconik"}}
+
+
+def test_a_404_for_a_copy_verified_by_size_gives_both_notes():
+    client = FakeIconik(answer="404", after="gone", ll_checksum=None)
+    outcome = inspect(workflow(client))
+    assert outcome["reason"] == (
+        "B2 copy verified; removed from LucidLink (checksums not compared for 1 file(s) (missing or of different "
+        "forms); verified by status, name and size; the delete's answer was lost or another request removed it "
+        "first; a fresh read shows the file set gone)")
+
+
+def test_removals_purged_in_the_recycle_bin_and_sent_earlier_are_all_told():
+    client = FakeIconik(answer="recycle_bin")
+    client.add_ll_copy(LL_SET2)
+    flow = workflow(client, purge="never")
+    earlier = str(uuid.uuid4())
+    flow.state["deleting"] = {ASSET: {"ORIGINAL": {earlier: {"verified_against": B2_SET, "note": "an earlier note"}}}}
+    outcome = inspect(flow)
+    assert outcome["result"] == "removed"
+    assert outcome["reason"] == (
+        "B2 copy verified; removed from LucidLink (in iconik's recycle bin until it is purged, removed) "
+        "(an earlier note; the delete was sent before the job was interrupted; a fresh read shows the file set gone)")
+    assert [f["file_set_id"] for f in outcome["file_sets"]] == [earlier, LL_SET, LL_SET2]
+
+
+def test_a_purged_removal_says_nothing_of_where_it_went():
+    outcome = inspect(workflow(FakeIconik()))
+    assert outcome["reason"] == "B2 copy verified; removed from LucidLink"
+
+
+def test_two_reasons_to_keep_are_both_given():
+    client = FakeIconik()
+    client.add_ll_copy(LL_SET2)
+    client.file_sets[LL_SET2] = (LL, None)
+    next(f for f in client.files if f["file_set_id"] == LL_SET)["status"] = "OPEN"
+    outcome = inspect(workflow(client))
+    assert outcome == {"result": "kept", "reason": f"kept on LucidLink: iconik gives no status for LucidLink file set "
+                                                   f"{LL_SET2}; cannot tell whether it is live; LucidLink copy is "
+                                                   "still OPEN (being written?)"}
+
+
+def test_an_empty_file_counts_no_bytes():
+    client = FakeIconik()
+    for record in client.files:
+        record["size"] = 0
+    assert [f["bytes"] for f in inspect(workflow(client))["file_sets"]] == [0]
+
+
+def test_a_format_not_judged_is_kept_saying_why_and_what_copy_was_asked():
+    client, clock = FakeIconik(), Clock()
+    flow = workflow(client)
+    assert flow._could_not_check("iconik is down") == {"result": "kept", "reason": "kept on LucidLink: iconik is down"}
+    assert flow._unjudged(ASSET, "ORIGINAL", "stopped") == {
+        "result": "kept", "reason": "kept on LucidLink: not checked before the job ended (stopped)"}
+    copied = after_copy(client, clock)
+    assert copied._unjudged(ASSET, "ORIGINAL", "stopped") == {
+        "result": "kept", "reason": "kept on LucidLink: not checked before the job ended (stopped); "
+                                    "a copy to B2 was requested (copy job FINISHED)"}
