@@ -29,7 +29,7 @@ MD5 = hashlib.md5(b"media").hexdigest()
 class FakeIconik:
     """One asset's formats, file sets and files; the delete answers as `answer` says.
 
-    answer: "purged" (204), "recycle_bin" (200), "404", "refused" (400), "unauthorized" (401),
+    answer: "purged" (204), "recycle_bin" (200), "as_asked" (204 when asked to purge, else 200), "404", "refused" (400), "unauthorized" (401),
     "lost" (applied, then 503). `after` is what the delete leaves: "gone" (purged), "deleted"
     (file set DELETED, in the recycle bin) or "active" (nothing happened); None: as answered.
     """
@@ -86,11 +86,11 @@ class FakeIconik:
         self.deletes.append((file_set_id, immediately))
         self.on_delete()
         answer = self.answer
-        if answer in ("purged", "recycle_bin", "lost"):
+        if answer in ("purged", "recycle_bin", "lost", "as_asked"):
             self._leave(file_set_id, self.after or ("gone" if immediately else "deleted"))
             if answer == "lost":
                 raise iconik.IconikError(503, "DELETE", "file_sets", "Service Unavailable")
-            return answer == "purged"
+            return immediately if answer == "as_asked" else answer == "purged"
         self._leave(file_set_id, self.after or "active")
         if answer == "404":
             raise iconik.NotFound(404, "DELETE", "file_sets", "file set doesn't exist")
@@ -484,3 +484,19 @@ def test_a_format_not_judged_is_kept_saying_why_and_what_copy_was_asked():
     assert copied._unjudged(ASSET, "ORIGINAL", "stopped") == {
         "result": "kept", "reason": "kept on LucidLink: not checked before the job ended (stopped); "
                                     "a copy to B2 was requested (copy job FINISHED)"}
+
+
+def test_every_place_and_every_note_of_a_formats_removals_is_told():
+    client = FakeIconik(answer="as_asked")
+    client.add_ll_copy(LL_SET2)
+    next(f for f in client.files if f["file_set_id"] == LL_SET2)["checksum"] = None
+    flow = workflow(client)
+    earlier = str(uuid.uuid4())
+    flow.state["deleting"] = {ASSET: {"ORIGINAL": {earlier: {"verified_against": B2_SET}}}}
+    outcome = inspect(flow)
+    assert [(f["file_set_id"], f["deleted"]) for f in outcome["file_sets"]] == [
+        (earlier, "unknown"), (LL_SET, "purged"), (LL_SET2, "recycle_bin")]
+    assert outcome["reason"] == (
+        "B2 copy verified; removed from LucidLink (purged, in iconik's recycle bin until it is purged, removed) "
+        "(the delete was sent before the job was interrupted; a fresh read shows the file set gone; "
+        "checksums not compared for 1 file(s) (missing or of different forms); verified by status, name and size)")
