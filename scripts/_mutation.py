@@ -578,6 +578,8 @@ def main(argv=None) -> int:
         chosen = [m for m in found if not args.only or m.number in args.only]
         log_dir = CACHE / "logs" / str(relative).replace("/", "_")
         log_dir.mkdir(parents=True, exist_ok=True)
+        for stale in log_dir.glob("*.log") if not args.only else ():
+            stale.unlink()
         print(f"{relative}: {len(chosen)} mutant(s)", flush=True)
         started = time.monotonic()
         results = run_mutants(module_name(path), path, chosen, mapping, args.workers, log_dir)
