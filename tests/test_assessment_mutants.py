@@ -62,11 +62,11 @@ def test_a_verified_copy_would_be_removed_purged_with_its_details():
 def test_every_verified_lucidlink_file_set_is_listed_and_its_bytes_summed():
     recs = records([file_set("ll1", LL), file_set("ll2", LL), file_set("b2", B2_STORAGE)],
                    [file("ll1", "a.mov", 300), file("ll1", "b.wav", 40, checksum=None), file("ll2", "a.mov", 300),
-                    file("b2", "a.mov", 300), file("b2", "b.wav", 40)])
+                    file("ll2", "b.wav", 40), file("b2", "a.mov", 300), file("b2", "b.wav", 40)])
     found = assess(recs)
     assert found.result == "would_remove"
     assert [(f["file_set_id"], f["bytes"], f["verification"], f["deleted"]) for f in found.file_sets] == [
-        ("ll1", 340, "status, name and size", "recycle_bin"), ("ll2", 300, "checksums", "purged")]
+        ("ll1", 340, "status, name and size", "recycle_bin"), ("ll2", 340, "checksums", "purged")]
     assert found.reason == "would remove (into iconik's recycle bin: checksums not compared)"
 
 

@@ -61,6 +61,12 @@ class FakeIconik:
     def get_asset(self, asset_id):
         return {"id": asset_id}
 
+    def get_storage(self, storage_id):
+        """Both storages in the roles Remove needs (B2 a cloud storage, LucidLink a gateway that deletes)."""
+        method = "B2" if storage_id == B2 else "FILE"
+        return {"id": storage_id, "name": method, "purpose": "FILES", "method": method, "status": "ACTIVE",
+                "settings": {"delete": True}}
+
     def _with_fields(self, record):
         storage, status = self.file_sets[record["file_set_id"]]
         return {**record, "format_id": FORMAT_ID, "storage_id": storage, "file_set_status": status,
