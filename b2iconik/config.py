@@ -67,14 +67,16 @@ def check_iconik_url(url: str) -> str:
         host = ""
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"ICONIK_URL must be an http(s) URL, not {url[:100]!r}")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(f"ICONIK_URL {url[:100]!r} is plain http to {host[:60]}, which would send the iconik "
                          "token unencrypted: use https:// (http:// is accepted only to this machine: "
                          "localhost, 127.0.0.1, ::1)")
     return url
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a URL's host name or address) is this machine's loopback."""
+    host = host.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

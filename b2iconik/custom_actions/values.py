@@ -5,12 +5,11 @@ Each check raises UsageError saying what is wrong, before iconik is asked anythi
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Iterable
 from urllib.parse import urlsplit
 
 import iconik
-from b2iconik.config import MAX_FORMATS, MIN_SECRET_LENGTH
+from b2iconik.config import MAX_FORMATS, MIN_SECRET_LENGTH, is_loopback
 from b2iconik.custom_actions.errors import UsageError
 
 CONTEXTS = iconik.CONTEXTS
@@ -100,16 +99,6 @@ def action_url(endpoint: str, verb: str, b2_storage_id: str, ll_storage_id: str,
     return url
 
 
-def _is_local(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(endpoint: str | None) -> tuple[str, list[str]]:
     """Return the endpoint without a trailing slash, and warnings; UsageError if unusable."""
     text = (endpoint or "").strip()
@@ -135,7 +124,7 @@ def check_endpoint(endpoint: str | None) -> tuple[str, list[str]]:
     path = parts.path.rstrip("/")
     normalized = f"{scheme}://{parts.netloc}{path}"
     warnings = []
-    if scheme == "http" and not _is_local(host):
+    if scheme == "http" and not is_loopback(host):
         warnings.append(f"the endpoint uses plain http to {host}: iconik will send the shared secret "
                         "and its auth token unencrypted; use https")
     if path.endswith(tuple(f"/{verb}" for verb in ACTION_VERBS)):
