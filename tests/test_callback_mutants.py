@@ -22,7 +22,7 @@ DEFAULT_FORMATS = ("ORIGINAL",)
 
 
 def body(**fields) -> bytes:
-    base = {"context": "ASSET", "asset_ids": [ASSET], "auth_token": TOKEN}
+    base = {"context": "ASSET", "asset_ids": [ASSET], "auth_token": TOKEN, "user_id": USER}
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 
@@ -65,10 +65,13 @@ def test_a_token_that_is_not_printable_ascii_without_spaces_around_is_refused(to
     refused(400, "auth_token must be a non-empty string of printable ASCII characters", raw=body(auth_token=token))
 
 
-def test_a_missing_token_is_refused_unless_the_caller_needs_none():
+def test_a_missing_token_or_user_is_refused_whatever_token_the_plugin_has():
+    """The click's token and user are confirmed with iconik at the edge, ICONIK_TOKEN or not."""
     refused(400, "auth_token is missing", raw=body(auth_token=...))
     refused(400, "auth_token is missing", raw=body(auth_token=None))
-    assert parse(raw=body(auth_token=...), need_token=False).auth_token is None
+    refused(400, "user_id is missing", raw=body(user_id=...))
+    refused(400, "user_id is missing", raw=body(user_id=None))
+    refused(400, "user_id", "not a UUID", raw=body(user_id="someone"))
 
 
 # -- the query -------------------------------------------------------------------------------
@@ -196,10 +199,11 @@ def test_nothing_selected_is_refused():
     assert parse(raw=body(asset_ids=..., collection_ids=[COLLECTION])).collection_ids == (COLLECTION,)
 
 
-def test_the_user_id_is_a_uuid_when_given():
+def test_the_user_id_is_a_uuid_and_required():
     refused(400, "user_id", raw=body(user_id="someone"))
-    assert parse().user_id is None
-    assert parse(raw=body(user_id=USER)).user_id == USER
+    refused(400, "user_id is missing", raw=body(user_id=...))
+    assert parse().user_id == USER
+    assert parse(raw=body(user_id=USER.upper())).user_id == USER
 
 
 # -- the shared secret -----------------------------------------------------------------------
