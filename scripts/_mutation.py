@@ -42,10 +42,11 @@ MAP_TESTS = {
                              "tests/test_edge_properties.py"],
     "b2iconik/assessment.py": ["tests/test_assessment_mutants.py", "tests/test_plugin_remove.py",
                                "tests/test_report.py", "tests/test_cleanup.py"],
-    "b2iconik/workflows/remove.py": ["tests/test_remove_mutants.py", "tests/test_plugin_remove.py",
-                                     "tests/test_plugin_durability.py", "tests/test_cleanup.py"],
-    "b2iconik/verify.py": ["tests/test_verify.py", "tests/test_verify_mutants.py", "tests/test_plugin_remove.py",
-                           "tests/test_report.py"],
+    "b2iconik/workflows/remove.py": ["tests/test_remove_mutants.py", "tests/test_storage_roles.py",
+                                     "tests/test_plugin_remove.py", "tests/test_plugin_durability.py",
+                                     "tests/test_cleanup.py"],
+    "b2iconik/verify.py": ["tests/test_verify.py", "tests/test_verify_mutants.py", "tests/test_assessment_mutants.py",
+                           "tests/test_remove_mutants.py", "tests/test_plugin_remove.py", "tests/test_report.py"],
 }
 """The test files whose tests the mapping run maps, per module (the machine is small: not the whole
 suite); a module not listed maps the whole suite less what runs the plugin in other processes, whose
