@@ -739,7 +739,7 @@ def test_leases_live_as_long_as_the_job_and_its_end_frees_them_even_if_the_relea
 def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
-    docs.fake = fake
+    docs.fake = docs.peek = fake
     jobs = JobStates(docs, clock=Clock())
     assets = ids(50)
     a, b = (jobs.create("remove", job_state(assets), None) for _ in range(2))
@@ -846,7 +846,7 @@ def test_live_jobs_are_counted_and_refused_past_the_limits(store):
 def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
-    docs.fake = fake
+    docs.fake = docs.peek = fake
     jobs = JobStates(docs, clock=Clock())
     limits = LiveLimits(total=1, per_user=1)
     user = str(uuid.uuid4())
