@@ -872,6 +872,60 @@ def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
     assert counted(docs) == {raced[0]} and set(fake.collection("jobs")) == {raced[0]}
 
 
+# -- at once, on the emulator -------------------------------------------------------------
+# What the fake can only stage (a commit that loses to another) done for real: several
+# instances, each with its own client, race on the emulator, which locks what a transaction
+# reads as Firestore does. Before the store paused at random between attempts, the
+# transactions that lost ran out of attempts together (a StoreError) instead of waiting.
+
+def at_once(work, n: int) -> list:
+    """`work(i)` for i in range(n), in n threads let go together: each one's result or StoreError."""
+    start, results = threading.Barrier(n), [None] * n
+
+    def run(i):
+        start.wait()
+        try:
+            results[i] = work(i)
+        except (StoreError, TooManyJobs) as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_jobs_claiming_the_same_assets_at_once_on_firestore_never_share_one(real_firestore):
+    clock, assets = Clock(), ids(120)
+    instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in range(4)]
+    held = [jobs.begin(jobs.create("remove", job_state(assets), None), 0, 60) for jobs in instances]
+    results = at_once(lambda i: instances[i].claim_assets(held[i], assets), len(instances))
+    winners = [claim.job_id for claim, result in zip(held, results) if result == []]
+    leased = {asset_id: fields["job_id"] for asset_id, fields in Peek(real_firestore.host).collection(
+        "jobs_assets").items()}
+    assert len(winners) == 1, results
+    assert leased == {asset_id: winners[0] for asset_id in assets}, "all of them, to one job"
+    losers = [result for result in results if result != []]
+    assert len(losers) == 3 and all(isinstance(result, list) and set(result) == set(assets) for result in losers), \
+        "the others are told their assets are busy"
+
+
+def test_clicks_at_once_on_firestore_are_counted_past_the_limit_by_none(real_firestore):
+    clock, users = Clock(), [str(uuid.uuid4()) for _ in range(6)]
+    instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in users]
+    limits = LiveLimits(total=3, per_user=5)
+    results = at_once(lambda i: instances[i].create("add", {**job_state(ids(2), action="add"),
+                                                            "requested_by": users[i]}, None, limits=limits),
+                      len(users))
+    created = {result for result in results if isinstance(result, str)}
+    peek = Peek(real_firestore.host)
+    assert len(created) == 3 and sum(isinstance(result, TooManyJobs) for result in results) == 3, results
+    assert set(peek.collection("jobs")) == created, "a refused click records nothing"
+    assert set(peek.collection("jobs_live")["jobs"]["jobs"]) == created
+
+
 # -- the task body -------------------------------------------------------------------
 
 def test_a_task_carries_the_job_id_and_the_step_only():
