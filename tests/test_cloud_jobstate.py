@@ -338,6 +338,23 @@ def store(request):
     return JobStates(docs, retention_days=30, clock=clock), docs, clock
 
 
+def test_without_gcloud_its_emulator_or_java_the_emulator_tests_say_what_is_missing(monkeypatch, tmp_path):
+    import firestore_emulator
+
+    sdk = tmp_path / "google-cloud-sdk"
+    (sdk / "bin").mkdir(parents=True)
+    (sdk / "bin" / "gcloud").write_text("")
+    found = {"gcloud": str(sdk / "bin" / "gcloud"), "java": "/usr/bin/java"}
+    monkeypatch.setattr(firestore_emulator.shutil, "which", lambda name: found.get(name))
+    assert "cloud-firestore-emulator component" in firestore_emulator.missing()
+    (sdk / "platform" / "cloud-firestore-emulator").mkdir(parents=True)
+    assert firestore_emulator.missing() is None
+    del found["java"]
+    assert firestore_emulator.missing() == "the Firestore emulator needs java (a JRE, 11 or later)"
+    del found["gcloud"]
+    assert "gcloud (the Google Cloud SDK) and java" in firestore_emulator.missing()
+
+
 def ids(n: int) -> list[str]:
     return [str(uuid.UUID(int=i + 1)) for i in range(n)]
 
