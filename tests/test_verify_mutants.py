@@ -12,7 +12,7 @@ import hashlib
 import pytest
 
 import iconik
-from b2iconik.verify import Copy, check_b2_copy, file_sets_from_files, find_intact_b2_copy
+from b2iconik.verify import Copy, check_b2_copy, compare_copies, file_sets_from_files, find_intact_b2_copy
 from b2iconik.workflows.reading import read_asset
 
 LL, B2 = "ll-storage", "b2-storage"
@@ -92,7 +92,7 @@ def test_a_wrong_b2_copy_is_not_incomplete(b2):
 
 def test_no_b2_copy_at_all_is_incomplete():
     verdict = find_intact_b2_copy(copy_of("ll", LL), [])
-    assert not verdict.safe and verdict.incomplete is True
+    assert not verdict.safe and verdict.incomplete is True and verdict.reason == "no B2 copy"
 
 
 def test_the_best_b2_copy_is_incomplete_only_when_every_copy_is():
@@ -193,3 +193,80 @@ def test_a_refused_verdict_claims_no_compared_checksums_and_cannot_be_changed():
     assert verdict.checksums_compared is False and verdict.b2_file_set_id is None and verdict.note is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         verdict.safe = True
+
+
+# -- pairing by path inside the file set --------------------------------------------------------
+
+def tree(fs_id, storage, paths, base_dir=None, **fields):
+    """A copy whose files are at `paths` ("folder/sub/name"; a path ending in "/" has no name)."""
+    files = []
+    for n, path in enumerate(paths):
+        folder, _, name = path.rpartition("/")
+        files.append({"id": f"{fs_id}-{n}", "file_set_id": fs_id, "directory_path": folder, "name": name or None,
+                      "size": 1000, "checksum": MD5, "status": "CLOSED", **fields.get(path, {})})
+    file_set = {"id": fs_id, "format_id": FMT, "storage_id": storage, "status": "ACTIVE", "version_id": "v1"}
+    if base_dir is not None:
+        file_set["base_dir"] = base_dir
+    return Copy(file_set, files)
+
+
+def test_files_of_one_name_in_sibling_folders_pair_by_their_folder():
+    paths = ["a/clip.mov", "b/clip.mov"]
+    verdict = check_b2_copy(tree("ll", LL, paths), tree("b2", B2, paths))
+    assert verdict.safe and verdict.reason == "B2 copy verified"
+
+
+def test_a_b2_copy_lacking_a_sub_folder_names_the_file_below_the_shared_folder():
+    verdict = check_b2_copy(tree("ll", LL, ["job/a/one.mov", "job/b/two.mov"]), tree("b2", B2, ["job/a/one.mov"]))
+    assert not verdict.safe and verdict.incomplete is True
+    assert verdict.reason == "B2 copy lacks file 'b/two.mov'; LucidLink copy has 2 files, B2 copy 1"
+
+
+def test_a_b2_copy_with_an_extra_sub_folder_names_the_file_below_the_shared_folder():
+    verdict = check_b2_copy(tree("ll", LL, ["job/a/one.mov"]), tree("b2", B2, ["job/a/one.mov", "job/b/two.mov"]))
+    assert not verdict.safe and verdict.incomplete is False
+    assert verdict.reason == ("B2 copy has file 'b/two.mov' that the LucidLink copy lacks; "
+                              "LucidLink copy has 1 files, B2 copy 2")
+
+
+@pytest.mark.parametrize("nameless", ["", "media/"])
+def test_a_file_with_no_name_cannot_be_paired(nameless):
+    paths = ["media/clip.mov", nameless]
+    verdict = check_b2_copy(tree("ll", LL, paths, base_dir="/"), tree("b2", B2, paths, base_dir="/"))
+    assert not verdict.safe and verdict.incomplete is False
+    assert verdict.reason == "LucidLink copy lists a file with no name, so the copies cannot be paired"
+    only_b2 = tree("b2", B2, ["media/clip.mov", "media/other.mov", nameless], base_dir="/")
+    ll = tree("ll", LL, ["media/clip.mov", "media/other.mov", "media/third.mov"], base_dir="/")
+    verdict = check_b2_copy(ll, only_b2)
+    assert not verdict.safe and verdict.reason == "B2 copy lists a file with no name, so the copies cannot be paired"
+
+
+def test_a_file_with_no_name_and_no_folder_anywhere_cannot_be_paired():
+    ll = Copy({"id": "ll", "status": "ACTIVE"}, [{"id": "f", "size": 1, "status": "CLOSED"}])
+    b2 = Copy({"id": "b2", "status": "ACTIVE"}, [{"id": "g", "size": 1, "status": "CLOSED"}])
+    verdict = check_b2_copy(ll, b2)
+    assert not verdict.safe
+    assert verdict.reason == "LucidLink copy lists a file with no name, so the copies cannot be paired"
+
+
+def test_an_unknown_record_type_is_named_in_its_first_40_characters():
+    kind = "X" * 39 + "YZ"
+    b2 = tree("b2", B2, ["media/clip.mov"], **{"media/clip.mov": {"type": kind}})
+    verdict = check_b2_copy(tree("ll", LL, ["media/clip.mov"]), b2)
+    assert not verdict.safe
+    assert verdict.reason == f"B2 copy holds a record of unknown type {'X' * 39 + 'Y'!r}, which cannot be verified: 'clip.mov'"
+
+
+@pytest.mark.parametrize("ll_size, b2_size", [(True, 1), (1, True)])
+def test_a_size_that_is_true_or_false_is_no_size(ll_size, b2_size):
+    verdict = check_b2_copy(copy_of("ll", LL, sizes={0: ll_size}), copy_of("b2", B2, sizes={0: b2_size}))
+    assert not verdict.safe and verdict.reason == "size of 'clip0.mov' unknown, so the copies cannot be compared"
+
+
+def test_a_comparison_cannot_be_changed():
+    import dataclasses
+
+    compared = compare_copies(copy_of("b2", B2), copy_of("ll", LL), "B2", "LucidLink", checksums=False)
+    assert compared.problem is None and compared.files == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        compared.problem = "changed"
