@@ -159,3 +159,48 @@ def test_the_servers_settings_share_the_budget_and_the_cloud_functions_do_not(tm
     assert settings.budget_dir == tmp_path
     assert isinstance(settings.client(None).limiter._schedule, SharedSchedule)
     assert CloudConfig.from_env({**env, "TASKS_MODE": "null"}).settings.budget_dir is None
+
+
+CALLER = """
+import sys
+import iconik
+url, app_id, token, asset, budget_dir, calls = sys.argv[1:]
+client = iconik.IconikClient(app_id, token, url, max_rps=20, budget_dir=budget_dir)
+for _ in range(int(calls)):
+    client.request("GET", f"API/assets/v1/assets/{asset}/")
+"""
+
+
+def busiest(times: list[float], seconds: float) -> int:
+    """The most of `times` (sorted) in any window of `seconds`."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def test_two_processes_on_one_state_directory_stay_within_the_rate_at_the_emulator(emulator, tmp_path):
+    """Two processes at ICONIK_MAX_RPS=20 each: together about 20 calls in any second, not 40.
+
+    The margins are wide (26 a second, the emulator refusing past 25) so a slow machine cannot fail it;
+    two limiters of their own would send about 40 a second and draw 429s."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    asset = emulator.add_asset("a.mov")
+    emulator.faults.rate_limit = (25, 1000, 20)
+    emulator.reset_counts()
+    root = Path(__file__).resolve().parents[1]
+    callers = [subprocess.Popen([sys.executable, "-c", CALLER, emulator.url, emulator.app_id, emulator.new_token(),
+                                 asset, str(tmp_path), "60"], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+               for _ in range(2)]
+    for caller in callers:
+        assert caller.wait(timeout=120) == 0
+    times = emulator.request_times
+    assert len(times) == 120
+    assert emulator.status_counts[429] == 0
+    assert busiest(times, 1.0) <= 26
+    assert times[-1] - times[0] >= 4.0  # 120 calls at 20/s: about 6 s; at 40/s it would be about 3

@@ -169,6 +169,11 @@ class Emulator:
     def status_counts(self):
         return self.stats.status_counts
 
+    @property
+    def request_times(self) -> list[float]:
+        """When each request was answered (time.monotonic), in order: for counting calls per window."""
+        return self.stats.request_times
+
     def reset_counts(self) -> None:
         self.stats.reset()
 
