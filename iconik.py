@@ -211,6 +211,13 @@ class SharedSchedule:
         # A child of fork shares its parent's open file, and so its lock: open it anew.
         self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), os.getpid()
 
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
     def update(self, change):
         """`change(tat) -> (new tat, result)` under the file's lock; returns the result."""
         self.open()

@@ -143,7 +143,9 @@ def test_a_budget_file_that_fails_later_leaves_the_process_on_its_own(tmp_path, 
     clock = Frozen()
     limiter = limiter_on(tmp_path / "budget", clock)
     limiter.try_acquire(0.0)
-    os.close(limiter._schedule._fd)  # the next read fails
+    schedule = limiter._schedule
+    os.close(schedule._fd)
+    schedule._fd = -1  # the next read fails
     with caplog.at_level(logging.WARNING, logger="iconik"):
         assert limiter.try_acquire(0.0) is True
     assert "budget file failed" in caplog.text
