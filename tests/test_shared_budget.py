@@ -145,7 +145,7 @@ def test_a_budget_file_that_fails_later_leaves_the_process_on_its_own(tmp_path, 
     limiter.try_acquire(0.0)
     schedule = limiter._schedule
     os.close(schedule._fd)
-    schedule._fd = -1  # the next read fails
+    schedule._fd = os.open(tmp_path / "budget", os.O_RDONLY)  # the next write fails
     with caplog.at_level(logging.WARNING, logger="iconik"):
         assert limiter.try_acquire(0.0) is True
     assert "budget file failed" in caplog.text
