@@ -201,7 +201,7 @@ def test_two_processes_on_one_state_directory_stay_within_the_rate_at_the_emulat
                for _ in range(2)]
     for caller in callers:
         assert caller.wait(timeout=120) == 0
-    times = emulator.request_times
+    times = [at for at, _ in emulator.request_log]
     assert len(times) == 120
     assert emulator.status_counts[429] == 0
     assert busiest(times, 1.0) <= 26

@@ -170,9 +170,9 @@ class Emulator:
         return self.stats.status_counts
 
     @property
-    def request_times(self) -> list[float]:
-        """When each request was answered (time.monotonic), in order: for counting calls per window."""
-        return self.stats.request_times
+    def request_log(self) -> list[tuple[float, int]]:
+        """(when, time.monotonic; status) of each request answered, in order: for counting calls per window."""
+        return self.stats.request_log
 
     def reset_counts(self) -> None:
         self.stats.reset()

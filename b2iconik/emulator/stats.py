@@ -13,13 +13,13 @@ class RequestStats:
         self._requests: Counter = Counter()
         self._statuses: Counter = Counter()
         self._lost: list[dict] = []
-        self._times: list[float] = []
+        self._log: list[tuple[float, int]] = []
 
     def record(self, method: str, route: str, status: int) -> None:
         with self._lock:
             self._requests[(method, route)] += 1
             self._statuses[status] += 1
-            self._times.append(time.monotonic())
+            self._log.append((time.monotonic(), status))
 
     def record_lost(self, method: str, path: str, status: int, how: str) -> None:
         with self._lock:
@@ -44,14 +44,14 @@ class RequestStats:
             return Counter(self._statuses)
 
     @property
-    def request_times(self) -> list[float]:
-        """When each request was answered (time.monotonic), in order."""
+    def request_log(self) -> list[tuple[float, int]]:
+        """(when it was answered, time.monotonic; status) of each request, in order."""
         with self._lock:
-            return list(self._times)
+            return list(self._log)
 
     def reset(self) -> None:
         with self._lock:
-            self._times.clear()
+            self._log.clear()
             self._requests.clear()
             self._statuses.clear()
             self._lost.clear()
