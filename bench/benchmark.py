@@ -970,7 +970,9 @@ def shared_budget_rows(part: dict, mark) -> list[tuple]:
     for run in part["runs"]:
         label = f"Remove of {run['assets_each']} + report of {run['assets_each']} at once, {run['mode']}"
         shared = run["mode"] == "shared"
-        rows.append((f"{label}: 429s received", f"{run['calls_429']} of {run['calls']} calls",
+        silence = run.get("longest_silence_before_429_ms")
+        after = f" (each after a silence of {silence['median']} ms median, {silence['max']} max)" if silence else ""
+        rows.append((f"{label}: 429s received", f"{run['calls_429']} of {run['calls']} calls{after}",
                      "0" if shared else "report", mark(run["calls_429"] == 0) if shared else ""))
         rows.append((f"{label}: busiest 20 s / 1 s", f"{run['busiest_20s']} / {run['busiest_1s']} calls",
                      "<= 1000 in 20 s" if shared else "report", mark(run["busiest_20s"] <= 1000) if shared else ""))
