@@ -23,7 +23,7 @@ import iconik
 from b2iconik.callback import Rejected
 
 USERS_CURRENT = "API/users/v1/users/current/"
-LIMITER_WAIT = 0.5
+LIMITER_WAIT = 2.0
 """The longest (s) a click waits for a slot of the shared iconik budget before it is refused with 429."""
 RETRY_AFTER = "5"
 RETRY_PAUSE = 0.2

@@ -1,13 +1,16 @@
 """The Cloud Function's job store (b2iconik/cloud/jobstate.py, chunks.py, firestore_docs.py).
 
-Every store test runs twice: on the in-process stand-in (`MemoryDocuments`) and
-on `FirestoreDocuments` over `FakeFirestore`, a stand-in for
+Every store test runs three times: on the in-process stand-in (`MemoryDocuments`),
+on `FirestoreDocuments` over Google's Firestore emulator (tests/firestore_emulator.py;
+skipped, saying what is missing, where gcloud or Java is not installed), and on
+`FirestoreDocuments` over `FakeFirestore`, a stand-in for
 `google.cloud.firestore.Client` that keeps documents in memory with Firestore's
 update-time preconditions, batches, `get_all`, `create` that fails when the
 document exists, and read-write transactions run by the client's own
 `firestore.transactional` (reads before writes; a commit applies all its writes
 at once, or is aborted when a document it read changed since). `FakeFirestore` is also what tests/test_cloud_function.py
-patches in for the function in Cloud Tasks mode.
+patches in for the function in Cloud Tasks mode. The fake is kept for what the
+emulator cannot show: lost answers, outages and commits aborted by contention.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 import time
 import uuid
 import zlib
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -32,6 +36,7 @@ from b2iconik.cloud.firestore_docs import FirestoreDocuments
 from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLease, MemoryDocuments, NoSuchJob,
                                      StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
+from firestore_emulator import PROJECT, Peek
 
 
 # -- a stand-in for google.cloud.firestore.Client ------------------------------------------
@@ -311,18 +316,43 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "firestore"])
+@pytest.fixture(params=["memory", "emulator", "fake"])
 def store(request):
-    """(JobStates, its documents, the clock) on each backend."""
+    """(JobStates, its documents, the clock) on each backend.
+
+    Firestore's documents are read back through `docs.peek` (`FakeFirestore`, or a client
+    of the emulator); `docs.fake` is there on the fake only.
+    """
     clock = Clock()
     if request.param == "memory":
         docs = MemoryDocuments()
+    elif request.param == "emulator":
+        emulator = request.getfixturevalue("real_firestore")
+        docs = FirestoreDocuments("jobs", project=PROJECT)    # the real client, on FIRESTORE_EMULATOR_HOST
+        docs.peek = Peek(emulator.host)
     else:
         fake = FakeFirestore()
         docs = FirestoreDocuments("jobs", project="p", client_factory=lambda project, database: fake.client_class(
             project=project, database=database))
-        docs.fake = fake
+        docs.fake = docs.peek = fake
     return JobStates(docs, retention_days=30, clock=clock), docs, clock
+
+
+def test_without_gcloud_its_emulator_or_java_the_emulator_tests_say_what_is_missing(monkeypatch, tmp_path):
+    import firestore_emulator
+
+    sdk = tmp_path / "google-cloud-sdk"
+    (sdk / "bin").mkdir(parents=True)
+    (sdk / "bin" / "gcloud").write_text("")
+    found = {"gcloud": str(sdk / "bin" / "gcloud"), "java": "/usr/bin/java"}
+    monkeypatch.setattr(firestore_emulator.shutil, "which", lambda name: found.get(name))
+    assert "cloud-firestore-emulator component" in firestore_emulator.missing()
+    (sdk / "platform" / "cloud-firestore-emulator").mkdir(parents=True)
+    assert firestore_emulator.missing() is None
+    del found["java"]
+    assert firestore_emulator.missing() == "the Firestore emulator needs java (a JRE, 11 or later)"
+    del found["gcloud"]
+    assert "gcloud (the Google Cloud SDK) and java" in firestore_emulator.missing()
 
 
 def ids(n: int) -> list[str]:
@@ -353,13 +383,50 @@ def decide(state: dict, assets: list[str]) -> None:
         state["processed"].append(asset_id)
 
 
-def writes(docs) -> int:
-    return docs.writes if isinstance(docs, MemoryDocuments) else \
-        sum(docs.fake.calls.get(k, 0) for k in ("create", "update")) + _batched(docs)
+COLLECTIONS = ("jobs", "jobs_chunks", "jobs_assets", "jobs_live")
 
 
-def _batched(docs) -> int:
-    return docs.fake.calls.get("commit", 0)
+def writes(docs):
+    """What changes with every write: a count of writes, or on the emulator every document's update time."""
+    if isinstance(docs, MemoryDocuments):
+        return docs.writes
+    if not hasattr(docs, "fake"):
+        return docs.peek.stamps(*COLLECTIONS)
+    return sum(docs.fake.calls.get(k, 0) for k in ("create", "update", "commit"))
+
+
+def stored_chunks(docs) -> dict[str, dict]:
+    return docs.chunks if isinstance(docs, MemoryDocuments) else docs.peek.collection("jobs_chunks")
+
+
+def everything(docs) -> str:
+    if isinstance(docs, MemoryDocuments):
+        return repr((docs.heads, docs.chunks))
+    return repr({name: docs.peek.collection(name) for name in COLLECTIONS})
+
+
+@contextmanager
+def outage(docs):
+    """Firestore down: on the fake every call fails; on the emulator every batch and update fails before it is sent."""
+    if hasattr(docs, "fake"):
+        docs.fake.down = True
+        try:
+            yield
+        finally:
+            docs.fake.down = False
+        return
+    from google.cloud.firestore_v1.batch import WriteBatch
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    def refused(*args, **kwargs):
+        raise api_errors.ServiceUnavailable("Firestore unreachable (test)")
+
+    saved = WriteBatch.commit, DocumentReference.update
+    WriteBatch.commit = DocumentReference.update = refused
+    try:
+        yield
+    finally:
+        WriteBatch.commit, DocumentReference.update = saved
 
 
 # -- the layout ----------------------------------------------------------------------
@@ -400,7 +467,7 @@ def test_a_state_of_100000_assets_is_cut_small_and_saved_by_the_chunks_that_chan
     round_trip = time.perf_counter() - started
     head = docs.read_head(job_id)[0]
     assert len(head["head"]) < 64_000, len(head["head"])
-    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    stored = stored_chunks(docs)
     assert max(len(d["data"]) for d in stored.values()) <= jobstate.PART_BYTES
     total = sum(len(d["data"]) for d in stored.values())
     # A slice decides 500 more assets: only the chunks holding them (and the head) are written.
@@ -457,7 +524,7 @@ def test_a_holder_whose_lease_was_taken_over_commits_nothing(store):
         jobs.hand_over(first, state, 1, None)
     assert jobs.read(job_id)[1] == theirs and len(theirs["outcomes"]) == 10
     # nothing of the lost commits stays behind: only the chunks the head names
-    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    stored = stored_chunks(docs)
     named = {jobstate.chunk_id(job_id, name, entry[0], part) for name, entry in second.manifest.items()
              for part in range(entry[1])}
     assert set(stored) == named
@@ -478,10 +545,8 @@ def test_a_commit_that_dies_mid_write_leaves_the_last_committed_state(store):
         with pytest.raises(StoreError):
             jobs.commit(claim, state)
     else:
-        docs.fake.down = True
-        with pytest.raises(StoreError):
+        with outage(docs), pytest.raises(StoreError):
             jobs.commit(claim, state)
-        docs.fake.down = False
     assert jobs.read(job_id)[1] == committed
     # The slice is gone; once its lease runs out the next delivery resumes from the last commit.
     with pytest.raises(StepBusy):
@@ -520,11 +585,11 @@ def test_the_end_erases_the_token_and_the_job_expires_after_the_retention(store)
     jobs.finish(claim, state, "succeeded")
     head = docs.read_head(job_id)[0]
     assert head["auth_token"] is None and head["status"] == "succeeded" and head["finished_at"] == clock.now
-    everything = repr(docs.heads if isinstance(docs, MemoryDocuments) else docs.fake.docs)
-    assert "click-token-0123456789" not in everything and "another-token" in everything
+    kept = everything(docs)
+    assert "click-token-0123456789" not in kept and "another-token" in kept
     expiry = datetime.fromtimestamp(clock.now + 30 * 86400, timezone.utc)
     assert head["expire_at"] == expiry
-    stored = docs.chunks if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_chunks")
+    stored = stored_chunks(docs)
     mine = [d for d in stored.values() if d["job_id"] == job_id]
     assert mine and all(d["expire_at"] == expiry for d in mine)
     with pytest.raises(StepDone) as done:
@@ -597,7 +662,7 @@ def test_a_damaged_record_is_refused_not_run(store):
         with pytest.raises(DamagedJob, match="missing"):
             jobs.load(claim)
     else:
-        docs.fake.docs[("jobs", job_id)][0]["head"] = zlib.compress(b"[]")
+        docs.client.collection("jobs").document(job_id).update({"head": zlib.compress(b"[]")})
         fields, token = docs.read_head(job_id)
         claim.fields = fields
         with pytest.raises(DamagedJob):
@@ -621,7 +686,7 @@ def test_firestore_documents_use_the_configured_database_and_name_no_collection_
 
 def leases(docs) -> dict[str, str]:
     """asset id -> the job its lease names."""
-    found = docs.leases if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs_assets")
+    found = docs.leases if isinstance(docs, MemoryDocuments) else docs.peek.collection("jobs_assets")
     return {asset_id: fields["job_id"] for asset_id, fields in found.items()}
 
 
@@ -691,7 +756,7 @@ def test_leases_live_as_long_as_the_job_and_its_end_frees_them_even_if_the_relea
 def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
-    docs.fake = fake
+    docs.fake = docs.peek = fake
     jobs = JobStates(docs, clock=Clock())
     assets = ids(50)
     a, b = (jobs.create("remove", job_state(assets), None) for _ in range(2))
@@ -745,7 +810,7 @@ def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
 def counted(docs) -> set[str]:
     if isinstance(docs, MemoryDocuments):
         return set(docs.live)
-    return set((docs.fake.collection("jobs_live").get("jobs") or {}).get("jobs", {}))
+    return set((docs.peek.collection("jobs_live").get("jobs") or {}).get("jobs", {}))
 
 
 def test_live_jobs_are_counted_and_refused_past_the_limits(store):
@@ -763,7 +828,7 @@ def test_live_jobs_are_counted_and_refused_past_the_limits(store):
     with pytest.raises(TooManyJobs, match="PLUGIN_MAX_LIVE_JOBS=3"):
         click(three)
     assert counted(docs) == {first, second, third}
-    heads = docs.heads if isinstance(docs, MemoryDocuments) else docs.fake.collection("jobs")
+    heads = docs.heads if isinstance(docs, MemoryDocuments) else docs.peek.collection("jobs")
     assert set(heads) == {first, second, third}, "a refused click records nothing"
     # The scheduled cleanup's job (no limits) is not counted.
     jobs.create("check", job_state(ids(1)), None, job_id=str(uuid.uuid4()))
@@ -798,7 +863,7 @@ def test_live_jobs_are_counted_and_refused_past_the_limits(store):
 def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
-    docs.fake = fake
+    docs.fake = docs.peek = fake
     jobs = JobStates(docs, clock=Clock())
     limits = LiveLimits(total=1, per_user=1)
     user = str(uuid.uuid4())
@@ -822,6 +887,60 @@ def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
     finally:
         _Transaction._commit = commit
     assert counted(docs) == {raced[0]} and set(fake.collection("jobs")) == {raced[0]}
+
+
+# -- at once, on the emulator -------------------------------------------------------------
+# What the fake can only stage (a commit that loses to another) done for real: several
+# instances, each with its own client, race on the emulator, which locks what a transaction
+# reads as Firestore does. Before the store paused at random between attempts, the
+# transactions that lost ran out of attempts together (a StoreError) instead of waiting.
+
+def at_once(work, n: int) -> list:
+    """`work(i)` for i in range(n), in n threads let go together: each one's result or StoreError."""
+    start, results = threading.Barrier(n), [None] * n
+
+    def run(i):
+        start.wait()
+        try:
+            results[i] = work(i)
+        except (StoreError, TooManyJobs) as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_jobs_claiming_the_same_assets_at_once_on_firestore_never_share_one(real_firestore):
+    clock, assets = Clock(), ids(120)
+    instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in range(4)]
+    held = [jobs.begin(jobs.create("remove", job_state(assets), None), 0, 60) for jobs in instances]
+    results = at_once(lambda i: instances[i].claim_assets(held[i], assets), len(instances))
+    winners = [claim.job_id for claim, result in zip(held, results) if result == []]
+    leased = {asset_id: fields["job_id"] for asset_id, fields in Peek(real_firestore.host).collection(
+        "jobs_assets").items()}
+    assert len(winners) == 1, results
+    assert leased == {asset_id: winners[0] for asset_id in assets}, "all of them, to one job"
+    losers = [result for result in results if result != []]
+    assert len(losers) == 3 and all(isinstance(result, list) and set(result) == set(assets) for result in losers), \
+        "the others are told their assets are busy"
+
+
+def test_clicks_at_once_on_firestore_are_counted_past_the_limit_by_none(real_firestore):
+    clock, users = Clock(), [str(uuid.uuid4()) for _ in range(6)]
+    instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in users]
+    limits = LiveLimits(total=3, per_user=5)
+    results = at_once(lambda i: instances[i].create("add", {**job_state(ids(2), action="add"),
+                                                            "requested_by": users[i]}, None, limits=limits),
+                      len(users))
+    created = {result for result in results if isinstance(result, str)}
+    peek = Peek(real_firestore.host)
+    assert len(created) == 3 and sum(isinstance(result, TooManyJobs) for result in results) == 3, results
+    assert set(peek.collection("jobs")) == created, "a refused click records nothing"
+    assert set(peek.collection("jobs_live")["jobs"]["jobs"]) == created
 
 
 # -- the task body -------------------------------------------------------------------

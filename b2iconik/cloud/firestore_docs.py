@@ -17,9 +17,14 @@ batches of at most 400 documents and 8 MiB.
 
 A click's job is created, and counted, in a transaction with the count; asset
 leases are taken and released in Firestore transactions (the client's
-`transactional`, which retries a transaction that lost to a concurrent one):
-all reads first (the leases, then the heads of the jobs they name), then the
-writes, which Firestore commits only if nothing read has changed since.
+`transactional`): all reads first (the leases, then the heads of the jobs they
+name), then the writes, which Firestore commits only if nothing read has changed
+since. Firestore locks what a transaction reads, so transactions that read the
+same documents and then write them wait on each other until one is aborted;
+begun again at once, they meet again (on Google's emulator, four instances
+claiming the same assets so ran out of the client's attempts, three of them).
+So an aborted transaction is begun again after a random pause that doubles with
+each attempt, and one of them goes first.
 
 The client library is imported only here, and only when a store is made.
 """
@@ -27,12 +32,16 @@ The client library is imported only here, and only when a store is made.
 from __future__ import annotations
 
 import logging
+import random
+import time
 
 from b2iconik.cloud.jobstate import BYTES_PER_BATCH, WRITES_PER_BATCH, StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COLLECTION = "b2iconik_jobs"
+TRANSACTION_ATTEMPTS = 6
+TRANSACTION_PAUSE = 0.1     # seconds: the first pause after an abort is up to this, then doubles
 
 
 def _default_client(project: str | None, database: str):
@@ -76,15 +85,20 @@ class FirestoreDocuments:
         return self.client.collection(self.collection + "_assets").document(asset_id)
 
     def _transaction(self, work, what: str):
-        """`work(transaction)` in a Firestore transaction, retried by the client on contention."""
+        """`work(transaction)` in a Firestore transaction, begun again after a random pause when aborted."""
+        from google.api_core.exceptions import Aborted
         from google.cloud import firestore
 
-        try:
-            return firestore.transactional(work)(self.client.transaction())
-        except (StoreError, TooManyJobs):
-            raise
-        except Exception as error:
-            raise StoreError(f"Firestore did not take {what}: {_problem(error)}") from None
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                return firestore.transactional(work)(self.client.transaction(max_attempts=1))
+            except (StoreError, TooManyJobs):
+                raise
+            except Exception as error:
+                aborted = isinstance(error, Aborted) or isinstance(error.__cause__, Aborted)
+                if not aborted or attempt + 1 == TRANSACTION_ATTEMPTS:
+                    raise StoreError(f"Firestore did not take {what}: {_problem(error)}") from None
+            time.sleep(random.uniform(0, TRANSACTION_PAUSE * 2 ** attempt))
 
     def _live(self):
         return self.client.collection(self.collection + "_live").document("jobs")
