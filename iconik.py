@@ -12,10 +12,14 @@ Tokens never appear in logs, reprs or exception text.
 from __future__ import annotations
 
 import email.utils
+import fcntl
+import hashlib
 import logging
 import math
+import os
 import random
 import re
+import struct
 import threading
 import time
 import uuid
@@ -33,7 +37,8 @@ DEFAULT_MAX_RPS = 46.0
 """A little under iconik's documented ~50 requests/s and 1000 per 20 s.
 
 With the shared limiter's burst of 3, any 1 s window sees at most 49 calls and
-any 20 s window at most 923."""
+any 20 s window at most 923: for every process of the host together, when they
+keep their budget in one state directory (`SharedSchedule`)."""
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100
@@ -157,6 +162,84 @@ class _Turns:
         return None
 
 
+class _Schedule:
+    """A limiter's schedule in this process alone: GCRA's theoretical arrival time (TAT)."""
+
+    def __init__(self):
+        self._tat = 0.0
+
+    def update(self, change):
+        """`change(tat) -> (new tat, result)`; returns the result. The limiter's lock is held."""
+        self._tat, result = change(self._tat)
+        return result
+
+
+def _boot_id() -> bytes:
+    """This boot's id (16 bytes; empty where the system does not say): monotonic time is per boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return uuid.UUID(file.read().strip()).bytes
+    except (OSError, ValueError):
+        return b""
+
+
+class SharedSchedule:
+    """A limiter's schedule kept in a small file, shared by every process of the host that opens it.
+
+    The file holds the TAT (8 bytes) and the boot's id (16 bytes); each update reads and
+    writes them under an exclusive `flock`, which the kernel releases when a process
+    dies holding it. Times are CLOCK_MONOTONIC (`time.monotonic`), which every process
+    of one boot reads alike and which no clock step moves; a TAT written in another
+    boot counts for nothing. Nothing is fsynced: the budget need not outlive the boot.
+    """
+
+    _FORMAT = struct.Struct("<d16s")
+    _HORIZON = 3600.0
+    """A TAT further ahead than this is no schedule (a damaged file): it starts afresh."""
+
+    def __init__(self, path: os.PathLike | str, clock=time.monotonic):
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._boot = _boot_id().ljust(16, b"\0")
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def open(self) -> None:
+        """Open (and create, 0600) the file; OSError if the state directory does not allow it."""
+        if self._fd is not None and self._pid == os.getpid():
+            return
+        # A child of fork shares its parent's open file, and so its lock: open it anew.
+        self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), os.getpid()
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+    def update(self, change):
+        """`change(tat) -> (new tat, result)` under the file's lock; returns the result."""
+        self.open()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self._fd, self._FORMAT.size, 0)
+            tat, boot = self._FORMAT.unpack(raw) if len(raw) == self._FORMAT.size else (0.0, b"")
+            if boot != self._boot or not math.isfinite(tat) or tat > self._clock() + self._HORIZON:
+                tat = 0.0
+            tat, result = change(tat)
+            os.pwrite(self._fd, self._FORMAT.pack(tat, self._boot), 0)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return result
+
+
+def budget_file(budget_dir: os.PathLike | str, key: tuple) -> str:
+    """The shared schedule's file for `key` (iconik's URL and the app id; never a token)."""
+    digest = hashlib.sha256("\n".join(str(part) for part in key).encode()).hexdigest()[:16]
+    return os.path.join(os.fspath(budget_dir), f"iconik-budget-{digest}")
+
+
 class RateLimiter:
     """A thread-safe limiter (GCRA) allowing `rate` calls/s with bursts of `burst`.
 
@@ -165,19 +248,23 @@ class RateLimiter:
     take their turn for a slot one at a time, by `party` in rotation (`_Turns`):
     a party with many threads (a big job) gets the same share as a party with one
     (the next click), instead of one share per thread.
+
+    With a `schedule` (a `SharedSchedule`), the slots are drawn from a budget shared with
+    the other processes of the host; the turns by party stay within this process.
     """
 
     _shared: dict[tuple, "RateLimiter"] = {}
     _shared_lock = threading.Lock()
 
-    def __init__(self, rate: float, burst: int | None = None, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, rate: float, burst: int | None = None, clock=time.monotonic, sleep=time.sleep,
+                 schedule: SharedSchedule | None = None):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
         self.burst = burst if burst is not None else max(1, int(rate // 5))
         self._interval = 1.0 / self.rate
         self._tolerance = (self.burst - 1) * self._interval
-        self._tat = 0.0
+        self._schedule = schedule or _Schedule()
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -185,15 +272,56 @@ class RateLimiter:
         self._turn_taken = False
 
     @classmethod
-    def shared(cls, key: tuple, rate: float) -> "RateLimiter":
+    def shared(cls, key: tuple, rate: float, budget_dir: os.PathLike | str | None = None) -> "RateLimiter":
+        """The process's limiter for `key`; with `budget_dir` (the state directory), drawing on the host's budget.
+
+        A state directory that does not exist or allows no budget file leaves the limiter
+        to this process alone, with a warning: the budget keeps iconik from answering 429,
+        which the client also survives, and is no reason to stop a report.
+        """
+        budget_dir = os.fspath(budget_dir) if budget_dir is not None else None
+        known_as = (key, rate) if budget_dir is None else (key, rate, budget_dir)
         with cls._shared_lock:
-            limiter = cls._shared.get((key, rate))
+            limiter = cls._shared.get(known_as)
             if limiter is None:
+                schedule = None
+                if budget_dir is not None:
+                    schedule = SharedSchedule(budget_file(budget_dir, key))
+                    try:
+                        schedule.open()
+                    except OSError as error:
+                        log.warning("the iconik rate budget cannot be shared with the host's other processes "
+                                    "(%s: %s); this process keeps its own %.0f requests/s", budget_dir,
+                                    error.strerror or type(error).__name__, rate)
+                        schedule = None
                 # iconik counts every 1 s window, and a window can see rate + burst calls:
                 # a burst of rate/5 drew 429s at the start of each job (bench/benchmark.py);
                 # rate/15 keeps the default 46/s at 49 in any second.
-                limiter = cls._shared[(key, rate)] = cls(rate, max(1, int(rate // 15)))
+                limiter = cls._shared[known_as] = cls(rate, max(1, int(rate // 15)), schedule=schedule)
             return limiter
+
+    def _slot(self, max_wait: float | None = None) -> tuple[float, float] | None:
+        """Take the next slot: (now, seconds until it); None, taking none, if that is beyond `max_wait`.
+
+        The limiter's lock is held."""
+        def change(tat):
+            now = self._clock()
+            tat = max(tat, now)
+            delay = tat - self._tolerance - now
+            if max_wait is not None and delay > max_wait:
+                return tat, None
+            return tat + self._interval, (now, delay)
+        return self._update(change)
+
+    def _update(self, change):
+        """The schedule's `update`; if the shared file fails, this process goes on alone (the lock is held)."""
+        try:
+            return self._schedule.update(change)
+        except OSError as error:
+            log.warning("the iconik rate budget file failed (%s); this process keeps its own %.0f requests/s "
+                        "from now on", error.strerror or type(error).__name__, self.rate)
+            self._schedule = _Schedule()
+            return self._schedule.update(change)
 
     def acquire(self, party=None) -> float:
         """Wait for the next slot; returns the seconds waited.
@@ -213,11 +341,7 @@ class RateLimiter:
         turn.wait()
         try:
             with self._lock:
-                now = self._clock()
-                tat = max(self._tat, now)
-                allowed_at = tat - self._tolerance
-                self._tat = tat + self._interval
-            delay = allowed_at - now
+                now, delay = self._slot()
             if delay > 0:
                 self._sleep(delay)
         finally:
@@ -232,12 +356,10 @@ class RateLimiter:
     def try_acquire(self, max_wait: float) -> bool:
         """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not."""
         with self._lock:
-            now = self._clock()
-            tat = max(self._tat, now)
-            delay = tat - self._tolerance - now
-            if delay > max_wait:
-                return False
-            self._tat = tat + self._interval
+            slot = self._slot(max_wait)
+        if slot is None:
+            return False
+        delay = slot[1]
         if delay > 0:
             self._sleep(delay)
         return True
@@ -245,7 +367,7 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (iconik said it is overloaded)."""
         with self._lock:
-            self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
+            self._update(lambda tat: (max(tat, self._clock() + seconds + self._tolerance), None))
 
 
 def _wait_for(retry_state: tenacity.RetryCallState, base: float, cap: float) -> float:
@@ -339,14 +461,16 @@ class IconikClient:
         session: requests.Session | None = None,
         pool_size: int = 32,
         party: str | None = None,
+        budget_dir: os.PathLike | str | None = None,
     ):
-        """`party` names whose share of the shared rate limiter the calls draw on (a job)."""
+        """`party` names whose share of the shared rate limiter the calls draw on (a job);
+        `budget_dir` (the state directory) shares the rate with the host's other processes."""
         if not app_id or not auth_token:
             raise ValueError("an iconik App-ID and Auth-Token are required")
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = _origin(self.base_url)
         self.timeout = timeout
-        self.limiter = RateLimiter.shared((self.base_url, app_id), max_rps) if max_rps else None
+        self.limiter = RateLimiter.shared((self.base_url, app_id), max_rps, budget_dir) if max_rps else None
         self.party = party
         self.session = session or requests.Session()
         if session is None:

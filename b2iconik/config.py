@@ -117,6 +117,9 @@ class Settings:
     iconik_token: str | None = field(default=None, repr=False)
     formats: tuple[str, ...] = DEFAULT_FORMATS
     state_dir: Path = Path("state")
+    shared_budget: bool = True
+    """The rate to iconik is one budget for every process of the host on this state directory
+    (iconik.SharedSchedule); False where processes share no directory (the Cloud Function)."""
     max_body_bytes: int = 2 * 1024 * 1024
     max_rps: float = iconik.DEFAULT_MAX_RPS
     request_timeout: float = 30.0
@@ -233,12 +236,17 @@ class Settings:
         token = self.iconik_token or auth_token
         if not token:
             raise ConfigError("no iconik token: the job has none and ICONIK_TOKEN is not set")
-        return iconik.IconikClient(self.iconik_id, token, self.iconik_url,
-                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps, party=party)
+        return iconik.IconikClient(self.iconik_id, token, self.iconik_url, timeout=(5.0, self.request_timeout),
+                                   max_rps=self.max_rps, party=party, budget_dir=self.budget_dir)
 
     def user_client(self, auth_token: str | None, party: str | None = None) -> iconik.IconikClient | None:
         """A client on the clicking user's own token (for what they may read), or None without one."""
         if not auth_token:
             return None
-        return iconik.IconikClient(self.iconik_id, auth_token, self.iconik_url,
-                                   timeout=(5.0, self.request_timeout), max_rps=self.max_rps, party=party)
+        return iconik.IconikClient(self.iconik_id, auth_token, self.iconik_url, timeout=(5.0, self.request_timeout),
+                                   max_rps=self.max_rps, party=party, budget_dir=self.budget_dir)
+
+    @property
+    def budget_dir(self) -> Path | None:
+        """Where the host's iconik rate budget is kept (the state directory), or None: this process alone."""
+        return self.state_dir if self.shared_budget else None

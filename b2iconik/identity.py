@@ -72,16 +72,18 @@ def identity_of(user: dict) -> Identity:
 class IdentityChecker:
     """Confirms clicks with iconik: `confirm(token, user_id) -> Identity`, or raises NotConfirmed."""
 
-    def __init__(self, app_id: str, base_url: str, *, timeout: float = 4.0, max_rps: float | None = None):
+    def __init__(self, app_id: str, base_url: str, *, timeout: float = 4.0, max_rps: float | None = None,
+                 budget_dir=None):
         self.app_id = app_id
         self.base_url = base_url
         self.timeout = timeout
-        self.limiter = iconik.RateLimiter.shared((base_url.rstrip("/") + "/", app_id), max_rps) if max_rps else None
+        self.limiter = (iconik.RateLimiter.shared((base_url.rstrip("/") + "/", app_id), max_rps, budget_dir)
+                        if max_rps else None)
 
     @classmethod
     def from_settings(cls, settings) -> "IdentityChecker":
         return cls(settings.iconik_id, settings.iconik_url, timeout=settings.identity_timeout,
-                   max_rps=settings.max_rps)
+                   max_rps=settings.max_rps, budget_dir=settings.budget_dir)
 
     def confirm(self, token: str | None, user_id: str | None) -> Identity:
         if not token:

@@ -97,7 +97,9 @@ def make_context(args: argparse.Namespace, environ: Mapping[str, str] | None) ->
             raise ca.UsageError(f"{name} must be a number of seconds, at least 0")
     options = Options(endpoint, b2, ll, asset, formats, args.keep, args.timeout, max(args.poll, 0.01),
                       args.checksum_wait)
-    client = settings.client(max_rps=20, attempts=3, max_backoff=5.0)
+    # On the plugin's host, with its PLUGIN_STATE_DIR, the selftest's calls come out of the host's iconik budget.
+    client = settings.client(max_rps=20, attempts=3, max_backoff=5.0,
+                             budget_dir=(env.get("PLUGIN_STATE_DIR") or "").strip() or None)
     http = requests.Session()
     http.headers["User-Agent"] = "b2-iconik-plugin-selftest"
     return Context(options, settings, client, http), warnings

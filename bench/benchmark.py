@@ -40,6 +40,10 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
                 in-process with TASKS_MODE=null (no enqueue), and main.py served over HTTP
                 by functions-framework in Cloud Tasks mode, enqueueing through the real
                 CloudTasksQueue with a stand-in client whose create_task takes 20-80 ms
+  shared-budget a Remove of N verified assets on the server and `python -m b2iconik report` of N
+                other assets (a second LucidLink storage) at once: 429s, and the calls in the
+                busiest 20 s and 1 s, with the report on the server's PLUGIN_STATE_DIR (one
+                budget for the host) and, to compare, on a state directory of its own
 
 The calls per asset count every call of the job iconik answered (429s and 503s
 not), its own included (storage checks, the Jobs panel entry, following the copy
@@ -859,6 +863,125 @@ def bench_crash(tmp: Path, count: int) -> dict:
     return out
 
 
+# -- part: the server's Remove and a report at once, one budget ----------------------------------
+
+def busiest_window(times: list[float], seconds: float) -> int:
+    """The most of `times` (sorted) in any window of `seconds`."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+SHARED_BUDGET_RUNS = {
+    "shared": "the report on the server's PLUGIN_STATE_DIR: one budget",
+    "apart": "the report on a state directory of its own: a budget each (as before the shared budget)",
+}
+
+
+def bench_shared_budget(tmp: Path, count: int) -> dict:
+    """A Remove of `count` verified assets on the server and a report of `count` others at once.
+
+    The report (`python -m b2iconik report`, its own process) lists a second LucidLink storage,
+    so neither sees the other's assets. Run twice: on the server's state directory, and on one
+    of its own; each run counts every call the emulator answered in its busiest 20 s and 1 s.
+    """
+    runs = []
+    for mode, description in SHARED_BUDGET_RUNS.items():
+        name = f"shared-budget-{mode}"
+        with emulator(tmp, f"iconik-{name}") as emu:
+            b2 = emu.add_storage("b2", method="B2")
+            ll = emu.add_storage("lucidlink", method="FILE")
+            ll_other = emu.add_storage("lucidlink-2", method="FILE")
+            started = time.monotonic()
+            assets = seed_assets(emu, b2, ll, count, prefix=f"{name}-remove")
+            seed_assets(emu, b2, ll_other, count, prefix=f"{name}-report")
+            log(f"{name}: seeded {2 * count} assets in {time.monotonic() - started:.1f} s")
+            emu.faults.latency = 0.03
+            emu.faults.rate_limit = ICONIK_LIMIT
+            state_dir = tmp / f"state-{name}"
+            report_dir = state_dir if mode == "shared" else tmp / f"state-{name}-report"
+            report_dir.mkdir(parents=True, exist_ok=True)
+            with running(name, emu, state_dir) as service:
+                emu.reset_counts()
+                report_json = tmp / f"{name}-report.json"
+                report_log = RESULTS / "logs" / f"{name}-report.log"
+                env = {**service.env, "PLUGIN_STATE_DIR": str(report_dir), "ICONIK_TOKEN": emu.new_token()}
+                clicked = time.monotonic()
+                answer = service.post(emu, "remove", b2, ll, asset_ids=list(assets))
+                answer.raise_for_status()
+                with open(report_log, "wb") as out:
+                    report = subprocess.Popen(
+                        [sys.executable, "-m", "b2iconik", "report", "--b2-storage", b2, "--ll-storage", ll_other,
+                         "--json", str(report_json), "--no-progress"],
+                        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                report_done = {}
+                waiter = threading.Thread(target=lambda: report_done.update(
+                    exit=report.wait(), at=time.monotonic()), daemon=True)
+                waiter.start()
+                # the job's view lists every outcome: read only once the report is done, so as not to
+                # load this process (where the emulator runs) while both run
+                waiter.join(timeout=max(300.0, count * 1.0))
+                view = service.wait(answer.json()["job_id"], timeout=max(300.0, count * 1.0), interval=2.0)
+                remove_s = view["finished_at"] - view["created_at"]
+                report_exit = report_done.get("exit")
+                report_s = report_done["at"] - clicked if report_done else None
+            answered = emu.request_log
+            times = [at for at, _ in answered]
+            statuses = emu.status_counts
+            truth = ground_truth(emu)
+        totals = json.loads(report_json.read_text())["totals"] if report_json.exists() else {}
+        pairs = count * len(FORMATS)
+        removed = sum(1 for row in view["outcomes"] if row["result"] == "removed")
+        ll_left = sum(1 for a in assets for f in FORMATS if truth.get((a, f, ll)))
+        b2_intact = sum(1 for a, d in assets.items() for f in FORMATS if intact(truth.get((a, f, b2), []), d[f]))
+        run = {
+            "mode": mode, "description": description, "assets_each": count,
+            "calls": len(times), "calls_429": statuses.get(429, 0),
+            "busiest_20s": busiest_window(times, 20.0), "busiest_1s": busiest_window(times, 1.0),
+            "remove_s": round(remove_s, 1), "report_s": round(report_s, 1) if report_s is not None else None,
+            "achieved_rps": round(len(times) / (times[-1] - times[0]), 1) if len(times) > 1 else None,
+            "report_exit": report_exit, "report_assets": totals.get("assets"),
+            "remove_correct": view["status"] == "succeeded" and removed == pairs and ll_left == 0
+            and b2_intact == pairs,
+            "report_log": str(report_log.relative_to(ROOT)), "service_log": service.log_findings(),
+        }
+        # the longest silence in the second before each 429: calls held up (in the emulator, on this
+        # 2-core machine) and then answered together crowd a second that the client had kept to 49
+        silences = [max((b - a for a, b in zip(window, window[1:])), default=0.0)
+                    for at in (at for at, status in answered if status == 429)
+                    for window in [[t for t in times if at - 1.0 <= t <= at]]]
+        run["longest_silence_before_429_ms"] = {
+            "median": round(sorted(silences)[len(silences) // 2] * 1000), "max": round(max(silences) * 1000)
+        } if silences else None
+        run["correct"] = run["remove_correct"] and report_exit == 0 and run["report_assets"] == count
+        run["targets"] = {"no_429": run["calls_429"] == 0, "at_most_1000_in_20s": run["busiest_20s"] <= 1000}
+        log(f"{name}: {run['calls']} calls, {run['calls_429']} x 429, busiest 20 s {run['busiest_20s']}, "
+            f"busiest 1 s {run['busiest_1s']}, remove {run['remove_s']} s, report {run['report_s']} s, "
+            f"correct={run['correct']}")
+        runs.append(run)
+    return {"assets_each": count, "latency_s": 0.03, "rate_limit": list(ICONIK_LIMIT), "runs": runs}
+
+
+def shared_budget_rows(part: dict, mark) -> list[tuple]:
+    rows = []
+    for run in part["runs"]:
+        label = f"Remove of {run['assets_each']} + report of {run['assets_each']} at once, {run['mode']}"
+        shared = run["mode"] == "shared"
+        silence = run.get("longest_silence_before_429_ms")
+        after = f" (each after a silence of {silence['median']} ms median, {silence['max']} max)" if silence else ""
+        rows.append((f"{label}: 429s received", f"{run['calls_429']} of {run['calls']} calls{after}",
+                     "0" if shared else "report", mark(run["calls_429"] == 0) if shared else ""))
+        rows.append((f"{label}: busiest 20 s / 1 s", f"{run['busiest_20s']} / {run['busiest_1s']} calls",
+                     "<= 1000 in 20 s" if shared else "report", mark(run["busiest_20s"] <= 1000) if shared else ""))
+        rows.append((f"{label}: wall time", f"remove {run['remove_s']:.1f} s, report {run['report_s']} s; "
+                     f"{run['achieved_rps']} req/s", "", ""))
+        rows.append((f"{label}: result", "correct" if run["correct"] else "WRONG", "correct", mark(run["correct"])))
+    return rows
+
+
 # -- part: a large Remove through the Cloud Function in local mode -----------------------------
 
 FUNCTION_SLICE_SECONDS = "30"
@@ -1262,6 +1385,9 @@ def table(report: dict) -> str:
     part = report.get("function-remove")
     if part:
         rows += function_rows(part, mark)
+    part = report.get("shared-budget")
+    if part:
+        rows += shared_budget_rows(part, mark)
     part = report.get("handler")
     if part:
         skipped = part["skipped"] if isinstance(part.get("skipped"), dict) else {"all": part.get("skipped")}
@@ -1286,7 +1412,7 @@ def table(report: dict) -> str:
 
 
 PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash",
-         "function-remove", "handler")
+         "function-remove", "handler", "shared-budget")
 
 
 def main(argv=None) -> int:
@@ -1301,11 +1427,12 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = ({"answer_requests": 50, "remove_assets": 100, "mixed_assets": 100, "add_assets": 100, "actions": 20,
-              "per_action": 3, "crash_assets": 60, "function_assets": 2000, "multi_assets": 5, "multi_frames": 200}
+              "per_action": 3, "crash_assets": 60, "function_assets": 2000, "multi_assets": 5, "multi_frames": 200,
+              "shared_assets": 150}
              if args.quick else
              {"answer_requests": 200, "remove_assets": 1000, "mixed_assets": 1000, "add_assets": 1000, "actions": 20,
               "per_action": 10, "crash_assets": 200, "function_assets": 20_000, "multi_assets": 20,
-              "multi_frames": 2000})
+              "multi_frames": 2000, "shared_assets": 1500})
     report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else ""),
               "quick": args.quick, "sizes": sizes, "machine": machine(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -1340,6 +1467,8 @@ def main(argv=None) -> int:
             report["function-remove"] = bench_function_remove(tmp, sizes["function_assets"])
         if "handler" in parts:
             report["handler"] = bench_handler(tmp, sizes["answer_requests"])
+        if "shared-budget" in parts:
+            report["shared-budget"] = bench_shared_budget(tmp, sizes["shared_assets"])
     report["duration_s"] = round(time.monotonic() - began, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,8 @@ class CloudConfig:
         # Settings insists on BZ_SHARED_SECRET; in the cloud the secret comes from
         # Secret Manager instead, so hand it a random value that is never used.
         settings = Settings.from_env({**env, "BZ_SHARED_SECRET": local_secret or _random.token_hex(32)})
-        settings = replace(settings, run_jobs=False)
+        # No state directory is shared between function instances: each keeps its own rate limiter.
+        settings = replace(settings, run_jobs=False, shared_budget=False)
 
         queue = env.get("TASKS_QUEUE", "").strip() or None
         mode = env.get("TASKS_MODE", "").strip().lower() or "auto"

@@ -169,6 +169,11 @@ class Emulator:
     def status_counts(self):
         return self.stats.status_counts
 
+    @property
+    def request_log(self) -> list[tuple[float, int]]:
+        """(when, time.monotonic; status) of each request answered, in order: for counting calls per window."""
+        return self.stats.request_log
+
     def reset_counts(self) -> None:
         self.stats.reset()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 
@@ -12,11 +13,13 @@ class RequestStats:
         self._requests: Counter = Counter()
         self._statuses: Counter = Counter()
         self._lost: list[dict] = []
+        self._log: list[tuple[float, int]] = []
 
     def record(self, method: str, route: str, status: int) -> None:
         with self._lock:
             self._requests[(method, route)] += 1
             self._statuses[status] += 1
+            self._log.append((time.monotonic(), status))
 
     def record_lost(self, method: str, path: str, status: int, how: str) -> None:
         with self._lock:
@@ -40,8 +43,15 @@ class RequestStats:
         with self._lock:
             return Counter(self._statuses)
 
+    @property
+    def request_log(self) -> list[tuple[float, int]]:
+        """(when it was answered, time.monotonic; status) of each request, in order."""
+        with self._lock:
+            return list(self._log)
+
     def reset(self) -> None:
         with self._lock:
+            self._log.clear()
             self._requests.clear()
             self._statuses.clear()
             self._lost.clear()
