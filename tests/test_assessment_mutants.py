@@ -13,7 +13,7 @@ import hashlib
 
 import pytest
 
-from b2iconik.assessment import B2, LUCIDLINK, Assessment, assess_format, lucidlink_files
+from b2iconik.assessment import B2, LUCIDLINK, STORAGE, Assessment, assess_format, lucidlink_files
 from b2iconik.workflows.reading import AssetRecords
 
 LL, B2_STORAGE = "ll-storage", "b2-storage"
@@ -195,3 +195,13 @@ def test_an_assessment_cannot_be_changed_once_made():
     found = assess(intact())
     with pytest.raises(dataclasses.FrozenInstanceError):
         found.result = "would_keep"
+
+
+def test_when_iconik_may_not_delete_on_lucidlink_what_would_go_is_kept_with_that_reason():
+    refused = "iconik may not delete files on LucidLink storage LL (its settings.delete is off)"
+    for recs in (intact(), records([file_set("ll", LL)], [file("ll")])):
+        found = assess_format("ORIGINAL", recs, B2_STORAGE, LL, deletes_refused=refused)
+        assert found == Assessment("would_keep", "would keep: " + refused, keeps=((STORAGE, refused),))
+        assert found.outcome() == {"result": "would_keep", "reason": "would keep: " + refused}
+    kept = records([file_set("ll", LL)], [file("ll", status="OPEN")])
+    assert assess_format("ORIGINAL", kept, B2_STORAGE, LL, deletes_refused=refused) == assess(kept)

@@ -17,7 +17,7 @@ import pytest
 
 import iconik
 from b2iconik.workflows import RemoveWorkflow, Tuning
-from b2iconik.workflows.errors import Interrupted, NotSettled
+from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled
 
 B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
 ASSET = str(uuid.uuid4())
@@ -41,6 +41,10 @@ class FakeIconik:
         self.files = [self._file(B2_SET, MD5), self._file(LL_SET, ll_checksum)]
         self.deletes: list[tuple[str, bool]] = []
         self.on_delete = lambda: None
+        self.storage_changes: dict[str, dict] = {}
+        """Per storage id, fields that differ from the roles Remove needs (e.g. {"settings": {"delete": False}})."""
+        self.storage_reads = 0
+        self.asset_reads = 0
 
     @staticmethod
     def _file(file_set_id, checksum, name="clip.mov", size=1000):
@@ -63,9 +67,13 @@ class FakeIconik:
 
     def get_storage(self, storage_id):
         """Both storages in the roles Remove needs (B2 a cloud storage, LucidLink a gateway that deletes)."""
+        self.storage_reads += 1
+        change = self.storage_changes.get(storage_id)
+        if isinstance(change, Exception):
+            raise change
         method = "B2" if storage_id == B2 else "FILE"
         return {"id": storage_id, "name": method, "purpose": "FILES", "method": method, "status": "ACTIVE",
-                "settings": {"delete": True}}
+                "settings": {"delete": True}, **(change or {})}
 
     def _with_fields(self, record):
         storage, status = self.file_sets[record["file_set_id"]]
@@ -73,6 +81,7 @@ class FakeIconik:
                 "version_id": "v1"}
 
     def iter_files(self, asset_id):
+        self.asset_reads += 1
         return iter([self._with_fields(f) for f in self.files if f["file_set_id"] in self.file_sets])
 
     def iter_file_set_files(self, asset_id, file_set_id):
@@ -506,3 +515,64 @@ def test_every_place_and_every_note_of_a_formats_removals_is_told():
         "B2 copy verified; removed from LucidLink (purged, in iconik's recycle bin until it is purged, removed) "
         "(the delete was sent before the job was interrupted; a fresh read shows the file set gone; "
         "checksums not compared for 1 file(s) (missing or of different forms); verified by status, name and size)")
+
+
+# -- the storages' roles, checked again right before deletes -------------------------------------
+
+NO_DELETES = {"settings": {"delete": False}}
+
+
+def test_a_lucidlink_storage_that_may_not_delete_stops_the_delete_of_a_verified_copy():
+    client = FakeIconik()
+    client.storage_changes[LL] = NO_DELETES
+    flow = workflow(client)
+    with pytest.raises(Interrupted) as caught:
+        inspect(flow)
+    assert "settings.delete is off" in str(caught.value.error)
+    assert client.deletes == [] and intents(flow.state) == {}
+
+
+def test_the_inspect_phase_refuses_before_reading_or_queueing_anything_when_deletes_are_off():
+    client = FakeIconik()
+    del client.file_sets[B2_SET]  # no B2 copy: without the refusal the asset would be queued for a copy
+    client.storage_changes[LL] = NO_DELETES
+    flow = workflow(client)
+    flow.state["assets"] = [ASSET]
+    with pytest.raises(Fatal, match="settings.delete is off"):
+        flow._phase_inspect()
+    assert client.asset_reads == 0 and flow.state["to_copy"] == {} and client.deletes == []
+
+
+def test_the_inspect_phase_waits_when_iconik_cannot_answer_for_the_storages():
+    client, clock = FakeIconik(), Clock()
+    client.storage_changes[B2] = iconik.IconikError(503, "GET", "storages", "Service Unavailable")
+    state = workflow(client).state
+    flow = RemoveWorkflow(client, state, Tuning(checkpoint_interval=3600.0), blocking_waits=False, clock=clock)
+    flow.state["assets"] = [ASSET]
+    assert flow._phase_inspect() is False
+    assert client.asset_reads == 0 and client.deletes == []
+    assert flow.state.get("wake_at", 0) > clock()
+
+
+def test_a_check_of_the_storages_holds_for_a_minute_then_is_made_again():
+    client, clock = FakeIconik(), Clock()
+    flow = workflow(client, clock=clock)
+    flow._check_roles_before_delete()
+    assert client.storage_reads == 2
+    clock.now += 59.9
+    flow._check_roles_before_delete()
+    assert client.storage_reads == 2
+    clock.now += 0.1  # a minute after the check
+    flow._check_roles_before_delete()
+    assert client.storage_reads == 4
+
+
+def test_a_warning_about_a_storage_found_before_a_delete_is_recorded_once():
+    client, clock = FakeIconik(), Clock()
+    client.storage_changes[LL] = {"status": "INACTIVE"}
+    flow = workflow(client, clock=clock)
+    assert inspect(flow)["result"] == "removed"
+    clock.now += 60.0
+    flow._check_roles_before_delete()
+    assert client.storage_reads == 4
+    assert flow.state["warnings"] == ["LucidLink storage FILE is INACTIVE"]
