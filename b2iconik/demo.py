@@ -240,8 +240,9 @@ def run(workdir: Path) -> int:
     with Emulator(workdir / "iconik") as emu:
         world = seed(emu)
         secret = secrets.token_hex(32)
+        # The commands share the plugin's state directory, so they take the same iconik budget.
         env = {"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "BZ_SHARED_SECRET": secret,
-               "ICONIK_TOKEN": emu.new_token()}
+               "ICONIK_TOKEN": emu.new_token(), "PLUGIN_STATE_DIR": str(workdir / "state")}
         plugin_env = {k: v for k, v in env.items() if k != "ICONIK_TOKEN"}
         process, url = start_plugin(plugin_env, workdir / "state")
         try:
