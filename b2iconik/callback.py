@@ -91,13 +91,15 @@ def parse_action(
     body: bytes,
     default_formats: tuple[str, ...],
     pinned: tuple[str | None, str | None] = (None, None),
+    max_assets: int | None = None,
 ) -> ActionRequest:
     """Validate one custom-action call whose secret was checked: query, then body.
 
     `pinned` is (B2 storage id, LucidLink storage id) from the settings; a call
     naming another storage in either role is refused with 403. The body must carry
     `user_id` and `auth_token` (whatever token the plugin's own calls use), so that
-    the edge can have iconik confirm who clicked (b2iconik/identity.py).
+    the edge can have iconik confirm who clicked (b2iconik/identity.py). A call naming
+    more than `max_assets` assets and collections is refused with 413.
     """
     if action not in ACTIONS:
         raise Rejected(404, f"unknown action {action!r}; use /add, /remove or /check")
@@ -157,7 +159,7 @@ def parse_action(
         raise Rejected(400, "user_id is missing from the body")
     user_id = _uuid(payload["user_id"], "user_id")
 
-    return ActionRequest(
+    call = ActionRequest(
         action=action,
         b2_storage_id=b2,
         ll_storage_id=ll,
@@ -168,3 +170,7 @@ def parse_action(
         user_id=user_id,
         auth_token=token,
     )
+    if max_assets is not None and call.size > max_assets:
+        raise Rejected(413, f"the call names {call.size} assets and collections; one job takes at most "
+                            f"{max_assets} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer per click")
+    return call

@@ -88,11 +88,9 @@ def custom_action(action: str):
         body=body,
         default_formats=service.settings.formats,
         pinned=(service.settings.b2_storage_id, service.settings.ll_storage_id),
+        max_assets=service.settings.max_assets_per_job,
     )
     settings = service.settings
-    if call.size > settings.max_assets_per_job:
-        raise Rejected(413, f"the call names {call.size} assets and collections; one job takes at most "
-                            f"{settings.max_assets_per_job} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer per click")
     limits = {"max_live": settings.max_live_jobs, "max_live_per_user": settings.max_live_jobs_per_user}
     try:
         service.store.admit(call.user_id, **limits)  # before anything else is done for the click

@@ -39,7 +39,7 @@ CACHE = ROOT / ".mutation"
 MAP_OPTIONS = ["-p", "no:cacheprovider", "-q", "-k", "not gunicorn"]
 MAP_TESTS = {
     "b2iconik/callback.py": ["tests/test_callback_mutants.py", "tests/test_plugin_edge.py",
-                             "tests/test_edge_properties.py"],
+                             "tests/test_edge_properties.py", "tests/test_limits.py"],
     "b2iconik/assessment.py": ["tests/test_assessment_mutants.py", "tests/test_plugin_remove.py",
                                "tests/test_report.py", "tests/test_cleanup.py"],
     "b2iconik/workflows/remove.py": ["tests/test_remove_mutants.py", "tests/test_storage_roles.py",

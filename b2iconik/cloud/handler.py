@@ -197,10 +197,8 @@ class FunctionHandler:
             body=body,
             default_formats=self.settings.formats,
             pinned=(self.settings.b2_storage_id, self.settings.ll_storage_id),
+            max_assets=self.settings.max_assets_per_job,
         )
-        if call.size > self.config.settings.max_assets_per_job:
-            raise Rejected(413, f"the call names {call.size} assets and collections; a job takes at most "
-                                f"{self.config.settings.max_assets_per_job} (PLUGIN_MAX_ASSETS_PER_JOB): select fewer")
         identity = self.identity.confirm(call.auth_token, call.user_id)  # raises a Rejected: nothing queued
         reply = self._start_job(workflows.new_state(call, identity), call.auth_token)
         if reply.status == 202:
