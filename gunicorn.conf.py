@@ -9,7 +9,9 @@ makes sure no job is run twice.
 import os
 import signal
 
-from b2iconik import gunicorn_worker, metrics_http, startup
+from b2iconik.server import gunicorn_worker
+from b2iconik.server import metrics_server
+from b2iconik.server import startup
 
 # Loopback unless HOST says otherwise: the HTTPS proxy in front (docs/deploy-systemd.md) is
 # what the network reaches. HOST=0.0.0.0 is needed inside a container (the Dockerfile sets it;
@@ -20,8 +22,8 @@ bind = f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:{os.environ.get('PO
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # gthread, except that a request's head is read in the worker's event loop and a thread takes
 # it only once it is all there; a request not sent within GUNICORN_READ_TIMEOUT (10 s) is
-# dropped (b2iconik/gunicorn_worker.py). Slow clients hold no thread.
-worker_class = "b2iconik.gunicorn_worker.DeadlineThreadWorker"
+# dropped (b2iconik/server/gunicorn_worker.py). Slow clients hold no thread.
+worker_class = "b2iconik.server.gunicorn_worker.DeadlineThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # A request never waits on iconik, so 30 s is generous; a worker that stops
@@ -86,24 +88,24 @@ def worker_exit(server, worker):
 
 def on_starting(server):
     """Refuse to start, in the master, on the settings or job store a worker would refuse
-    (b2iconik/startup.py: its message, exit 78, no worker loop). Then choose
+    (b2iconik/server/startup.py: its message, exit 78, no worker loop). Then choose
     the workers' metrics directory, and forget the metric files of an earlier run; and have
     the master let stop signals in again right after each fork (see pre_fork)."""
     startup.refuse_to_start_unless_ready(gunicorn_worker.read_timeout)
-    metrics_http.prepare_dir()
-    metrics_http.clean_dir()
+    metrics_server.prepare_dir()
+    metrics_server.clean_dir()
     os.register_at_fork(after_in_parent=_let_stop_signals_in)
 
 
 def when_ready(server):
     """Serve the metrics from the master, once for all workers."""
-    metrics_http.serve()
+    metrics_server.serve()
 
 
 def child_exit(server, worker):
     """A worker is gone: its live gauges no longer count."""
-    metrics_http.process_gone(worker.pid)
+    metrics_server.process_gone(worker.pid)
 
 
 def on_exit(server):
-    metrics_http.remove_dir()
+    metrics_server.remove_dir()

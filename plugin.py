@@ -2,7 +2,7 @@
 
 iconik POSTs custom actions to /add and /remove; each is checked, recorded as
 a durable job and answered at once with 202, and background threads of the
-same process carry the job to its end (see b2iconik/runner.py).
+same process carry the job to its end (see b2iconik/server/runner.py).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from b2iconik import metrics
+from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings
-from b2iconik.identity import IdentityChecker
+from b2iconik.edge.identity import IdentityChecker
 from b2iconik.logs import redactor, setup_logging
-from b2iconik.runner import JobRunner
-from b2iconik.store import JobStore, StoreError
-from b2iconik.web import bp, register_error_handlers
+from b2iconik.server.runner import JobRunner
+from b2iconik.jobs.store import JobStore, StoreError
+from b2iconik.server.web import bp, register_error_handlers
 
 
 log = logging.getLogger("b2iconik.plugin")

@@ -12,15 +12,15 @@ import importlib
 import sys
 
 COMMANDS = {
-    "selftest": ("b2iconik.selftest", "prove a real deployment end to end with one test asset"),
+    "selftest": ("b2iconik.selftest.command", "prove a real deployment end to end with one test asset"),
     "create-actions": ("b2iconik.custom_actions.create", "create or update the plugin's custom actions in iconik"),
     "delete-actions": ("b2iconik.custom_actions.delete", "delete the plugin's custom actions for one endpoint"),
-    "report": ("b2iconik.report", "what is on LucidLink: totals, reasons, age; --csv, --json, --html"),
-    "cleanup": ("b2iconik.cleanup_cli", "plan (or --apply: queue) a Remove of old assets, or down to a size"),
-    "jobs": ("b2iconik.jobs_cli", "the plugin's jobs in its job store"),
+    "report": ("b2iconik.report.command", "what is on LucidLink: totals, reasons, age; --csv, --json, --html"),
+    "cleanup": ("b2iconik.cleanup.command", "plan (or --apply: queue) a Remove of old assets, or down to a size"),
+    "jobs": ("b2iconik.jobs.command", "the plugin's jobs in its job store"),
     "demo": ("b2iconik.demo", "the whole flow end to end on a local iconik emulator"),
-    "emulator": ("b2iconik.emulator.__main__", "run the local iconik emulator"),
-    "bench": ("b2iconik.bench_cli", "the benchmark under real gunicorn (from a checkout of the repository)"),
+    "emulator": ("b2iconik.emulator.command", "run the local iconik emulator"),
+    "bench": ("b2iconik.bench", "the benchmark under real gunicorn (from a checkout of the repository)"),
 }
 
 

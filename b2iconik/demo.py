@@ -31,7 +31,6 @@ from pathlib import Path
 import requests
 
 from b2iconik.emulator import Emulator
-from b2iconik.old_forms import note_replaced
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
@@ -306,8 +305,3 @@ def main(argv=None) -> int:
     except DemoFailed as error:
         print(f"\nDEMO FAILED: {error}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.demo", "demo")
-    sys.exit(main())

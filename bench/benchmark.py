@@ -996,7 +996,7 @@ def bench_function_remove(tmp: Path, count: int) -> dict:
         ll = emu.add_storage("lucidlink", method="FILE")
         assets = [emu.add_asset(f"fn-{n:05d}.mov") for n in range(count)]
         emu.reset_counts()
-        audit_log = logging.getLogger("b2iconik.audit")   # one line an outcome: not for the console here
+        audit_log = logging.getLogger("b2iconik.jobs.audit")   # one line an outcome: not for the console here
         audit_log.disabled = True
         try:
             run = local_job(emu.url, emu.app_id, emu.new_token(), "remove", b2, ll, list(assets),
@@ -1064,7 +1064,7 @@ HANDLER_MODES = {
                    "CloudTasksQueue with a stand-in client whose create_task takes {low:.0f}-{high:.0f} ms; "
                    "timed client-side on one keep-alive connection",
 }
-"""In both, who clicked is taken as confirmed: iconik's answer to users/current (b2iconik/identity.py) adds."""
+"""In both, who clicked is taken as confirmed: iconik's answer to users/current (b2iconik/edge/identity.py) adds."""
 
 
 class StandInCloudTasks:

@@ -38,14 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".mutation"
 MAP_OPTIONS = ["-p", "no:cacheprovider", "-q", "-k", "not gunicorn"]
 MAP_TESTS = {
-    "b2iconik/callback.py": ["tests/test_callback_mutants.py", "tests/test_plugin_edge.py",
+    "b2iconik/edge/callback.py": ["tests/test_callback_mutants.py", "tests/test_plugin_edge.py",
                              "tests/test_edge_properties.py", "tests/test_limits.py"],
-    "b2iconik/assessment.py": ["tests/test_assessment_mutants.py", "tests/test_plugin_remove.py",
+    "b2iconik/workflows/assessment.py": ["tests/test_assessment_mutants.py", "tests/test_plugin_remove.py",
                                "tests/test_report.py", "tests/test_cleanup.py"],
     "b2iconik/workflows/remove.py": ["tests/test_remove_mutants.py", "tests/test_storage_roles.py",
                                      "tests/test_plugin_remove.py", "tests/test_plugin_durability.py",
                                      "tests/test_cleanup.py"],
-    "b2iconik/verify.py": ["tests/test_verify.py", "tests/test_verify_mutants.py", "tests/test_assessment_mutants.py",
+    "b2iconik/workflows/verify.py": ["tests/test_verify.py", "tests/test_verify_mutants.py", "tests/test_assessment_mutants.py",
                            "tests/test_remove_mutants.py", "tests/test_plugin_remove.py", "tests/test_report.py"],
 }
 """The test files whose tests the mapping run maps, per module (the machine is small: not the whole
@@ -549,7 +549,7 @@ def _preload(names: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/mutation", description=(
         "Mutate each module given and run, for each mutant, the tests that reach its lines."))
-    parser.add_argument("modules", nargs="+", type=Path, help="module files, e.g. b2iconik/verify.py")
+    parser.add_argument("modules", nargs="+", type=Path, help="module files, e.g. b2iconik/workflows/verify.py")
     parser.add_argument("--only", type=int, nargs="+", metavar="N", help="run only mutants numbered N")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATION_WORKERS", "2")),

@@ -193,7 +193,7 @@ def quick_runner(monkeypatch):
     """Job runners that look for work every 50 ms and plugin servers (serve_plugin) that stop
     within 50 ms, so each test that starts and stops one takes no whole second."""
     import plugin
-    from b2iconik.runner import JobRunner
+    from b2iconik.server.runner import JobRunner
 
     monkeypatch.setattr(plugin, "JobRunner", functools.partial(JobRunner, idle_poll=0.05))
     monkeypatch.setattr(sys.modules[__name__], "make_server", _quick_make_server)

@@ -13,7 +13,7 @@ import hashlib
 
 import pytest
 
-from b2iconik.assessment import B2, LUCIDLINK, STORAGE, Assessment, assess_format, lucidlink_files
+from b2iconik.workflows.assessment import B2, LUCIDLINK, STORAGE, Assessment, assess_format, lucidlink_files
 from b2iconik.workflows.reading import AssetRecords
 
 LL, B2_STORAGE = "ll-storage", "b2-storage"

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from b2iconik import audit
+from b2iconik.jobs import audit
 from b2iconik.config import Settings
-from b2iconik.store import JobReader, JobStore, new_owner
+from b2iconik.jobs.store import JobReader, JobStore, new_owner
 from harness import (  # noqa: F401
     SECRET, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, wait_for_job)
 from test_cloud_function import cloud, cloud_env, job_store  # noqa: F401

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from b2iconik.callback import ActionRequest, Rejected, check_secret, parse_action, secret_matches
+from b2iconik.edge.callback import ActionRequest, Rejected, check_secret, parse_action, secret_matches
 
 B2, LL, OTHER = (str(uuid.uuid4()) for _ in range(3))
 ASSET, ASSET2, COLLECTION, USER = (str(uuid.uuid4()) for _ in range(4))

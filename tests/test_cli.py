@@ -14,8 +14,7 @@ from harness import ROOT
 
 EVERY_COMMAND = ("selftest", "create-actions", "delete-actions", "report", "cleanup", "jobs", "demo", "emulator",
                  "bench")
-OLD_FORMS = {"b2iconik.selftest": "selftest", "b2iconik.demo": "demo", "b2iconik.emulator": "emulator",
-             "b2iconik.report": "report", "b2iconik.cleanup_cli": "cleanup", "b2iconik.jobs_cli": "jobs"}
+OLD_FORMS = ("b2iconik.selftest", "b2iconik.emulator", "b2iconik.report", "b2iconik.cleanup", "b2iconik.jobs")
 SECRET = "cli-shared-secret-0123456789abcdef0123"
 
 
@@ -42,12 +41,12 @@ def test_bad_arguments_exit_2_with_a_message(command, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("old", sorted(OLD_FORMS))
-def test_the_old_module_forms_still_run_and_name_their_replacement(old):
-    done = subprocess.run([sys.executable, "-m", old, "--no-such-option"], cwd=ROOT, capture_output=True,
+def test_the_old_module_forms_are_gone(old):
+    """`python -m b2iconik.<module>` was kept for one release; now only `python -m b2iconik <command>` runs."""
+    done = subprocess.run([sys.executable, "-m", old, "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 2, done.stderr
-    first = done.stderr.splitlines()[0]
-    assert first.startswith(f"note: python -m {old} is replaced by python -m b2iconik {OLD_FORMS[old]} ")
+    assert done.returncode != 0
+    assert "cannot be directly executed" in done.stderr, done.stderr
 
 
 def test_create_actions_and_delete_actions_are_the_scripts(emulator, monkeypatch, capsys):

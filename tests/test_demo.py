@@ -7,7 +7,7 @@ from harness import ROOT
 
 
 def test_the_demo_runs_add_report_cleanup_plan_remove_report_and_passes(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "b2iconik.demo", "--keep", str(tmp_path)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "b2iconik", "demo", "--keep", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout

@@ -414,14 +414,14 @@ def import_closure(entry_points=APP_ENTRY_POINTS) -> tuple[set[Path], set[str]]:
 def test_the_image_holds_every_module_the_app_imports(docker):
     local, _ = import_closure()
     copied = set(image_files(docker).values())
-    assert {ROOT / "plugin.py", ROOT / "iconik.py", ROOT / "b2iconik" / "web.py"} <= local
+    assert {ROOT / "plugin.py", ROOT / "iconik.py", ROOT / "b2iconik" / "server" / "web.py"} <= local
     missing = sorted(str(path.relative_to(ROOT)) for path in local - copied)
     assert not missing, f"the app imports files the image does not hold: {missing}"
 
 
 def test_the_image_holds_the_tools_run_inside_the_container(docker):
-    """`python -m b2iconik.selftest` and the custom-action scripts, as README.md runs them."""
-    tools = ("b2iconik/selftest.py", "create_custom_actions.py", "delete_custom_actions.py")
+    """`python -m b2iconik selftest` and the custom-action scripts, as README.md runs them."""
+    tools = ("b2iconik/selftest/command.py", "create_custom_actions.py", "delete_custom_actions.py")
     local, external = import_closure(tools)
     copied = set(image_files(docker).values())
     missing = sorted(str(path.relative_to(ROOT)) for path in local - copied)
@@ -491,7 +491,7 @@ def requirement_lines(file: str) -> dict[str, str]:
 
 
 def test_the_server_does_not_install_the_cloud_functions_packages():
-    local, external = import_closure(APP_ENTRY_POINTS + ("b2iconik/selftest.py", "create_custom_actions.py",
+    local, external = import_closure(APP_ENTRY_POINTS + ("b2iconik/selftest/command.py", "create_custom_actions.py",
                                                         "delete_custom_actions.py"))
     assert "google" not in external and not [p for p in local if "cloud" in p.parts]
     assert not CLOUD_ONLY & runtime_distributions()
@@ -907,7 +907,7 @@ def test_the_cleanup_service_runs_the_cleanup_as_the_plugin_with_its_settings_an
     (exec_start,) = cleanup["ExecStart"]
     argv = shlex.split(exec_start)
     assert argv[0] == f"{cleanup['WorkingDirectory'][0]}/.venv/bin/python" and argv[1:] == CLEANUP_COMMAND
-    from b2iconik.cleanup_cli import build_parser
+    from b2iconik.cleanup.command import build_parser
 
     assert build_parser().parse_args(argv[4:]).apply is True
 

@@ -313,17 +313,18 @@ def check_with_parser(command: Command, program: str, args: list[str]) -> None:
             except SystemExit:
                 message = (errors.getvalue().strip().splitlines() or ["(no message)"])[-1]
                 raise AssertionError(f"{command}\n  {program} refuses it: {message}") from None
-            except Exception as error:  # cli_setup.ArgumentParser raises its UsageError
+            except Exception as error:  # cli.ArgumentParser raises its UsageError
                 raise AssertionError(f"{command}\n  {program} refuses it: {error}") from None
 
 
-def old_forms() -> dict[str, str]:
-    """`b2iconik.<module>` -> the command replacing it, from each module's note_replaced call."""
-    forms = {}
-    for path in (ROOT / "b2iconik").rglob("*.py"):
-        for old, new in re.findall(r'note_replaced\("([\w.]+)", "([\w-]+)"\)', path.read_text()):
-            forms[old] = new
-    return forms
+def runnable(module: str) -> bool:
+    """Whether `python -m module` runs something: a package with a __main__, or a module with a main guard."""
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        return False
+    if spec.submodule_search_locations:
+        return importlib.util.find_spec(module + ".__main__") is not None
+    return 'if __name__ == "__main__":' in Path(spec.origin).read_text()
 
 
 def check(command: Command) -> None:
@@ -338,12 +339,7 @@ def check(command: Command) -> None:
             return check_with_parser(command, f"b2iconik {args[0]}", args[1:])
         if PLACEHOLDER in module:
             return
-        replaced = old_forms().get(module)
-        assert not (replaced and command.whole), \
-            f"{command}\n  an old form: write python -m b2iconik {replaced}"
-        if replaced:
-            return check_with_parser(command, f"b2iconik {replaced}", args)
-        assert importlib.util.find_spec(module) is not None, f"{command}\n  no module {module}"
+        assert runnable(module), f"{command}\n  python -m {module} runs nothing: write python -m b2iconik <command>"
         return check_with_parser(command, module, args)
     if program.startswith("script:"):
         assert (ROOT / program.removeprefix("script:")).is_file(), command
@@ -416,6 +412,7 @@ def test_a_wrong_command_or_option_is_caught():
         (".venv/bin/python -m b2iconik jobs list --state x", True),
         ("python -m b2iconik report extra-argument", True),
         ("python -m b2iconik.selftest --endpoint x --asset y", True),
+        ("python -m b2iconik.report.command", True),
         ("create_custom_actions.py --endpoints https://x", True),
         ("functions-framework --targets iconik_handler", True),
         ("functions-framework --target no_such_handler", True),

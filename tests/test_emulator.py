@@ -543,7 +543,7 @@ def test_standalone_server_starts_and_stops_on_sigterm(tmp_path):
     seed.write_text(json.dumps({"storages": [{"name": "b2"}]}))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "b2iconik.emulator", "--data", str(tmp_path / "data"),
+        [sys.executable, "-m", "b2iconik", "emulator", "--data", str(tmp_path / "data"),
          "--port", str(port), "--seed", str(seed), "--quiet", "--mode", "empty_lists_404"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

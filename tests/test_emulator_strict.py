@@ -195,7 +195,7 @@ def test_a_job_field_of_the_wrong_kind_is_refused(emulator, http, change, word):
 
 
 def test_the_plugins_own_job_body_is_accepted(emulator, http):
-    """What b2iconik/progress.py sends: created, then patched with progress and a final status."""
+    """What b2iconik/jobs/panel.py sends: created, then patched with progress and a final status."""
     asset = emulator.add_asset("clip")
     body = {"type": "CUSTOM", "status": "STARTED", "title": "Add to LucidLink: clip",
             "progress_processed": 0, "progress_total": 1, "object_type": "assets", "object_id": asset}

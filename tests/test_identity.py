@@ -217,7 +217,7 @@ def test_the_acl_checks_cost_one_call_per_500_ids(emulator, tmp_path):
 def test_a_click_job_without_a_confirmed_identity_is_refused_having_touched_nothing(emulator, tmp_path):
     """A job put in the store by other means than the edge (or by an older version) does not run."""
     from b2iconik import workflows
-    from b2iconik.callback import ActionRequest
+    from b2iconik.edge.callback import ActionRequest
 
     emu = emulator
     b2, ll, _, on_both = world(emu)

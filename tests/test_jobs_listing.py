@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from b2iconik import jobs_cli
-from b2iconik.store import JobStore
+from b2iconik.jobs import command as jobs_cli
+from b2iconik.jobs.store import JobStore
 from harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
@@ -254,7 +254,7 @@ def test_a_missing_store_or_job_exits_1_and_an_export_to_a_missing_directory_2(j
 
 
 def test_since_takes_dates_times_and_ages():
-    from b2iconik.listing import parse_since
+    from b2iconik.jobs.listing import parse_since
 
     assert parse_since("2026-01-01") == T0
     assert parse_since("2026-01-01T01:00:00+01:00") == T0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 import iconik
-from b2iconik.progress import MARK, JobsPanel
+from b2iconik.jobs.panel import MARK, JobsPanel
 
 FIRST, SECOND = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -11,9 +11,9 @@ import uuid
 import pytest
 
 import iconik
-from b2iconik import runner as runner_module
+from b2iconik.server import runner as runner_module
 from b2iconik.config import ConfigError, Settings
-from b2iconik.store import LIVE, JobStore, TooManyJobs, new_owner
+from b2iconik.jobs.store import LIVE, JobStore, TooManyJobs, new_owner
 from harness import (SECRET, iconik_calls, plugin_settings, quick_runner, serve_plugin,  # noqa: F401
                      transfers, untouched)
 

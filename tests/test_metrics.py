@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 import iconik
-from b2iconik import metrics
+from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings, metrics_address
-from b2iconik.metrics_http import StoreCollector
-from b2iconik.store import JobStore
+from b2iconik.server.metrics_server import StoreCollector
+from b2iconik.jobs.store import JobStore
 from harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, wait_for_job
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")

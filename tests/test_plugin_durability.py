@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from b2iconik.store import JobStore, StoreError
+from b2iconik.jobs.store import JobStore, StoreError
 from harness import (  # noqa: F401
     ROOT, SECRET, holds, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env,
     transfers, untouched, wait_for_job)

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from b2iconik import workflows
-from b2iconik.callback import ActionRequest
+from b2iconik.edge.callback import ActionRequest
 from b2iconik.emulator import Emulator
 from b2iconik.emulator.faults import MODES
 from harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job

@@ -11,7 +11,7 @@ import pytest
 
 import iconik
 from b2iconik import __main__ as cli
-from b2iconik import report
+from b2iconik.report import command as report
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes, parse_age, parse_size, parse_watermarks
 from lucidlink_world import CATEGORY, env_for, make_world, standard
@@ -234,7 +234,7 @@ def test_watermarks_and_ages():
 
 
 def test_report_summary_figures_add_up(world):
-    from b2iconik.inventory import list_lucidlink, read_assets
+    from b2iconik.workflows.inventory import list_lucidlink, read_assets
 
     with iconik.IconikClient(world.emu.app_id, world.emu.new_token(), world.emu.url) as client:
         views = read_assets(client, list_lucidlink(client, world.ll), world.b2, world.ll)

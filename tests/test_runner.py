@@ -11,8 +11,8 @@ import uuid
 import pytest
 import requests
 
-from b2iconik.runner import JobRunner, Throttle
-from b2iconik.store import JobStore, new_owner
+from b2iconik.server.runner import JobRunner, Throttle
+from b2iconik.jobs.store import JobStore, new_owner
 from harness import plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
 
 
@@ -73,7 +73,7 @@ def test_a_zombie_holder_counts_as_gone(tmp_path):
     import socket
     import subprocess
 
-    from b2iconik.store import _owner_is_gone
+    from b2iconik.jobs.store import _owner_is_gone
 
     child = subprocess.Popen(["true"])
     deadline = time.monotonic() + 5
@@ -212,7 +212,7 @@ def test_store_errors_are_logged_once_a_minute_not_once_a_claim_and_work_resumes
                 raise
 
         store.claim = counted_claim
-        caplog.set_level(logging.ERROR, logger="b2iconik.runner")
+        caplog.set_level(logging.ERROR, logger="b2iconik.server.runner")
         runner.start()
         assert _wait(lambda: len(failures) >= 24, 15)
         assert len([r for r in caplog.records if "cannot claim jobs" in r.getMessage()]) == 1

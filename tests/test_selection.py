@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 import iconik
-from b2iconik.selection import MAX_LISTINGS, UnsteadyCollection, expand_selection
+from b2iconik.workflows.selection import MAX_LISTINGS, UnsteadyCollection, expand_selection
 
 COLLECTION = str(uuid.uuid4())
 A, B, C, D = (str(uuid.uuid4()) for _ in range(4))

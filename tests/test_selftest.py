@@ -1,4 +1,4 @@
-"""python -m b2iconik.selftest against the iconik emulator and the plugin served over HTTP."""
+"""python -m b2iconik selftest against the iconik emulator and the plugin served over HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from b2iconik import custom_actions as ca
-from b2iconik import selftest
+from b2iconik.selftest import command as selftest
 from harness import ROOT, SECRET, free_port, plugin_settings, serve_plugin
 
 ADD_CHECKS = ("post Add", "Add job", "LucidLink copy")
@@ -170,7 +170,7 @@ def test_keep_leaves_the_copy_on_lucidlink(ready):
 def test_runs_as_a_module_with_settings_from_the_environment(ready):
     world = ready
     env = {**os.environ, **environ(world), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "b2iconik.selftest", "--endpoint", world.plugin.url,
+    command = [sys.executable, "-m", "b2iconik", "selftest", "--endpoint", world.plugin.url,
                "--b2-storage", world.b2, "--ll-storage", world.ll, "--asset", world.asset, "--poll", "0.05"]
     done = subprocess.run(command, cwd=world.tmp, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

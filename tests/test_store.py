@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from b2iconik.store import DamagedJob, JobStore, LostLease, StoreError, new_owner
+from b2iconik.jobs.store import DamagedJob, JobStore, LostLease, StoreError, new_owner
 
 STATE = {"phase": "resolve", "assets": []}
 TOKEN = "tok_store_secret_0123456789"

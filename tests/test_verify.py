@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from b2iconik.verify import (
+from b2iconik.workflows.verify import (
     NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy, not_settled)
 
 LL, B2, OTHER = "ll-storage", "b2-storage", "other-storage"

@@ -12,7 +12,7 @@ import hashlib
 import pytest
 
 import iconik
-from b2iconik.verify import Copy, check_b2_copy, compare_copies, file_sets_from_files, find_intact_b2_copy
+from b2iconik.workflows.verify import Copy, check_b2_copy, compare_copies, file_sets_from_files, find_intact_b2_copy
 from b2iconik.workflows.reading import read_asset
 
 LL, B2 = "ll-storage", "b2-storage"

@@ -1,7 +1,7 @@
 """The Google Cloud Function variant of the plugin (entry point: `main.iconik_handler`).
 
 The function checks a custom action exactly as the Flask app does
-(`b2iconik.callback`), records the job in its job store, answers 202 at once
+(`b2iconik.edge.callback`), records the job in its job store, answers 202 at once
 and hands the job to Google Cloud Tasks: each task names the job and a step and
 calls the function back on `POST /continue`, which takes the step's lease in the
 store, reads the job back, advances its workflow (`b2iconik.workflows`) by a

@@ -13,7 +13,7 @@ dropped: no Google account, no iconik, no work) and the shared secret from the
 environment, then called through a Flask request context, as functions-framework
 calls it. What is measured is the click's whole path: secret check, parsing and
 validation of the body, recording the job in the (in-process) job store, and the
-enqueue; all but the one iconik call that confirms who clicked (b2iconik/identity.py):
+enqueue; all but the one iconik call that confirms who clicked (b2iconik/edge/identity.py):
 with no iconik here, the handler is given a checker that takes the body's user as
 confirmed, so the figures are the function's own time, to which iconik's answer to
 `users/current` adds.
@@ -40,7 +40,7 @@ import flask
 
 import iconik
 from b2iconik.cloud.handler import bytes_reader
-from b2iconik.identity import Identity
+from b2iconik.edge.identity import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-shared-secret-0123456789abcdef"

@@ -6,8 +6,8 @@ those arguments and the `Reply` into a response.
 
     GET  /            ready (nothing about the project or the queue)
     GET  /healthz     {"status": "ok"}
-    POST /add         custom action: checked by b2iconik.callback, who clicked
-                      confirmed with iconik (b2iconik.identity), answered 202,
+    POST /add         custom action: checked by b2iconik.edge.callback, who clicked
+                      confirmed with iconik (b2iconik.edge.identity), answered 202,
     POST /remove      step 0 of the job queued
     POST /check       (the preview of a Remove; also /remove?dry_run=true)
                       the job is recorded in the job store (jobstate.py)
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import iconik
-from b2iconik import audit, workflows
-from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
+from b2iconik import workflows
+from b2iconik.jobs import audit
+from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud import scheduled, views
 from b2iconik.cloud.auth import SIGNATURE_HEADER, OidcVerifier, new_task_key, sign, signature_matches
@@ -48,9 +49,9 @@ from b2iconik.cloud.slices import Slice
 from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQueue, InProcessQueue,
                                   NullQueue, QueueError, Task)
 from b2iconik.config import ConfigError
-from b2iconik.identity import IdentityChecker, clicking_user_client, unconfirmed
+from b2iconik.edge.identity import IdentityChecker, clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
-from b2iconik.progress import JobsPanel
+from b2iconik.jobs.panel import JobsPanel
 
 log = logging.getLogger(__name__)
 

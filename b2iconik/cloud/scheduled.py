@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import iconik
-from b2iconik import cleanup
+from b2iconik.cleanup import planning
 from b2iconik.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ NAMESPACE = uuid.UUID("5d0f6b1e-6a55-4c35-9a6b-0c1f3c2e7d41")
 class Schedule:
     account: str
     audience: str
-    rule: cleanup.Rule
+    rule: planning.Rule
 
     @classmethod
     def from_env(cls, env, settings: Settings, function_url: str | None) -> "Schedule | None":
@@ -66,7 +66,7 @@ class Schedule:
             raise ConfigError("PLUGIN_B2_STORAGE_ID and PLUGIN_LL_STORAGE_ID are required with "
                               "CLEANUP_SCHEDULER_ACCOUNT: they are the storages a scheduled cleanup works on")
         try:
-            rule = cleanup.rule_from_env(env, settings.formats)
+            rule = planning.rule_from_env(env, settings.formats)
         except ValueError as error:
             raise ConfigError(f"cleanup settings: {error}") from None
         return cls(account.lower(), audience, rule)
@@ -94,7 +94,7 @@ def run(schedule: Schedule | None, settings: Settings, verifier, authorization: 
     b2, ll = settings.b2_storage_id, settings.ll_storage_id
     try:
         with settings.client(None) as client:
-            plan = cleanup.plan_cleanup(client, b2, ll, schedule.rule, purge=settings.purge,
+            plan = planning.plan_cleanup(client, b2, ll, schedule.rule, purge=settings.purge,
                                         concurrency=min(16, settings.asset_concurrency), now=now)
     except (iconik.IconikError, ValueError) as error:
         log.error("could not plan the scheduled cleanup: %s", error)
@@ -105,7 +105,7 @@ def run(schedule: Schedule | None, settings: Settings, verifier, authorization: 
         log.info("scheduled cleanup: nothing to remove (%s)", "; ".join(plan.notes) or schedule.rule.describe())
         return 200, {**body, "job_id": None}
     job_id = job_id_for(now.strftime("%Y-%m-%d"), [choice.asset_id for choice in plan.go])
-    created = start_job(job_id, cleanup.job_state(plan, b2, ll))
+    created = start_job(job_id, planning.job_state(plan, b2, ll))
     log.info("scheduled cleanup %s: job %s, %d asset(s), %d bytes", "started" if created else "already started",
              job_id, len(plan.go), plan.freed)
     return (202 if created else 200), {**body, "job_id": job_id, "duplicate": not created}

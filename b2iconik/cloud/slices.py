@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from b2iconik import audit
+from b2iconik.jobs import audit
 from b2iconik.cloud.jobstate import Claim, CommitStats, JobStates, LostLease, StoreError
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from b2iconik.store import Job
-from b2iconik.web import job_view
+from b2iconik.jobs.store import Job
+from b2iconik.server.web import job_view
 
 
 def job_record(fields: dict, state: dict) -> Job:

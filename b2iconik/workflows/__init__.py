@@ -26,7 +26,7 @@ Results per asset and format:
     would_remove, would_copy_then_remove, would_keep
                       check (the preview of a Remove): what Remove would do now
     not_permitted     the user who clicked may not read the asset in iconik: not touched
-                      (the selection is narrowed to what they may read, b2iconik/access.py)
+                      (the selection is narrowed to what they may read, b2iconik/workflows/access.py)
     unconfirmed       remove: a delete was sent, then the job had to end before a
                       fresh read could show what iconik did (e.g. the token expired)
 

@@ -10,7 +10,7 @@ completed or replaced: the plugin deletes nothing on LucidLink in Add.
 
 from __future__ import annotations
 
-from b2iconik.verify import compare_copies, copies_of
+from b2iconik.workflows.verify import compare_copies, copies_of
 from b2iconik.workflows.copying import CopyingWorkflow
 
 

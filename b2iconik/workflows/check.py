@@ -8,7 +8,7 @@ does not wait for other jobs working on the same assets.
 
 from __future__ import annotations
 
-from b2iconik.assessment import assess_format
+from b2iconik.workflows.assessment import assess_format
 from b2iconik.workflows.engine import Engine
 
 

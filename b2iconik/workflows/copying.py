@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import iconik
-from b2iconik.verify import Copy
+from b2iconik.workflows.verify import Copy
 from b2iconik.workflows.engine import Engine
 from b2iconik.workflows.errors import Fatal, NotSettled, is_transient, token_refused
 

@@ -18,9 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import iconik
-from b2iconik.access import readable_selection
-from b2iconik.progress import JobsPanel
-from b2iconik.selection import TooManyAssets, UnsteadyCollection
+from b2iconik.workflows.access import readable_selection
+from b2iconik.jobs.panel import JobsPanel
+from b2iconik.workflows.selection import TooManyAssets, UnsteadyCollection
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import iconik
-from b2iconik.verify import file_sets_from_files
+from b2iconik.workflows.verify import file_sets_from_files
 
 
 @dataclass(frozen=True)

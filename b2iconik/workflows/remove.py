@@ -14,7 +14,7 @@ import logging
 import threading
 
 import iconik
-from b2iconik.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy, not_settled
+from b2iconik.workflows.verify import NO_B2_COPY, Copy, Verdict, copies_of, find_intact_b2_copy, not_settled
 from b2iconik.workflows.copying import CopyingWorkflow
 from b2iconik.workflows.engine import NEEDS_COPY
 from b2iconik.workflows.errors import Fatal, Interrupted, is_transient

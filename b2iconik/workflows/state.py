@@ -17,7 +17,7 @@ def new_state(request, identity=None) -> dict:
     """The initial state of a job for a checked `ActionRequest`.
 
     A click's job names who asked only by the `identity` iconik confirmed
-    (b2iconik/identity.py): `requested_by` its user id, `requester` its record.
+    (b2iconik/edge/identity.py): `requested_by` its user id, `requester` its record.
     """
     return {
         "action": request.action,

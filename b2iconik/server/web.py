@@ -1,7 +1,7 @@
 """The HTTP edge: check each call, record the job, answer at once.
 
 Nothing here talks to iconik: who clicked is confirmed by the injected
-`Service.identity` (b2iconik/identity.py). Every refusal is a JSON body
+`Service.identity` (b2iconik/edge/identity.py). Every refusal is a JSON body
 `{"error": ...}` with the right status, made before any work is recorded.
 """
 
@@ -13,9 +13,11 @@ import uuid
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from b2iconik import audit, listing, workflows
-from b2iconik.callback import SECRET_HEADER, Rejected, check_secret, parse_action
-from b2iconik.store import StoreError, TooManyJobs
+from b2iconik import workflows
+from b2iconik.jobs import audit
+from b2iconik.jobs import listing
+from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action
+from b2iconik.jobs.store import StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 

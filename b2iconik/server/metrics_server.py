@@ -20,7 +20,7 @@ from pathlib import Path
 
 from b2iconik.config import ConfigError, metrics_address, state_dir_from_env
 from b2iconik.logs import setup_logging
-from b2iconik.store import JobReader, StoreError
+from b2iconik.jobs.store import JobReader, StoreError
 
 log = logging.getLogger(__name__)
 

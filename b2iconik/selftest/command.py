@@ -40,15 +40,14 @@ from typing import Callable, Mapping, TextIO
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.old_forms import note_replaced
-from b2iconik.selftest_actions import (EXPECTED_RESULT, JOB_FINAL, action_body, b2_changes, check_b2_after,
+from b2iconik.selftest.actions import (EXPECTED_RESULT, JOB_FINAL, action_body, b2_changes, check_b2_after,
                                        check_b2_before_remove, check_lucidlink_copy, check_lucidlink_gone,
                                        follow_job, judge_job, post_action, recorded_b2_copy)
-from b2iconik.selftest_cli import build_parser, load_environment, make_context
-from b2iconik.selftest_config import check_asset, check_custom_actions, check_plugin, check_secret, check_storages
-from b2iconik.selftest_context import (DEFAULT_FORMATS, HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Options,
+from b2iconik.selftest.options import build_parser, load_environment, make_context
+from b2iconik.selftest.configuration import check_asset, check_custom_actions, check_plugin, check_secret, check_storages
+from b2iconik.selftest.context import (DEFAULT_FORMATS, HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Options,
                                        Records, Snapshot, b2_copy_problem, read_records, snapshot_problem)
-from b2iconik.selftest_report import Report, Result, Step, describe_request_error, failed, passed
+from b2iconik.selftest.results import Report, Result, Step, describe_request_error, failed, passed
 
 __all__ = [
     "Context", "DEFAULT_FORMATS", "EXPECTED_RESULT", "HTTP_TIMEOUT", "JOB_FINAL", "Options", "Records", "Report",
@@ -177,8 +176,3 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
         return 130
     report.summary(closing_words(ctx, report))
     return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.selftest", "selftest")
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Under gunicorn, prometheus_client runs in multiprocess mode (gunicorn.conf.py
 sets PROMETHEUS_MULTIPROC_DIR before a worker imports it), and the master
-serves the sum over every worker, dead ones included (b2iconik/metrics_http.py).
+serves the sum over every worker, dead ones included (b2iconik/server/metrics_server.py).
 Label values come from fixed sets only: never an id, a name or a secret.
 """
 
@@ -47,7 +47,7 @@ def observe_iconik(status: int | None) -> None:
 
 
 def observe_outcome(action: str, record: dict) -> None:
-    """An outcome newly in the audit trail (see b2iconik/audit.py)."""
+    """An outcome newly in the audit trail (see b2iconik/jobs/audit.py)."""
     action = _word(action, ACTIONS)
     OUTCOMES.labels(action, _word(record.get("result"), RESULTS)).inc()
     if record.get("bytes_copied"):

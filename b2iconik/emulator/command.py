@@ -13,7 +13,6 @@ import json
 import signal
 import threading
 
-from b2iconik.old_forms import note_replaced
 
 from .emulator import Emulator
 from .faults import MODES
@@ -62,8 +61,3 @@ def main(argv=None) -> None:
         pass
     emu.stop()
     print("stopped", flush=True)
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.emulator", "emulator")
-    main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from b2iconik.inventory import CATEGORIES
+from b2iconik.workflows.inventory import CATEGORIES
 from b2iconik.units import human_bytes
 
 COLORS = {"safe": "#2e7d32", "only_on_lucidlink": "#f9a825", "unverified": "#c62828",

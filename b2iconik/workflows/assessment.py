@@ -1,7 +1,7 @@
 """What Remove would do with one format of one asset, judged from one read of it.
 
 The preview of a Remove (the `check` job), the report and the cleanup's plan
-all use `assess_format`: the same rules Remove deletes by (b2iconik.verify),
+all use `assess_format`: the same rules Remove deletes by (b2iconik.workflows.verify),
 applied to the records of one fresh read (`Workflow._read_asset`). Nothing
 here talks to iconik or changes anything.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from b2iconik.verify import NO_B2_COPY, copies_of, find_intact_b2_copy, not_settled
+from b2iconik.workflows.verify import NO_B2_COPY, copies_of, find_intact_b2_copy, not_settled
 
 LUCIDLINK = "lucidlink"
 """A keep reason about the LucidLink copy itself (being written, status unknown)."""

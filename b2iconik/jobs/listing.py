@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from b2iconik.store import STATUSES
+from b2iconik.jobs.store import STATUSES
 
 ACTIONS = ("add", "remove", "check")
 DEFAULT_LIMIT = 50

@@ -13,7 +13,7 @@ import os
 import sys
 
 from b2iconik.config import ConfigError, Settings
-from b2iconik.store import JobStore, StoreError
+from b2iconik.jobs.store import JobStore, StoreError
 
 REFUSED = 78
 """Exit status of a start-up refusal (EX_CONFIG in sysexits.h); the systemd unit does not restart on it."""

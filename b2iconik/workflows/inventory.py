@@ -3,7 +3,7 @@
 `list_lucidlink` scrolls the listing (every page) and groups it by asset.
 `read_assets` reads each asset once, as Remove reads it (`Workflow._read_asset`:
 its live formats and its files), and judges each format it has on LucidLink
-with Remove's rules (`b2iconik.assessment`). The listing is a search index and
+with Remove's rules (`b2iconik.workflows.assessment`). The listing is a search index and
 can lag behind recent changes, so an asset's fresh read decides: an asset the
 listing shows but the read does not is `gone`.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import iconik
-from b2iconik.assessment import B2, STORAGE, assess_format, lucidlink_files
+from b2iconik.workflows.assessment import B2, STORAGE, assess_format, lucidlink_files
 from b2iconik.workflows import Workflow
 
 CATEGORIES = {

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 import iconik
-from b2iconik.callback import Rejected
+from b2iconik.edge.callback import Rejected
 
 USERS_CURRENT = "API/users/v1/users/current/"
 LIMITER_WAIT = 2.0

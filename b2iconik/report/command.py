@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from b2iconik import cli_setup
-from b2iconik.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
-from b2iconik.old_forms import note_replaced
+from b2iconik import cli
+from b2iconik.workflows.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
 from b2iconik.output import csv_cell, open_private, printable
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
@@ -157,7 +156,7 @@ def write_json(path: Path, summary: Summary) -> None:
 
 
 def write_html(path: Path, summary: Summary) -> None:
-    from b2iconik.report_html import render_html
+    from b2iconik.report.html import render_html
 
     with open_private(path, encoding="utf-8") as out:
         out.write(render_html(summary))
@@ -179,13 +178,13 @@ def output_path(text: str | None, option: str) -> Path | None:
         return None
     path = Path(text)
     if path.is_dir() or not path.parent.is_dir():
-        raise cli_setup.UsageError(f"{option} {text}: not a file in an existing directory")
+        raise cli.UsageError(f"{option} {text}: not a file in an existing directory")
     return path
 
 
-def build_parser() -> cli_setup.ArgumentParser:
-    parser = cli_setup.ArgumentParser(prog="python -m b2iconik report", description=__doc__.split("\n\n")[0])
-    cli_setup.add_storage_options(parser)
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m b2iconik report", description=__doc__.split("\n\n")[0])
+    cli.add_storage_options(parser)
     parser.add_argument("--csv", metavar="FILE", help="write every row (asset, format) as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the totals and every row as JSON")
     parser.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
@@ -196,9 +195,9 @@ def build_parser() -> cli_setup.ArgumentParser:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     outputs = {name: output_path(getattr(args, name), f"--{name}") for name in ("csv", "json", "html")}
-    context = cli_setup.load(args)
-    with cli_setup.client(context) as client:
-        refused = cli_setup.check_storages(client, context)
+    context = cli.load(args)
+    with cli.client(context) as client:
+        refused = cli.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             views = gather(client, context, progress=progress, deletes_refused=refused)
     summary = summarize(views, context.b2_storage_id, context.ll_storage_id)
@@ -212,9 +211,4 @@ def run(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_setup.run_guarded(lambda: run(argv))
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.report", "report")
-    sys.exit(main())
+    return cli.run_guarded(lambda: run(argv))

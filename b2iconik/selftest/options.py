@@ -12,7 +12,7 @@ from dotenv import dotenv_values, find_dotenv
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.selftest_context import DEFAULT_FORMATS, Context, Options
+from b2iconik.selftest.context import DEFAULT_FORMATS, Context, Options
 
 
 def build_parser() -> argparse.ArgumentParser:

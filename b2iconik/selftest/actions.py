@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.selftest_context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
+from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
                                        file_name, files_text, read_records, snapshot_problem, storage_label)
-from b2iconik.selftest_report import Result, failed, passed
-from b2iconik.verify import check_b2_copy
+from b2iconik.selftest.results import Result, failed, passed
+from b2iconik.workflows.verify import check_b2_copy
 
 JOB_FINAL = ("succeeded", "failed")
 EXPECTED_RESULT = {"add": "copied", "remove": "removed"}

@@ -22,17 +22,18 @@ from __future__ import annotations
 import os
 import sys
 
-from b2iconik import cleanup, cleanup_queue, cli_setup
+from b2iconik.cleanup import planning
+from b2iconik.cleanup import queue as cleanup_queue
+from b2iconik import cli
 from b2iconik.config import parse_formats
-from b2iconik.old_forms import note_replaced
 from b2iconik.progress_bar import ProgressBar
-from b2iconik.store import JobStore, StoreError
+from b2iconik.jobs.store import JobStore, StoreError
 
 VALUE_OPTIONS = ("--older-than", "--until-below", "--collection", "--formats", "--b2-storage", "--ll-storage")
 
 
-def build_parser() -> cli_setup.ArgumentParser:
-    parser = cli_setup.ArgumentParser(prog="python -m b2iconik cleanup", description=__doc__.split("\n\n")[0])
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m b2iconik cleanup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--older-than", metavar="AGE", help="assets not modified on LucidLink for AGE (30d, 12h, 2w)")
     parser.add_argument("--until-below", metavar="SIZE", help="oldest first until LucidLink holds at most SIZE "
                         "(20TB); HIGH:LOW (25TB:20TB) acts only above HIGH")
@@ -42,48 +43,48 @@ def build_parser() -> cli_setup.ArgumentParser:
     parser.add_argument("--formats", help="formats to remove (default: FORMAT_NAMES)")
     parser.add_argument("--apply", action="store_true", help="queue the Remove job (default: only print the plan)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    cli_setup.add_storage_options(parser)
+    cli.add_storage_options(parser)
     return parser
 
 
-def _rule(args, context) -> cleanup.Rule:
+def _rule(args, context) -> planning.Rule:
     try:
         formats = parse_formats(args.formats, context.settings.formats)
         if args.older_than is not None or args.until_below is not None:
-            return cleanup.parse_rule(args.older_than, args.until_below, args.collection, args.only_archived,
+            return planning.parse_rule(args.older_than, args.until_below, args.collection, args.only_archived,
                                       formats)
         if args.collection or args.only_archived or args.formats:
             raise ValueError("--collection, --only-archived and --formats go with --older-than or --until-below")
-        return cleanup.rule_from_env(os.environ, formats)
+        return planning.rule_from_env(os.environ, formats)
     except ValueError as error:
-        raise cli_setup.UsageError(str(error)) from None
+        raise cli.UsageError(str(error)) from None
 
 
 def _check_rule_text(args) -> None:
     """Refuse malformed rule options before anything else (settings, iconik, the store)."""
     if args.older_than is not None or args.until_below is not None:
         try:
-            cleanup.parse_rule(args.older_than, args.until_below, args.collection, args.only_archived,
+            planning.parse_rule(args.older_than, args.until_below, args.collection, args.only_archived,
                                parse_formats(args.formats))
         except ValueError as error:
-            raise cli_setup.UsageError(str(error)) from None
+            raise cli.UsageError(str(error)) from None
 
 
 def run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(cli_setup.attach_dashed_values(argv, VALUE_OPTIONS))
+    args = build_parser().parse_args(cli.attach_dashed_values(argv, VALUE_OPTIONS))
     _check_rule_text(args)
-    context = cli_setup.load(args)
+    context = cli.load(args)
     rule = _rule(args, context)
     if not args.apply:
         plan = _plan(args, context, rule)
-        print(cleanup.render_plan(plan))
+        print(planning.render_plan(plan))
         print("Dry run: nothing was changed. Run again with --apply to queue the Remove job.")
         return 0
     try:
         store = JobStore(context.settings.state_dir)
     except StoreError as error:
-        raise cli_setup.Failure(str(error)) from None
+        raise cli.Failure(str(error)) from None
     try:
         with cleanup_queue.exclusive(store.dir):
             return _apply(args, context, rule, store)
@@ -91,7 +92,7 @@ def run(argv: list[str] | None) -> int:
         print(str(error))
         return 0
     except StoreError as error:
-        raise cli_setup.Failure(f"the job store cannot record the cleanup: {error}") from None
+        raise cli.Failure(f"the job store cannot record the cleanup: {error}") from None
     finally:
         store.close()
 
@@ -103,11 +104,11 @@ def _apply(args, context, rule, store) -> int:
               "it goes on whenever the plugin runs (GET /jobs/<id>, or iconik's Jobs panel).")
         return 0
     plan = _plan(args, context, rule)
-    print(cleanup.render_plan(plan, applied=bool(plan.go)))
+    print(planning.render_plan(plan, applied=bool(plan.go)))
     if not plan.go:
         print("Nothing to queue.")
         return 0
-    state = cleanup.job_state(plan, context.b2_storage_id, context.ll_storage_id)
+    state = planning.job_state(plan, context.b2_storage_id, context.ll_storage_id)
     job_id = cleanup_queue.queue(store, state, context.settings.iconik_token)
     print(f"Queued cleanup job {job_id}: \"Cleanup: remove {len(plan.go)} asset{'s' if len(plan.go) != 1 else ''} "
           f"from LucidLink\" in {store.dir}. The plugin runs it: each asset is read again and its B2 copy "
@@ -115,23 +116,18 @@ def _apply(args, context, rule, store) -> int:
     return 0
 
 
-def _plan(args, context, rule) -> cleanup.Plan:
-    with cli_setup.client(context) as client:
-        refused = cli_setup.check_storages(client, context)
+def _plan(args, context, rule) -> planning.Plan:
+    with cli.client(context) as client:
+        refused = cli.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             try:
-                return cleanup.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,
+                return planning.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,
                                             purge=context.settings.purge,
                                             concurrency=min(16, context.settings.asset_concurrency),
                                             progress=progress, deletes_refused=refused)
             except ValueError as error:
-                raise cli_setup.Failure(str(error)) from None
+                raise cli.Failure(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_setup.run_guarded(lambda: run(argv))
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.cleanup_cli", "cleanup")
-    sys.exit(main())
+    return cli.run_guarded(lambda: run(argv))

@@ -24,9 +24,9 @@ from types import SimpleNamespace
 import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
-from b2iconik.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
 from b2iconik.output import printable
-from b2iconik.selection import UnsteadyCollection, expand_selection
+from b2iconik.workflows.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
 
 GOING = {"safe": "remove", "only_on_lucidlink": "copy to B2, then remove"}

@@ -98,7 +98,7 @@ def parse_action(
     `pinned` is (B2 storage id, LucidLink storage id) from the settings; a call
     naming another storage in either role is refused with 403. The body must carry
     `user_id` and `auth_token` (whatever token the plugin's own calls use), so that
-    the edge can have iconik confirm who clicked (b2iconik/identity.py). A call naming
+    the edge can have iconik confirm who clicked (b2iconik/edge/identity.py). A call naming
     more than `max_assets` assets and collections is refused with 413.
     """
     if action not in ACTIONS:

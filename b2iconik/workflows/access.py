@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import iconik
-from b2iconik.selection import expand_selection
+from b2iconik.workflows.selection import expand_selection
 
 ACL = "acl"
 USER_TOKEN = "user_token"

@@ -23,11 +23,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from b2iconik import listing
+from b2iconik.jobs import listing
 from b2iconik.config import state_dir_from_env
-from b2iconik.old_forms import note_replaced
 from b2iconik.output import csv_cell, printable
-from b2iconik.store import JobReader, StoreError
+from b2iconik.jobs.store import JobReader, StoreError
 
 CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by", "origin", "context",
                "asset_id", "format", "result", "reason", "bytes_copied", "bytes_freed", "file_set_ids", "deleted",
@@ -115,7 +114,7 @@ def _list(args) -> str:
 
 
 def _show(args) -> str:
-    from b2iconik.web import job_view
+    from b2iconik.server.web import job_view
 
     try:
         job_id = str(uuid.UUID(args.job_id))
@@ -201,8 +200,3 @@ def main(argv: list[str] | None = None) -> int:
     if output:
         sys.stdout.write(output)
     return 0
-
-
-if __name__ == "__main__":
-    note_replaced("b2iconik.jobs_cli", "jobs")
-    sys.exit(main())

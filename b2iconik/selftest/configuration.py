@@ -11,9 +11,9 @@ import uuid
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.selftest_context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Snapshot, b2_copy_problem,
+from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Snapshot, b2_copy_problem,
                                        error_of, files_text, read_records, storage_label)
-from b2iconik.selftest_report import Result, failed, passed
+from b2iconik.selftest.results import Result, failed, passed
 
 
 def check_storages(ctx: Context) -> Result:

@@ -19,7 +19,7 @@ import time
 
 from b2iconik.logs import job_id_var, redactor
 
-AUDIT_LOGGER = "b2iconik.audit"
+AUDIT_LOGGER = "b2iconik.jobs.audit"
 FILE_SET_KEYS = ("file_set_id", "deleted", "verified_against", "verification", "bytes")
 
 
@@ -66,7 +66,7 @@ def requester(state: dict) -> dict:
 
     For a click, `requested_by` is the user iconik confirmed the click's token belongs
     to, and `requester` what iconik said of them (id, e-mail, name): never the body's
-    `user_id` alone (b2iconik/identity.py)."""
+    `user_id` alone (b2iconik/edge/identity.py)."""
     selection = state.get("selection") or {}
     return {"requested_by": state.get("requested_by"), "requester": state.get("requester"),
             "origin": state.get("origin"),

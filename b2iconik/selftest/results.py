@@ -10,7 +10,7 @@ import requests
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.selftest_context import HTTP_TIMEOUT
+from b2iconik.selftest.context import HTTP_TIMEOUT
 
 
 @dataclass

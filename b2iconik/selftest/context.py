@@ -9,7 +9,7 @@ import requests
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.verify import Copy, check_b2_copy, copies_of
+from b2iconik.workflows.verify import Copy, check_b2_copy, copies_of
 
 SECRET_HEADER = ca.SECRET_HEADER
 DEFAULT_FORMATS = ("ORIGINAL",)

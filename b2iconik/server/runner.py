@@ -8,10 +8,10 @@ rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
 
 Each worker thread claims a job (never one this process already runs), runs
 its workflow (a click's only with the identity the edge confirmed, narrowed to
-what that user may read: b2iconik/identity.py, access.py) and records the end;
+what that user may read: b2iconik/edge/identity.py, access.py) and records the end;
 no exception ends a worker thread. Each outcome goes into the job's audit
-trail as it is decided (b2iconik/audit.py), and jobs, outcomes and bytes are
-counted (b2iconik/metrics.py). A heartbeat renews the lease of each claim this
+trail as it is decided (b2iconik/jobs/audit.py), and jobs, outcomes and bytes are
+counted (b2iconik/server/metrics.py). A heartbeat renews the lease of each claim this
 process holds, stops the work on a job whose lease another holder took, and
 now and then forgets old finished jobs. `stop()` (on SIGTERM) stops taking
 work, lets running steps end at their next boundary and gives the jobs back to
@@ -29,12 +29,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import iconik
-from b2iconik import audit, metrics, workflows
+from b2iconik import workflows
+from b2iconik.jobs import audit
+from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings
-from b2iconik.identity import clicking_user_client, unconfirmed
+from b2iconik.edge.identity import clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
-from b2iconik.progress import MESSAGE_LIMIT
-from b2iconik.store import JobStore, LostLease, StoreError, new_owner
+from b2iconik.jobs.panel import MESSAGE_LIMIT
+from b2iconik.jobs.store import JobStore, LostLease, StoreError, new_owner
 
 log = logging.getLogger(__name__)
 
