@@ -31,6 +31,7 @@ from pathlib import Path
 import requests
 
 from b2iconik.emulator import Emulator
+from b2iconik.progress_bar import Waiting
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
@@ -123,11 +124,13 @@ def follow(url: str, secret: str, answer: requests.Response, timeout: float = 12
         raise DemoFailed(f"the plugin answered {answer.status_code}: {answer.text}")
     status_url = url + answer.json()["status_url"]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = requests.get(status_url, headers={"x-bz-secret": secret}, timeout=5).json()
-        if view["status"] in ("succeeded", "failed"):
-            return view
-        time.sleep(0.2)
+    with Waiting("waiting for the job", timeout) as wait:
+        while time.monotonic() < deadline:
+            view = requests.get(status_url, headers={"x-bz-secret": secret}, timeout=5).json()
+            if view["status"] in ("succeeded", "failed"):
+                return view
+            wait.note(f"{view['status']}, phase {view['phase']}")
+            time.sleep(0.2)
     raise DemoFailed(f"job did not finish within {timeout} s")
 
 

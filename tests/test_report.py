@@ -12,7 +12,6 @@ import pytest
 import iconik
 from b2iconik import __main__ as cli
 from b2iconik.report import command as report
-from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes, parse_age, parse_size, parse_watermarks
 from lucidlink_world import CATEGORY, env_for, make_world, standard
 
@@ -181,20 +180,6 @@ def test_the_token_never_appears_in_the_output(world, capsys, tmp_path, monkeypa
     code, out, err = run_report(capsys, "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
     assert code == 0, err
     assert token not in out + err + (tmp_path / "r.json").read_text() + (tmp_path / "r.html").read_text()
-
-
-def test_the_progress_bar_draws_on_a_terminal_and_clears_its_line():
-    stream = io.StringIO()
-    ticks = iter(range(100))
-    bar = ProgressBar("reading", 4, stream=stream, enabled=True, clock=lambda: next(ticks))
-    for _ in range(4):
-        bar.advance()
-    bar.close()
-    text = stream.getvalue()
-    assert "reading [" in text and "4/4 100%" in text and text.endswith("\r\x1b[K")
-    quiet = io.StringIO()
-    ProgressBar("reading", 4, stream=quiet).advance()  # not a terminal: nothing drawn
-    assert quiet.getvalue() == ""
 
 
 @pytest.mark.parametrize("text, value", [("20TB", 20 * 10**12), ("500GB", 500 * 10**9), ("1.5TiB", int(1.5 * 2**40)),

@@ -193,7 +193,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
     plan = Plan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
-        progress.start("listing LucidLink files", None)
+        progress.start("listing LucidLink files", None, unit="files")
     listed = list_lucidlink(client, ll_storage_id, progress)
     plan.listed_assets, plan.listed_bytes = len(listed), sum(a.bytes for a in listed.values())
     members = None
@@ -214,7 +214,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
             return plan
         need = plan.listed_bytes - rule.low
     if progress is not None:
-        progress.start("reading candidates", len(pool))
+        progress.start("reading candidates", len(pool), unit="assets")
     _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
           progress, deletes_refused)
     return plan

@@ -164,9 +164,9 @@ def write_html(path: Path, summary: Summary) -> None:
 
 def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None) -> list[AssetView]:
     """The listing, then one read per asset, with the progress bar on stderr."""
-    progress.start("listing LucidLink files", None)
+    progress.start("listing LucidLink files", None, unit="files")
     listed = list_lucidlink(client, context.ll_storage_id, progress)
-    progress.start("reading assets", len(listed))
+    progress.start("reading assets", len(listed), unit="assets")
     return read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
                        purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
                        progress=progress, deletes_refused=deletes_refused)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import iconik
 from b2iconik import custom_actions as ca
+from b2iconik.progress_bar import Waiting
 from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
                                        file_name, files_text, read_records, snapshot_problem, storage_label)
 from b2iconik.selftest.results import Result, failed, passed
@@ -68,23 +69,26 @@ def follow_job(ctx: Context, verb: str) -> Result:
     deadline = time.monotonic() + ctx.options.timeout
     interval = ctx.options.poll
     last_seen = None
-    while True:
-        response = ctx.http.get(url, headers={SECRET_HEADER: ctx.settings.secret}, timeout=HTTP_TIMEOUT)
-        if response.status_code != 200:
-            return failed(f"GET /jobs/{job_id} answered HTTP {response.status_code} ({error_of(response)})")
-        view = response.json()
-        seen = (view.get("status"), view.get("phase"))
-        if seen != last_seen:
-            last_seen = seen
-            ctx.report_progress(f"job {job_id}: {seen[0]}, phase {seen[1]}")
-        if view.get("status") in JOB_FINAL:
-            break
-        if time.monotonic() >= deadline:
-            return failed(f"job {job_id} is still {view.get('status')} (phase {view.get('phase')}) after "
-                          f"{ctx.options.timeout:.0f} s; it goes on in the plugin: GET {url} shows how it ends "
-                          "(raise --timeout for large test assets)")
-        time.sleep(interval)
-        interval = min(interval * 1.5, max(ctx.options.poll, 10.0))
+    with Waiting(f"waiting for the {VERB_TITLE[verb]!r} job", ctx.options.timeout) as wait:
+        while True:
+            response = ctx.http.get(url, headers={SECRET_HEADER: ctx.settings.secret}, timeout=HTTP_TIMEOUT)
+            if response.status_code != 200:
+                return failed(f"GET /jobs/{job_id} answered HTTP {response.status_code} ({error_of(response)})")
+            view = response.json()
+            seen = (view.get("status"), view.get("phase"))
+            if seen != last_seen:
+                last_seen = seen
+                wait.clear()
+                ctx.report_progress(f"job {job_id}: {seen[0]}, phase {seen[1]}")
+            if view.get("status") in JOB_FINAL:
+                break
+            if time.monotonic() >= deadline:
+                return failed(f"job {job_id} is still {view.get('status')} (phase {view.get('phase')}) after "
+                              f"{ctx.options.timeout:.0f} s; it goes on in the plugin: GET {url} shows how it ends "
+                              "(raise --timeout for large test assets)")
+            wait.note(f"{seen[0]}, phase {seen[1]}")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max(ctx.options.poll, 10.0))
     return judge_job(ctx, verb, view)
 
 
@@ -121,12 +125,14 @@ def check_lucidlink_copy(ctx: Context, *, sleep=time.sleep) -> Result:
     """Through iconik: a copy of each format on LucidLink, every file CLOSED, with the B2 copy's
     file names, sizes and (where both are known and comparable) checksums."""
     deadline = time.monotonic() + ctx.options.checksum_wait
-    while True:
-        problems, described, notes, pending = _lucidlink_copy_state(ctx, read_records(ctx))
-        if problems or not pending or time.monotonic() >= deadline:
-            break
-        # The gateway fills in a checksum some time after the file closes.
-        sleep(min(ctx.options.poll, max(0.0, deadline - time.monotonic())))
+    with Waiting("waiting for the gateway's LucidLink checksums", ctx.options.checksum_wait) as wait:
+        while True:
+            problems, described, notes, pending = _lucidlink_copy_state(ctx, read_records(ctx))
+            if problems or not pending or time.monotonic() >= deadline:
+                break
+            # The gateway fills in a checksum some time after the file closes.
+            wait.note("some files have no checksum yet")
+            sleep(min(ctx.options.poll, max(0.0, deadline - time.monotonic())))
     if problems:
         return failed("LucidLink copy: " + "; ".join(problems) + " (left in place for inspection)", notes)
     return passed("LucidLink copy complete: " + ", ".join(described), notes)
