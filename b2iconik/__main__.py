@@ -2,8 +2,9 @@
 
 Each command is a line of COMMANDS: its module, imported only when it runs, and
 that module's `main(argv) -> int`. `python -m b2iconik <command> --help` shows
-a command's own options; `--version` prints the version. Exit 2 for an unknown command, and every command
-exits 2 with a message on bad arguments.
+a command's own options; `python -m b2iconik --version` prints the version.
+Exit 2 for an unknown command, and every command exits 2 with a message on bad
+arguments.
 """
 
 from __future__ import annotations

@@ -267,7 +267,8 @@ def run(workdir: Path) -> int:
                "ICONIK_TOKEN": emu.new_token(), "PLUGIN_STATE_DIR": str(workdir / "state")}
         # Free ports for all it starts, so that it runs beside a plugin on this host (its metrics on 9464).
         metrics_port = _free_port()
-        plugin_env = {**{k: v for k, v in env.items() if k != "ICONIK_TOKEN"}, "PLUGIN_METRICS_PORT": str(metrics_port)}
+        plugin_env = {**{k: v for k, v in env.items() if k != "ICONIK_TOKEN"},
+                      "PLUGIN_METRICS_PORT": str(metrics_port)}
         process, url = start_plugin(plugin_env, workdir / "state")
         try:
             print(f"iconik emulator at {emu.url}; plugin under gunicorn at {url}, "
