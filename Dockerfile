@@ -41,8 +41,9 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # The application: what `gunicorn -c gunicorn.conf.py plugin:app` imports, plus the
-# custom-action scripts (run them with `docker run --rm --env-file ... IMAGE python create_custom_actions.py`).
-COPY gunicorn.conf.py plugin.py iconik.py create_custom_actions.py delete_custom_actions.py ./
+# custom-action scripts (run them with `docker run --rm --env-file ... IMAGE python create_custom_actions.py`),
+# and pyproject.toml, where the plugin reads its version (b2iconik/version.py).
+COPY gunicorn.conf.py plugin.py iconik.py create_custom_actions.py delete_custom_actions.py pyproject.toml ./
 COPY b2iconik/ ./b2iconik/
 
 # The durable job store. Mount a volume here: jobs survive restarts and upgrades.

@@ -2,8 +2,9 @@
 
 Each command is a line of COMMANDS: its module, imported only when it runs, and
 that module's `main(argv) -> int`. `python -m b2iconik <command> --help` shows
-a command's own options. Exit 2 for an unknown command, and every command
-exits 2 with a message on bad arguments.
+a command's own options; `python -m b2iconik --version` prints the version.
+Exit 2 for an unknown command, and every command exits 2 with a message on bad
+arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def usage() -> str:
     lines = ["usage: python -m b2iconik <command> [arguments]", "       b2iconik <command> [arguments]   (installed)",
              "", "commands:"]
     lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
-    lines += ["", "python -m b2iconik <command> --help shows a command's options."]
+    lines += ["", "python -m b2iconik <command> --help shows a command's options; python -m b2iconik --version, "
+              "the version."]
     return "\n".join(lines)
 
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv and argv[0] == "--version":
+        from b2iconik.version import DISTRIBUTION, version
+
+        print(f"{DISTRIBUTION} {version()}")
         return 0
     if not argv or argv[0] not in COMMANDS:
         problem = "no command given" if not argv else f"unknown command {argv[0][:40]!r}"

@@ -6,7 +6,8 @@ real gunicorn, creates the custom actions with create_custom_actions.py, then
 clicks Add and Remove the way iconik does. One asset's B2 copy is corrupt, so
 Remove must keep that asset on LucidLink. Before and after Remove it runs
 `python -m b2iconik report` (writing its HTML page), and before Remove a
-cleanup dry run. Prints what is where after each step and what the jobs and
+cleanup dry run; at the end it reads the plugin's metrics. Every server it starts
+takes a free port. Prints what is where after each step and what the jobs and
 tools reported; exits 1 if anything is not as it must be.
 
     python -m b2iconik demo [--keep DIR]
@@ -97,8 +98,9 @@ def start_plugin(env: dict, state_dir: Path) -> tuple[subprocess.Popen, str]:
         try:
             if requests.get(url + "/", timeout=1).ok:
                 return process, url
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy to answer within 1 s
             time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
     raise DemoFailed("the plugin did not answer within 30 s")
 
 
@@ -231,6 +233,27 @@ def run_cleanup_dry_run(env: dict, world: dict, problems: list, emu: Emulator) -
           "the plan never takes the ORIGINAL whose B2 copy is corrupt", problems)
 
 
+def check_metrics(port: int, problems: list, jobs: int) -> None:
+    """The plugin's metrics, on the demo's own port: its version, and every job's end and duration."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from b2iconik.version import version
+
+    deadline = time.monotonic() + 10  # a job's end is counted right after it is recorded
+    while True:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        total = lambda name: sum(s.value for s in samples if s.name == name)
+        if total("b2iconik_job_duration_seconds_count") >= jobs or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    print(f"\nchecks of the plugin's metrics (http://127.0.0.1:{port}/metrics):")
+    check(any(s.name == "b2iconik_build_info" and s.labels["version"] == version() for s in samples),
+          f"b2iconik_build_info names version {version()}", problems)
+    check(total("b2iconik_jobs_finished_total") == total("b2iconik_job_duration_seconds_count") == jobs,
+          f"the {jobs} jobs' ends and durations are counted", problems)
+
+
 def check(condition: bool, what: str, problems: list) -> None:
     print(f"  [{'ok' if condition else 'WRONG'}] {what}")
     if not condition:
@@ -245,10 +268,14 @@ def run(workdir: Path) -> int:
         # The commands share the plugin's state directory, so they take the same iconik budget.
         env = {"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "BZ_SHARED_SECRET": secret,
                "ICONIK_TOKEN": emu.new_token(), "PLUGIN_STATE_DIR": str(workdir / "state")}
-        plugin_env = {k: v for k, v in env.items() if k != "ICONIK_TOKEN"}
+        # Free ports for all it starts, so that it runs beside a plugin on this host (its metrics on 9464).
+        metrics_port = _free_port()
+        plugin_env = {**{k: v for k, v in env.items() if k != "ICONIK_TOKEN"},
+                      "PLUGIN_METRICS_PORT": str(metrics_port)}
         process, url = start_plugin(plugin_env, workdir / "state")
         try:
-            print(f"iconik emulator at {emu.url}; plugin under gunicorn at {url}\n")
+            print(f"iconik emulator at {emu.url}; plugin under gunicorn at {url}, "
+                  f"its metrics at http://127.0.0.1:{metrics_port}/metrics\n")
             create_actions(env, url, world)
             before = show_storages(emu, world, "Before: masters on B2 only")
 
@@ -284,6 +311,7 @@ def run(workdir: Path) -> int:
             check(any(t.startswith("Add") and s == "FINISHED" for t, s in panel.items())
                   and any(t.startswith("Remove") and s == "FAILED" for t, s in panel.items()),
                   "iconik's Jobs panel shows the add FINISHED and the remove FAILED (one asset kept)", problems)
+            check_metrics(metrics_port, problems, jobs=2)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(40)

@@ -53,6 +53,7 @@ from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.server.web import job_view
+from b2iconik.version import version
 from google_oidc import CertificateServer, SigningKey
 from firestore_emulator import Peek
 from harness import free_port, run_server, untouched
@@ -662,7 +663,7 @@ def test_bad_input_and_bad_secret_are_refused_before_iconik(cloud):
     assert iconik_calls(emu) == 0
     assert cloud.queue.tasks == {}
     ready = requests.get(cloud.url + "/", timeout=5)
-    assert ready.json() == {"service": "b2-iconik-plugin", "status": "ready"}
+    assert ready.json() == {"service": "b2-iconik-plugin", "version": version(), "status": "ready"}
     assert PROJECT not in ready.text and "b2-iconik-jobs" not in ready.text
     # Deployed, the function is also reached under /iconik_handler/...
     assert requests.get(cloud.url + "/iconik_handler/healthz", timeout=5).json() == {"status": "ok"}
@@ -1354,7 +1355,8 @@ def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
            "PLUGIN_POLL_INTERVAL": "0.1", "PLUGIN_MAX_POLL_INTERVAL": "0.3", "LOG_FORMAT": "text"}
     log_path = tmp_path / "function.log"
     with functions_framework_process(env, log_path) as url:
-        assert requests.get(url + "/", timeout=5).json() == {"service": "b2-iconik-plugin", "status": "ready"}
+        assert requests.get(url + "/", timeout=5).json() == {"service": "b2-iconik-plugin", "version": version(),
+                                                             "status": "ready"}
         query = f"b2_storage_id={b2}&ll_storage_id={ll}&formats=ORIGINAL"
         added = emu.post_custom_action(f"{url}/add?{query}", asset_ids=list(ids.values()),
                                        headers={"x-bz-secret": SECRET})

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -567,10 +568,13 @@ def test_stage_function_holds_what_the_function_imports_and_its_requirements(tmp
     # The staged copy loads on its own (no PYTHONPATH to the checkout).
     env = {"PATH": os.environ["PATH"], "ICONIK_ID": "app", "BZ_SHARED_SECRET": "s" * 32, "TASKS_MODE": "null",
            "LOG_LEVEL": "WARNING"}
-    loaded = subprocess.run([sys.executable, "-c", "import main, b2iconik; print(b2iconik.__file__)"], cwd=staged,
+    loaded = subprocess.run([sys.executable, "-c", "import main, b2iconik, b2iconik.version as v; "
+                             "print(b2iconik.__file__, v.version())"], cwd=staged,
                             env=env, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip().startswith(str(staged))
+    where, version = loaded.stdout.split()
+    assert where.startswith(str(staged))
+    assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     again = subprocess.run(["bash", str(ROOT / "scripts" / "stage-function"), str(staged)], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode != 0 and "not empty" in again.stderr
@@ -1042,6 +1046,8 @@ def test_pip_install_gives_a_working_b2iconik_command(wheel, tmp_path):
     for name in ("selftest", "create-actions", "report", "cleanup", "jobs", "demo", "emulator", "bench"):
         assert f"\n  {name} " in listed.stdout
     assert run(str(command), "nope").returncode == 2
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert run(str(command), "--version").stdout == f"b2-iconik-plugin {version}\n"  # from the wheel's metadata
     selftest = run(str(command), "selftest", "--help")
     assert selftest.returncode == 0 and "--endpoint" in selftest.stdout, selftest.stderr
     for checkout_only in ("bench", "demo"):

@@ -333,7 +333,7 @@ def check(command: Command) -> None:
         module = program.removeprefix("module:")
         if module == "b2iconik":
             commands = importlib.import_module("b2iconik.__main__").COMMANDS
-            if not args or args[0] in (PLACEHOLDER, ELIDED, "--help", "-h"):
+            if not args or args[0] in (PLACEHOLDER, ELIDED, "--help", "-h", "--version"):
                 return
             assert args[0] in commands, f"{command}\n  python -m b2iconik has no command {args[0]!r}"
             return check_with_parser(command, f"b2iconik {args[0]}", args[1:])

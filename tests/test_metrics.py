@@ -4,6 +4,7 @@ served by the master on loopback only, with no id, name or secret in a label."""
 from __future__ import annotations
 
 import os
+import platform
 import random
 import re
 import signal
@@ -13,18 +14,22 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 import iconik
 from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings, metrics_address
 from b2iconik.server.metrics_server import StoreCollector
 from b2iconik.jobs.store import JobStore
+from b2iconik.version import version
 from harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, wait_for_job
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 ALLOWED_LABELS = {
     "action": {"add", "remove", "check", "other"}, "status": {"queued", "running", "succeeded", "failed", "other"},
-    "result": set(metrics.RESULTS) | {"other"}, "status_class": set(metrics.STATUS_CLASSES)}
+    "result": set(metrics.RESULTS) | {"other"}, "status_class": set(metrics.STATUS_CLASSES),
+    "le": {floatToGoString(b) for b in metrics.JOB_DURATION._upper_bounds}, "version": {version()},
+    "python": {platform.python_version()}}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -195,6 +200,9 @@ def test_a_scrape_of_gunicorn_with_two_workers_sums_every_worker_and_names_no_id
         assert value(values, "b2iconik_jobs", action="remove", status="succeeded") == 1
         assert value(values, "b2iconik_jobs_waiting") == 0 and value(values, "b2iconik_oldest_waiting_job_age_seconds") == 0
         assert value(values, "b2iconik_job_runner_running") == 1
+        assert value(values, "b2iconik_build_info", version=version(), python=platform.python_version()) == 1
+        assert value(values, "b2iconik_job_duration_seconds_count", action="remove", status="succeeded") == 1
+        assert 0 < value(values, "b2iconik_job_duration_seconds_sum", action="add", status="succeeded") < 60
         for (name, labels), _ in values.items():
             for key, label in labels:
                 assert label in ALLOWED_LABELS[key], (name, key, label)
@@ -213,3 +221,6 @@ def test_a_scrape_of_gunicorn_with_two_workers_sums_every_worker_and_names_no_id
         assert value(values, "b2iconik_outcomes_total", action="remove", result="removed") == 8
         assert value(values, "b2iconik_bytes_freed_total") == freed + sum(len(data[to_add[0], f]) for f in FORMATS)
         assert value(values, "b2iconik_jobs", action="remove", status="succeeded") == 2
+        assert value(values, "b2iconik_job_duration_seconds_count", action="remove", status="succeeded") == 2
+        assert [labels for (name, labels) in values if name == "b2iconik_build_info"] == [
+            (("python", platform.python_version()), ("version", version()))]  # one series, whichever worker died

@@ -4,7 +4,7 @@
 HTTP call with a `Reply`; `main.iconik_handler` turns Flask's request into
 those arguments and the `Reply` into a response.
 
-    GET  /            ready (nothing about the project or the queue)
+    GET  /            ready, and the version (nothing about the project or the queue)
     GET  /healthz     {"status": "ok"}
     POST /add         custom action: checked by b2iconik.edge.callback, who clicked
                       confirmed with iconik (b2iconik.edge.identity), answered 202,
@@ -52,6 +52,7 @@ from b2iconik.config import ConfigError
 from b2iconik.edge.identity import IdentityChecker, clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.jobs.panel import JobsPanel
+from b2iconik.version import version
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class FunctionHandler:
         if method not in allowed:
             return error(405, f"{method} is not allowed on {path[:200]}", {"Allow": ", ".join(allowed)})
         if path == "/":
-            return Reply(200, {"service": "b2-iconik-plugin", "status": "ready"})
+            return Reply(200, {"service": "b2-iconik-plugin", "version": version(), "status": "ready"})
         if path == "/healthz":
             return Reply(200, {"status": "ok"})
         if path == CONTINUE_PATH:

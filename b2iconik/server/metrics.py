@@ -3,16 +3,19 @@
 Under gunicorn, prometheus_client runs in multiprocess mode (gunicorn.conf.py
 sets PROMETHEUS_MULTIPROC_DIR before a worker imports it), and the master
 serves the sum over every worker, dead ones included (b2iconik/server/metrics_server.py).
-Label values come from fixed sets only: never an id, a name or a secret.
+Label values come from fixed sets only (and build_info's version and Python's): never an id, a
+name or a secret.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 import iconik
+from b2iconik.version import version
 
 ACTIONS = ("add", "remove", "check")
 STATUSES = ("succeeded", "failed")
@@ -29,6 +32,12 @@ BYTES_FREED = Counter("b2iconik_bytes_freed", "Bytes removed from LucidLink afte
 ICONIK_REQUESTS = Counter("b2iconik_iconik_requests", "Calls sent to iconik, by the class of the answer "
                           "(none: no answer came)", ["status_class"])
 ICONIK_RATE_LIMITED = Counter("b2iconik_iconik_rate_limited", "429 (too many requests) answers from iconik")
+JOB_DURATION = Histogram("b2iconik_job_duration_seconds", "Seconds from the click to the job's end, by action "
+                         "and status", ["action", "status"],
+                         buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400))
+BUILD_INFO = Gauge("b2iconik_build_info", "1, labelled with the plugin's version and Python's", ["version", "python"],
+                   multiprocess_mode="max")
+BUILD_INFO.labels(version(), platform.python_version()).set(1)
 RUNNER_RUNNING = Gauge("b2iconik_job_runner_running", "1 while a process of this host runs the jobs, else 0",
                        multiprocess_mode="livemax")
 
@@ -56,8 +65,11 @@ def observe_outcome(action: str, record: dict) -> None:
         BYTES_FREED.inc(record["bytes_freed"])
 
 
-def job_finished(action: str, status: str) -> None:
-    JOBS_FINISHED.labels(_word(action, ACTIONS), _word(status, STATUSES)).inc()
+def job_finished(action: str, status: str, seconds: float) -> None:
+    """A job ended `seconds` after it was queued."""
+    labels = _word(action, ACTIONS), _word(status, STATUSES)
+    JOBS_FINISHED.labels(*labels).inc()
+    JOB_DURATION.labels(*labels).observe(max(0.0, seconds))
 
 
 def runner_running(running: bool) -> None:

@@ -318,7 +318,7 @@ class JobRunner:
 
     def _finish(self, job, state: dict, status: str) -> None:
         self.store.finish(job.id, job.owner, state, status)
-        metrics.job_finished(job.action, status)
+        metrics.job_finished(job.action, status, self.store.clock() - job.created_at)
 
     def _finish_quietly(self, job, state: dict) -> None:
         try:

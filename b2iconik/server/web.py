@@ -18,6 +18,7 @@ from b2iconik.jobs import audit
 from b2iconik.jobs import listing
 from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action
 from b2iconik.jobs.store import StoreError, TooManyJobs
+from b2iconik.version import version
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def ready():
     runner = service.runner
     jobs = ("run by this process" if runner.is_leader else
             "run by another process on this host" if runner.running else "not run by this process")
-    return jsonify({"service": "b2-iconik-plugin", "status": "ready", "jobs": jobs})
+    return jsonify({"service": "b2-iconik-plugin", "version": version(), "status": "ready", "jobs": jobs})
 
 
 @bp.get("/healthz")
