@@ -13,9 +13,9 @@ import threading
 from prometheus_client import Counter, Gauge
 
 import iconik
+from b2iconik.jobs.model import FINAL
 
 ACTIONS = ("add", "remove", "check")
-STATUSES = ("succeeded", "failed")
 RESULTS = ("copied", "missing_format", "removed", "not_on_lucidlink", "kept", "failed", "unconfirmed",
            "would_remove", "would_copy_then_remove", "would_keep")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
@@ -57,7 +57,7 @@ def observe_outcome(action: str, record: dict) -> None:
 
 
 def job_finished(action: str, status: str) -> None:
-    JOBS_FINISHED.labels(_word(action, ACTIONS), _word(status, STATUSES)).inc()
+    JOBS_FINISHED.labels(_word(action, ACTIONS), _word(status, FINAL)).inc()
 
 
 def runner_running(running: bool) -> None:
