@@ -115,7 +115,7 @@ def _list(args) -> str:
 
 
 def _show(args) -> str:
-    from b2iconik.server.web import job_view
+    from b2iconik.jobs.views import job_view
 
     try:
         job_id = str(uuid.UUID(args.job_id))
