@@ -33,6 +33,7 @@ import requests
 
 from b2iconik.emulator import Emulator
 from b2iconik.progress_bar import Waiting
+from b2iconik.jobs.model import FINAL, JobStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
@@ -129,7 +130,7 @@ def follow(url: str, secret: str, answer: requests.Response, timeout: float = 12
     with Waiting("waiting for the job", timeout) as wait:
         while time.monotonic() < deadline:
             view = requests.get(status_url, headers={"x-bz-secret": secret}, timeout=5).json()
-            if view["status"] in ("succeeded", "failed"):
+            if view["status"] in FINAL:
                 return view
             wait.note(f"{view['status']}, phase {view['phase']}")
             time.sleep(0.2)
@@ -283,7 +284,7 @@ def run(workdir: Path) -> int:
             show_job(add, world)
             after_add = show_storages(emu, world, "After Add to LucidLink")
             print("\nchecks after Add:")
-            check(add["status"] == "succeeded", "the add job succeeded", problems)
+            check(add["status"] == JobStatus.SUCCEEDED, "the add job succeeded", problems)
             check(all(roles["ll"] == roles["b2"] for roles in after_add.values() if roles["b2"] is not None),
                   "every format on B2 is now on LucidLink, byte for byte", problems)
 
@@ -303,7 +304,7 @@ def run(workdir: Path) -> int:
             check(all(after_remove[k]["b2"] == before[k]["b2"] for k in before),
                   "B2 is exactly as before (nothing deleted or changed there)", problems)
             kept = [o for o in remove["outcomes"] if o["result"] == "kept"]
-            check(remove["status"] == "failed" and len(kept) == 1 and "checksum" in kept[0]["reason"],
+            check(remove["status"] == JobStatus.FAILED and len(kept) == 1 and "checksum" in kept[0]["reason"],
                   "the remove job reports the kept asset and why", problems)
             run_report(env, world, workdir, "after-remove", problems, emu)
             panel = {job["title"]: job["status"] for job in emu.jobs.values() if job.get("type") == "CUSTOM"}

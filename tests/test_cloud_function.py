@@ -52,7 +52,7 @@ from b2iconik.cloud.jobstate import JobStates, MemoryDocuments
 from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
-from b2iconik.server.web import job_view
+from b2iconik.jobs.views import job_view
 from b2iconik.version import version
 from google_oidc import CertificateServer, SigningKey
 from firestore_emulator import Peek

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from b2iconik.jobs.store import LIVE, JobStore, StoreError
+from b2iconik.jobs.model import LIVE
+from b2iconik.jobs.store import JobStore, StoreError
 
 MARKER = "cleanup-job.json"
 LOCK = "cleanup.lock"

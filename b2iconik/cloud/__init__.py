@@ -18,7 +18,7 @@ Nothing is kept on an instance's disk.
     chunks.py          how a job's state is cut into a head and chunks
     firestore_docs.py  the job store's documents in Firestore (in process: jobstate.py)
     slices.py          one slice: saving as the workflow goes, the audit trail
-    views.py           the job as the server shows it (GET /jobs/<id>)
+    views.py           its job records as the server's, for the job view (b2iconik/jobs/views.py)
     handler.py         routing, the click, the continuation
     scheduled.py       the scheduled cleanup (Cloud Scheduler)
     cloudlog.py        JSON logs that Cloud Logging understands

@@ -41,6 +41,7 @@ import flask
 import iconik
 from b2iconik.cloud.handler import bytes_reader
 from b2iconik.edge.identity import Identity
+from b2iconik.jobs.model import FINAL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-shared-secret-0123456789abcdef"
@@ -140,7 +141,7 @@ def local_job(iconik_url: str, app_id: str, token: str, action: str, b2: str, ll
         job_id = reply.body["job_id"]
         while True:
             fields = handler.jobs.docs.read_head(job_id)[0]
-            if fields["status"] in ("succeeded", "failed"):
+            if fields["status"] in FINAL:
                 break
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"job {job_id} did not finish in {timeout:.0f} s")

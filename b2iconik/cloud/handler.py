@@ -51,6 +51,7 @@ from b2iconik.cloud.tasks import (CONTINUE_PATH, RETRY_COUNT_HEADER, CloudTasksQ
 from b2iconik.config import ConfigError
 from b2iconik.edge.identity import IdentityChecker, clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
+from b2iconik.jobs.model import JobStatus
 from b2iconik.jobs.panel import JobsPanel
 from b2iconik.version import version
 
@@ -251,7 +252,7 @@ class FunctionHandler:
             claim = self.jobs.begin(job_id, 0, self.lease_seconds)
             state = self.jobs.load(claim)
             self.jobs.finish(claim, {**state, "phase": "done", "succeeded": False,
-                                     "error": f"the job was not started: {why}"}, "failed")
+                                     "error": f"the job was not started: {why}"}, JobStatus.FAILED)
         except (NotNow, StoreError) as exc:
             log.warning("could not record that job %s was not started: %s", job_id, exc)
 
@@ -362,7 +363,7 @@ class FunctionHandler:
                 problem = str(exc)
             if problem is not None:
                 log.error("refused step %d of job %s: its state is not sound: %s", task.step, task.job_id, problem)
-                job.finish(views.damaged_state(claim.action, problem), "failed")
+                job.finish(views.damaged_state(claim.action, problem), JobStatus.FAILED)
                 return error(400, f"the job's recorded state is refused: {problem}")
             reply = self._advance(job, state, retries)
             if reply.body is not None and reply.status < 300:
@@ -430,7 +431,7 @@ class FunctionHandler:
         try:
             state = job.load()
         except DamagedJob as exc:
-            job.finish(views.damaged_state(claim.action, str(exc)), "failed")
+            job.finish(views.damaged_state(claim.action, str(exc)), JobStatus.FAILED)
             return error(400, f"the job's recorded state is refused: {exc}")
         return self._give_up(job, state, reason)
 
@@ -550,7 +551,7 @@ class FunctionHandler:
     def _finished(self, job: Slice, state: dict) -> Reply:
         """Commit the job's end (succeeded or failed, as the workflow judged it); its token is erased."""
         summary = workflows.summarize(state)
-        job.finish(state, "succeeded" if state.get("succeeded") else "failed")
+        job.finish(state, JobStatus.SUCCEEDED if state.get("succeeded") else JobStatus.FAILED)
         log.info("job finished (%s): %s", summary["status"], summary["message"])
         return Reply(200, {"job_id": job.job_id, "step": job.step, "done": True,
                            "result": summary["status"], "counts": summary["counts"],

@@ -65,6 +65,10 @@ the head when the job finishes.
 `MemoryDocuments` is the in-process stand-in with the same semantics (local
 mode, tests; it can be told to fail its Nth write); `firestore_docs.py` has the
 Firestore documents.
+
+The statuses and the errors are the job model's (`b2iconik/jobs/model.py`), as the
+server's store has them; `JobExists` and the refusals of a step (`NotNow`) are this
+store's own.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from b2iconik.cloud import chunks as layout_of
+from b2iconik.jobs.model import FINAL, DamagedJob, JobStatus, LostLease, StoreError, TooManyJobs
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +103,10 @@ ASSET_LEASE_GRACE = 600.0
 LEASES_PER_TRANSACTION = 400
 WRITES_PER_BATCH = 400
 BYTES_PER_BATCH = 8 * 1024 * 1024
-FINAL = ("succeeded", "failed")
-
-
-class StoreError(Exception):
-    """The store could not be read or written (unreachable, refused); nothing was decided."""
 
 
 class JobExists(StoreError):
     """A job of that id is recorded already."""
-
-
-class LostLease(StoreError):
-    """Another holder has the job (or it changed otherwise): this holder must stop."""
-
-
-class TooManyJobs(Exception):
-    """A new job would pass a limit on live jobs; the message says which. Nothing was recorded."""
-
-
-class DamagedJob(StoreError):
-    """The job's record cannot be read back whole."""
 
 
 class NotNow(Exception):
@@ -322,11 +310,13 @@ class LiveLimits:
     def check(self, live: dict, by: str | None) -> None:
         """TooManyJobs if one more job by `by` would pass a limit, `live` being job id -> {by, at}."""
         if len(live) >= self.total:
-            raise TooManyJobs(f"{len(live)} jobs are running, the most this plugin runs at once "
+            raise TooManyJobs(False, len(live), self.total,
+                              f"{len(live)} jobs are running, the most this plugin runs at once "
                               f"(PLUGIN_MAX_LIVE_JOBS={self.total}); nothing was started, try again later")
         mine = sum(1 for entry in live.values() if entry.get("by") == by)
         if mine >= self.per_user:
-            raise TooManyJobs(f"this user has {mine} jobs running, the most one user may have at once "
+            raise TooManyJobs(True, mine, self.per_user,
+                              f"this user has {mine} jobs running, the most one user may have at once "
                               f"(PLUGIN_MAX_LIVE_JOBS_PER_USER={self.per_user}); nothing was started, "
                               "try again when one has ended")
 
@@ -432,7 +422,7 @@ class JobStates:
         docs, manifest = self._chunk_docs(job_id, parts, rev, now)
         if docs:
             self.docs.put_chunks(docs)
-        fields = {"job_id": job_id, "action": action, "status": "queued", "step": 0, "version": 1,
+        fields = {"job_id": job_id, "action": action, "status": JobStatus.QUEUED, "step": 0, "version": 1,
                   "holder": None, "lease_until": 0.0, "created_at": now, "updated_at": now, "finished_at": None,
                   "next_at": None, "auth_token": auth_token, "expire_at": when(now + HEAD_LIVE_TTL),
                   "requested_by": state.get("requested_by"), "origin": state.get("origin"),
@@ -493,7 +483,7 @@ class JobStates:
                 raise StepBusy(fields["lease_until"])
             # Asset leases that lapsed since the last step may have been taken: count none as held.
             held = fields.get("assets_held", 0) if fields.get("assets_until", 0.0) > now else 0
-            taken = {**fields, "holder": holder, "lease_until": now + lease_seconds, "status": "running",
+            taken = {**fields, "holder": holder, "lease_until": now + lease_seconds, "status": JobStatus.RUNNING,
                      "version": fields["version"] + 1, "updated_at": now, "expire_at": when(now + HEAD_LIVE_TTL),
                      "assets_until": now + lease_seconds + ASSET_LEASE_GRACE, "assets_held": held}
             new_token = self.docs.swap_head(job_id, taken, token)

@@ -1,20 +1,18 @@
-"""The Cloud Function's job records in the server's shapes: GET /jobs/<id> is `web.job_view`."""
+"""The Cloud Function's job records in the server's shapes, so GET /jobs/<id> is the server's
+`job_view` (b2iconik/jobs/views.py)."""
 
 from __future__ import annotations
 
-from b2iconik.jobs.store import Job
-from b2iconik.server.web import job_view
+from b2iconik.jobs.model import Job
+from b2iconik.jobs.views import job_view
 
 
 def job_record(fields: dict, state: dict) -> Job:
     """A stored job (head fields and state, as `JobStates.read` gives them) as the server's `Job`."""
-    job = Job(id=fields["job_id"], action=fields["action"], status=fields["status"], state=state,
-              auth_token=None, attempts=0, created_at=fields["created_at"], updated_at=fields["updated_at"],
-              finished_at=fields.get("finished_at"))
-    for name in ("requested_by", "origin"):  # the server's record names them too
-        if hasattr(job, name):
-            setattr(job, name, state.get(name))
-    return job
+    return Job(id=fields["job_id"], action=fields["action"], status=fields["status"], state=state,
+               auth_token=None, attempts=0, created_at=fields["created_at"], updated_at=fields["updated_at"],
+               finished_at=fields.get("finished_at"), requested_by=state.get("requested_by"),
+               origin=state.get("origin"))
 
 
 def view(fields: dict, state: dict, trail: list[dict]) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 from b2iconik.jobs import listing
 from b2iconik.config import state_dir_from_env
 from b2iconik.output import csv_cell, printable
+from b2iconik.jobs.model import JobStatus
 from b2iconik.jobs.store import JobReader, StoreError
 
 CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by", "origin", "context",
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def filters(sub):
         sub.add_argument("--action", help=f"one of {', '.join(listing.ACTIONS)}")
-        sub.add_argument("--status", help="one of queued, running, waiting, succeeded, failed")
+        sub.add_argument("--status", help=f"one of {', '.join(JobStatus)}")
         sub.add_argument("--since", help="created at or after: 2026-01-31, 2026-01-31T08:00:00Z, or an age: 7d, 12h")
         sub.add_argument("--user-id", help="who asked: an iconik user id, cleanup, selftest, ...")
 
@@ -114,7 +115,7 @@ def _list(args) -> str:
 
 
 def _show(args) -> str:
-    from b2iconik.server.web import job_view
+    from b2iconik.jobs.views import job_view
 
     try:
         job_id = str(uuid.UUID(args.job_id))

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from b2iconik.jobs.store import STATUSES
+from b2iconik.jobs.model import JobStatus
 
 ACTIONS = ("add", "remove", "check")
 DEFAULT_LIMIT = 50
@@ -81,8 +81,8 @@ def parse_query(given, *, now: float | None = None) -> Query:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {values['action'][:40]!r}")
         filters["action"] = values["action"]
     if "status" in values:
-        if values["status"] not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {values['status'][:40]!r}")
+        if values["status"] not in tuple(JobStatus):
+            raise ValueError(f"status must be one of {', '.join(JobStatus)}, not {values['status'][:40]!r}")
         filters["status"] = values["status"]
     if "since" in values:
         filters["since"] = parse_since(values["since"], now)

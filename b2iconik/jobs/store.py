@@ -29,6 +29,9 @@ The iconik token of a job is kept only while the job is live: secure_delete
 zeroes what SQLite frees, and the write-ahead log is checkpointed and
 truncated when a job ends. The directory is made 0700 and the database 0600
 (SQLite gives its -wal and -shm files the database's mode).
+
+The statuses, the errors and `Job` are the job model's (`model.py`), which the
+Cloud Function's store shares.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
+
+from b2iconik.jobs.model import FINAL, LIVE, DamagedJob, Job, JobStatus, LostLease, StoreError, TooManyJobs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -80,13 +84,18 @@ ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL", "requested_by": "TE
 """Columns newer than the first release, added to a store made by it."""
 LATER_SCHEMA = "CREATE INDEX IF NOT EXISTS jobs_requested_by ON jobs (requested_by, created_at);"
 """What needs the added columns."""
-STATUSES = ("queued", "running", "waiting", "succeeded", "failed")
-LIVE = ("queued", "running", "waiting")
-"""`waiting`: parked until its `wake_at` (it waits for iconik, e.g. for copies), holding no worker."""
-FINAL = ("succeeded", "failed")
-IS_LIVE = "status IN ('queued', 'running', 'waiting')"
+QUEUED, RUNNING, WAITING = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.WAITING
+"""The statuses the queries name, written into the SQL as the words they are stored as."""
+
+
+def _status_in(statuses) -> str:
+    return "status IN (" + ", ".join(f"'{status}'" for status in statuses) + ")"
+
+
+IS_LIVE = _status_in(LIVE)
+IS_FINAL = _status_in(FINAL)
 CANDIDATES = ("SELECT id, status, owner, lease_expires, lease_boot, lease_mono FROM jobs "
-              "WHERE status IN ('queued', 'running') OR (status = 'waiting' AND wake_at <= ?) "
+              f"WHERE status IN ('{QUEUED}', '{RUNNING}') OR (status = '{WAITING}' AND wake_at <= ?) "
               "ORDER BY EXISTS (SELECT 1 FROM asset_leases a WHERE a.job_id = jobs.id) DESC, created_at")
 """Live jobs that may be run now, in the order they are claimed."""
 LIVE_COUNTS = f"SELECT COUNT(*) AS everyone, COALESCE(SUM(requested_by IS ?), 0) AS theirs FROM jobs WHERE {IS_LIVE}"
@@ -94,56 +103,6 @@ LIVE_COUNTS = f"SELECT COUNT(*) AS everyone, COALESCE(SUM(requested_by IS ?), 0)
 LEASE = "owner=?, lease_expires=?, lease_boot=?, lease_mono=?"
 CHECKPOINT_BUSY_MS = 1000
 """How long a checkpoint waits for other connections before it is left for later."""
-
-
-class StoreError(Exception):
-    """The store cannot record or read jobs (disk full, read-only, corrupt)."""
-
-
-class LostLease(StoreError):
-    """Another holder has the job now; this one must stop working on it."""
-
-
-class DamagedJob(StoreError):
-    """A job's recorded state cannot be read back."""
-
-
-class TooManyJobs(Exception):
-    """A new job would pass a limit on live jobs; nothing was recorded.
-
-    `per_user` says which limit: the user's (True) or everyone's; `live` is how
-    many live jobs count against it, `limit` the limit.
-    """
-
-    def __init__(self, per_user: bool, live: int, limit: int):
-        super().__init__(f"{live} live job(s){' of this user' if per_user else ''}, limit {limit}")
-        self.per_user = per_user
-        self.live = live
-        self.limit = limit
-
-
-@dataclass
-class Job:
-    id: str
-    action: str
-    status: str
-    state: dict | None
-    auth_token: str | None
-    attempts: int
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    owner: str | None = None
-    """The holder named by the claim that returned this job: pass it to save, renew, release, finish."""
-    damage: str | None = None
-    """Why `state` could not be read (then `state` is None); only claim() returns such a job."""
-    requested_by: str | None = None
-    origin: str | None = None
-    woken: bool = False
-    """claim() took it from `waiting`: a parked job whose wake-up time came."""
-
-    def __repr__(self) -> str:
-        return f"Job(id={self.id!r}, action={self.action!r}, status={self.status!r})"
 
 
 def new_owner() -> str:
@@ -286,8 +245,8 @@ class _Reads:
     def waiting(self, now: float | None = None) -> tuple[int, float | None]:
         """How many jobs wait for a worker to run them, and since when the one waiting longest
         does: a queued job since it was queued (or given back), a parked one since it was due."""
-        row = self._read("SELECT COUNT(*) AS n, MIN(CASE status WHEN 'queued' THEN updated_at ELSE wake_at END) "
-                         "AS since FROM jobs WHERE status='queued' OR (status='waiting' AND wake_at <= ?)",
+        row = self._read(f"SELECT COUNT(*) AS n, MIN(CASE status WHEN '{QUEUED}' THEN updated_at ELSE wake_at END) "
+                         f"AS since FROM jobs WHERE status='{QUEUED}' OR (status='{WAITING}' AND wake_at <= ?)",
                          (time.time() if now is None else now,))[0]
         return row["n"], row["since"]
 
@@ -451,7 +410,7 @@ class JobStore(_Reads):
                 _check_room(db.execute(LIVE_COUNTS, (who[0],)).fetchone(), max_live, max_live_per_user)
             db.execute(
                 "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at, requested_by, "
-                "origin) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now,
+                f"origin) VALUES (?, ?, '{QUEUED}', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now,
                                                                        *who))
 
         self._run(work)
@@ -474,7 +433,7 @@ class JobStore(_Reads):
             for row in db.execute(CANDIDATES, (self.clock(),)).fetchall():
                 if row["id"] in skip or not self._is_free(row):
                     continue
-                db.execute(f"UPDATE jobs SET status='running', attempts=attempts+1, updated_at=?, wake_at=NULL, "
+                db.execute(f"UPDATE jobs SET status='{RUNNING}', attempts=attempts+1, updated_at=?, wake_at=NULL, "
                            f"{LEASE} WHERE id=?", (self.clock(), *self._lease(holder, lease_seconds), row["id"]))
                 return db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone(), row["status"]
             return None
@@ -483,7 +442,7 @@ class JobStore(_Reads):
         if claimed is None:
             return None
         job = _job(claimed[0], owner=holder, strict=False)
-        job.woken = claimed[1] == "waiting"
+        job.woken = claimed[1] == WAITING
         return job
 
     def save(self, job_id: str, owner: str, state: dict, lease_seconds: float) -> None:
@@ -492,7 +451,7 @@ class JobStore(_Reads):
 
         def work(db):
             return db.execute(f"UPDATE jobs SET state=?, updated_at=?, {LEASE} "
-                              "WHERE id=? AND owner=? AND status='running'",
+                              f"WHERE id=? AND owner=? AND status='{RUNNING}'",
                               (encoded, self.clock(), *self._lease(owner, lease_seconds), job_id, owner)).rowcount
 
         if not self._run(work):
@@ -501,7 +460,7 @@ class JobStore(_Reads):
     def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend the lease; False if `owner` no longer holds the job."""
         return bool(self._run(lambda db: db.execute(
-            f"UPDATE jobs SET {LEASE} WHERE id=? AND owner=? AND status='running'",
+            f"UPDATE jobs SET {LEASE} WHERE id=? AND owner=? AND status='{RUNNING}'",
             (*self._lease(owner, lease_seconds), job_id, owner)).rowcount))
 
     def release(self, job_id: str, owner: str, *, crashed: bool = False) -> None:
@@ -511,8 +470,8 @@ class JobStore(_Reads):
         counted, so a job that keeps crashing its runner ends. The job keeps its asset leases.
         """
         self._run(lambda db: db.execute(
-            "UPDATE jobs SET status='queued', owner=NULL, lease_expires=NULL, lease_boot=NULL, lease_mono=NULL, "
-            "attempts=MAX(attempts - ?, 0), updated_at=? WHERE id=? AND owner=? AND status='running'",
+            f"UPDATE jobs SET status='{QUEUED}', owner=NULL, lease_expires=NULL, lease_boot=NULL, lease_mono=NULL, "
+            f"attempts=MAX(attempts - ?, 0), updated_at=? WHERE id=? AND owner=? AND status='{RUNNING}'",
             (0 if crashed else 1, self.clock(), job_id, owner)))
 
     def park(self, job_id: str, owner: str, state: dict, wake_at: float) -> None:
@@ -524,9 +483,9 @@ class JobStore(_Reads):
 
         def work(db):
             return db.execute(
-                "UPDATE jobs SET status='waiting', state=?, wake_at=?, owner=NULL, lease_expires=NULL, "
+                f"UPDATE jobs SET status='{WAITING}', state=?, wake_at=?, owner=NULL, lease_expires=NULL, "
                 "lease_boot=NULL, lease_mono=NULL, attempts=MAX(attempts - 1, 0), updated_at=? "
-                "WHERE id=? AND owner=? AND status='running'",
+                f"WHERE id=? AND owner=? AND status='{RUNNING}'",
                 (encoded, wake_at, self.clock(), job_id, owner)).rowcount
 
         if not self._run(work):
@@ -581,7 +540,7 @@ class JobStore(_Reads):
             if older_than_days <= 0:
                 return 0
             cutoff = self.clock() - older_than_days * 86400
-            old = "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?"
+            old = f"SELECT id FROM jobs WHERE {IS_FINAL} AND finished_at < ?"
             db.execute(f"DELETE FROM outcomes WHERE job_id IN ({old})", (cutoff,))
             return db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,)).rowcount
 

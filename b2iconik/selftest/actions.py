@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 import iconik
 from b2iconik import custom_actions as ca
 from b2iconik.progress_bar import Waiting
+from b2iconik.jobs.model import FINAL, JobStatus
 from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
                                        file_name, files_text, read_records, snapshot_problem, storage_label)
 from b2iconik.selftest.results import Result, failed, passed
 from b2iconik.workflows.verify import check_b2_copy
 
-JOB_FINAL = ("succeeded", "failed")
 EXPECTED_RESULT = {"add": "copied", "remove": "removed"}
 
 
@@ -80,7 +80,7 @@ def follow_job(ctx: Context, verb: str) -> Result:
                 last_seen = seen
                 wait.clear()
                 ctx.report_progress(f"job {job_id}: {seen[0]}, phase {seen[1]}")
-            if view.get("status") in JOB_FINAL:
+            if view.get("status") in FINAL:
                 break
             if time.monotonic() >= deadline:
                 return failed(f"job {job_id} is still {view.get('status')} (phase {view.get('phase')}) after "
@@ -108,7 +108,7 @@ def judge_job(ctx: Context, verb: str, view: dict) -> Result:
         elif row.get("result") != wanted:
             wrong.append(f"{fmt}: {row.get('result')}: {row.get('reason')}")
     notes = [f"warning from the job: {w}" for w in view.get("warnings") or []]
-    if view.get("status") != "succeeded" or wrong:
+    if view.get("status") != JobStatus.SUCCEEDED or wrong:
         detail = f"the {VERB_TITLE[verb]!r} job {view.get('job_id')} {view.get('status')}"
         if view.get("error"):
             detail += f": {view['error']}"

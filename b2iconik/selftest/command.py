@@ -40,7 +40,7 @@ from typing import Callable, Mapping, TextIO
 
 import iconik
 from b2iconik import custom_actions as ca
-from b2iconik.selftest.actions import (EXPECTED_RESULT, JOB_FINAL, action_body, b2_changes, check_b2_after,
+from b2iconik.selftest.actions import (EXPECTED_RESULT, action_body, b2_changes, check_b2_after,
                                        check_b2_before_remove, check_lucidlink_copy, check_lucidlink_gone,
                                        follow_job, judge_job, post_action, recorded_b2_copy)
 from b2iconik.selftest.options import build_parser, load_environment, make_context
@@ -50,7 +50,7 @@ from b2iconik.selftest.context import (DEFAULT_FORMATS, HTTP_TIMEOUT, SECRET_HEA
 from b2iconik.selftest.results import Report, Result, Step, describe_request_error, failed, passed
 
 __all__ = [
-    "Context", "DEFAULT_FORMATS", "EXPECTED_RESULT", "HTTP_TIMEOUT", "JOB_FINAL", "Options", "Records", "Report",
+    "Context", "DEFAULT_FORMATS", "EXPECTED_RESULT", "HTTP_TIMEOUT", "Options", "Records", "Report",
     "Result", "SECRET_HEADER", "Snapshot", "Step", "VERB_TITLE", "action_body", "b2_changes", "b2_copy_problem",
     "build_parser", "check_asset", "check_b2_after", "check_b2_before_remove", "check_custom_actions",
     "check_lucidlink_copy", "check_lucidlink_gone", "check_plugin", "check_secret", "check_storages",

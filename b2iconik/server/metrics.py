@@ -16,9 +16,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 import iconik
 from b2iconik.version import version
+from b2iconik.jobs.model import FINAL
 
 ACTIONS = ("add", "remove", "check")
-STATUSES = ("succeeded", "failed")
 RESULTS = ("copied", "missing_format", "removed", "not_on_lucidlink", "kept", "failed", "unconfirmed",
            "would_remove", "would_copy_then_remove", "would_keep")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
@@ -67,7 +67,7 @@ def observe_outcome(action: str, record: dict) -> None:
 
 def job_finished(action: str, status: str, seconds: float) -> None:
     """A job ended `seconds` after it was queued."""
-    labels = _word(action, ACTIONS), _word(status, STATUSES)
+    labels = _word(action, ACTIONS), _word(status, FINAL)
     JOBS_FINISHED.labels(*labels).inc()
     JOB_DURATION.labels(*labels).observe(max(0.0, seconds))
 

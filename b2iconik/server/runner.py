@@ -36,6 +36,7 @@ from b2iconik.config import ConfigError, Settings
 from b2iconik.edge.identity import clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.jobs.panel import MESSAGE_LIMIT
+from b2iconik.jobs.model import JobStatus
 from b2iconik.jobs.store import JobStore, LostLease, StoreError, new_owner
 
 log = logging.getLogger(__name__)
@@ -253,20 +254,20 @@ class JobRunner:
             if problem:
                 log.error("job %s cannot be run, failing it: %s", job.id, problem)
                 damaged = _damaged_state(job.action, problem)
-                self._finish(job, damaged, "failed")
+                self._finish(job, damaged, JobStatus.FAILED)
                 self._close_panel_entry(job, state, damaged["error"])
                 return
             if job.attempts > MAX_ATTEMPTS:
                 state["error"] = f"gave up after {MAX_ATTEMPTS} runs that ended in a crash"
                 state["phase"] = "done"
-                self._finish(job, state, "failed")
+                self._finish(job, state, JobStatus.FAILED)
                 self._close_panel_entry(job, state, state["error"])
                 return
             refusal = unconfirmed(state, job.auth_token)
             if refusal:
                 log.error("job %s refused: %s", job.id, refusal)
                 state.update(error=refusal, phase="done", succeeded=False)
-                self._finish(job, state, "failed")
+                self._finish(job, state, JobStatus.FAILED)
                 return
             client = self.settings.client(job.auth_token, party=job.id)
             user_client = clicking_user_client(self.settings, state, job.auth_token, client, party=job.id)
@@ -282,7 +283,7 @@ class JobRunner:
                 done = flow.run()
             if done:
                 recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
-                self._finish(job, state, "succeeded" if state.get("succeeded") else "failed")
+                self._finish(job, state, JobStatus.SUCCEEDED if state.get("succeeded") else JobStatus.FAILED)
             elif self._stop.is_set():
                 state.pop("wake_at", None)
                 self.store.release(job.id, job.owner)
@@ -322,7 +323,7 @@ class JobRunner:
 
     def _finish_quietly(self, job, state: dict) -> None:
         try:
-            self._finish(job, state, "failed")
+            self._finish(job, state, JobStatus.FAILED)
         except StoreError as error:
             log.error("could not record the job's failure: %s", error)
 

@@ -14,8 +14,8 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from b2iconik import workflows
-from b2iconik.jobs import audit
 from b2iconik.jobs import listing
+from b2iconik.jobs.views import job_view
 from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action
 from b2iconik.jobs.store import StoreError, TooManyJobs
 from b2iconik.version import version
@@ -159,32 +159,6 @@ def job_status(job_id: str):
     if job is None:
         return error(404, f"no job {job_id}")
     return jsonify(job_view(job, audit_trail))
-
-
-def job_view(job, audit_trail: list[dict] | None = None) -> dict:
-    """A job for people and scripts: where it is, its outcomes, and its audit trail if given."""
-    state = job.state
-    summary = workflows.summarize(state)
-    return {
-        "job_id": job.id,
-        "action": job.action,
-        "status": job.status,
-        **audit.requester(state),
-        "phase": state["phase"],
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "finished_at": job.finished_at,
-        "b2_storage_id": state["b2_storage_id"],
-        "ll_storage_id": state["ll_storage_id"],
-        "formats": state["formats"],
-        "iconik_job_id": state.get("iconik_job_id"),
-        "counts": {**summary["counts"], "file_set_reads": state.get("file_set_reads", 0)},
-        "message": summary["message"],
-        "error": state.get("error"),
-        "warnings": state.get("warnings", []),
-        "outcomes": workflows.outcome_rows(state),
-        **({"audit": audit_trail} if audit_trail is not None else {}),
-    }
 
 
 def register_error_handlers(app) -> None:

@@ -1,0 +1,37 @@
+"""A job as people and scripts see it: its record, where it is, its outcomes and its audit trail.
+
+The one shape of a job in JSON: the server's GET /jobs/<id>, the Cloud Function's
+(which turns its records into a `Job` first, b2iconik/cloud/views.py) and
+`python -m b2iconik jobs show`.
+"""
+
+from __future__ import annotations
+
+from b2iconik import workflows
+from b2iconik.jobs import audit
+
+
+def job_view(job, audit_trail: list[dict] | None = None) -> dict:
+    """A job for people and scripts: where it is, its outcomes, and its audit trail if given."""
+    state = job.state
+    summary = workflows.summarize(state)
+    return {
+        "job_id": job.id,
+        "action": job.action,
+        "status": job.status,
+        **audit.requester(state),
+        "phase": state["phase"],
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "b2_storage_id": state["b2_storage_id"],
+        "ll_storage_id": state["ll_storage_id"],
+        "formats": state["formats"],
+        "iconik_job_id": state.get("iconik_job_id"),
+        "counts": {**summary["counts"], "file_set_reads": state.get("file_set_reads", 0)},
+        "message": summary["message"],
+        "error": state.get("error"),
+        "warnings": state.get("warnings", []),
+        "outcomes": workflows.outcome_rows(state),
+        **({"audit": audit_trail} if audit_trail is not None else {}),
+    }
