@@ -27,7 +27,6 @@ is made before anything talks to iconik but the one call that confirms who click
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from contextlib import nullcontext
@@ -454,28 +453,15 @@ class FunctionHandler:
             state.pop("wake_at", None)
             log.info("running step %d of %s job (phase %s, delivery %d)", job.step, state["action"],
                      state["phase"], retries + 1)
-            stop = threading.Event()
-            hand_over_early = self._hand_over_early(state["phase"], stop)
-            log_outcome = audit.CloudLogRecorder(job.job_id, state)
-
-            def checkpoint(current: dict) -> None:
-                hand_over_early(current)
-                job.checkpoint(current)
-
-            def on_outcome(asset_id: str, fmt: str, outcome: dict) -> None:
-                job.record_outcome(asset_id, fmt, outcome)
-                log_outcome(asset_id, fmt, outcome)
-
-            flow = workflows.Workflow(client, state, self.tuning, blocking_waits=False, clock=self.clock,
+            job.audit_log = audit.CloudLogRecorder(job.job_id, state)
+            flow = workflows.Workflow(client, state, self.tuning, job=job, blocking_waits=False, clock=self.clock,
                                       purge=self.settings.purge,
                                       deadline=self.clock() + self.config.slice_seconds,
-                                      stop=stop, checkpoint=checkpoint, on_outcome=on_outcome,
-                                      claim_assets=lambda asset_ids: self.jobs.claim_assets(job.claim, asset_ids),
-                                      user_client=user_client)
+                                      stop=job.stop, user_client=user_client)
             if flow.claims_assets and state.get("resolved") and state["phase"] != "resolve":
                 # Past resolve, where the workflow leases its assets: leases that lapsed while no step
                 # ran (the store then counts none held) are claimed again before any asset is touched.
-                busy = self.jobs.claim_assets(job.claim, state["assets"])
+                busy = job.claim_assets(state["assets"])
                 if busy:
                     return self._wait_for_assets(job, state, len(busy))
                 state.pop("waiting_for", None)
@@ -486,25 +472,6 @@ class FunctionHandler:
             except BaseException:
                 self._drop_new_entry(client, state, had_entry)
                 raise
-
-    @staticmethod
-    def _hand_over_early(first_phase: str, stop: threading.Event):
-        """A checkpoint hook that ends the slice right after the steps that must not be redone.
-
-        - After `resolve`, which creates the job's entry in iconik: from then on
-          every step knows the entry, so a late duplicate sees the job has ended.
-        - After asking iconik for copies: the copy jobs' ids exist only in the
-          state; a slice that went on and then failed would be redone from a state
-          without them, ask again and follow the wrong job.
-        Ending the slice there makes these facts durable (in the next task) at once.
-        """
-        def checkpoint(state: dict) -> None:
-            if first_phase == "resolve" and state["phase"] != "resolve":
-                stop.set()
-            elif (state["phase"] == "wait" and first_phase != "wait"
-                    and any(entry.get("job_id") for entry in state.get("copies", []))):
-                stop.set()
-        return checkpoint
 
     @staticmethod
     def _drop_new_entry(client, state: dict, had_entry: bool) -> None:
