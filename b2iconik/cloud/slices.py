@@ -156,9 +156,9 @@ class Slice:
         self._interval = max(SAVE_INTERVAL, 5 * took)
         return stats
 
-    def hand_over(self, state: dict, next_at: float | None) -> None:
-        """Commit, and move the job to the next step (LostLease if another holder has it)."""
-        self._commit(state, step=self.claim.step + 1, next_at=next_at, release=True)
+    def hand_over(self, state: dict, wake_at: float | None) -> None:
+        """Commit, and move the job to the next step, due at `wake_at` (LostLease if another holder has it)."""
+        self._commit(state, step=self.claim.step + 1, next_at=wake_at, release=True)
 
     def finish(self, state: dict, status: str) -> None:
         """Commit the job's end; its token is erased from the store."""

@@ -37,7 +37,8 @@ from b2iconik.config import ConfigError, Settings
 from b2iconik.edge.identity import clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.jobs.panel import MESSAGE_LIMIT
-from b2iconik.jobs.store import Job, JobStore, LostLease, StoreError, new_owner
+from b2iconik.jobs.interfaces import LeasingStore
+from b2iconik.jobs.store import Job, LostLease, StoreError, new_owner
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class LeasedJob:
     store: handed over to wait until it is due (parked), finished, or released.
     """
 
-    def __init__(self, store: JobStore, job: Job, lease_seconds: float, observe=None):
+    def __init__(self, store: LeasingStore, job: Job, lease_seconds: float, observe=None):
         self.store = store
         self.job = job
         self.lease_seconds = lease_seconds
@@ -136,7 +137,7 @@ class LeasedJob:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 0.25,
+    def __init__(self, store: LeasingStore, settings: Settings, *, idle_poll: float = 0.25,
                  maintenance_interval: float = MAINTENANCE_INTERVAL):
         self.store = store
         self.settings = settings
@@ -199,9 +200,12 @@ class JobRunner:
             self._workers.append(thread)  # listed before it runs: stop() joins every thread that can claim
             thread.start()
 
-    def notify(self) -> None:
-        """A job was queued: look for work now rather than at the next poll."""
+    def submit(self, job_id: str) -> bool:
+        """The job `job_id` was just recorded, queued, in the store, which is the queue here
+        (`JobQueue`, b2iconik/jobs/interfaces.py): a worker looks for work now rather than at
+        the next poll. Always True: queuing it was recording it."""
         self._wake.set()
+        return True
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop taking work; running jobs pause at their next step and go back to the store."""
