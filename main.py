@@ -25,7 +25,9 @@ import flask
 
 from b2iconik.cloud.cloudlog import setup_cloud_logging
 from b2iconik.cloud.config import CloudConfig
-from b2iconik.cloud.handler import BodyTooLarge, FunctionHandler, build_handler
+from b2iconik.cloud.handler import build_handler
+from b2iconik.cloud.replies import BodyTooLarge
+from b2iconik.cloud.routes import FunctionHandler
 from b2iconik.config import ConfigError
 
 setup_cloud_logging()

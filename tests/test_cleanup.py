@@ -419,7 +419,8 @@ def test_the_scheduled_cleanups_settings_are_checked_when_the_function_loads(wor
 def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(world, monkeypatch):
     """POST /cleanup on the function itself (local mode): only the scheduler's token, then one Remove job."""
     from b2iconik.cloud.config import CloudConfig
-    from b2iconik.cloud.handler import build_handler, bytes_reader
+    from b2iconik.cloud.handler import build_handler
+    from b2iconik.cloud.replies import bytes_reader
 
     secret = "s" * 40
     env = {"ICONIK_ID": world.emu.app_id, "ICONIK_URL": world.emu.url, "ICONIK_TOKEN": world.token,

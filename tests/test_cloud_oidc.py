@@ -161,7 +161,8 @@ def test_a_certificates_url_anyone_on_the_way_could_answer_is_refused_at_start(u
 def test_the_function_checks_both_proofs_against_the_configured_certificates(google, key):
     """build_handler gives /continue's and /cleanup's verifiers OIDC_CERTS_URL: a real token passes
     the queue's check, the scheduler's token passes only the scheduler's."""
-    from b2iconik.cloud.handler import build_handler, bytes_reader
+    from b2iconik.cloud.handler import build_handler
+    from b2iconik.cloud.replies import bytes_reader
 
     scheduler_account = "b2-iconik-scheduler@test-project.iam.gserviceaccount.com"
     env = {"ICONIK_ID": "app", "ICONIK_URL": "http://127.0.0.1:9", "BZ_SHARED_SECRET": "s" * 32,

@@ -228,7 +228,7 @@ def test_a_click_job_without_a_confirmed_identity_is_refused_having_touched_noth
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
         emu.reset_counts()
         job_id = plugin.service.store.create("remove", state, emu.new_token())
-        plugin.service.runner.notify()
+        plugin.service.runner.submit(job_id)
         view = plugin.wait(job_id)
     assert view["status"] == "failed" and "never confirmed" in view["error"]
     assert emu.request_counts == {}

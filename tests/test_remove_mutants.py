@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 import iconik
-from b2iconik.workflows import RemoveWorkflow, Tuning
+from b2iconik.workflows import RemoveWorkflow, Tuning, Unrecorded
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled
 
 B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
@@ -116,13 +116,23 @@ class FakeIconik:
         raise AssertionError(answer)
 
 
+class SavedStates(Unrecorded):
+    """A job handle that keeps a copy of each state saved."""
+
+    def __init__(self, saved: list):
+        self.saved = saved
+
+    def checkpoint(self, state: dict) -> None:
+        self.saved.append(copy.deepcopy(state))
+
+
 def workflow(client, state=None, purge="verified", saved=None, clock=None):
     state = state or {"action": "remove", "b2_storage_id": B2, "ll_storage_id": LL, "formats": ["ORIGINAL"],
                       "to_copy": {}, "copies": [], "outcomes": {}, "processed": [], "warnings": []}
     saved = [] if saved is None else saved
     # no checkpoint is ever due by time: only a forced one writes the state out
     tuning = Tuning(checkpoint_interval=3600.0)
-    flow = RemoveWorkflow(client, state, tuning, checkpoint=lambda s: saved.append(copy.deepcopy(s)), purge=purge,
+    flow = RemoveWorkflow(client, state, tuning, job=SavedStates(saved), purge=purge,
                           **({"clock": clock} if clock else {}))
     flow._last_checkpoint = float("inf")
     return flow

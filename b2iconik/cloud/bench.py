@@ -39,7 +39,7 @@ from pathlib import Path
 import flask
 
 import iconik
-from b2iconik.cloud.handler import bytes_reader
+from b2iconik.cloud.replies import bytes_reader
 from b2iconik.edge.identity import Identity
 from b2iconik.jobs.model import FINAL
 

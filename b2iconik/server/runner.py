@@ -7,8 +7,9 @@ kernel does as soon as its holder dies. So every job of the host draws on one
 rate limiter, and the total rate to iconik stays under ICONIK_MAX_RPS.
 
 Each worker thread claims a job (never one this process already runs), runs
-its workflow (a click's only with the identity the edge confirmed, narrowed to
-what that user may read: b2iconik/edge/identity.py, access.py) and records the end;
+its workflow with a `LeasedJob` as its job handle (b2iconik/workflows/handle.py;
+a click's only with the identity the edge confirmed, narrowed to what that user
+may read: b2iconik/edge/identity.py, access.py) and records the end;
 no exception ends a worker thread. Each outcome goes into the job's audit
 trail as it is decided (b2iconik/jobs/audit.py), and jobs, outcomes and bytes are
 counted (b2iconik/server/metrics.py). A heartbeat renews the lease of each claim this
@@ -36,8 +37,9 @@ from b2iconik.config import ConfigError, Settings
 from b2iconik.edge.identity import clicking_user_client, unconfirmed
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.jobs.panel import MESSAGE_LIMIT
+from b2iconik.jobs.interfaces import LeasingStore
 from b2iconik.jobs.model import JobStatus
-from b2iconik.jobs.store import JobStore, LostLease, StoreError, new_owner
+from b2iconik.jobs.store import Job, LostLease, StoreError, new_owner
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,53 @@ class _Held:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+class LeasedJob:
+    """A job this process runs, held in the store under a lease its heartbeat renews.
+
+    To the workflow it is the job handle (b2iconik/workflows/handle.py): each
+    checkpoint saves the state and renews the lease (LostLease once another holder
+    has it), assets are leased in the store, and each outcome is appended to the
+    job's audit trail at once. To the runner it is how the job goes back to the
+    store: handed over to wait until it is due (parked), finished, or released.
+    """
+
+    def __init__(self, store: LeasingStore, job: Job, lease_seconds: float, observe=None):
+        self.store = store
+        self.job = job
+        self.lease_seconds = lease_seconds
+        self.recorder = audit.StoreRecorder(store, job.id, job.state, observe=observe)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def auth_token(self) -> str | None:
+        return self.job.auth_token
+
+    def checkpoint(self, state: dict) -> None:
+        self.store.save(self.job.id, self.job.owner, state, self.lease_seconds)
+
+    def claim_assets(self, asset_ids: list[str]) -> list[str]:
+        return self.store.claim_assets(self.job.id, asset_ids)
+
+    def record_outcome(self, asset_id: str, fmt: str, outcome: dict) -> None:
+        self.recorder(asset_id, fmt, outcome)
+
+    def hand_over(self, state: dict, wake_at: float | None) -> None:
+        """Give the job back as `waiting` until `wake_at` (None: due now), holding no worker meanwhile."""
+        self.store.park(self.job.id, self.job.owner, state, self.store.clock() if wake_at is None else wake_at)
+
+    def finish(self, state: dict, status: str) -> None:
+        self.store.finish(self.job.id, self.job.owner, state, status)
+
+    def release(self, *, crashed: bool = False) -> None:
+        """Give the job back unchanged, to be claimed again at once (a crash counts as an attempt)."""
+        self.store.release(self.job.id, self.job.owner, crashed=crashed)
+
+
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, idle_poll: float = 0.25,
+    def __init__(self, store: LeasingStore, settings: Settings, *, idle_poll: float = 0.25,
                  maintenance_interval: float = MAINTENANCE_INTERVAL):
         self.store = store
         self.settings = settings
@@ -154,9 +201,12 @@ class JobRunner:
             self._workers.append(thread)  # listed before it runs: stop() joins every thread that can claim
             thread.start()
 
-    def notify(self) -> None:
-        """A job was queued: look for work now rather than at the next poll."""
+    def submit(self, job_id: str) -> bool:
+        """The job `job_id` was just recorded, queued, in the store, which is the queue here
+        (`JobQueue`, b2iconik/jobs/interfaces.py): a worker looks for work now rather than at
+        the next poll. Always True: queuing it was recording it."""
         self._wake.set()
+        return True
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop taking work; running jobs pause at their next step and go back to the store."""
@@ -235,7 +285,7 @@ class JobRunner:
                 self._held.pop(job.id, None)
         return True
 
-    def _close_panel_entry(self, job, state, reason: str) -> None:
+    def _close_panel_entry(self, job: LeasedJob, state, reason: str) -> None:
         """Show a job given up without running as FAILED in iconik's Jobs panel (best effort)."""
         entry = _panel_entry(state)
         if entry is None:
@@ -247,17 +297,18 @@ class JobRunner:
         except (ConfigError, iconik.IconikError) as error:
             log.warning("could not close the iconik job %s: %s", entry, error)
 
-    def _run(self, job, held: _Held) -> None:
-        state = job.state
+    def _run(self, claimed: Job, held: _Held) -> None:
+        state = claimed.state
+        job = LeasedJob(self.store, claimed, self.settings.lease_seconds, observe=metrics.observe_outcome)
         try:
-            problem = job.damage or _invalid(state)
+            problem = claimed.damage or _invalid(state)
             if problem:
-                log.error("job %s cannot be run, failing it: %s", job.id, problem)
-                damaged = _damaged_state(job.action, problem)
+                log.error("job %s cannot be run, failing it: %s", job.job_id, problem)
+                damaged = _damaged_state(claimed.action, problem)
                 self._finish(job, damaged, JobStatus.FAILED)
                 self._close_panel_entry(job, state, damaged["error"])
                 return
-            if job.attempts > MAX_ATTEMPTS:
+            if claimed.attempts > MAX_ATTEMPTS:
                 state["error"] = f"gave up after {MAX_ATTEMPTS} runs that ended in a crash"
                 state["phase"] = "done"
                 self._finish(job, state, JobStatus.FAILED)
@@ -265,31 +316,27 @@ class JobRunner:
                 return
             refusal = unconfirmed(state, job.auth_token)
             if refusal:
-                log.error("job %s refused: %s", job.id, refusal)
+                log.error("job %s refused: %s", job.job_id, refusal)
                 state.update(error=refusal, phase="done", succeeded=False)
                 self._finish(job, state, JobStatus.FAILED)
                 return
-            client = self.settings.client(job.auth_token, party=job.id)
-            user_client = clicking_user_client(self.settings, state, job.auth_token, client, party=job.id)
-            recorder = audit.StoreRecorder(self.store, job.id, state, observe=metrics.observe_outcome)
-            flow = workflows.Workflow(
-                client, state, self.tuning, stop=held.stop, purge=self.settings.purge,
-                checkpoint=lambda s: self.store.save(job.id, job.owner, s, self.settings.lease_seconds),
-                claim_assets=lambda asset_ids: self.store.claim_assets(job.id, asset_ids),
-                on_outcome=recorder, user_client=user_client)
-            log.log(logging.DEBUG if job.woken else logging.INFO, "running %s job (attempt %d, phase %s)",
-                    job.action, job.attempts, state["phase"])
+            client = self.settings.client(job.auth_token, party=job.job_id)
+            user_client = clicking_user_client(self.settings, state, job.auth_token, client, party=job.job_id)
+            flow = workflows.Workflow(client, state, self.tuning, job=job, stop=held.stop, purge=self.settings.purge,
+                                      user_client=user_client)
+            log.log(logging.DEBUG if claimed.woken else logging.INFO, "running %s job (attempt %d, phase %s)",
+                    claimed.action, claimed.attempts, state["phase"])
             with client, (nullcontext() if user_client in (None, client) else user_client):
                 done = flow.run()
             if done:
-                recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
+                job.recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
                 self._finish(job, state, JobStatus.SUCCEEDED if state.get("succeeded") else JobStatus.FAILED)
             elif self._stop.is_set():
                 state.pop("wake_at", None)
-                self.store.release(job.id, job.owner)
+                job.release()
                 log.info("job paused at phase %s; it resumes on the next start", state["phase"])
             elif held.stop.is_set():
-                log.warning("stopped work on job %s: another holder took its lease", job.id)
+                log.warning("stopped work on job %s: another holder took its lease", job.job_id)
             else:
                 self._park(job, state)
         except LostLease as error:
@@ -304,24 +351,24 @@ class JobRunner:
             else:
                 log.exception("job crashed; it will be tried again")
             try:
-                self.store.release(job.id, job.owner, crashed=True)
+                job.release(crashed=True)
             except StoreError:
                 pass
 
-    def _park(self, job, state: dict) -> None:
+    def _park(self, job: LeasedJob, state: dict) -> None:
         """The job waits (for iconik's copies, a busy asset, iconik itself): back to the store
         until its wake-up time, so that no worker thread is held meanwhile."""
         wake_at = state.pop("wake_at", None)
         now = self.store.clock()
         wake_at = wake_at if isinstance(wake_at, (int, float)) else now
-        self.store.park(job.id, job.owner, state, wake_at)
+        job.hand_over(state, wake_at)
         log.debug("job waits at phase %s for %.1f s", state["phase"], max(0.0, wake_at - now))
 
-    def _finish(self, job, state: dict, status: str) -> None:
-        self.store.finish(job.id, job.owner, state, status)
-        metrics.job_finished(job.action, status, self.store.clock() - job.created_at)
+    def _finish(self, job: LeasedJob, state: dict, status: str) -> None:
+        job.finish(state, status)
+        metrics.job_finished(job.job.action, status, self.store.clock() - job.job.created_at)
 
-    def _finish_quietly(self, job, state: dict) -> None:
+    def _finish_quietly(self, job: LeasedJob, state: dict) -> None:
         try:
             self._finish(job, state, JobStatus.FAILED)
         except StoreError as error:

@@ -105,7 +105,7 @@ def custom_action(action: str):
     except StoreError as exc:
         log.error("could not record a %s job: %s", action, exc)
         return error(503, "the plugin cannot record jobs right now; nothing was started, try again later")
-    service.runner.notify()
+    service.runner.submit(job_id)
     log.info("queued %s job %s: %d asset(s), %d collection(s), formats %s", call.action, job_id,
              len(call.asset_ids), len(call.collection_ids), ",".join(call.formats))
     return jsonify({"job_id": job_id, "status_url": f"/jobs/{job_id}"}), 202

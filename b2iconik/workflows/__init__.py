@@ -6,9 +6,10 @@ A job is a JSON-serialisable `state` dict that moves through phases:
     remove:  resolve -> inspect -> copy -> wait -> check -> done      (remove.py)
     check:   resolve -> inspect -> done   (check.py: the preview of a Remove; changes nothing)
 
-`Workflow(client, state, ...)` gives the workflow of the state's action; its
-`run()` advances the state until the job is done, a stop is asked for, or a
-deadline passes, calling `checkpoint(state)` as it goes (engine.py). Every
+`Workflow(client, state, ..., job=handle)` gives the workflow of the state's
+action; its `run()` advances the state until the job is done, a stop is asked
+for, or a deadline passes, saving the state, leasing its assets and handing
+over each outcome through the job handle its host gives it (handle.py). Every
 step is idempotent, so a job resumed from any checkpoint (after a crash, a
 deploy, or in the next Cloud Tasks slice) ends the same way: bulk copies are
 not duplicated by iconik, and a LucidLink file set is deleted only right after
@@ -42,6 +43,7 @@ from b2iconik.workflows.add import AddWorkflow
 from b2iconik.workflows.check import CheckWorkflow
 from b2iconik.workflows.copying import DONE_JOB_STATUSES, CopyingWorkflow
 from b2iconik.workflows.engine import NEEDS_COPY, NOT_PERMITTED, PURGE_MODES, Engine, Tuning
+from b2iconik.workflows.handle import JobHandle, Unrecorded
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, Transient, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, live_formats, read_asset
 from b2iconik.workflows.remove import RemoveWorkflow
@@ -64,7 +66,8 @@ def Workflow(client, state, tuning: Tuning = Tuning(), **options) -> Engine:  # 
 
 __all__ = [
     "ACTIONS", "AddWorkflow", "AssetRecords", "CheckWorkflow", "CopyingWorkflow", "DONE_JOB_STATUSES", "Engine",
-    "Fatal", "GOOD_RESULTS", "Interrupted", "MAX_FORMATS", "NEEDS_COPY", "NOT_PERMITTED", "NotSettled", "PHASES",
-    "PURGE_MODES", "RemoveWorkflow", "Transient", "Tuning", "Workflow", "count_done", "is_transient", "job_title", "live_formats",
-    "new_state", "outcome_rows", "read_asset", "summarize", "token_refused", "validate_state",
+    "Fatal", "GOOD_RESULTS", "Interrupted", "JobHandle", "MAX_FORMATS", "NEEDS_COPY", "NOT_PERMITTED", "NotSettled",
+    "PHASES", "PURGE_MODES", "RemoveWorkflow", "Transient", "Tuning", "Unrecorded", "Workflow", "count_done",
+    "is_transient", "job_title", "live_formats", "new_state", "outcome_rows", "read_asset", "summarize",
+    "token_refused", "validate_state",
 ]

@@ -21,6 +21,7 @@ import iconik
 from b2iconik.workflows.access import readable_selection
 from b2iconik.jobs.panel import JobsPanel
 from b2iconik.workflows.selection import TooManyAssets, UnsteadyCollection
+from b2iconik.workflows.handle import JobHandle, Unrecorded
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
@@ -68,23 +69,21 @@ class Engine:
     """Whether the job waits until no other job works on its assets (the preview does not)."""
 
     def __init__(self, client: iconik.IconikClient, state: dict, tuning: Tuning = Tuning(), *,
-                 checkpoint=None, stop: threading.Event | None = None, deadline: float | None = None,
-                 blocking_waits: bool = True, clock=time.time, claim_assets=None, purge: str = "verified",
-                 on_outcome=None, user_client: iconik.IconikClient | None = None):
+                 job: JobHandle | None = None, stop: threading.Event | None = None, deadline: float | None = None,
+                 blocking_waits: bool = True, clock=time.time, purge: str = "verified",
+                 user_client: iconik.IconikClient | None = None):
         self.client = client
         self.user_client = user_client
         """A client on the clicking user's own token: the selection is narrowed to what they may read
         (access.py) before anything else is read. None: the selection is taken as it is (a cleanup)."""
         self.state = state
         self.tuning = tuning
-        self._checkpoint = checkpoint or (lambda state: None)
+        self.job = job or Unrecorded()
+        """Where the state is saved, the assets leased and the outcomes handed over (handle.py)."""
         self._stop = stop or threading.Event()
         self.deadline = deadline
         self.blocking_waits = blocking_waits
         self.clock = clock
-        self._claim_assets = claim_assets or (lambda asset_ids: [])
-        self._on_outcome = on_outcome or (lambda asset_id, fmt, outcome: None)
-        """Called with each outcome as it is recorded (the audit trail); must not raise."""
         if purge not in PURGE_MODES:
             raise ValueError(f"purge must be one of {', '.join(PURGE_MODES)}")
         self.purge = purge
@@ -174,7 +173,7 @@ class Engine:
         if force or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
             with self._lock:
                 self._last_checkpoint = now
-                self._checkpoint(self.state)
+                self.job.checkpoint(self.state)
 
     def _pause(self, seconds: float) -> bool:
         """Wait `seconds` unless stopping; False when the wait must happen elsewhere.
@@ -253,7 +252,7 @@ class Engine:
             log.info("%s: %d asset(s), formats %s", job_title(state), len(state["assets"]),
                      ",".join(state["formats"]))
             self.checkpoint(force=True)
-        busy = self._claim_assets(state["assets"]) if self.claims_assets else []
+        busy = self.job.claim_assets(state["assets"]) if self.claims_assets else []
         if busy:
             if state.get("waiting_for") != len(busy):
                 state["waiting_for"] = len(busy)
@@ -421,10 +420,10 @@ class Engine:
             state.pop("deleting", None)
 
     def _set_outcome(self, asset_id: str, fmt: str, outcome: dict) -> None:
-        """Record one outcome (callers hold the lock) and hand it to the audit hook."""
+        """Record one outcome (callers hold the lock) and hand it to the job's audit trail."""
         self.state["outcomes"].setdefault(asset_id, {})[fmt] = outcome
         try:
-            self._on_outcome(asset_id, fmt, outcome)
+            self.job.record_outcome(asset_id, fmt, outcome)
         except Exception as error:  # the audit must never stop the work; the state still has it
             log.error("could not hand an outcome to the audit trail: %s", error)
 
