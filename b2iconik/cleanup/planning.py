@@ -116,7 +116,7 @@ class Choice:
 
 
 @dataclass
-class Plan:
+class CleanupPlan:
     rule: Rule
     now: datetime
     listed_assets: int = 0
@@ -131,7 +131,7 @@ class Plan:
         return sum(choice.freed for choice in self.go)
 
 
-def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
+def _candidates(plan: CleanupPlan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
     """Listed assets the rule may choose, oldest first (the listing's dates; fresh reads check them)."""
     rule = plan.rule
     pool = [a for a in listed.values() if members is None or a.asset_id in members]
@@ -148,7 +148,7 @@ def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None)
     return pool
 
 
-def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
+def _decide(plan: CleanupPlan, item: ListedAsset, rows) -> Choice | None:
     """What to do with one candidate, from its fresh read's rows; None when it is gone from LucidLink."""
     rule = plan.rule
     if all(row.category == "gone" for row in rows):
@@ -187,11 +187,11 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None, deletes_refused: str | None = None) -> Plan:
+                 progress=None, deletes_refused: str | None = None) -> CleanupPlan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
     for a collection iconik does not know or could not read steady. With `deletes_refused` (why
     Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
-    plan = Plan(rule, now or datetime.now(timezone.utc))
+    plan = CleanupPlan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None)
     listed = list_lucidlink(client, ll_storage_id, progress)
@@ -248,7 +248,7 @@ def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_
                           f"{human_bytes(plan.rule.low)}: not enough can go under this rule")
 
 
-def render_plan(plan: Plan, applied: bool = False) -> str:
+def render_cleanup_plan(plan: CleanupPlan, applied: bool = False) -> str:
     """The plan for people: what would go, the bytes freed, what is kept and why."""
     lines = [f"Cleanup of LucidLink: {plan.rule.describe()}",
              f"LucidLink holds {plan.listed_assets} asset(s), {human_bytes(plan.listed_bytes)} "
@@ -269,7 +269,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:
+def job_state(plan: CleanupPlan, b2_storage_id: str, ll_storage_id: str) -> dict:
     """The state of the normal Remove job for the chosen assets, from the cleanup."""
     request = SimpleNamespace(action="remove", b2_storage_id=b2_storage_id, ll_storage_id=ll_storage_id,
                               formats=plan.rule.formats, context="BULK",

@@ -1,16 +1,16 @@
-"""Plans: what creating or deleting the plugin's actions would do, worked out without writing anything."""
+"""Action plans: what creating or deleting the plugin's actions would do, worked out without writing anything."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from b2iconik.custom_actions.errors import StorageError, UsageError
+from b2iconik.cli import UsageError, check_storage_id, storage_warnings
 from b2iconik.custom_actions.listing import PluginAction, list_plugin_actions
 from b2iconik.custom_actions.values import (ACTION_VERBS, CONTEXTS, SECRET_HEADER, action_title, action_url,
-                                            check_endpoint, check_secret, check_storage_id, endpoint_key,
-                                            formats_key, parse_formats)
-from iconik import IconikClient, NotFound
+                                            check_endpoint, check_formats, check_secret_setting, endpoint_key,
+                                            formats_key)
+from iconik import IconikClient
 
 
 @dataclass
@@ -38,7 +38,9 @@ class Step:
 
 
 @dataclass
-class Plan:
+class ActionPlan:
+    """What creating or deleting the plugin's custom actions does, one step an action."""
+
     kind: str
     """create or delete."""
     steps: list[Step] = field(default_factory=list)
@@ -54,49 +56,6 @@ class Plan:
         return sum(1 for step in self.steps if step.op == op)
 
 
-def check_storages(client: IconikClient, b2_storage_id: str, ll_storage_id: str) -> list[str]:
-    """Both storages exist, are Files storages and can play their role; returns warnings.
-
-    Raises StorageError for what the plugin itself refuses: a LucidLink storage that is
-    not a storage gateway's directory (method FILE), or a B2 storage that is one (or
-    whose method iconik does not give).
-    """
-    warnings = []
-    for what, storage_id in (("B2", b2_storage_id), ("LucidLink", ll_storage_id)):
-        try:
-            storage = client.get_storage(storage_id)
-        except NotFound:
-            raise StorageError(f"{what} storage {storage_id} does not exist in iconik") from None
-        if not isinstance(storage, dict):
-            raise StorageError(f"iconik described {what} storage {storage_id} in a form this tool cannot read")
-        name = f"{storage_id} ({storage['name']})" if storage.get("name") else storage_id
-        purpose = storage.get("purpose")
-        if purpose != "FILES":
-            raise StorageError(f"{what} storage {name} is a {purpose or 'unknown'}-purpose storage, "
-                               "not a Files storage (purpose FILES)")
-        method = storage.get("method")
-        if what == "LucidLink" and method != "FILE":
-            raise StorageError(f"LucidLink storage {name} has method {method or 'not given'}, not FILE: it is not "
-                               "a storage gateway's directory, and the plugin refuses it as the LucidLink storage")
-        if what == "B2" and (not method or method == "FILE"):
-            raise StorageError(f"B2 storage {name} has method {method or 'not given'}: it is not a cloud storage, "
-                               "and the plugin refuses it as the B2 storage (is it the LucidLink storage?)")
-        if what == "B2" and method not in ("B2", "S3"):
-            warnings.append(f"B2 storage {name} has method {method}, not B2 or S3; is it the right storage?")
-        status = storage.get("status")
-        if what == "B2" and status != "ACTIVE":
-            warnings.append(f"B2 storage {name} is {status or 'of unknown status'}, not ACTIVE: the plugin's jobs "
-                            "refuse it until it is ACTIVE")
-        elif status and status != "ACTIVE":
-            warnings.append(f"{what} storage {name} is {status}, not ACTIVE")
-        if what == "LucidLink" and (storage.get("settings") or {}).get("delete") is False:
-            warnings.append(f"LucidLink storage {name} does not allow iconik to delete files "
-                            "(settings.delete is off): \"Remove from LucidLink\" refuses to delete there and keeps "
-                            "every copy (a delete would leave the bytes on the Filespace, untracked); turn deletes "
-                            "on for the storage in iconik to free space")
-    return warnings
-
-
 def _desired_headers(existing: Mapping | None, secret: str) -> dict:
     """The secret header, keeping any other header someone added to the action."""
     existing = existing if isinstance(existing, Mapping) else {}
@@ -106,23 +65,23 @@ def _desired_headers(existing: Mapping | None, secret: str) -> dict:
 
 
 def plan_create(client: IconikClient, endpoint: str, b2_storage_id: str, ll_storage_id: str,
-                formats: str | Iterable[str] | None, secret: str, app_id: str) -> Plan:
+                formats: str | Iterable[str] | None, secret: str, app_id: str) -> ActionPlan:
     """Check everything, then compare what should exist with what does. Writes nothing.
 
-    Raises UsageError (before any call to iconik), StorageError, or IconikError.
+    Raises UsageError (before any call to iconik), Failure (a storage the plugin refuses), or IconikError.
     """
     endpoint, warnings = check_endpoint(endpoint)
     b2 = check_storage_id(b2_storage_id, "B2")
     ll = check_storage_id(ll_storage_id, "LucidLink")
     if b2 == ll:
         raise UsageError("the B2 and LucidLink storages must be different")
-    names = parse_formats(formats)
-    check_secret(secret)
+    names = check_formats(formats)
+    check_secret_setting(secret)
     if not app_id:
         raise UsageError("ICONIK_ID is required")
 
-    plan = Plan(kind="create", warnings=list(warnings))
-    plan.warnings += check_storages(client, b2, ll)
+    plan = ActionPlan(kind="create", warnings=list(warnings))
+    plan.warnings += storage_warnings(client, b2, ll)[0]
 
     existing: dict[tuple, list[PluginAction]] = {}
     for action in list_plugin_actions(client):
@@ -186,11 +145,11 @@ def plan_create(client: IconikClient, endpoint: str, b2_storage_id: str, ll_stor
 
 
 def plan_delete(client: IconikClient, endpoint: str,
-                formats: str | Iterable[str] | None = None) -> Plan:
+                formats: str | Iterable[str] | None = None) -> ActionPlan:
     """The plugin's actions at `endpoint` (with exactly `formats`, when given). Writes nothing."""
     endpoint, _ = check_endpoint(endpoint)
-    names = parse_formats(formats) or None  # no formats given: every action at the endpoint
-    plan = Plan(kind="delete")
+    names = check_formats(formats) or None  # no formats given: every action at the endpoint
+    plan = ActionPlan(kind="delete")
     for action in list_plugin_actions(client, endpoint):
         if names is not None and formats_key(action.formats) != formats_key(names):
             continue
