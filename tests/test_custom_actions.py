@@ -537,13 +537,13 @@ def test_delete_refuses_a_bad_endpoint(emu, env, cli):
 
 def test_parse_action_recognises_only_the_plugins_urls():
     b2, ll = "0d56db81-1b8e-4a68-9658-98ad9a94d841", "bf049e70-6749-4e44-a85b-7457236cdf4e"
-    parsed = ca.parse_action({"id": "x", "context": "ASSET", "title": "t",
+    parsed = ca.read_plugin_action({"id": "x", "context": "ASSET", "title": "t",
                               "url": url("remove", b2, ll, "ORIGINAL,PPRO_PROXY")})
     assert (parsed.endpoint, parsed.verb, parsed.formats) == (ENDPOINT, "remove", ("ORIGINAL", "PPRO_PROXY"))
-    assert ca.parse_action({"id": "y", "context": "BULK", "url": url("check", b2, ll)}).verb == "check"
+    assert ca.read_plugin_action({"id": "y", "context": "BULK", "url": url("check", b2, ll)}).verb == "check"
     for other in ("https://x.example.com/hook", f"{ENDPOINT}/add?b2_storage_id={b2}",
                   f"{ENDPOINT}/copy?b2_storage_id={b2}&ll_storage_id={ll}", None):
-        assert ca.parse_action({"url": other}) is None
+        assert ca.read_plugin_action({"url": other}) is None
 
 
 def test_resolve_arguments_mixes_forms():
@@ -562,7 +562,7 @@ def test_a_failure_part_way_is_reported_and_stops():
                 raise iconik.IconikError(500, "POST", "API/assets/v1/custom_actions/BULK/", "boom")
             return {"id": f"action-{self.calls}"}
 
-    steps = [ca.Step("create", c, v, "t", "u", ("x-bz-secret",), body={"headers": {"x-bz-secret": SECRET}})
+    steps = [ca.ActionStep("create", c, v, "t", "u", ("x-bz-secret",), body={"headers": {"x-bz-secret": SECRET}})
              for v in ca.VERBS for c in ca.CONTEXTS]
     plan = ca.apply_plan(Failing(), ca.ActionPlan("create", steps))
 

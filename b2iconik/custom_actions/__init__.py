@@ -40,8 +40,9 @@ from __future__ import annotations
 from b2iconik.cli import UsageError
 from b2iconik.custom_actions.apply import apply_plan, render_action_plan
 from b2iconik.custom_actions.command import resolve_arguments
-from b2iconik.custom_actions.listing import PluginAction, list_plugin_actions, parse_action, render_actions
-from b2iconik.custom_actions.plan import ActionPlan, Step, plan_create, plan_delete
+from b2iconik.custom_actions.listing import (PluginAction, list_plugin_actions, read_plugin_action,
+                                             render_actions)
+from b2iconik.custom_actions.plan import ActionPlan, ActionStep, plan_create, plan_delete
 from b2iconik.custom_actions.settings import ActionSettings, load_settings
 from b2iconik.custom_actions.values import (ACTION_VERBS, CONTEXTS, FORMAT_NAMES, SECRET_HEADER, VERBS, action_title,
                                             action_url, check_endpoint, check_formats, check_secret_setting,
@@ -49,8 +50,8 @@ from b2iconik.custom_actions.values import (ACTION_VERBS, CONTEXTS, FORMAT_NAMES
 
 __all__ = [
     "ACTION_VERBS", "CONTEXTS", "FORMAT_NAMES", "SECRET_HEADER", "VERBS", "ActionPlan", "ActionSettings",
-    "PluginAction", "Step", "UsageError", "action_title", "action_url", "apply_plan", "check_endpoint",
+    "ActionStep", "PluginAction", "UsageError", "action_title", "action_url", "apply_plan", "check_endpoint",
     "check_formats", "check_secret_setting", "endpoint_key", "formats_key", "human_format", "list_plugin_actions",
-    "load_settings", "parse_action", "plan_create", "plan_delete", "render_action_plan", "render_actions",
+    "load_settings", "plan_create", "plan_delete", "read_plugin_action", "render_action_plan", "render_actions",
     "resolve_arguments",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from b2iconik.cli import describe_error
 from b2iconik.custom_actions.listing import format_table, headers_text
-from b2iconik.custom_actions.plan import ActionPlan, Step
+from b2iconik.custom_actions.plan import ActionPlan, ActionStep
 from iconik import IconikClient, IconikError
 
 
@@ -34,7 +34,7 @@ _FUTURE = {"create": "would create", "update": "would update", "delete": "would 
            "unchanged": "unchanged", "duplicate": "duplicate"}
 
 
-def step_result(step: Step, applied: bool) -> str:
+def step_result(step: ActionStep, applied: bool) -> str:
     if not step.writes or not applied:
         return (_PAST if applied else _FUTURE)[step.op]
     if step.done:

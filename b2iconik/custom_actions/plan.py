@@ -14,7 +14,7 @@ from iconik import IconikClient
 
 
 @dataclass
-class Step:
+class ActionStep:
     """One line of a plan: what is (or would be) done to one custom action."""
 
     op: str
@@ -43,13 +43,13 @@ class ActionPlan:
 
     kind: str
     """create or delete."""
-    steps: list[Step] = field(default_factory=list)
+    steps: list[ActionStep] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     applied: bool = False
     error: str | None = None
 
     @property
-    def writes(self) -> list[Step]:
+    def writes(self) -> list[ActionStep]:
         return [step for step in self.steps if step.writes]
 
     def count(self, op: str) -> int:
@@ -119,22 +119,22 @@ def plan_create(client: IconikClient, endpoint: str, b2_storage_id: str, ll_stor
             if kept is None:
                 body = {"type": "POST", "context": context, "title": title, "url": url,
                         "headers": _desired_headers(None, secret), "app_id": app_id}
-                plan.steps.append(Step("create", context, verb, title, url, (SECRET_HEADER,), body=body))
+                plan.steps.append(ActionStep("create", context, verb, title, url, (SECRET_HEADER,), body=body))
             else:
                 changed = differences(kept)
                 if changed:
                     headers = _desired_headers(kept.raw.get("headers"), secret)
                     body = {"type": "POST", "context": context, "title": title, "url": url,
                             "headers": headers, "app_id": app_id}
-                    plan.steps.append(Step("update", context, verb, title, url, tuple(headers),
+                    plan.steps.append(ActionStep("update", context, verb, title, url, tuple(headers),
                                            action_id=kept.id, changes=changed, body=body))
                 else:
-                    plan.steps.append(Step("unchanged", context, verb, kept.title, kept.url,
+                    plan.steps.append(ActionStep("unchanged", context, verb, kept.title, kept.url,
                                            kept.header_names, action_id=kept.id))
                 if kept.disabled:
                     plan.warnings.append(f"custom action {kept.id} ({context}: {title}) is disabled in iconik")
             for _, other in ranked[1:]:
-                plan.steps.append(Step("duplicate", context, verb, other.title, other.url,
+                plan.steps.append(ActionStep("duplicate", context, verb, other.title, other.url,
                                        other.header_names, action_id=other.id,
                                        note=f"same action as {kept.id}; left alone"))
     duplicates = plan.count("duplicate")
@@ -157,6 +157,6 @@ def plan_delete(client: IconikClient, endpoint: str,
             plan.warnings.append(f"custom action {action.id} ({action.context or 'no context'}: "
                                  f"{action.title}) is not one this tool manages; left alone")
             continue
-        plan.steps.append(Step("delete", action.context, action.verb, action.title, action.url,
+        plan.steps.append(ActionStep("delete", action.context, action.verb, action.title, action.url,
                                action.header_names, action_id=action.id))
     return plan
