@@ -19,12 +19,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from types import SimpleNamespace
 
 import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
-from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge
+from b2iconik.workflows.reading import read_asset
 from b2iconik.output import printable
 from b2iconik.workflows.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
@@ -215,7 +217,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
         need = plan.listed_bytes - rule.low
     if progress is not None:
         progress.start("reading candidates", len(pool))
-    _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
+    _walk(plan, pool, partial(read_asset, client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
           progress, deletes_refused)
     return plan
 
