@@ -14,7 +14,6 @@ tools reported; exits 1 if anything is not as it must be.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import requests
 
+from b2iconik import cli
 from b2iconik.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,13 +289,16 @@ def run(workdir: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
+    return cli.run_guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    parser = cli.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
     args = parser.parse_args(argv)
     if not (ROOT / "gunicorn.conf.py").is_file():
-        print("error: the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
-              "python -m b2iconik demo (or scripts/demo)", file=sys.stderr)
-        return 2
+        raise cli.UsageError("the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
+                             "python -m b2iconik demo (or scripts/demo)")
     try:
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)
