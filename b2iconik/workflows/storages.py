@@ -27,7 +27,7 @@ class StorageRoles:
     b2_inactive: str | None
     """Why the B2 storage is not ready (it is not ACTIVE), or None: the plugin's jobs refuse it."""
     warnings: tuple[str, ...]
-    """A LucidLink storage that is not ACTIVE."""
+    """A LucidLink storage that is not ACTIVE (as the job records it)."""
     deletes_refused: str | None
     """Why Remove deletes nothing on the LucidLink storage (its settings.delete is not true), or None."""
 
@@ -70,8 +70,8 @@ def check_storage_roles(client: iconik.IconikClient, b2_storage_id: str, ll_stor
     b2_status, ll_status = read["B2"].get("status"), read["LucidLink"].get("status")
     b2_inactive = (None if b2_status == "ACTIVE"
                    else f"B2 storage {labels['B2']} is {b2_status or 'of unknown status'}, not ACTIVE")
-    warnings = (f"LucidLink storage {labels['LucidLink']} is {ll_status}, not ACTIVE",) \
-        if ll_status and ll_status != "ACTIVE" else ()
+    ll_name = read["LucidLink"].get("name") or ll_storage_id
+    warnings = (f"LucidLink storage {ll_name} is {ll_status}",) if ll_status and ll_status != "ACTIVE" else ()
     return StorageRoles(read["B2"], read["LucidLink"], labels["B2"], labels["LucidLink"], b2_inactive, warnings,
                         deletes_refused(read["LucidLink"]))
 
