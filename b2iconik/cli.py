@@ -190,7 +190,8 @@ def pinned_storages(b2_storage_id: str | None, ll_storage_id: str | None,
     return chosen[0], chosen[1], missing
 
 
-def storage_warnings(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str) -> tuple[list[str], str | None]:
+def storage_warnings(client: iconik.IconikClient, b2_storage_id: str,
+                     ll_storage_id: str) -> tuple[list[str], str | None]:
     """The plugin's storage-role check, for a command: (warnings, why Remove would delete nothing there).
 
     Failure for a storage the plugin refuses to work with. A B2 storage that is not
