@@ -15,7 +15,6 @@ tools reported; exits 1 if anything is not as it must be.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import requests
 
+from b2iconik import cli
 from b2iconik.emulator import Emulator
 from b2iconik.progress_bar import Waiting
 from b2iconik.jobs.model import FINAL, JobStatus
@@ -321,13 +321,16 @@ def run(workdir: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
+    return cli.run_guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    parser = cli.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
     args = parser.parse_args(argv)
     if not (ROOT / "gunicorn.conf.py").is_file():
-        print("error: the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
-              "python -m b2iconik demo (or scripts/demo)", file=sys.stderr)
-        return 2
+        raise cli.UsageError("the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
+                             "python -m b2iconik demo (or scripts/demo)")
     try:
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)

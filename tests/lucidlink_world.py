@@ -90,7 +90,5 @@ def env_for(world: World, monkeypatch, state_dir=None, token=None) -> str:
     for name in ("BZ_SHARED_SECRET", "CLEANUP_OLDER_THAN", "CLEANUP_UNTIL_BELOW", "CLEANUP_COLLECTIONS",
                  "CLEANUP_ONLY_ARCHIVED", "FORMAT_NAMES"):
         monkeypatch.delenv(name, raising=False)
-    from b2iconik import custom_actions
-
-    monkeypatch.setattr(custom_actions, "load_env", lambda: None)
+    monkeypatch.setattr("b2iconik.cli.load_env", lambda: None)
     return token

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from b2iconik import __main__ as cli
-from b2iconik import custom_actions as ca
 from harness import ROOT
 
 EVERY_COMMAND = ("selftest", "create-actions", "delete-actions", "report", "cleanup", "jobs", "demo", "emulator",
@@ -34,7 +33,7 @@ def test_each_command_has_its_own_help(command, capsys):
 
 @pytest.mark.parametrize("command", EVERY_COMMAND)
 def test_bad_arguments_exit_2_with_a_message(command, capsys, monkeypatch):
-    monkeypatch.setattr(ca, "load_env", lambda: None)
+    monkeypatch.setattr("b2iconik.cli.load_env", lambda: None)
     assert cli.main([command, "--no-such-option"]) == 2
     err = capsys.readouterr().err
     assert "--no-such-option" in err or "required" in err, err
@@ -50,7 +49,7 @@ def test_the_old_module_forms_are_gone(old):
 
 
 def test_create_actions_and_delete_actions_are_the_scripts(emulator, monkeypatch, capsys):
-    monkeypatch.setattr(ca, "load_env", lambda: None)
+    monkeypatch.setattr("b2iconik.cli.load_env", lambda: None)
     for name, value in {"ICONIK_URL": emulator.url, "ICONIK_ID": emulator.app_id,
                         "ICONIK_TOKEN": emulator.new_token(), "BZ_SHARED_SECRET": SECRET}.items():
         monkeypatch.setenv(name, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,11 +15,12 @@ if str(ROOT) not in sys.path:
 
 import create_custom_actions  # noqa: E402
 import delete_custom_actions  # noqa: E402
+import b2iconik.cli  # noqa: E402
 import iconik  # noqa: E402
 from b2iconik import custom_actions as ca  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 
-REAL_LOAD_ENV = ca.load_env
+REAL_LOAD_ENV = b2iconik.cli.load_env
 SECRET = "first-shared-secret-0123456789abcdef"
 ENDPOINT = "https://plugin.example.com"
 OTHER_ENDPOINT = "https://other-plugin.example.com/b2"
@@ -40,7 +42,7 @@ def emu(tmp_path):
 @pytest.fixture
 def env(emu, monkeypatch):
     """Settings pointing at the emulator; no .env file is read."""
-    monkeypatch.setattr(ca, "load_env", lambda: None)
+    monkeypatch.setattr(b2iconik.cli, "load_env", lambda: None)
     token = emu.new_token()
     values = {"ICONIK_URL": emu.url, "ICONIK_ID": emu.app_id, "ICONIK_TOKEN": token,
               "BZ_SHARED_SECRET": SECRET}
@@ -60,7 +62,7 @@ def cli(capsys, env):
     def run(script, *argv):
         code = script.main(list(argv))
         out, err = capsys.readouterr()
-        secret = ca.os.environ.get("BZ_SHARED_SECRET")
+        secret = os.environ.get("BZ_SHARED_SECRET")
         for hidden in (SECRET, secret, env.token):
             if hidden:
                 assert hidden not in out and hidden not in err, "a secret was printed"
@@ -404,7 +406,7 @@ def test_bad_arguments(emu, env, cli):
 
 
 def test_env_file_is_read_without_overriding_the_environment(emu, env, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(ca, "load_env", REAL_LOAD_ENV)
+    monkeypatch.setattr(b2iconik.cli, "load_env", REAL_LOAD_ENV)
     for name in SETTINGS:  # set then delete, so monkeypatch restores the absence afterwards
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
@@ -535,13 +537,13 @@ def test_delete_refuses_a_bad_endpoint(emu, env, cli):
 
 def test_parse_action_recognises_only_the_plugins_urls():
     b2, ll = "0d56db81-1b8e-4a68-9658-98ad9a94d841", "bf049e70-6749-4e44-a85b-7457236cdf4e"
-    parsed = ca.parse_action({"id": "x", "context": "ASSET", "title": "t",
+    parsed = ca.read_plugin_action({"id": "x", "context": "ASSET", "title": "t",
                               "url": url("remove", b2, ll, "ORIGINAL,PPRO_PROXY")})
     assert (parsed.endpoint, parsed.verb, parsed.formats) == (ENDPOINT, "remove", ("ORIGINAL", "PPRO_PROXY"))
-    assert ca.parse_action({"id": "y", "context": "BULK", "url": url("check", b2, ll)}).verb == "check"
+    assert ca.read_plugin_action({"id": "y", "context": "BULK", "url": url("check", b2, ll)}).verb == "check"
     for other in ("https://x.example.com/hook", f"{ENDPOINT}/add?b2_storage_id={b2}",
                   f"{ENDPOINT}/copy?b2_storage_id={b2}&ll_storage_id={ll}", None):
-        assert ca.parse_action({"url": other}) is None
+        assert ca.read_plugin_action({"url": other}) is None
 
 
 def test_resolve_arguments_mixes_forms():
@@ -560,12 +562,12 @@ def test_a_failure_part_way_is_reported_and_stops():
                 raise iconik.IconikError(500, "POST", "API/assets/v1/custom_actions/BULK/", "boom")
             return {"id": f"action-{self.calls}"}
 
-    steps = [ca.Step("create", c, v, "t", "u", ("x-bz-secret",), body={"headers": {"x-bz-secret": SECRET}})
+    steps = [ca.ActionStep("create", c, v, "t", "u", ("x-bz-secret",), body={"headers": {"x-bz-secret": SECRET}})
              for v in ca.VERBS for c in ca.CONTEXTS]
-    plan = ca.apply_plan(Failing(), ca.Plan("create", steps))
+    plan = ca.apply_plan(Failing(), ca.ActionPlan("create", steps))
 
     assert "500" in plan.error and "boom" in plan.error
-    text = ca.render_plan(plan)
+    text = ca.render_action_plan(plan)
     assert "2 created, 1 failed, 3 not done" in text
     assert SECRET not in text and SECRET not in repr(plan)
 
@@ -596,8 +598,8 @@ def test_a_secret_of_exactly_32_characters_is_accepted(emu, env, cli):
 
 def test_check_secret_counts_characters():
     with pytest.raises(ca.UsageError, match="31 characters"):
-        ca.check_secret("x" * 31)
-    assert ca.check_secret("x" * 32) == "x" * 32
+        ca.check_secret_setting("x" * 31)
+    assert ca.check_secret_setting("x" * 32) == "x" * 32
 
 
 @pytest.mark.parametrize("method", ["B2", "S3", "GCS", "AZURE", None])
@@ -726,7 +728,7 @@ def test_malformed_pins_are_refused(emu, env, cli, b2, ll, message):
 
 
 def test_pins_are_read_from_the_dot_env_file(emu, env, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(ca, "load_env", REAL_LOAD_ENV)
+    monkeypatch.setattr(b2iconik.cli, "load_env", REAL_LOAD_ENV)
     (tmp_path / ".env").write_text(f"PLUGIN_B2_STORAGE_ID={env.b2}\nPLUGIN_LL_STORAGE_ID={env.ll}\n")
     monkeypatch.chdir(tmp_path)
     for name in PINS:  # loaded into os.environ by load_env: restored afterwards

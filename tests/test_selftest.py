@@ -40,8 +40,8 @@ def world(emulator, tmp_path):
                            tmp=tmp_path)
 
 
-def iconik_settings(world, secret=SECRET) -> ca.Settings:
-    return ca.Settings(token=world.token, app_id=world.emu.app_id, secret=secret, url=world.emu.url)
+def iconik_settings(world, secret=SECRET) -> ca.ActionSettings:
+    return ca.ActionSettings(token=world.token, app_id=world.emu.app_id, secret=secret, url=world.emu.url)
 
 
 def create_actions(world, endpoint, secret=SECRET, b2=None, ll=None):

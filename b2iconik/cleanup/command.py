@@ -78,7 +78,7 @@ def run(argv: list[str] | None) -> int:
     rule = _rule(args, context)
     if not args.apply:
         plan = _plan(args, context, rule)
-        print(planning.render_plan(plan))
+        print(planning.render_cleanup_plan(plan))
         print("Dry run: nothing was changed. Run again with --apply to queue the Remove job.")
         return 0
     try:
@@ -104,7 +104,7 @@ def _apply(args, context, rule, store) -> int:
               "it goes on whenever the plugin runs (GET /jobs/<id>, or iconik's Jobs panel).")
         return 0
     plan = _plan(args, context, rule)
-    print(planning.render_plan(plan, applied=bool(plan.go)))
+    print(planning.render_cleanup_plan(plan, applied=bool(plan.go)))
     if not plan.go:
         print("Nothing to queue.")
         return 0
@@ -116,9 +116,9 @@ def _apply(args, context, rule, store) -> int:
     return 0
 
 
-def _plan(args, context, rule) -> planning.Plan:
+def _plan(args, context, rule) -> planning.CleanupPlan:
     with cli.client(context) as client:
-        refused = cli.check_storages(client, context)
+        refused = cli.check_context_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             try:
                 return planning.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,

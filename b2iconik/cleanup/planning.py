@@ -19,12 +19,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from types import SimpleNamespace
 
 import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
-from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge
+from b2iconik.workflows.reading import read_asset
 from b2iconik.output import printable
 from b2iconik.workflows.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
@@ -116,7 +118,7 @@ class Choice:
 
 
 @dataclass
-class Plan:
+class CleanupPlan:
     rule: Rule
     now: datetime
     listed_assets: int = 0
@@ -131,7 +133,7 @@ class Plan:
         return sum(choice.freed for choice in self.go)
 
 
-def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
+def _candidates(plan: CleanupPlan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
     """Listed assets the rule may choose, oldest first (the listing's dates; fresh reads check them)."""
     rule = plan.rule
     pool = [a for a in listed.values() if members is None or a.asset_id in members]
@@ -148,7 +150,7 @@ def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None)
     return pool
 
 
-def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
+def _decide(plan: CleanupPlan, item: ListedAsset, rows) -> Choice | None:
     """What to do with one candidate, from its fresh read's rows; None when it is gone from LucidLink."""
     rule = plan.rule
     if all(row.category == "gone" for row in rows):
@@ -187,11 +189,11 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None, deletes_refused: str | None = None) -> Plan:
+                 progress=None, deletes_refused: str | None = None) -> CleanupPlan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
     for a collection iconik does not know or could not read steady. With `deletes_refused` (why
     Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
-    plan = Plan(rule, now or datetime.now(timezone.utc))
+    plan = CleanupPlan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
         progress.start("listing LucidLink files", None, unit="files")
     listed = list_lucidlink(client, ll_storage_id, progress)
@@ -215,7 +217,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
         need = plan.listed_bytes - rule.low
     if progress is not None:
         progress.start("reading candidates", len(pool), unit="assets")
-    _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
+    _walk(plan, pool, partial(read_asset, client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
           progress, deletes_refused)
     return plan
 
@@ -248,7 +250,7 @@ def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_
                           f"{human_bytes(plan.rule.low)}: not enough can go under this rule")
 
 
-def render_plan(plan: Plan, applied: bool = False) -> str:
+def render_cleanup_plan(plan: CleanupPlan, applied: bool = False) -> str:
     """The plan for people: what would go, the bytes freed, what is kept and why."""
     lines = [f"Cleanup of LucidLink: {plan.rule.describe()}",
              f"LucidLink holds {plan.listed_assets} asset(s), {human_bytes(plan.listed_bytes)} "
@@ -269,7 +271,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:
+def job_state(plan: CleanupPlan, b2_storage_id: str, ll_storage_id: str) -> dict:
     """The state of the normal Remove job for the chosen assets, from the cleanup."""
     request = SimpleNamespace(action="remove", b2_storage_id=b2_storage_id, ll_storage_id=ll_storage_id,
                               formats=plan.rule.formats, context="BULK",

@@ -197,7 +197,7 @@ def run(argv: list[str] | None) -> int:
     outputs = {name: output_path(getattr(args, name), f"--{name}") for name in ("csv", "json", "html")}
     context = cli.load(args)
     with cli.client(context) as client:
-        refused = cli.check_storages(client, context)
+        refused = cli.check_context_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             views = gather(client, context, progress=progress, deletes_refused=refused)
     summary = summarize(views, context.b2_storage_id, context.ll_storage_id)

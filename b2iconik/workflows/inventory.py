@@ -1,7 +1,7 @@
 """What is on the LucidLink storage: iconik's storage file listing, then one fresh read per asset.
 
 `list_lucidlink` scrolls the listing (every page) and groups it by asset.
-`read_assets` reads each asset once, as Remove reads it (`Workflow._read_asset`:
+`read_assets` reads each asset once, as Remove reads it (`reading.read_asset`:
 its live formats and its files), and judges each format it has on LucidLink
 with Remove's rules (`b2iconik.workflows.assessment`). The listing is a search index and
 can lag behind recent changes, so an asset's fresh read decides: an asset the
@@ -11,12 +11,13 @@ listing shows but the read does not is `gone`.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import iconik
 from b2iconik.workflows.assessment import B2, STORAGE, assess_format, lucidlink_files
-from b2iconik.workflows import Workflow
+from b2iconik.workflows.reading import read_asset
 
 CATEGORIES = {
     "safe": "safe to remove now (verified on B2)",
@@ -122,12 +123,6 @@ class AssetView:
         return max(times) if times else None
 
 
-def records_reader(client: iconik.IconikClient):
-    """Remove's own read of an asset (`Workflow._read_asset`): AssetRecords, or None if no such asset."""
-    reader = Workflow(client, {"action": "check", "assets": [], "outcomes": {}, "warnings": []})
-    return reader._read_asset
-
-
 def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, purge: str,
           deletes_refused: str | None = None) -> list[Row]:
     """The rows of one asset from its fresh read (`records`; None: the asset is gone); `deletes_refused`
@@ -164,9 +159,9 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
 
 def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str,
                    deletes_refused: str | None = None) -> list[Row]:
-    """One asset's rows from a fresh read (`read`: records_reader's). A read that fails after the
-    client's retries, or an asset id in the listing that is not a UUID, is one `unknown` row with
-    the reason; a refused token (401/403) raises."""
+    """One asset's rows from a fresh read (`read(asset_id)`: `reading.read_asset` with its client). A read
+    that fails after the client's retries, or an asset id in the listing that is not a UUID, is one
+    `unknown` row with the reason; a refused token (401/403) raises."""
     try:
         asset_id = iconik.check_uuid(item.asset_id, "the listing's asset id")
     except ValueError as error:
@@ -185,7 +180,7 @@ def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_
                 ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None,
                 deletes_refused: str | None = None) -> list[AssetView]:
     """Read each listed asset once (several at a time, under the client's rate limiter) and judge it."""
-    read = records_reader(client)
+    read = partial(read_asset, client)
 
     def view(item: ListedAsset) -> AssetView:
         rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
