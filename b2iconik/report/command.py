@@ -131,8 +131,9 @@ def overlap_note(summary: Summary) -> str | None:
     several = summary.in_several_categories
     if not several:
         return None
-    return (f"{several} of the {summary.assets} asset(s) {'has' if several == 1 else 'have'} formats in more than "
-            "one category and count in each; the format copies and bytes of the categories do not overlap")
+    verbs = ("has", "counts") if several == 1 else ("have", "count")
+    return (f"{several} of the {summary.assets} asset(s) {verbs[0]} formats in more than one category and "
+            f"{verbs[1]} in each; the format copies and bytes of the categories do not overlap")
 
 
 def render_text(summary: Summary) -> str:
