@@ -305,8 +305,8 @@ def run(workdir: Path, screenshot: bool = False) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files, the job store, the reports and a screenshot of the "
-                        "report page (report.png) in DIR")
+    parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files, the job store, the reports "
+                        "and a screenshot of the report page (report.png) in DIR")
     args = parser.parse_args(argv)
     if not (ROOT / "gunicorn.conf.py").is_file():
         print("error: the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "

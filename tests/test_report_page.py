@@ -198,7 +198,8 @@ def test_text_json_and_csv_group_the_reasons_by_kind_and_keep_their_fields(world
     assert set(kinds) == {"B2 copy checksum of … differs", "B2 copy of … is … bytes, LucidLink copy is …",
                           "LucidLink copy is still OPEN (being written?)"}
     checksum = kinds["B2 copy checksum of … differs"]
-    assert (checksum["category"], checksum["format_copies"], checksum["assets"]) == ("unverified", CORRUPT + 1, CORRUPT + 1)
+    assert (checksum["category"], checksum["format_copies"], checksum["assets"]) == ("unverified", CORRUPT + 1,
+                                                                                     CORRUPT + 1)
     assert [e["bytes"] for e in checksum["examples"]] == sorted((a.size for a in world.assets.values()
                                                                  if a.kind == "corrupt"), reverse=True)[:3]
     assert sum(k["bytes"] for k in data["reason_kinds"]) == sum(r["bytes"] for r in data["reasons"])

@@ -10,8 +10,9 @@ LucidLink; bytes safe to remove now (verified on B2); bytes only on LucidLink;
 bytes whose B2 copy does not verify, with the reasons; and their age (last
 modified). The reasons are grouped by kind (b2iconik.report.reasons), and
 the rows sorted by category (what stays first), then size. `--csv` and
-`--json` write every row; `--html` writes one self-contained page with charts. Exit 0, 1 (iconik or the storages), 2 (bad
-arguments or settings: nothing is read or written).
+`--json` write every row; `--html` writes one self-contained page with
+charts. Exit 0, 1 (iconik or the storages), 2 (bad arguments or settings:
+nothing is read or written).
 """
 
 from __future__ import annotations

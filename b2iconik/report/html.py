@@ -2,9 +2,10 @@
 
 Two charts (bytes by category; bytes by age, stacked by category), the totals,
 the reasons for what stays (grouped by kind, with examples), and every row
-(what stays first, then by size; an asset's id is in its name's tooltip). Storages are named by their names in iconik
-(the id is in the tooltip). Sizes, dates, categories and ids never wrap. Every
-text from iconik is escaped.
+(what stays first, then by size; an asset's id is in its name's tooltip).
+Storages are named by their names in iconik (the id is in the tooltip). Sizes,
+dates, counts and categories never wrap; names and reasons may. Every text from
+iconik is escaped.
 """
 
 from __future__ import annotations
@@ -106,11 +107,13 @@ def _totals_table(summary) -> str:
                     f'<td></td><td class="n">{summary.gone}</td><td></td><td></td></tr>')
     note = overlap_note(summary)
     return ("<table><tr><th></th><th>format copies</th><th>assets</th><th>size</th><th>bytes</th></tr>"
-            + "".join(rows) + "</table>" + (f'<p class="note">{escape(note[0].upper() + note[1:])}.</p>' if note else ""))
+            + "".join(rows) + "</table>" + (f'<p class="note">{escape(note[0].upper() + note[1:])}.</p>'
+                                             if note else ""))
 
 
 def _example(row) -> str:
-    return (f"<li>{escape(row.name)} ({escape(row.format or 'no format')}, {human_bytes(row.bytes).replace(' ', '&nbsp;')}): "
+    size = human_bytes(row.bytes).replace(" ", "&nbsp;")
+    return (f"<li>{escape(row.name)} ({escape(row.format or 'no format')}, {size}): "
             f"{escape(row.reason.removeprefix('would keep: '))}</li>")
 
 
@@ -132,7 +135,8 @@ def _rows_table(summary) -> str:
     cells = []
     for row in shown:
         when = row.last_modified.strftime("%Y-%m-%d %H:%M") if row.last_modified else ""
-        cells.append(f'<tr><td class="t">{_key(row.category)}{escape(row.category)}</td><td class="w" title="asset {escape(row.asset_id)}">{escape(row.name)}</td>'
+        cells.append(f'<tr><td class="t">{_key(row.category)}{escape(row.category)}</td>'
+                     f'<td class="w" title="asset {escape(row.asset_id)}">{escape(row.name)}</td>'
                      f'<td class="t">{escape(row.format)}</td><td class="n">{human_bytes(row.bytes)}</td>'
                      f'<td class="t">{when}</td>'
                      f'<td class="w">{escape(row.reason.removeprefix("would keep: "))}</td></tr>')
@@ -152,7 +156,8 @@ def render_html(summary) -> str:
 <body>
 <h1>What is on LucidLink</h1>
 <p>LucidLink storage {_storage(summary.ll_storage_name, summary.ll_storage_id)},
-B2 storage {_storage(summary.b2_storage_name, summary.b2_storage_id)}, read {escape(stamp)}: {summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was read once and judged
+B2 storage {_storage(summary.b2_storage_name, summary.b2_storage_id)}, read {escape(stamp)}:
+{summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was read once and judged
 with the rules of Remove from LucidLink; nothing was changed.</p>
 {_totals_table(summary)}
 <h2>Bytes by category</h2>
