@@ -16,7 +16,8 @@ from pathlib import Path
 
 NAMES = ("chromium", "chromium-browser")
 """What Debian (`apt-get install chromium`) and some other systems call it."""
-TIMEOUT = 60
+TIMEOUT = 120
+"""Seconds one Chromium run may take (it starts in about 2 s on an idle machine)."""
 HEIGHT_SCRIPT = ("<script>document.body.setAttribute('data-height', "
                  "Math.ceil(document.documentElement.scrollHeight));</script>")
 
