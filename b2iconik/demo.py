@@ -5,7 +5,8 @@ small generated media files in nested collections, starts the plugin under
 real gunicorn, creates the custom actions with create_custom_actions.py, then
 clicks Add and Remove the way iconik does. One asset's B2 copy is corrupt, so
 Remove must keep that asset on LucidLink. Before and after Remove it runs
-`python -m b2iconik report` (writing its HTML page), and before Remove a
+`python -m b2iconik report` (writing its HTML page; with `--keep`, also a
+screenshot of it, report.png, where Chromium is installed), and before Remove a
 cleanup dry run; at the end it reads the plugin's metrics. Every server it starts
 takes a free port. Prints what is where after each step and what the jobs and
 tools reported; exits 1 if anything is not as it must be.
@@ -255,13 +256,25 @@ def check_metrics(port: int, problems: list, jobs: int) -> None:
           f"the {jobs} jobs' ends and durations are counted", problems)
 
 
+def keep_screenshot(page: Path, png: Path) -> None:
+    """A picture of the report page, by headless Chromium; said and skipped where it cannot be taken."""
+    from b2iconik.report import browser
+
+    try:
+        browser.screenshot(page, png)
+    except (browser.BrowserMissing, RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        print(f"\nno screenshot of the report page: {error}")
+        return
+    print(f"\nscreenshot of the report page: {png}")
+
+
 def check(condition: bool, what: str, problems: list) -> None:
     print(f"  [{'ok' if condition else 'WRONG'}] {what}")
     if not condition:
         problems.append(what)
 
 
-def run(workdir: Path) -> int:
+def run(workdir: Path, screenshot: bool = False) -> int:
     problems: list[str] = []
     with Emulator(workdir / "iconik") as emu:
         world = seed(emu)
@@ -289,6 +302,8 @@ def run(workdir: Path) -> int:
                   "every format on B2 is now on LucidLink, byte for byte", problems)
 
             run_report(env, world, workdir, "before-remove", problems, emu)
+            if screenshot:
+                keep_screenshot(workdir / "report-before-remove.html", workdir / "report.png")
             run_cleanup_dry_run(env, world, problems, emu)
 
             remove = follow(url, secret, click(emu, "Remove from LucidLink", "BULK",
@@ -326,7 +341,8 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     parser = cli.ArgumentParser(prog="python -m b2iconik demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files and the job store in DIR")
+    parser.add_argument("--keep", metavar="DIR", help="keep the emulator's files, the job store, the reports "
+                        "and a screenshot of the report page (report.png) in DIR")
     args = parser.parse_args(argv)
     if not (ROOT / "gunicorn.conf.py").is_file():
         raise cli.UsageError("the demo serves the plugin from a checkout of b2-iconik-plugin: in the checkout, run "
@@ -334,7 +350,7 @@ def _main(argv) -> int:
     try:
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)
-            return run(Path(args.keep))
+            return run(Path(args.keep), screenshot=True)
         with tempfile.TemporaryDirectory(prefix="b2iconik-demo-") as workdir:
             return run(Path(workdir))
     except DemoFailed as error:

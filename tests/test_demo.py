@@ -1,6 +1,7 @@
 """The README's main-job command: the demo passes end to end, with the report and a cleanup plan."""
 
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,3 +30,5 @@ def test_the_demo_runs_add_report_cleanup_plan_remove_report_and_passes(tmp_path
     for label in ("before-remove", "after-remove"):
         page = (tmp_path / f"report-{label}.html").read_text()
         assert "<svg" in page and "<script" not in page.lower()
+    if shutil.which("chromium"):  # --keep keeps a screenshot of the report page
+        assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
