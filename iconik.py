@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import fcntl
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -190,12 +191,13 @@ class _Budget:
         return min(min(until for _, until, _ in self.calls), now + WINDOW) - now
 
 
-_tickets = iter(range(1, 2 ** 63))
+_tickets = itertools.count(1)
 
 
 def _ticket() -> int:
-    """A call's id, unique on the host while the call counts: the process id and a count."""
-    return (os.getpid() << 32) | (next(_tickets) & 0xFFFFFFFF)
+    """A call's id, unique on the host while the call counts: the process id (22 bits) and a count
+    (30 bits), under 2**53 so that it is kept exactly as a float in the budget file."""
+    return ((os.getpid() & 0x3FFFFF) << 30) | (next(_tickets) & 0x3FFFFFFF)
 
 
 class _Schedule:
@@ -231,7 +233,7 @@ class SharedSchedule:
 
     _FORMAT = struct.Struct("<d16s")
     _COUNT = struct.Struct("<I")
-    _CALL = struct.Struct("<ddQ")
+    _CALL = struct.Struct("<ddd")
     _MOST_CALLS = 100_000
     _HORIZON = 3600.0
     """A time further ahead than this is no schedule (a damaged file): it starts afresh."""
@@ -264,9 +266,9 @@ class SharedSchedule:
         try:
             budget = self._read()
             result = change(budget)
-            calls = b"".join(self._CALL.pack(*call) for call in budget.calls)
-            os.pwrite(self._fd, self._FORMAT.pack(budget.tat, self._boot) + self._COUNT.pack(len(budget.calls))
-                      + calls, 0)
+            count = len(budget.calls)
+            calls = struct.pack(f"<{3 * count}d", *itertools.chain.from_iterable(budget.calls))
+            os.pwrite(self._fd, self._FORMAT.pack(budget.tat, self._boot) + self._COUNT.pack(count) + calls, 0)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         return result
@@ -282,10 +284,12 @@ class SharedSchedule:
         whole = len(head) == self._FORMAT.size + self._COUNT.size  # a file of before the window has no count
         count = self._COUNT.unpack(head[self._FORMAT.size:])[0] if whole else 0
         raw = os.pread(self._fd, count * self._CALL.size, len(head)) if 0 < count <= self._MOST_CALLS else b""
-        calls = list(self._CALL.iter_unpack(raw)) if len(raw) == count * self._CALL.size else []
-        if not all(math.isfinite(sent) and math.isfinite(until) and until <= horizon for sent, until, _ in calls):
-            calls = []
-        return _Budget(tat, calls)
+        if len(raw) != count * self._CALL.size:
+            return _Budget(tat)
+        values = struct.unpack(f"<{3 * count}d", raw)
+        if not all(map(math.isfinite, values)) or max(values[1::3], default=0.0) > horizon:
+            return _Budget(tat)
+        return _Budget(tat, list(zip(values[0::3], values[1::3], values[2::3])))
 
 
 def budget_file(budget_dir: os.PathLike | str, key: tuple) -> str:

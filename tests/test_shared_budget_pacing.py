@@ -233,7 +233,7 @@ def test_damaged_calls_in_the_budget_file_count_for_nothing(tmp_path):
     server = Server()
     path = tmp_path / "budget"
     head = SharedSchedule._FORMAT.pack(0.0, iconik._boot_id().ljust(16, b"\0"))
-    path.write_bytes(head + SharedSchedule._COUNT.pack(3) + SharedSchedule._CALL.pack(1000.0, float("nan"), 1))
+    path.write_bytes(head + SharedSchedule._COUNT.pack(3) + SharedSchedule._CALL.pack(1000.0, float("nan"), 1.0))
     limiter = RateLimiter(10.0, 1, clock=server, sleep=server.sleep, schedule=SharedSchedule(path, clock=server))
     assert limiter.try_acquire(0.0) is True
     assert len(limiter._schedule._read().calls) == 1
