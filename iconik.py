@@ -38,9 +38,10 @@ DEFAULT_URL = "https://app.iconik.io"
 DEFAULT_MAX_RPS = 46.0
 """A little under iconik's documented ~50 requests/s and 1000 per 20 s.
 
-With the shared limiter's burst of 3, any 1 s window sees at most 49 calls and
-any 20 s window at most 923: for every process of the host together, when they
-keep their budget in one state directory (`SharedSchedule`)."""
+With the shared limiter's burst of 3, at most 49 calls count in any 1 s window as
+iconik stamps them (each from its send until its answer, `RateLimiter`), and so at
+most 980 in any 20 s; the rate alone sends at most 923 in 20 s. For every process of
+the host together, when they keep their budget in one state directory (`SharedSchedule`)."""
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100

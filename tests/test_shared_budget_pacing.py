@@ -237,3 +237,9 @@ def test_damaged_calls_in_the_budget_file_count_for_nothing(tmp_path):
     limiter = RateLimiter(10.0, 1, clock=server, sleep=server.sleep, schedule=SharedSchedule(path, clock=server))
     assert limiter.try_acquire(0.0) is True
     assert len(limiter._schedule._read().calls) == 1
+
+
+def test_the_default_budget_stays_under_both_of_iconiks_windows():
+    limiter = RateLimiter.shared(KEY, iconik.DEFAULT_MAX_RPS)
+    assert limiter.per_window == 49  # of iconik's 50 in any second
+    assert 20 * limiter.per_window <= 980  # of its 1000 in any 20 s: 20 windows of a second
