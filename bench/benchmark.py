@@ -179,7 +179,7 @@ class Service:
             try:
                 if requests.get(self.url + "/", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: ask again
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log_path}")

@@ -65,9 +65,9 @@ def test_the_report_prints_the_totals_the_world_holds_and_changes_nothing(world,
 
 def test_the_report_reads_each_asset_once_and_respects_the_rate_limiter(world, capsys, monkeypatch):
     passed = []
-    acquire = iconik.RateLimiter.acquire
-    monkeypatch.setattr(iconik.RateLimiter, "acquire",
-                            lambda self, party=None: passed.append(self.rate) or acquire(self, party))
+    sending = iconik.RateLimiter.sending
+    monkeypatch.setattr(iconik.RateLimiter, "sending",
+                            lambda self, party=None: passed.append(self.rate) or sending(self, party))
 
     code, _, err = run_report(capsys)
 
