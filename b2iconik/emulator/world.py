@@ -103,6 +103,8 @@ class World:
         self.purged: list[str] = []
         self.kept_sources: set[str] = set()
         self.listing_snapshot: dict[str, list[dict]] = {}
+        self.search_history: list[dict] = []
+        """One entry per search made with `save_search_history` left true (the calling user's history)."""
         self._formats_by_asset = Index("asset_id")
         self._file_sets_by_asset = Index("asset_id")
         self._files_by_asset = Index("asset_id")
@@ -332,6 +334,11 @@ class World:
         with self.lock:
             return [{k: view.get(k) for k in LISTING_FIELDS}
                     for view in map(self.file_view, self._files_by_storage.of(storage_id))]
+
+    def asset_ids_on_storage(self, storage_id: str) -> set[str]:
+        """The assets with a file record (of any status) on the storage."""
+        with self.lock:
+            return {f["asset_id"] for f in self._files_by_storage.of(storage_id)}
 
     def snapshot_listing(self) -> None:
         """Freeze what the listing serves under `listing_lag`, for every storage."""
