@@ -1,11 +1,13 @@
 """`python -m b2iconik report`: what is on LucidLink, and what of it Remove could take off now.
 
-    python -m b2iconik report [--csv FILE] [--json FILE] [--html FILE]
+    python -m b2iconik report [--csv FILE] [--json FILE] [--html FILE] [--fresh]
                               [--b2-storage ID] [--ll-storage ID] [--no-progress]
 
-Lists the LucidLink storage from iconik's storage file listing (scrolled, every
-page), reads each asset once and judges each format on LucidLink with Remove's
-rules (changing nothing), then prints the totals: assets and bytes on
+Finds what is on LucidLink in iconik's search index (a thousand assets a call) and
+judges each format there with Remove's rules (changing nothing), reading afresh only
+the assets the index leaves unclear; the output says how fresh the index is. With
+--fresh it lists the storage from iconik's storage file listing and reads each asset
+once instead, as before. Then it prints the totals: assets and bytes on
 LucidLink; bytes safe to remove now (verified on B2); bytes only on LucidLink;
 bytes whose B2 copy does not verify, with the reasons; and their age (last
 modified). `--csv` and `--json` write every row; `--html` writes one
@@ -23,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from b2iconik import cli
-from b2iconik.workflows.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
+from b2iconik.workflows.inventory import (CATEGORIES, AssetView, Row, index_lucidlink, list_lucidlink, read_assets,
+                                          records_reader)
 from b2iconik.output import csv_cell, open_private, printable
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
@@ -64,13 +67,20 @@ class Summary:
     reasons: list = field(default_factory=list)
     """[(reason, rows, bytes)] of the formats kept (unverified, incomplete, unknown, refused), most bytes first."""
     gone: int = 0
+    source: dict = field(default_factory=lambda: dict(FRESH_SOURCE))
+    """Where the figures come from: {"from": "search_index" or "fresh_reads", "text", ...}."""
+
+
+FRESH_SOURCE = {"from": "fresh_reads",
+                "text": "figures from iconik's storage file listing and one fresh read of each asset (--fresh)"}
 
 
 def summarize(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
-              now: datetime | None = None) -> Summary:
+              now: datetime | None = None, source: dict | None = None) -> Summary:
     now = now or datetime.now(timezone.utc)
     rows = [row for view in views for row in view.rows]
     summary = Summary(now, b2_storage_id, ll_storage_id, len(views), sum(v.listed.bytes for v in views), rows)
+    summary.source = dict(source or FRESH_SOURCE)
     summary.assets = sum(1 for view in views if view.on_lucidlink)
     summary.bytes = sum(row.bytes for row in rows if row.category != "gone")
     summary.gone = sum(1 for view in views if not view.on_lucidlink)
@@ -97,6 +107,7 @@ def render_text(summary: Summary) -> str:
     """The totals people read on the terminal."""
     lines = [f"LucidLink storage {summary.ll_storage_id}, B2 storage {summary.b2_storage_id}, "
              f"{summary.generated_at:%Y-%m-%d %H:%M} UTC",
+             summary.source["text"][:1].upper() + summary.source["text"][1:],
              f"On LucidLink: {summary.assets} asset(s), {human_bytes(summary.bytes)} ({summary.bytes} bytes)"]
     width = max(len(label) for label in CATEGORIES.values())
     for category, label in CATEGORIES.items():
@@ -134,6 +145,7 @@ def row_dict(row: Row, now: datetime) -> dict:
 def as_json(summary: Summary) -> dict:
     return {"generated_at": summary.generated_at.isoformat(),
             "b2_storage_id": summary.b2_storage_id, "ll_storage_id": summary.ll_storage_id,
+            "source": summary.source,
             "totals": {"assets": summary.assets, "bytes": summary.bytes, "listed_assets": summary.listed_assets,
                        "listed_bytes": summary.listed_bytes, "gone_since_listing": summary.gone},
             "categories": {c: {"label": CATEGORIES[c], **summary.by_category[c]} for c in CATEGORIES},
@@ -162,14 +174,23 @@ def write_html(path: Path, summary: Summary) -> None:
         out.write(render_html(summary))
 
 
-def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None) -> list[AssetView]:
-    """The listing, then one read per asset, with the progress bar on stderr."""
-    progress.start("listing LucidLink files", None)
-    listed = list_lucidlink(client, context.ll_storage_id, progress)
+def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None,
+           fresh: bool = False) -> tuple[list[AssetView], dict]:
+    """The views and where they come from: the search index (reading afresh what it leaves
+    unclear), or with `fresh` the listing and one read per asset; the progress bar on stderr."""
+    if fresh:
+        progress.start("listing LucidLink files", None)
+        listed = list_lucidlink(client, context.ll_storage_id, progress)
+        read = index = None
+    else:
+        progress.start("searching iconik's index", None)
+        listed, index = index_lucidlink(client, context.ll_storage_id, context.b2_storage_id, progress)
+        read = index.reader(records_reader(client))
     progress.start("reading assets", len(listed))
-    return read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
-                       purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
-                       progress=progress, deletes_refused=deletes_refused)
+    views = read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
+                        purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
+                        progress=progress, deletes_refused=deletes_refused, read=read)
+    return views, FRESH_SOURCE if index is None else {**index.as_json(), "text": index.describe()}
 
 
 def output_path(text: str | None, option: str) -> Path | None:
@@ -188,6 +209,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--csv", metavar="FILE", help="write every row (asset, format) as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the totals and every row as JSON")
     parser.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
+    parser.add_argument("--fresh", action="store_true", help="read every asset afresh (listing, then one read "
+                        "per asset) instead of iconik's search index")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -199,8 +222,8 @@ def run(argv: list[str] | None) -> int:
     with cli.client(context) as client:
         refused = cli.check_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
-            views = gather(client, context, progress=progress, deletes_refused=refused)
-    summary = summarize(views, context.b2_storage_id, context.ll_storage_id)
+            views, source = gather(client, context, progress=progress, deletes_refused=refused, fresh=args.fresh)
+    summary = summarize(views, context.b2_storage_id, context.ll_storage_id, source=source)
     print(render_text(summary))
     writers = {"csv": write_csv, "json": write_json, "html": write_html}
     for name, path in outputs.items():

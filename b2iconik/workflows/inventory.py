@@ -1,6 +1,9 @@
-"""What is on the LucidLink storage: iconik's storage file listing, then one fresh read per asset.
+"""What is on the LucidLink storage: iconik's search index, or its storage file listing and one
+fresh read per asset.
 
-`list_lucidlink` scrolls the listing (every page) and groups it by asset.
+`index_lucidlink` searches the index (a thousand assets a call) for every asset with a file
+on LucidLink; each document that is clear stands for the asset's read (b2iconik.workflows.indexed),
+the rest are read afresh. `list_lucidlink` scrolls the listing (every page) and groups it by asset.
 `read_assets` reads each asset once, as Remove reads it (`Workflow._read_asset`:
 its live formats and its files), and judges each format it has on LucidLink
 with Remove's rules (`b2iconik.workflows.assessment`). The listing is a search index and
@@ -16,6 +19,7 @@ from datetime import datetime, timezone
 
 import iconik
 from b2iconik.workflows.assessment import B2, STORAGE, assess_format, lucidlink_files
+from b2iconik.workflows.indexed import INCLUDE_FIELDS, IndexRead, records_of
 from b2iconik.workflows import Workflow
 
 CATEGORIES = {
@@ -80,6 +84,42 @@ def list_lucidlink(client: iconik.IconikClient, ll_storage_id: str, progress=Non
         if progress is not None:
             progress.advance()
     return found
+
+
+def _listed_from(document: dict, ll_storage_id: str) -> ListedAsset:
+    """What a search document holds of its asset on the storage (files not DELETED), as the listing would."""
+    files = [f for f in document.get("files") or [] if isinstance(f, dict)
+             and f.get("storage_id") == ll_storage_id and f.get("status") != "DELETED"]
+    files.sort(key=lambda f: (str(f.get("directory_path") or ""), str(f.get("name") or ""), str(f.get("id") or "")))
+    listed = ListedAsset(document["id"], files=len(files), bytes=sum(map(_size, files)), last_modified=_newest(files))
+    listed.name = next((str(f.get("original_name") or f.get("name")) for f in files
+                        if f.get("original_name") or f.get("name")), "")
+    return listed
+
+
+def index_lucidlink(client: iconik.IconikClient, ll_storage_id: str, b2_storage_id: str,
+                    progress=None) -> tuple[dict[str, ListedAsset], IndexRead]:
+    """Asset id -> what the search index holds of it on the storage, and the search (its records, its
+    freshness). Documents with nothing left on the storage but DELETED files are left out."""
+    found: dict[str, ListedAsset] = {}
+    index = IndexRead(datetime.now(timezone.utc))
+    terms = [{"name": "files.storage_id", "value": iconik.check_uuid(ll_storage_id, "storage id")}]
+    for document in client.search_assets(terms, INCLUDE_FIELDS):
+        if not isinstance(document.get("id"), str) or not document["id"]:
+            continue
+        files = document.get("files") if isinstance(document.get("files"), list) else []
+        times = [parse_when(document.get("date_modified"))]
+        times += [parse_when(f.get("date_modified")) for f in files if isinstance(f, dict)]
+        newest = max((t for t in times if t is not None), default=None)
+        if newest and (index.newest_change is None or newest > index.newest_change):
+            index.newest_change = newest
+        listed = _listed_from(document, ll_storage_id)
+        if listed.files:
+            found[listed.asset_id] = listed
+            index.records[listed.asset_id] = records_of(document, {ll_storage_id, b2_storage_id})
+        if progress is not None:
+            progress.advance()
+    return found, index
 
 
 @dataclass
@@ -183,9 +223,10 @@ def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: s
 
 def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
                 ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None,
-                deletes_refused: str | None = None) -> list[AssetView]:
-    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it."""
-    read = records_reader(client)
+                deletes_refused: str | None = None, read=None) -> list[AssetView]:
+    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it;
+    `read` (default records_reader's) reads one asset (`IndexRead.reader`: from the index where clear)."""
+    read = read or records_reader(client)
 
     def view(item: ListedAsset) -> AssetView:
         rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
