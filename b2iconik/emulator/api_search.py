@@ -39,7 +39,7 @@ def search():
     services = backend()
     flags = {name: _flag(name) for name in FLAGS}
     services.stats.record_search(flags)
-    per_page = _number("per_page", DEFAULT_PER_PAGE, 1, min(MAX_PER_PAGE, services.search_per_page_cap))
+    per_page = min(_number("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE), services.search_per_page_cap)
     page = _number("page", 1, 1, MAX_PAGE)
     if "scroll" in request.args or "scroll_id" in request.args:
         raise ApiError(400, "scroll is not served by this emulator: use search_after")
