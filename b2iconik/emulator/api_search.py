@@ -48,31 +48,20 @@ def search():
     world = services.world
     with world.lock:
         index = services.search_index.current(world, services.faults)
-        credentials = services.credentials
-        ids = [aid for aid in matching_ids(index, criteria)
-               if credentials.may(g.user_id, "assets", aid, "read")]
-        tiebreak = [] if any(s["name"] == "id" for s in sort) else ["id"]
-        keys = {aid: [_sortable(index.sort_value(aid, name)) for name in [s["name"] for s in sort] + tiebreak]
-                for aid in ids}
-        ascending = all(s.get("order", "asc") == "asc" for s in sort)
-        if ascending:
-            ids.sort(key=keys.__getitem__)
-        else:
-            ids.sort(key=cmp_to_key(lambda a, b: _compare(keys[a], keys[b], sort)))
+        ids = services.credentials.may_all(g.user_id, "assets", matching_ids(index, criteria), "read")
+        ids, key = _ordered(index, ids, sort)
         total = len(ids)
         if after is not None:
             if page != 1:
                 raise ApiError(400, "search_after needs page 1")
-            after = [_sortable(v) for v in after]
-            start = (bisect.bisect_right([keys[aid] for aid in ids], after) if ascending else
-                     next((i for i, aid in enumerate(ids) if _compare(keys[aid], after, sort) > 0), total))
+            start = _after(ids, key, [_sortable(v) for v in after], sort)
         else:
             start = (page - 1) * per_page
             if page > max(1, math.ceil(total / per_page)):
                 raise ApiError(404, "Requested page does not exist")
         chosen = ids[start:start + per_page]
         objects = [_shown(index.document(aid), body.get("include_fields"), flags["generate_signed_url"],
-                          keys[aid] if sort else None) for aid in chosen]
+                          key(aid) if sort else None) for aid in chosen]
         if flags["save_search_history"]:
             world.search_history.append({"user_id": g.user_id, "criteria": body, "date_created": now()})
     pages = max(1, math.ceil(total / per_page))
@@ -129,6 +118,32 @@ def _criteria(body: dict) -> tuple[dict | None, list[dict], list | None]:
     if include is not None and (not isinstance(include, list) or not all(isinstance(f, str) for f in include)):
         raise ApiError(400, "include_fields must be a list of field names")
     return criteria, sort, after
+
+
+def _ordered(index, ids: list[str], sort: list[dict]):
+    """The ids in the sort's order, and each one's sort key (its `_sort`). By id alone (or no
+    sort) the ids are their own keys, which spares building a key for every match."""
+    if all(s["name"] == "id" for s in sort):
+        ids.sort(reverse=bool(sort) and sort[0].get("order", "asc") == "desc")
+        return ids, lambda aid: [aid]
+    names = [s["name"] for s in sort] + ([] if any(s["name"] == "id" for s in sort) else ["id"])
+    keys = {aid: [_sortable(index.sort_value(aid, name)) for name in names] for aid in ids}
+    if all(s.get("order", "asc") == "asc" for s in sort):
+        ids.sort(key=keys.__getitem__)
+    else:
+        ids.sort(key=cmp_to_key(lambda a, b: _compare(keys[a], keys[b], sort)))
+    return ids, keys.__getitem__
+
+
+def _after(ids: list[str], key, after: list, sort: list[dict]) -> int:
+    """Where the objects after the sort key `after` begin."""
+    if all(s["name"] == "id" for s in sort):
+        if sort[0].get("order", "asc") == "asc":
+            return bisect.bisect_right(ids, after[0])
+        return next((i for i, aid in enumerate(ids) if aid < after[0]), len(ids))
+    if all(s.get("order", "asc") == "asc" for s in sort):
+        return bisect.bisect_right([key(aid) for aid in ids], after)
+    return next((i for i, aid in enumerate(ids) if _compare(key(aid), after, sort) > 0), len(ids))
 
 
 def _sortable(value):
