@@ -4,13 +4,17 @@ report and cleanup plan read from the index at a few calls per thousand assets."
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 import requests
 
 import iconik
 from b2iconik import __main__ as cli
+from b2iconik import workflows
+from b2iconik.edge.callback import Rejected, parse_action
 from b2iconik.emulator.world import LISTING_FIELDS
 from lucidlink_world import env_for, make_world, standard
 
@@ -306,3 +310,56 @@ def test_every_search_the_plugin_sends_has_both_flags_false(world, capsys, tmp_p
     assert len(world.emu.searches) >= 2
     assert all(s == {"generate_signed_url": False, "save_search_history": False} for s in world.emu.searches)
     assert world.emu.search_history == [] and world.writes() == 0
+
+
+# -- the preview (the check job) from the index --------------------------------------------------------
+
+def preview(world, *, fresh=False, assets=None):
+    request = SimpleNamespace(action="check", b2_storage_id=world.b2, ll_storage_id=world.ll,
+                              formats=["ORIGINAL"], context="BULK", asset_ids=list(assets or world.assets),
+                              collection_ids=[], requested_by="test", fresh=fresh)
+    state = workflows.new_state(request)
+    with iconik.IconikClient(world.emu.app_id, world.emu.new_token(), world.emu.url, max_rps=None) as client:
+        assert workflows.Workflow(client, state).run()
+    return state
+
+
+def test_the_preview_from_the_index_is_the_fresh_preview_at_a_few_calls(world):
+    emu = world.emu
+    indexed = preview(world)
+    reads = emu.request_counts[FILES_READ]
+    fresh = preview(world, fresh=True)
+    assert indexed["outcomes"] == fresh["outcomes"]
+    assert {o["ORIGINAL"]["result"] for o in indexed["outcomes"].values()} == {
+        "would_remove", "would_copy_then_remove", "would_keep"}
+    assert reads == sum(1 for a in world.assets.values() if a.kind == "open")  # only what the index leaves unclear
+    assert emu.request_counts[FILES_READ] - reads == len(world.assets)  # fresh=true: every asset read
+    assert any("previewed from iconik's search index" in w and "the newest change it shows" in w
+               for w in indexed["warnings"])
+    assert not any("search index" in w for w in fresh["warnings"])
+    assert emu.searches == [{"generate_signed_url": False, "save_search_history": False}]
+
+
+def test_an_asset_the_index_does_not_hold_is_read_afresh_in_the_preview(world):
+    emu = world.emu
+    emu.faults.search_lag = 3600.0
+    emu.snapshot_search()
+    late = world.add("late.mov", "safe", 321, 5)  # not in the index yet
+    state = preview(world, assets=[late.id])
+    assert state["outcomes"][late.id]["ORIGINAL"]["result"] == "would_remove"
+    assert emu.request_counts[FILES_READ] == 1
+
+
+def test_a_click_asks_for_a_fresh_preview_only_where_it_previews():
+    def parse(action, **query):
+        payload = {"context": "BULK", "asset_ids": [str(uuid.uuid4())], "user_id": str(uuid.uuid4()),
+                   "auth_token": "token"}
+        return parse_action(action, query={"b2_storage_id": str(uuid.uuid4()), "ll_storage_id": str(uuid.uuid4()),
+                                           **query}, body=json.dumps(payload).encode(), default_formats=("ORIGINAL",))
+
+    assert parse("check", fresh="true").fresh and not parse("check").fresh
+    assert parse("remove", dry_run="true", fresh="true").fresh
+    for action, query in (("remove", {"fresh": "true"}), ("check", {"fresh": "maybe"}), ("add", {"fresh": "true"})):
+        with pytest.raises(Rejected) as refused:
+            parse(action, **query)
+        assert refused.value.status == 400 and "fresh" in refused.value.message

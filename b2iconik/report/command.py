@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -178,18 +179,22 @@ def gather(client, context, *, progress: ProgressBar, deletes_refused: str | Non
            fresh: bool = False) -> tuple[list[AssetView], dict]:
     """The views and where they come from: the search index (reading afresh what it leaves
     unclear), or with `fresh` the listing and one read per asset; the progress bar on stderr."""
-    if fresh:
-        progress.start("listing LucidLink files", None)
-        listed = list_lucidlink(client, context.ll_storage_id, progress)
-        read = index = None
-    else:
-        progress.start("searching iconik's index", None)
-        listed, index = index_lucidlink(client, context.ll_storage_id, context.b2_storage_id, progress)
-        read = index.reader(records_reader(client))
-    progress.start("reading assets", len(listed))
-    views = read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
-                        purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
-                        progress=progress, deletes_refused=deletes_refused, read=read)
+    concurrency = min(16, context.settings.asset_concurrency)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="early") as early:
+        if fresh:
+            progress.start("listing LucidLink files", None)
+            listed = list_lucidlink(client, context.ll_storage_id, progress)
+            read = index = None
+        else:
+            progress.start("searching iconik's index", None)
+            fresh_read = records_reader(client)
+            listed, index = index_lucidlink(client, context.ll_storage_id, context.b2_storage_id, progress,
+                                            submit=lambda asset_id: early.submit(fresh_read, asset_id))
+            read = index.reader(fresh_read)
+        progress.start("reading assets", len(listed))
+        views = read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
+                            purge=context.settings.purge, concurrency=concurrency,
+                            progress=progress, deletes_refused=deletes_refused, read=read)
     return views, FRESH_SOURCE if index is None else {**index.as_json(), "text": index.describe()}
 
 

@@ -60,7 +60,26 @@ class IndexRead:
     """Asset id -> its records from the index; None where the index leaves it unclear."""
     newest_change: datetime | None = None
     read_afresh: int = 0
+    early: dict = field(default_factory=dict)
+    """Asset id -> a Future of its fresh read, begun while the search went on (`read_early`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def read_early(self, asset_id: str, submit) -> None:
+        """Begin the fresh read of an asset the index leaves unclear: `submit(asset_id)` gives its Future."""
+        with self._lock:
+            self.read_afresh += 1
+            self.early[asset_id] = submit(asset_id)
+
+    def note_change(self, document: dict) -> None:
+        """Take in the latest `date_modified` the document shows (its own or a file's)."""
+        from b2iconik.workflows.inventory import parse_when  # inventory reads the index through this module
+
+        files = document.get("files") if isinstance(document.get("files"), list) else []
+        times = [parse_when(document.get("date_modified"))]
+        times += [parse_when(f.get("date_modified")) for f in files if isinstance(f, dict)]
+        newest = max((t for t in times if t is not None), default=None)
+        if newest and (self.newest_change is None or newest > self.newest_change):
+            self.newest_change = newest
 
     def reader(self, fresh_read):
         """A read of one asset: its records from the index where clear, else `fresh_read(asset_id)`."""
@@ -69,8 +88,10 @@ class IndexRead:
             if records is not None:
                 return records
             with self._lock:
-                self.read_afresh += 1
-            return fresh_read(asset_id)
+                early = self.early.pop(asset_id, None)
+                if early is None:
+                    self.read_afresh += 1
+            return early.result() if early is not None else fresh_read(asset_id)
         return read
 
     def describe(self) -> str:

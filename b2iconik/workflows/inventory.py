@@ -98,25 +98,24 @@ def _listed_from(document: dict, ll_storage_id: str) -> ListedAsset:
 
 
 def index_lucidlink(client: iconik.IconikClient, ll_storage_id: str, b2_storage_id: str,
-                    progress=None) -> tuple[dict[str, ListedAsset], IndexRead]:
+                    progress=None, submit=None) -> tuple[dict[str, ListedAsset], IndexRead]:
     """Asset id -> what the search index holds of it on the storage, and the search (its records, its
-    freshness). Documents with nothing left on the storage but DELETED files are left out."""
+    freshness). Documents with nothing left on the storage but DELETED files are left out. With
+    `submit` (asset id -> a Future of its fresh read), an asset the index leaves unclear is read while
+    the search goes on."""
     found: dict[str, ListedAsset] = {}
     index = IndexRead(datetime.now(timezone.utc))
     terms = [{"name": "files.storage_id", "value": iconik.check_uuid(ll_storage_id, "storage id")}]
     for document in client.search_assets(terms, INCLUDE_FIELDS):
         if not isinstance(document.get("id"), str) or not document["id"]:
             continue
-        files = document.get("files") if isinstance(document.get("files"), list) else []
-        times = [parse_when(document.get("date_modified"))]
-        times += [parse_when(f.get("date_modified")) for f in files if isinstance(f, dict)]
-        newest = max((t for t in times if t is not None), default=None)
-        if newest and (index.newest_change is None or newest > index.newest_change):
-            index.newest_change = newest
+        index.note_change(document)
         listed = _listed_from(document, ll_storage_id)
         if listed.files:
             found[listed.asset_id] = listed
             index.records[listed.asset_id] = records_of(document, {ll_storage_id, b2_storage_id})
+            if submit is not None and index.records[listed.asset_id] is None:
+                index.read_early(listed.asset_id, submit)
         if progress is not None:
             progress.advance()
     return found, index
