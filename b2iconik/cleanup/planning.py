@@ -224,7 +224,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
             plan.notes.append(f"LucidLink holds {human_bytes(plan.listed_bytes)}, not more than "
                               f"{human_bytes(rule.high)}: nothing to do")
             if index is not None:
-                plan.source = index.describe()
+                plan.source = "figures " + index.describe()
             return plan
         need = plan.listed_bytes - rule.low
     if progress is not None:
@@ -232,7 +232,7 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
     _walk(plan, pool, read, b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
           progress, deletes_refused)
     if index is not None:
-        plan.source = index.describe()
+        plan.source = "figures " + index.describe()
     return plan
 
 

@@ -184,18 +184,18 @@ def gather(client, context, *, progress: ProgressBar, deletes_refused: str | Non
         if fresh:
             progress.start("listing LucidLink files", None)
             listed = list_lucidlink(client, context.ll_storage_id, progress)
-            read = index = None
+            read = index = known = None
         else:
             progress.start("searching iconik's index", None)
             fresh_read = records_reader(client)
             listed, index = index_lucidlink(client, context.ll_storage_id, context.b2_storage_id, progress,
                                             submit=lambda asset_id: early.submit(fresh_read, asset_id))
-            read = index.reader(fresh_read)
+            read, known = index.reader(fresh_read), index.records
         progress.start("reading assets", len(listed))
         views = read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
                             purge=context.settings.purge, concurrency=concurrency,
-                            progress=progress, deletes_refused=deletes_refused, read=read)
-    return views, FRESH_SOURCE if index is None else {**index.as_json(), "text": index.describe()}
+                            progress=progress, deletes_refused=deletes_refused, read=read, known=known)
+    return views, FRESH_SOURCE if index is None else {**index.as_json(), "text": "figures " + index.describe()}
 
 
 def output_path(text: str | None, option: str) -> Path | None:

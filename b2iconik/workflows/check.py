@@ -38,13 +38,12 @@ class CheckWorkflow(Engine):
         if not state.get("fresh") and self.index is None:
             processed = set(state["processed"])
             self.index = self._search([a for a in state["assets"] if a not in processed])
-        finished = self._for_each_asset(state["assets"], self._preview)
+        read = self.index.reader(self._read_asset) if self.index else self._read_asset
+        finished = self._for_each_asset(state["assets"], lambda asset_id: self._preview(asset_id, read))
         if finished and self.index is not None:
             with self._lock:
-                state["warnings"].append("previewed from iconik's search index: " + self.index.describe()
-                                         .removeprefix("figures from iconik's search index, ")
-                                         .replace("(--fresh reads every asset)", "(fresh=true reads every "
-                                                  "asset); a Remove reads each asset afresh before any delete"))
+                state["warnings"].append(f"previewed {self.index.describe('fresh=true')}; a Remove reads each "
+                                         "asset afresh before any delete")
         return finished
 
     def _search(self, asset_ids: list[str]) -> IndexRead | None:
@@ -67,10 +66,10 @@ class CheckWorkflow(Engine):
 
     # -- one asset (in asset threads) ----------------------------------------
 
-    def _preview(self, asset_id: str) -> dict:
-        """What Remove would do with each format of the asset now; changes nothing."""
+    def _preview(self, asset_id: str, read) -> dict:
+        """What Remove would do with each format of the asset now, from `read(asset_id)`; changes nothing."""
         state = self.state
-        records = self.index.reader(self._read_asset)(asset_id) if self.index else self._read_asset(asset_id)
+        records = read(asset_id)
         if records is None:
             return {fmt: {"result": "not_on_lucidlink", "reason": "asset not found in iconik"}
                     for fmt in state["formats"]}

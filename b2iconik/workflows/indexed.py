@@ -94,12 +94,13 @@ class IndexRead:
             return early.result() if early is not None else fresh_read(asset_id)
         return read
 
-    def describe(self) -> str:
+    def describe(self, fresh_option: str = "--fresh") -> str:
+        """'from iconik's search index, searched ...': where the figures come from and how fresh they are."""
         newest = (f"; the newest change it shows is from {self.newest_change:%Y-%m-%d %H:%M:%S} UTC, "
                   "later changes may be missing") if self.newest_change else ""
-        return (f"figures from iconik's search index, searched {self.searched_at:%Y-%m-%d %H:%M:%S} UTC{newest}; "
+        return (f"from iconik's search index, searched {self.searched_at:%Y-%m-%d %H:%M:%S} UTC{newest}; "
                 f"{self.read_afresh} asset(s) read afresh where the index left them unclear "
-                "(--fresh reads every asset)")
+                f"({fresh_option} reads every asset)")
 
     def as_json(self) -> dict:
         return {"from": "search_index", "searched_at": self.searched_at.isoformat(),

@@ -222,16 +222,25 @@ def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: s
 
 def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
                 ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None,
-                deletes_refused: str | None = None, read=None) -> list[AssetView]:
+                deletes_refused: str | None = None, read=None, known=None) -> list[AssetView]:
     """Read each listed asset once (several at a time, under the client's rate limiter) and judge it;
-    `read` (default records_reader's) reads one asset (`IndexRead.reader`: from the index where clear)."""
+    `read` (default records_reader's) reads one asset. The assets whose records `known` (asset id ->
+    AssetRecords, from the index) holds are judged from them at once, without a read or a thread."""
     read = read or records_reader(client)
 
-    def view(item: ListedAsset) -> AssetView:
-        rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
+    def view(item: ListedAsset, reader=read) -> AssetView:
+        rows = read_and_judge(reader, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return AssetView(item, rows)
 
+    views, pending = {}, []
+    for item in listed.values():
+        records = (known or {}).get(item.asset_id)
+        if records is not None:
+            views[item.asset_id] = view(item, lambda _asset_id, records=records: records)
+        else:
+            pending.append(item)
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="read") as pool:
-        return list(pool.map(view, listed.values()))
+        views.update(zip((item.asset_id for item in pending), pool.map(view, pending)))
+    return [views[asset_id] for asset_id in listed]
