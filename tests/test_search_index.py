@@ -171,6 +171,20 @@ def test_under_search_lag_the_index_shows_a_change_late(small):
     assert set(listed()) == set(fresh)
 
 
+def test_without_lag_a_search_shows_every_change_at_once(small):
+    emu, _, ll, ids = small
+    assert set(every(emu, on_storage(ll))) == set(ids)
+    late = emu.add_asset("late")
+    emu.add_file(late, "ORIGINAL", ll, "late.mov", b"late")
+    assert set(every(emu, on_storage(ll))) == set(ids) | {late}
+    for file_set in emu.file_sets(ids[0]):
+        emu.world.soft_delete(file_set["id"])
+        emu.world.purge(file_set["id"])
+    assert set(every(emu, on_storage(ll))) == set(ids[1:]) | {late}
+    moved = emu.move_away(emu.file_sets(late)[0]["id"])  # a change of a file: seen in the document at once
+    assert every(emu, on_storage(ll))[late]["files"][0]["status"] == "MISSING" and moved
+
+
 def test_sparse_documents_carry_only_storage_name_and_size(small):
     emu, _, ll, _ = small
     emu.faults.search_sparse_files = True

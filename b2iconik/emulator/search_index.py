@@ -15,6 +15,7 @@ a term `{name, value | value_in | exists | missing | range}` on a dotted field n
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ FORMAT_FIELDS = ("id", "name", "status")
 SPARSE_FILE_FIELDS = ("storage_id", "name", "size")
 SORTABLE = ("id", "title", "status", "date_created")
 """Fields this emulator sorts by (each asset's own, as iconik's index holds them)."""
+_SNAPSHOTS = itertools.count()
 INDEXED_TERMS = ("id", "files.storage_id")
 """Terms answered from the world's indexes without building documents."""
 
@@ -48,6 +50,7 @@ class LiveIndex:
 
     def __init__(self, world: World, sparse: bool):
         self.world, self.sparse = world, sparse
+        self.generation = ("live", world.generation)
 
     def ids(self) -> set[str]:
         return set(self.world.assets)
@@ -69,6 +72,11 @@ class Snapshot:
     taken_at: float
     documents: dict[str, dict] = field(default_factory=dict)
     on_storage: dict[str, set] = field(default_factory=dict)
+    serial: int = field(default_factory=lambda: next(_SNAPSHOTS))
+
+    @property
+    def generation(self) -> tuple:
+        return ("snapshot", self.serial)
 
     @classmethod
     def take(cls, world: World, sparse: bool) -> "Snapshot":
@@ -167,6 +175,12 @@ def _term_ids(index, term: dict) -> set[str]:
     return found
 
 
+def indexed_only(criteria: dict | None) -> bool:
+    """Whether the filter's matches depend only on which assets and file records exist."""
+    return criteria is None or (criteria["operator"].upper() == "AND" and not criteria.get("filters")
+                                and all(_indexed(t) for t in criteria.get("terms", [])))
+
+
 def matching_ids(index, criteria: dict | None) -> set[str]:
     """The assets the filter matches. AND terms on `id` and `files.storage_id` are answered from
     the indexes; anything else is tested on the documents those leave."""
@@ -193,6 +207,21 @@ class Indexes:
     def __init__(self):
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._ordered: dict = {}
+
+    def ordered(self, key, compute):
+        """`compute()`, kept for the same `key` (None: never kept); the last few are kept."""
+        if key is None:
+            return compute()
+        with self._lock:
+            if key in self._ordered:
+                return self._ordered[key]
+        value = compute()
+        with self._lock:
+            while len(self._ordered) >= 8:
+                self._ordered.pop(next(iter(self._ordered)))
+            self._ordered[key] = value
+        return value
 
     def current(self, world: World, faults):
         if not faults.search_lag:
