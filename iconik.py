@@ -12,6 +12,7 @@ Tokens never appear in logs, reprs or exception text.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import email.utils
 import fcntl
 import hashlib
@@ -25,6 +26,7 @@ import struct
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterator
 from urllib.parse import urljoin, urlsplit
@@ -49,6 +51,8 @@ MAX_PAGES = 10_000
 """The most pages of one list the client follows when iconik gives no `total` (a million objects)."""
 BULK_LIMIT = 500
 """The bulk copy endpoint takes at most this many ids per call."""
+SEARCH_PAGE_SIZE = 1000
+"""The most documents a search answers per call (iconik's SearchQueryParamsSchema)."""
 STORAGE_FILE_FILTERS = ("path", "directory_path", "name", "status", "date_modified")
 """The filters of the storage file listing (`GET /storages/{id}/files/`)."""
 
@@ -857,6 +861,53 @@ class IconikClient:
             raise ValueError(f"not a filter of the storage file listing: {', '.join(unknown)}")
         params = {key: str(value) for key, value in filters.items() if value is not None}
         return self._scroll(f"API/files/v1/storages/{sid}/files/", params)
+
+    def search_assets(self, terms: list[dict], include_fields: list[str],
+                      per_page: int = SEARCH_PAGE_SIZE) -> Iterator[dict]:
+        """Every asset document of iconik's search index that all `terms` match, `per_page` a call.
+
+        A term is iconik's `{name, value}` or `{name, value_in}` (e.g. `files.storage_id`).
+        Every search sends `generate_signed_url=false` and `save_search_history=false`
+        (both default to true). Sorted by id; each next page is the same body with
+        `search_after` from the last document's `_sort`, or the next `page` when the
+        documents carry none, and it is asked for while the caller takes in this one.
+        The index lags behind changes: never proof before a delete.
+        """
+        path = "API/search/v1/search/"
+        params = {"per_page": per_page, "generate_signed_url": "false", "save_search_history": "false"}
+        body = {"doc_types": ["assets"], "query": "", "filter": {"operator": "AND", "terms": list(terms)},
+                "include_fields": list(include_fields), "sort": [{"name": "id", "order": "asc"}]}
+
+        def fetch(body: dict, page: int) -> dict | None:
+            try:
+                return self.request("POST", path, params={**params, "page": page}, json=body) or {}
+            except NotFound:
+                if page == 1 and "search_after" not in body:
+                    raise
+                return None  # a page past the end
+
+        page, seen, calls = 1, 0, 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="search") as ahead:
+            pending = ahead.submit(contextvars.copy_context().run, fetch, body, page)
+            while pending is not None:
+                answer = pending.result()
+                if answer is None:
+                    return
+                calls += 1
+                objects = [o for o in answer.get("objects") or [] if isinstance(o, dict)]
+                seen += len(objects)
+                total = answer.get("total")
+                pending = None
+                if objects and not (isinstance(total, int) and seen >= total):
+                    if calls >= MAX_PAGES:
+                        raise BadAnswer(None, "POST", path, f"iconik's search did not end after {calls} pages")
+                    last = objects[-1].get("_sort")
+                    if isinstance(last, list) and last:
+                        body = {**body, "search_after": last}
+                    else:
+                        page += 1
+                    pending = ahead.submit(contextvars.copy_context().run, fetch, body, page)
+                yield from objects
 
     def _scroll(self, path: str, params: dict) -> Iterator[dict]:
         """Yield every object of a search-index list read with `scroll=true`.

@@ -62,8 +62,10 @@ class World:
                    for c in self.emu.copies(asset.id, "ORIGINAL", self.b2))
 
     def writes(self) -> int:
-        """Requests that change something in iconik (the report and a dry run make none)."""
-        return sum(n for (method, _), n in self.emu.request_counts.items() if method != "GET")
+        """Requests that change something in iconik (the report and a dry run make none): all but GETs
+        and searches, and each search saved into a user's history."""
+        return len(self.emu.search_history) + sum(n for (method, route), n in self.emu.request_counts.items()
+                                                  if method != "GET" and route != "/API/search/v1/search/")
 
 
 def make_world(emu) -> World:

@@ -172,7 +172,7 @@ def test_a_stale_listing_is_safe_each_assets_fresh_read_decides(world, capsys):
     only_ll = next(a for a in world.assets.values() if a.kind == "only_ll" and a.days > 30)
     late = world.add("late_old.mov", "safe", 4321, 400)  # not in the stale listing at all
 
-    code, out, err = cleanup(capsys, "--older-than", "30d", "--apply")
+    code, out, err = cleanup(capsys, "--fresh", "--older-than", "30d", "--apply")
 
     assert code == 0, err
     go, keep = planned(out)

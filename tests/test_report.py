@@ -69,7 +69,7 @@ def test_the_report_reads_each_asset_once_and_respects_the_rate_limiter(world, c
     monkeypatch.setattr(iconik.RateLimiter, "sending",
                             lambda self, party=None: passed.append(self.rate) or sending(self, party))
 
-    code, _, err = run_report(capsys)
+    code, _, err = run_report(capsys, "--fresh")
 
     assert code == 0, err
     counts = world.emu.request_counts
@@ -137,7 +137,7 @@ def test_a_stale_listing_is_corrected_by_each_assets_fresh_read(world, capsys, t
     emu.world.purge(gone.ll_file_set)  # removed after the index was taken
     late = world.add("late.mov", "safe", 333, 1)  # added after: the stale listing does not show it
 
-    code, out, err = run_report(capsys, "--json", str(tmp_path / "r.json"))
+    code, out, err = run_report(capsys, "--fresh", "--json", str(tmp_path / "r.json"))
 
     assert code == 0, err
     data = json.loads((tmp_path / "r.json").read_text())
@@ -271,6 +271,6 @@ def test_a_listed_asset_id_that_is_not_a_uuid_is_a_row_that_says_so_not_a_crash(
         for record in world.emu.world.files.values():
             if record["asset_id"] == odd.id and record["storage_id"] == world.ll:
                 record["asset_id"] = "not-a-uuid"
-    code, out, err = run_report(capsys)
+    code, out, err = run_report(capsys, "--fresh")
     assert code == 0, err
     assert "the listing's asset id is not a UUID: 'not-a-uuid'" in out

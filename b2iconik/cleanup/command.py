@@ -3,7 +3,11 @@
     python -m b2iconik cleanup --older-than 30d [--apply]
     python -m b2iconik cleanup --until-below 20TB [--apply]        (or HIGH:LOW, e.g. 25TB:20TB)
         [--collection ID ...] [--only-archived] [--formats ORIGINAL,PPRO_PROXY]
-        [--b2-storage ID] [--ll-storage ID] [--no-progress]
+        [--fresh] [--b2-storage ID] [--ll-storage ID] [--no-progress]
+
+The candidates and their figures come from iconik's search index (only what it
+leaves unclear is read afresh); --fresh reads them from the storage file listing
+and one fresh read per candidate instead.
 
 Without --apply it prints the plan and changes nothing: what would go, the bytes
 freed, what would be kept and why. With --apply it queues one normal Remove job
@@ -42,6 +46,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--only-archived", action="store_true", help="only assets already on B2 (copy nothing)")
     parser.add_argument("--formats", help="formats to remove (default: FORMAT_NAMES)")
     parser.add_argument("--apply", action="store_true", help="queue the Remove job (default: only print the plan)")
+    parser.add_argument("--fresh", action="store_true", help="read every candidate afresh (listing, then one "
+                        "read per asset) instead of iconik's search index")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     cli.add_storage_options(parser)
     return parser
@@ -124,7 +130,7 @@ def _plan(args, context, rule) -> planning.CleanupPlan:
                 return planning.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,
                                             purge=context.settings.purge,
                                             concurrency=min(16, context.settings.asset_concurrency),
-                                            progress=progress, deletes_refused=refused)
+                                            progress=progress, deletes_refused=refused, fresh=args.fresh)
             except ValueError as error:
                 raise cli.Failure(str(error)) from None
 

@@ -1,11 +1,13 @@
 """`python -m b2iconik report`: what is on LucidLink, and what of it Remove could take off now.
 
-    python -m b2iconik report [--csv FILE] [--json FILE] [--html FILE]
+    python -m b2iconik report [--csv FILE] [--json FILE] [--html FILE] [--fresh]
                               [--b2-storage ID] [--ll-storage ID] [--no-progress]
 
-Lists the LucidLink storage from iconik's storage file listing (scrolled, every
-page), reads each asset once and judges each format on LucidLink with Remove's
-rules (changing nothing), then prints the totals: assets and bytes on
+Finds what is on LucidLink in iconik's search index (a thousand assets a call) and
+judges each format there with Remove's rules (changing nothing), reading afresh only
+the assets the index leaves unclear; the output says how fresh the index is. With
+--fresh it lists the storage from iconik's storage file listing and reads each asset
+once instead, as before. Then it prints the totals: assets and bytes on
 LucidLink; bytes safe to remove now (verified on B2); bytes only on LucidLink;
 bytes whose B2 copy does not verify, with the reasons; and their age (last
 modified). The reasons are grouped by kind (b2iconik.report.reasons), and
@@ -20,12 +22,15 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
 from b2iconik import cli
-from b2iconik.workflows.inventory import CATEGORIES, AssetView, Row, list_lucidlink, read_assets
+from b2iconik.workflows.inventory import CATEGORIES, AssetView, Row, index_lucidlink, list_lucidlink, read_assets
+from b2iconik.workflows.reading import read_asset
 from b2iconik.output import csv_cell, open_private, printable
 from b2iconik.report.reasons import KEPT, group_reasons, reason_kind
 from b2iconik.progress_bar import ProgressBar
@@ -75,6 +80,12 @@ class Summary:
     """Assets whose formats fall in more than one category (each counts in every one of them)."""
     b2_storage_name: str = ""
     ll_storage_name: str = ""
+    source: dict = field(default_factory=lambda: dict(FRESH_SOURCE))
+    """Where the figures come from: {"from": "search_index" or "fresh_reads", "text", ...}."""
+
+
+FRESH_SOURCE = {"from": "fresh_reads",
+                "text": "figures from iconik's storage file listing and one fresh read of each asset (--fresh)"}
 
 
 def row_order(row: Row) -> tuple:
@@ -83,13 +94,15 @@ def row_order(row: Row) -> tuple:
 
 
 def summarize(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
-              now: datetime | None = None, storage_names: dict | None = None) -> Summary:
-    """The figures of the report; `storage_names` maps a storage id to its name in iconik."""
+              now: datetime | None = None, storage_names: dict | None = None, source: dict | None = None) -> Summary:
+    """The figures of the report; `storage_names` maps a storage id to its name in iconik, `source`
+    says where the figures come from (the search index, or fresh reads)."""
     now = now or datetime.now(timezone.utc)
     rows = sorted((row for view in views for row in view.rows), key=row_order)
     summary = Summary(now, b2_storage_id, ll_storage_id, len(views), sum(v.listed.bytes for v in views), rows)
     names = storage_names or {}
     summary.b2_storage_name, summary.ll_storage_name = names.get(b2_storage_id, ""), names.get(ll_storage_id, "")
+    summary.source = dict(source or FRESH_SOURCE)
     summary.assets = sum(1 for view in views if view.on_lucidlink)
     summary.bytes = sum(row.bytes for row in rows if row.category != "gone")
     summary.gone = sum(1 for view in views if not view.on_lucidlink)
@@ -143,6 +156,7 @@ def render_text(summary: Summary) -> str:
     lines = [f"LucidLink storage {storage_label(summary.ll_storage_name, summary.ll_storage_id)}, B2 storage "
              f"{storage_label(summary.b2_storage_name, summary.b2_storage_id)}, "
              f"{summary.generated_at:%Y-%m-%d %H:%M} UTC",
+             summary.source["text"][:1].upper() + summary.source["text"][1:],
              f"On LucidLink: {summary.assets} asset(s), {human_bytes(summary.bytes)} ({summary.bytes} bytes) "
              f"in {copies(formats)}"]
     width = max(len(label) for label in CATEGORIES.values())
@@ -193,6 +207,7 @@ def as_json(summary: Summary) -> dict:
     return {"generated_at": summary.generated_at.isoformat(),
             "b2_storage_id": summary.b2_storage_id, "ll_storage_id": summary.ll_storage_id,
             "b2_storage_name": summary.b2_storage_name, "ll_storage_name": summary.ll_storage_name,
+            "source": summary.source,
             "totals": {"assets": summary.assets, "bytes": summary.bytes, "listed_assets": summary.listed_assets,
                        "listed_bytes": summary.listed_bytes, "gone_since_listing": summary.gone,
                        "assets_in_several_categories": summary.in_several_categories},
@@ -237,14 +252,27 @@ def storage_names(client, storage_ids) -> dict[str, str]:
     return names
 
 
-def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None) -> list[AssetView]:
-    """The listing, then one read per asset, with the progress bar on stderr."""
-    progress.start("listing LucidLink files", None, unit="files")
-    listed = list_lucidlink(client, context.ll_storage_id, progress)
-    progress.start("reading assets", len(listed), unit="assets")
-    return read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
-                       purge=context.settings.purge, concurrency=min(16, context.settings.asset_concurrency),
-                       progress=progress, deletes_refused=deletes_refused)
+def gather(client, context, *, progress: ProgressBar, deletes_refused: str | None = None,
+           fresh: bool = False) -> tuple[list[AssetView], dict]:
+    """The views and where they come from: the search index (reading afresh what it leaves
+    unclear), or with `fresh` the listing and one read per asset; the progress bar on stderr."""
+    concurrency = min(16, context.settings.asset_concurrency)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="early") as early:
+        if fresh:
+            progress.start("listing LucidLink files", None, unit="files")
+            listed = list_lucidlink(client, context.ll_storage_id, progress)
+            read = index = known = None
+        else:
+            progress.start("searching iconik's index", None, unit="assets")
+            fresh_read = partial(read_asset, client)
+            listed, index = index_lucidlink(client, context.ll_storage_id, context.b2_storage_id, progress,
+                                            submit=lambda asset_id: early.submit(fresh_read, asset_id))
+            read, known = index.reader(fresh_read), index.records
+        progress.start("reading assets", len(listed), unit="assets")
+        views = read_assets(client, listed, context.b2_storage_id, context.ll_storage_id,
+                            purge=context.settings.purge, concurrency=concurrency,
+                            progress=progress, deletes_refused=deletes_refused, read=read, known=known)
+    return views, FRESH_SOURCE if index is None else {**index.as_json(), "text": "figures " + index.describe()}
 
 
 def output_path(text: str | None, option: str) -> Path | None:
@@ -263,6 +291,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--csv", metavar="FILE", help="write every row (asset, format) as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the totals and every row as JSON")
     parser.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
+    parser.add_argument("--fresh", action="store_true", help="read every asset afresh (listing, then one read "
+                        "per asset) instead of iconik's search index")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -275,8 +305,8 @@ def run(argv: list[str] | None) -> int:
         refused = cli.check_context_storages(client, context)
         names = storage_names(client, (context.b2_storage_id, context.ll_storage_id))
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
-            views = gather(client, context, progress=progress, deletes_refused=refused)
-    summary = summarize(views, context.b2_storage_id, context.ll_storage_id, storage_names=names)
+            views, source = gather(client, context, progress=progress, deletes_refused=refused, fresh=args.fresh)
+    summary = summarize(views, context.b2_storage_id, context.ll_storage_id, storage_names=names, source=source)
     print(render_text(summary))
     writers = {"csv": write_csv, "json": write_json, "html": write_html}
     for name, path in outputs.items():
