@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from harness import free_port
+from tests.helpers.harness import free_port
 
 PROJECT = "b2iconik-test"
 COMPONENT = "cloud-firestore-emulator"

@@ -10,7 +10,7 @@ import runpy
 import time
 from pathlib import Path
 
-_plugin = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+_plugin = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
 globals().update({name: value for name, value in _plugin.items() if not name.startswith("__")})
 
 

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 
 from b2iconik.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-shared-secret-0123456789abcdef0123"
 FINAL = ("succeeded", "failed")
 

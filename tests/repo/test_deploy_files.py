@@ -3,7 +3,7 @@
 No container engine runs here, so the Dockerfile is read, not built: it must
 install requirements.txt (only: the server's, not requirements-cloud.txt, the Cloud
 Function's), copy every module the app imports, and start the same command as
-tests/harness.py (run_gunicorn), the systemd unit and the launchd property list.
+tests/helpers/harness.py (run_gunicorn), the systemd unit and the launchd property list.
 The launchd wrapper script, the image's health check, gunicorn's request limits and
 the Cloud Function's staging script are run for real.
 """
@@ -30,13 +30,13 @@ import requests
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from harness import ROOT, free_port, plugin_settings, run_gunicorn, serve_plugin, settings_env
+from tests.helpers.harness import ROOT, free_port, plugin_settings, run_gunicorn, serve_plugin, settings_env
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 UNIT = ROOT / "b2-iconik-plugin.service"
 PLIST = ROOT / "deploy" / "macos" / "com.backblaze.b2-iconik-plugin.plist"
-HARNESS = ROOT / "tests" / "harness.py"
+HARNESS = ROOT / "tests" / "helpers" / "harness.py"
 APP_ENTRY_POINTS = ("plugin.py", "gunicorn.conf.py")
 STATE_DIR = "/var/lib/b2-iconik-plugin"
 
@@ -714,7 +714,7 @@ def test_the_published_port_examples_listen_on_localhost_only():
 
 
 @pytest.mark.parametrize("path", [
-    ".venv", ".venv/bin/python", "tests", "tests/test_selftest.py", "state", "state/jobs.sqlite3",
+    ".venv", ".venv/bin/python", "tests", "tests/scenarios/test_selftest.py", "state", "state/jobs.sqlite3",
     ".env", ".env.yaml", ".git/config", "b2iconik/__pycache__/web.cpython-312.pyc", "b2iconik/.env",
     "bench-results/run.json", "requirements-dev.txt", "requirements-cloud.lock", "scripts/test",
 ])

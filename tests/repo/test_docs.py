@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from tests.helpers.harness import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGUAGES = {"", "sh", "bash", "shell", "console"}
@@ -523,7 +523,7 @@ def test_slugs_are_githubs():
 
 
 def test_published_ports_in_the_docs_listen_on_localhost_only():
-    """As tests/test_deploy_files.py checks README.md: the container examples moved to docs/."""
+    """As tests/repo/test_deploy_files.py checks README.md: the container examples moved to docs/."""
     for doc in DOCS:
         text = doc.read_text()
         published = re.findall(r"(?<!`)-p\s+(\S+):8000\b", text) + re.findall(r'ports:\s*\["([^"]+)"\]', text)

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from harness import ROOT
+from tests.helpers.harness import ROOT
 
 
 def test_the_demo_runs_add_report_cleanup_plan_remove_report_and_passes(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import iconik
-from harness import SECRET, plugin_settings, serve_plugin
+from tests.helpers.harness import SECRET, plugin_settings, serve_plugin
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from harness import holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
+from tests.helpers.harness import holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

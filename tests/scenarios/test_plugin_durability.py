@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from b2iconik.jobs.store import JobStore, StoreError
-from harness import (  # noqa: F401
+from tests.helpers.harness import (  # noqa: F401
     ROOT, SECRET, holds, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env,
     transfers, untouched, wait_for_job)
 
@@ -420,7 +420,7 @@ def test_a_worker_still_booting_when_the_stop_comes_leaves_gracefully_and_is_not
     env = {**gunicorn_env(emulator, tmp_path / "state"), "LOG_LEVEL": "INFO",
            "SLOW_BOOT_MARK": str(mark), "SLOW_BOOT_SECONDS": "3"}
     with tempfile.TemporaryFile() as log:
-        with run_gunicorn(env, workers=2, config="tests/gunicorn_slow_boot.conf.py", log=log) as (url, process):
+        with run_gunicorn(env, workers=2, config="tests/helpers/gunicorn_slow_boot.conf.py", log=log) as (url, process):
             until(mark.exists, what="the second worker to be forked")
             sent = time.monotonic()
             os.killpg(process.pid, signal.SIGTERM)  # while that worker stands still after its fork

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from b2iconik.emulator.api_common import ApiError
-from harness import (  # noqa: F401
+from tests.helpers.harness import (  # noqa: F401
     holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, transfers, untouched)
 
 pytestmark = pytest.mark.usefixtures("quick_runner")

@@ -18,7 +18,7 @@ from b2iconik import workflows
 from b2iconik.edge.callback import ActionRequest
 from b2iconik.emulator import Emulator
 from b2iconik.emulator.faults import MODES
-from harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
+from tests.helpers.harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, transfers, untouched, wait_for_job
+from tests.helpers.harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, transfers, untouched, wait_for_job
 from b2iconik.emulator import Emulator
 
 

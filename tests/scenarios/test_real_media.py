@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
-from test_real_iconik import World, click, emu, kind_again, media, outcome, run  # noqa: F401
+from tests.helpers.harness import plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
+from tests.scenarios.test_real_iconik import World, click, emu, kind_again, media, outcome, run  # noqa: F401
 
 ORIGINAL = "ORIGINAL"
 STEREO = [f"{eye}/frame_{n:04d}.dpx" for eye in ("L", "R") for n in range(1, 4)]

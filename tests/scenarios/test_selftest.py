@@ -13,7 +13,7 @@ import pytest
 
 from b2iconik import custom_actions as ca
 from b2iconik.selftest import command as selftest
-from harness import ROOT, SECRET, free_port, plugin_settings, serve_plugin
+from tests.helpers.harness import ROOT, SECRET, free_port, plugin_settings, serve_plugin
 
 ADD_CHECKS = ("post Add", "Add job", "LucidLink copy")
 REMOVE_CHECKS = ("B2 copy before", "post Remove", "Remove job", "LucidLink copy gone", "B2 copy after")

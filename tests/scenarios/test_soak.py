@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import plugin_settings, serve_plugin
+from tests.helpers.harness import plugin_settings, serve_plugin
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 ACTIONS = 200

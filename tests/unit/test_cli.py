@@ -10,7 +10,7 @@ import pytest
 
 from b2iconik import __main__ as cli
 from b2iconik import custom_actions as ca
-from harness import ROOT
+from tests.helpers.harness import ROOT
 
 EVERY_COMMAND = ("selftest", "create-actions", "delete-actions", "report", "cleanup", "jobs", "demo", "emulator",
                  "bench")

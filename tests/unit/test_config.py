@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from b2iconik.config import ConfigError, Settings
-from harness import ROOT
+from tests.helpers.harness import ROOT
 
 GOOD_SECRET = "config-test-secret-0123456789abcdef"
 SOURCES = ["plugin.py", "main.py", "gunicorn.conf.py", "iconik.py", *map(str, (ROOT / "b2iconik").glob("*.py")),

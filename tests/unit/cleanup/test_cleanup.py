@@ -14,8 +14,8 @@ from b2iconik import __main__ as cli
 from b2iconik.cleanup import queue as cleanup_queue
 from b2iconik.workflows.inventory import list_lucidlink, read_assets
 from b2iconik.jobs.store import JobStore
-from harness import plugin_settings, quick_runner, serve_plugin  # noqa: F401
-from lucidlink_world import CATEGORY, env_for, make_world, standard
+from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.lucidlink_world import CATEGORY, env_for, make_world, standard
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

@@ -6,14 +6,14 @@ in a subprocess) against the iconik emulator. Google's services are replaced at
 their client classes: a fake Secret Manager client, and a fake Cloud Tasks
 client whose queue delivers each task to the function over HTTP, when due,
 with duplicates, lost deliveries and retries on demand. The tasks carry real
-RS256 OIDC tokens signed by a local key (tests/google_oidc.py); the function
+RS256 OIDC tokens signed by a local key (tests/helpers/google_oidc.py); the function
 verifies them with google-auth against that key's certificate, served on
 loopback at OIDC_CERTS_URL.
 
 The jobs are kept in the function's job store: Firestore in Cloud Tasks mode,
-replaced at its client class by `FakeFirestore` (tests/test_cloud_jobstate.py),
+replaced at its client class by `FakeFirestore` (tests/unit/cloud/test_cloud_jobstate.py),
 and the in-process store in local mode. The tests marked `on_both_stores` run a
-second time on Google's Firestore emulator (tests/firestore_emulator.py), in Cloud
+second time on Google's Firestore emulator (tests/helpers/firestore_emulator.py), in Cloud
 Tasks mode and in local mode (JOB_STORE=firestore) alike, through the real client.
 A task carries a job id and a step.
 
@@ -53,12 +53,12 @@ from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.server.web import job_view
-from google_oidc import CertificateServer, SigningKey
-from firestore_emulator import Peek
-from harness import free_port, run_server, untouched
-from test_cloud_jobstate import FakeFirestore
+from tests.helpers.google_oidc import CertificateServer, SigningKey
+from tests.helpers.firestore_emulator import Peek
+from tests.helpers.harness import free_port, run_server, untouched
+from tests.unit.cloud.test_cloud_jobstate import FakeFirestore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "cloud-shared-secret-0123456789abcdef"
 PROJECT = "test-project"
 QUEUE = f"projects/{PROJECT}/locations/us-central1/queues/b2-iconik-jobs"

@@ -1,14 +1,14 @@
 """The Cloud Function's job store (b2iconik/cloud/jobstate.py, chunks.py, firestore_docs.py).
 
 Every store test runs three times: on the in-process stand-in (`MemoryDocuments`),
-on `FirestoreDocuments` over Google's Firestore emulator (tests/firestore_emulator.py;
+on `FirestoreDocuments` over Google's Firestore emulator (tests/helpers/firestore_emulator.py;
 skipped, saying what is missing, where gcloud or Java is not installed), and on
 `FirestoreDocuments` over `FakeFirestore`, a stand-in for
 `google.cloud.firestore.Client` that keeps documents in memory with Firestore's
 update-time preconditions, batches, `get_all`, `create` that fails when the
 document exists, and read-write transactions run by the client's own
 `firestore.transactional` (reads before writes; a commit applies all its writes
-at once, or is aborted when a document it read changed since). `FakeFirestore` is also what tests/test_cloud_function.py
+at once, or is aborted when a document it read changed since). `FakeFirestore` is also what tests/unit/cloud/test_cloud_function.py
 patches in for the function in Cloud Tasks mode. The fake is kept for what the
 emulator cannot show: lost answers, outages and commits aborted by contention.
 """
@@ -36,7 +36,7 @@ from b2iconik.cloud.firestore_docs import FirestoreDocuments
 from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLease, MemoryDocuments, NoSuchJob,
                                      StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
-from firestore_emulator import PROJECT, Peek
+from tests.helpers.firestore_emulator import PROJECT, Peek
 
 
 # -- a stand-in for google.cloud.firestore.Client ------------------------------------------
@@ -339,7 +339,7 @@ def store(request):
 
 
 def test_without_gcloud_its_emulator_or_java_the_emulator_tests_say_what_is_missing(monkeypatch, tmp_path):
-    import firestore_emulator
+    from tests.helpers import firestore_emulator
 
     sdk = tmp_path / "google-cloud-sdk"
     (sdk / "bin").mkdir(parents=True)

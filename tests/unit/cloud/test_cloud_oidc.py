@@ -1,6 +1,6 @@
 """The Cloud Function's OIDC verifier against real signatures.
 
-Tokens are RS256 JWTs signed by a local key (tests/google_oidc.py), whose certificate a
+Tokens are RS256 JWTs signed by a local key (tests/helpers/google_oidc.py), whose certificate a
 loopback server publishes as Google's endpoint does; the verifier finds it through
 OIDC_CERTS_URL and checks it with google-auth's own code. Nothing here is stubbed.
 """
@@ -15,7 +15,7 @@ from b2iconik.cloud import auth
 from b2iconik.cloud.auth import GOOGLE_CERTS_URL, OidcVerifier
 from b2iconik.cloud.config import CloudConfig
 from b2iconik.config import ConfigError
-from google_oidc import CertificateServer, SigningKey
+from tests.helpers.google_oidc import CertificateServer, SigningKey
 
 AUDIENCE = "https://us-central1-test-project.cloudfunctions.net/iconik_handler"
 ACCOUNT = "b2-iconik-tasks@test-project.iam.gserviceaccount.com"

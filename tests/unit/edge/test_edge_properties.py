@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from b2iconik.emulator import Emulator
-from harness import SECRET, plugin_settings
+from tests.helpers.harness import SECRET, plugin_settings
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import requests
 
-from harness import SECRET, iconik_calls, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import SECRET, iconik_calls, plugin_settings, quick_runner, serve_plugin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

@@ -21,7 +21,7 @@ from iconik import IconikClient, IconikError, NotFound
 FILES = "/API/files/v1"
 ASSETS = "/API/assets/v1"
 JOBS = "/API/jobs/v1"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 MISSING = "00000000-0000-0000-0000-000000000000"
 
 

@@ -19,7 +19,7 @@ import tenacity
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import iconik  # noqa: E402
 from iconik import (  # noqa: E402

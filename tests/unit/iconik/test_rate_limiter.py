@@ -12,7 +12,7 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import iconik  # noqa: E402
 from iconik import IconikClient, RateLimiter  # noqa: E402

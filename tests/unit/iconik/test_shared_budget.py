@@ -195,7 +195,7 @@ def test_two_processes_on_one_state_directory_stay_within_the_rate_at_the_emulat
     asset = emulator.add_asset("a.mov")
     emulator.faults.rate_limit = (25, 1000, 20)
     emulator.reset_counts()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     callers = [subprocess.Popen([sys.executable, "-c", CALLER, emulator.url, emulator.app_id, emulator.new_token(),
                                  asset, str(tmp_path), "60"], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
                for _ in range(2)]

@@ -17,10 +17,10 @@ import pytest
 from b2iconik.jobs import audit
 from b2iconik.config import Settings
 from b2iconik.jobs.store import JobReader, JobStore, new_owner
-from harness import (  # noqa: F401
+from tests.helpers.harness import (  # noqa: F401
     SECRET, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, wait_for_job)
-from test_cloud_function import cloud, cloud_env, job_store  # noqa: F401
-from test_cloud_function import world as cloud_world
+from tests.unit.cloud.test_cloud_function import cloud, cloud_env, job_store  # noqa: F401
+from tests.unit.cloud.test_cloud_function import world as cloud_world
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 A, B = "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c01", "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c02"

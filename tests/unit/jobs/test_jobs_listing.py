@@ -16,7 +16,7 @@ import requests
 
 from b2iconik.jobs import command as jobs_cli
 from b2iconik.jobs.store import JobStore
-from harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

@@ -14,7 +14,7 @@ from b2iconik import __main__ as cli
 from b2iconik.report import command as report
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes, parse_age, parse_size, parse_watermarks
-from lucidlink_world import CATEGORY, env_for, make_world, standard
+from tests.helpers.lucidlink_world import CATEGORY, env_for, make_world, standard
 
 
 @pytest.fixture

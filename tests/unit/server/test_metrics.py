@@ -19,7 +19,7 @@ from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings, metrics_address
 from b2iconik.server.metrics_server import StoreCollector
 from b2iconik.jobs.store import JobStore
-from harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, wait_for_job
+from tests.helpers.harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, wait_for_job
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 ALLOWED_LABELS = {

@@ -13,7 +13,7 @@ import requests
 
 from b2iconik.server.runner import JobRunner, Throttle
 from b2iconik.jobs.store import JobStore, new_owner
-from harness import plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
+from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
 
 
 def _wait(predicate, timeout=5.0):
