@@ -248,7 +248,7 @@ def test_a_set_made_before_the_check_action_gains_it_and_keeps_the_rest(emu, env
 
 
 def test_the_check_action_runs_a_preview_in_the_plugin_and_changes_nothing(emu, env, cli, tmp_path):
-    from harness import plugin_settings, serve_plugin, wait_for_job
+    from tests.helpers.harness import plugin_settings, serve_plugin, wait_for_job
 
     asset = emu.add_asset("clip")
     for storage in (env.b2, env.ll):

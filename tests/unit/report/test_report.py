@@ -255,7 +255,7 @@ def test_one_entry_lists_the_commands_and_refuses_unknown_ones(capsys):
     import subprocess
     import sys
 
-    from harness import ROOT
+    from tests.helpers.harness import ROOT
 
     done = subprocess.run([sys.executable, "-m", "b2iconik", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
