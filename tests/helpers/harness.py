@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,8 +16,8 @@ import requests
 from werkzeug.serving import make_server
 
 from b2iconik.config import Settings
+from b2iconik.server.launcher import ROOT, Launched, PluginServer, free_port  # noqa: F401 (ROOT and free_port for the tests)
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-shared-secret-0123456789abcdef0123"
 FINAL = ("succeeded", "failed")
 
@@ -88,12 +84,6 @@ def serve_plugin(settings: Settings, run_jobs: bool = True):
         app.extensions["b2iconik"].store.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def settings_env(settings: Settings) -> dict:
     """The environment variables that give `settings` to a plugin process."""
     return {
@@ -114,51 +104,25 @@ def settings_env(settings: Settings) -> dict:
 @contextmanager
 def run_server(command: list[str], env: dict, port: int, log, *, name: str, start_timeout: float = 20,
                stop_timeout: float = 30):
-    """Run `command` in its own process group, writing to `log`, until `GET /` answers 200.
+    """Run `command` (the launcher's `Launched`), writing to `log`, until `GET /` answers 200.
 
-    Yields (url, process); on the way out, SIGTERM to the group, then SIGKILL if it lingers.
-    """
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"{name} exited: {log.read().decode(errors='replace')[-3000:]}")
-            try:
-                if requests.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not answer within {start_timeout} s")
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(stop_timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    Yields (url, process); on the way out, SIGTERM to its group, then SIGKILL if it lingers."""
+    with Launched(command, env, port, name=name, log=log, start_timeout=start_timeout,
+                  stop_timeout=stop_timeout) as server:
+        yield server.url, server.process
 
 
 @contextmanager
 def run_gunicorn(env: dict, workers: int = 2, port: int | None = None, config: str = "gunicorn.conf.py",
                  log=None):
-    """`gunicorn -c gunicorn.conf.py plugin:app` as a real process; yields (url, process).
+    """The plugin under real gunicorn (the launcher's `PluginServer`); yields (url, process).
 
     Its output goes to `log` (a binary file) when given, else to a temporary file."""
-    port = port or free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1",
-                "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT), "ACCESS_LOG": "false"}
-    command = [sys.executable, "-m", "gunicorn", "-c", config, "plugin:app"]
     with ExitStack() as stack:
         log = log or stack.enter_context(tempfile.TemporaryFile())
-        yield stack.enter_context(run_server(command, full_env, port, log, name="gunicorn"))
+        server = stack.enter_context(PluginServer(env, workers=workers, port=port, config=config, log=log,
+                                                  start_timeout=20))
+        yield server.url, server.process
 
 
 # -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------
@@ -206,3 +170,35 @@ def _quick_make_server(*args, **kwargs):
     server = werkzeug_make_server(*args, **kwargs)
     server.serve_forever = functools.partial(server.serve_forever, poll_interval=0.05)
     return server
+
+
+def custom_jobs(emu) -> list[dict]:
+    """The entries of iconik's Jobs panel: its CUSTOM jobs."""
+    return [job for job in emu.jobs.values() if job["type"] == "CUSTOM"]
+
+
+def results(view) -> dict:
+    """A job's result per (asset, format)."""
+    return {(row["asset_id"], row["format"]): row["result"] for row in view["outcomes"]}
+
+
+def outcome(view, asset, fmt) -> dict:
+    """A job's outcome row of one asset and format."""
+    return next(row for row in view["outcomes"] if row["asset_id"] == asset and row["format"] == fmt)
+
+
+def click(emu, url, action, world, *, formats=None, token=None, **selection) -> str:
+    """A click of `action` on the plugin at `url`, on the world's storages, as iconik sends it;
+    returns the job's id. A world of some formats only asks for those (else the plugin's own)."""
+    if formats is None and world.formats != ("ORIGINAL", "PPRO_PROXY"):
+        formats = ",".join(world.formats)
+    query = f"b2_storage_id={world.b2}&ll_storage_id={world.ll}" + (f"&formats={formats}" if formats else "")
+    answer = emu.post_custom_action(f"{url}/{action}?{query}", headers={"x-bz-secret": SECRET},
+                                    token=token, **selection)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
+
+
+def run(emu, url, action, world, timeout=30, **kwargs) -> dict:
+    """`click`, then the job's view once it has finished."""
+    return wait_for_job(url, click(emu, url, action, world, **kwargs), timeout=timeout)

@@ -3,7 +3,7 @@
 No container engine runs here, so the Dockerfile is read, not built: it must
 install requirements.txt (only: the server's, not requirements-cloud.txt, the Cloud
 Function's), copy every module the app imports, and start the same command as
-tests/helpers/harness.py (run_gunicorn), the systemd unit and the launchd property list.
+b2iconik/server/launcher.py (PluginServer), the systemd unit and the launchd property list.
 The launchd wrapper script, the image's health check, gunicorn's request limits and
 the Cloud Function's staging script are run for real.
 """
@@ -30,13 +30,13 @@ import requests
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from b2iconik.server.launcher import PluginServer
 from tests.helpers.harness import ROOT, free_port, plugin_settings, run_gunicorn, serve_plugin, settings_env
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 UNIT = ROOT / "b2-iconik-plugin.service"
 PLIST = ROOT / "deploy" / "macos" / "com.backblaze.b2-iconik-plugin.plist"
-HARNESS = ROOT / "tests" / "helpers" / "harness.py"
 APP_ENTRY_POINTS = ("plugin.py", "gunicorn.conf.py")
 STATE_DIR = "/var/lib/b2-iconik-plugin"
 
@@ -179,20 +179,11 @@ def test_the_dockerignore_matcher_follows_dockers_rules():
 
 
 def harness_command() -> list[str]:
-    """The command run_gunicorn starts by default (a parameter read as its default value),
-    with `python -m gunicorn` read as `gunicorn`."""
-    tree = ast.parse(HARNESS.read_text())
-    function = next(node for node in ast.walk(tree)
-                    if isinstance(node, ast.FunctionDef) and node.name == "run_gunicorn")
-    assign = next(node for node in ast.walk(function) if isinstance(node, ast.Assign)
-                  and any(isinstance(t, ast.Name) and t.id == "command" for t in node.targets))
-    args = function.args
-    defaults = dict(zip([a.arg for a in args.args][-len(args.defaults):], args.defaults))
-    items = assign.value.elts
-    assert ast.unparse(items[0]) == "sys.executable"
-    words = [ast.literal_eval(defaults.get(getattr(item, "id", None), item)) for item in items[1:]]
-    assert words[:1] == ["-m"], words
-    return words[1:]
+    """The command the launcher (b2iconik/server/launcher.py) starts by default, for the tests,
+    the demo and the benchmark, with `python -m gunicorn` read as `gunicorn`."""
+    command = PluginServer({}).command
+    assert command[:3] == [sys.executable, "-m", "gunicorn"], command
+    return ["gunicorn", *command[3:]]
 
 
 def systemd_command() -> tuple[list[str], str]:
