@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections import Counter
 
 import pytest
 
-from tests.helpers.harness import holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
+from tests.helpers.harness import (  # noqa: F401
+    custom_jobs, holds, iconik_calls, plugin_settings, quick_runner, results, serve_plugin, transfers)
+from tests.helpers.world import FORMATS, media, storages
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
-
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
-
-
-def media(seed, size=700) -> bytes:
-    return random.Random(str(seed)).randbytes(size)
-
-
-def storages(emu):
-    return emu.add_storage("B2 archive", method="B2"), emu.add_storage("LucidLink", method="FILE")
 
 
 def on_b2(emu, b2, title, formats=FORMATS) -> tuple[str, dict]:
@@ -31,14 +22,6 @@ def on_b2(emu, b2, title, formats=FORMATS) -> tuple[str, dict]:
         data[fmt] = media(f"{title}/{fmt}", 500 + len(data) * 100)
         emu.add_file(asset, fmt, b2, f"{title}-{fmt.lower()}.mov", data[fmt])
     return asset, data
-
-
-def custom_jobs(emu) -> list[dict]:
-    return [job for job in emu.jobs.values() if job["type"] == "CUSTOM"]
-
-
-def results(view) -> dict:
-    return {(row["asset_id"], row["format"]): row["result"] for row in view["outcomes"]}
 
 
 def test_add_of_assets_puts_each_format_on_lucidlink_byte_for_byte(emulator, tmp_path):

@@ -4,7 +4,6 @@ one store, keep the token only while live, and live in a private store; under re
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import sqlite3
@@ -19,47 +18,11 @@ import requests
 
 from b2iconik.jobs.store import JobStore, StoreError
 from tests.helpers.harness import (  # noqa: F401
-    ROOT, SECRET, holds, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env,
-    transfers, untouched, wait_for_job)
+    ROOT, SECRET, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, transfers,
+    wait_for_job)
+from tests.helpers.world import FORMATS, World
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
-
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
-
-
-def media(seed, size=600) -> bytes:
-    return random.Random(str(seed)).randbytes(size)
-
-
-class World:
-    def __init__(self, emu):
-        self.emu = emu
-        self.b2 = emu.add_storage("B2 archive", method="B2")
-        self.ll = emu.add_storage("LucidLink", method="FILE")
-        self.data: dict[tuple[str, str], bytes] = {}
-        self.ll_sets: dict[tuple[str, str], str] = {}
-
-    def asset(self, title, on_b2=True, on_ll=True) -> str:
-        asset = self.emu.add_asset(title)
-        for fmt in FORMATS:
-            data = self.data[asset, fmt] = media(f"{title}/{fmt}")
-            if on_ll:
-                self.ll_sets[asset, fmt] = self.emu.add_file(asset, fmt, self.ll, f"{title}-{fmt}.mov", data)
-            if on_b2:
-                self.emu.add_file(asset, fmt, self.b2, f"{title}-{fmt}.mov", data)
-        return asset
-
-    def kept(self, asset) -> bool:
-        return all(holds(self.emu, asset, f, self.ll, self.data[asset, f])
-                   and untouched(self.emu, asset, self.ll_sets[asset, f]) for f in FORMATS)
-
-    def removed(self, asset) -> bool:
-        return all(self.emu.copies(asset, f, self.ll) == [] and self.ll_sets[asset, f] in self.emu.purged
-                   and holds(self.emu, asset, f, self.b2, self.data[asset, f]) for f in FORMATS)
-
-    def added(self, asset) -> bool:
-        return all(len(self.emu.copies(asset, f, self.ll)) == 1
-                   and holds(self.emu, asset, f, self.ll, self.data[asset, f]) for f in FORMATS)
 
 
 def raw_row(state_dir, job_id) -> dict:

@@ -4,82 +4,20 @@ copy of the same bytes is verified on B2; in every other case its bytes stay, un
 from __future__ import annotations
 
 import hashlib
-import random
 import uuid
 
 import pytest
 
 from b2iconik.emulator.api_common import ApiError
 from tests.helpers.harness import (  # noqa: F401
-    holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, transfers, untouched)
+    custom_jobs, holds, iconik_calls, outcome, plugin_settings, quick_runner, results, serve_plugin, transfers)
+from tests.helpers.world import FORMATS, World, media, storages
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
-
-
-def media(seed, size=600) -> bytes:
-    return random.Random(str(seed)).randbytes(size)
-
-
-def storages(emu, b2_checksums="md5", ll_checksums="md5"):
-    return (emu.add_storage("B2 archive", method="B2", checksums=b2_checksums),
-            emu.add_storage("LucidLink", method="FILE", checksums=ll_checksums))
-
-
-class World:
-    """Assets with files on LucidLink and (where told) on B2, and what they should hold."""
-
-    def __init__(self, emu, b2, ll):
-        self.emu, self.b2, self.ll = emu, b2, ll
-        self.data: dict[tuple[str, str], bytes] = {}
-        self.ll_sets: dict[tuple[str, str], str] = {}
-
-    def asset(self, title, on_b2=FORMATS, on_ll=FORMATS) -> str:
-        asset = self.emu.add_asset(title)
-        for fmt in dict.fromkeys((*on_b2, *on_ll)):
-            data = self.data[asset, fmt] = media(f"{title}/{fmt}")
-            name = f"{title}-{fmt.lower()}.mov"
-            if fmt in on_ll:
-                self.ll_sets[asset, fmt] = self.emu.add_file(asset, fmt, self.ll, name, data)
-            if fmt in on_b2:
-                self.emu.add_file(asset, fmt, self.b2, name, data)
-        return asset
-
-    def kept(self, asset, fmt) -> bool:
-        """Still on LucidLink, byte for byte, in the very file set it had: no DELETE reached it."""
-        return (holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
-                and untouched(self.emu, asset, self.ll_sets[asset, fmt]))
-
-    def in_recycle_bin(self, asset, fmt) -> bool:
-        """Deleted in iconik but not purged: the file set is DELETED and its bytes are still there."""
-        file_set = self.ll_sets[asset, fmt]
-        return (file_set not in self.emu.purged
-                and [fs["status"] for fs in self.emu.file_sets(asset) if fs["id"] == file_set] == ["DELETED"]
-                and self.data[asset, fmt] in self.emu.storage_files(self.ll).values()
-                and holds(self.emu, asset, fmt, self.b2, self.data[asset, fmt]))
-
-    def removed(self, asset, fmt) -> bool:
-        """Gone from LucidLink (records and bytes) and intact on B2."""
-        return (self.emu.copies(asset, fmt, self.ll) == []
-                and self.ll_sets[asset, fmt] in self.emu.purged
-                and holds(self.emu, asset, fmt, self.b2, self.data[asset, fmt]))
-
-
-def results(view) -> dict:
-    return {(row["asset_id"], row["format"]): row["result"] for row in view["outcomes"]}
-
-
-def outcome(view, asset, fmt) -> dict:
-    return next(r for r in view["outcomes"] if r["asset_id"] == asset and r["format"] == fmt)
-
 
 def reason(view, asset, fmt) -> str:
-    return next(r["reason"] for r in view["outcomes"] if r["asset_id"] == asset and r["format"] == fmt)
-
-
-def custom_jobs(emu) -> list[dict]:
-    return [job for job in emu.jobs.values() if job["type"] == "CUSTOM"]
+    return outcome(view, asset, fmt)["reason"]
 
 
 def run(emu, tmp_path, action, b2, ll, timeout=30, settings=None, **selection) -> dict:
@@ -280,7 +218,7 @@ def test_a_different_size_is_caught_even_when_checksums_cannot_be_compared(emula
     b2, ll = storages(emu, b2_checksums="sha1")
     world = World(emu, b2, ll)
     asset = emu.add_asset("short")
-    world.data[asset, "ORIGINAL"] = data = media("short")
+    world.data[asset, "ORIGINAL"] = data = media("short", 600)
     world.ll_sets[asset, "ORIGINAL"] = emu.add_file(asset, "ORIGINAL", ll, "short.mov", data)
     emu.add_file(asset, "ORIGINAL", b2, "short.mov", data[:-1])
     view = run(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset])

@@ -8,7 +8,6 @@ modes it needs; a fixture switches every mode off again afterwards.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 
@@ -16,96 +15,10 @@ import pytest
 
 from b2iconik import workflows
 from b2iconik.edge.callback import ActionRequest
-from b2iconik.emulator import Emulator
-from b2iconik.emulator.faults import MODES
-from tests.helpers.harness import SECRET, holds, plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
+from tests.helpers.harness import click, holds, outcome, plugin_settings, run, wait_for_job
+from tests.helpers.world import FORMATS, World, media
 
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    emulator = Emulator(tmp_path_factory.mktemp("iconik")).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="module")
-def plugin_url(emu, tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    env = {**settings_env(plugin_settings(emu, state)), "PLUGIN_OPEN_COPY_TIMEOUT": "1.5",
-           "PLUGIN_COPY_TIMEOUT": "60", "PLUGIN_JOB_WORKERS": "4"}
-    with run_gunicorn(env, workers=2) as (url, _process):
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def kind_again(emu):
-    """Every mode off after each test, whatever it switched on."""
-    yield
-    emu.wait_idle(15)
-    for mode in MODES:
-        setattr(emu.faults, mode, False)
-    emu.faults.jobs_list_delay = 0.0
-    emu.faults.clear_lost_replies()
-    emu.clear_asset_faults()
-
-
-def media(seed, size=700) -> bytes:
-    return random.Random(str(seed)).randbytes(size)
-
-
-class World:
-    """A B2 and a LucidLink storage of their own, and assets with what each copy should hold."""
-
-    def __init__(self, emu):
-        tag = uuid.uuid4().hex[:8]
-        self.emu = emu
-        self.b2 = emu.add_storage(f"B2 {tag}", method="B2")
-        self.ll = emu.add_storage(f"LucidLink {tag}", method="FILE")
-        self.data: dict[tuple[str, str], bytes] = {}
-        self.ll_sets: dict[tuple[str, str], str] = {}
-
-    def asset(self, title, on_b2=FORMATS, on_ll=FORMATS) -> str:
-        asset = self.emu.add_asset(title)
-        for fmt in dict.fromkeys((*on_b2, *on_ll)):
-            data = self.data[asset, fmt] = media(f"{asset}/{fmt}")
-            name = f"{title}-{fmt.lower()}.mov"
-            if fmt in on_b2:
-                self.emu.add_file(asset, fmt, self.b2, name, data)
-            if fmt in on_ll:
-                self.ll_sets[asset, fmt] = self.emu.add_file(asset, fmt, self.ll, name, data)
-        return asset
-
-    def on_lucidlink(self, asset, fmt) -> bool:
-        return bool(self.emu.copies(asset, fmt, self.ll))
-
-    def kept(self, asset, fmt) -> bool:
-        return (holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
-                and untouched(self.emu, asset, self.ll_sets[asset, fmt]))
-
-    def removed(self, asset, fmt) -> bool:
-        return (not self.on_lucidlink(asset, fmt)
-                and holds(self.emu, asset, fmt, self.b2, self.data[asset, fmt]))
-
-    def added(self, asset, fmt) -> bool:
-        return holds(self.emu, asset, fmt, self.ll, self.data[asset, fmt])
-
-
-def click(emu, url, action, world, *, formats=None, token=None, **selection) -> str:
-    query = f"b2_storage_id={world.b2}&ll_storage_id={world.ll}" + (f"&formats={formats}" if formats else "")
-    answer = emu.post_custom_action(f"{url}/{action}?{query}", headers={"x-bz-secret": SECRET},
-                                    token=token, **selection)
-    assert answer.status_code == 202, answer.text
-    return answer.json()["job_id"]
-
-
-def run(emu, url, action, world, timeout=30, **kwargs) -> dict:
-    return wait_for_job(url, click(emu, url, action, world, **kwargs), timeout=timeout)
-
-
-def outcome(view, asset, fmt) -> dict:
-    return next(row for row in view["outcomes"] if row["asset_id"] == asset and row["format"] == fmt)
+pytestmark = pytest.mark.usefixtures("kind_again")
 
 
 # -- 1. an answer lost after iconik acted ---------------------------------------------------------
@@ -122,7 +35,7 @@ def test_a_lost_answer_to_a_delete_is_recorded_as_removed_from_a_fresh_read(emu,
         row = outcome(view, asset, fmt)
         assert row["result"] == "removed", row
         assert "refused" not in row["reason"]
-        assert world.removed(asset, fmt)
+        assert world.removed(asset, fmt, purged=False)
     lost = next(outcome(view, asset, fmt) for fmt in FORMATS if "fresh read" in outcome(view, asset, fmt)["reason"])
     assert lost["file_sets"][0]["deleted"] == "purged"
 
@@ -140,7 +53,7 @@ def test_two_removes_of_one_asset_at_once_both_tell_the_truth(emu, plugin_url):
             assert row["result"] in ("removed", "not_on_lucidlink"), row
             assert "refused" not in row["reason"]
     for fmt in FORMATS:
-        assert world.removed(asset, fmt)
+        assert world.removed(asset, fmt, purged=False)
         assert [outcome(v, asset, fmt)["result"] for v in views].count("removed") >= 1
 
 
@@ -152,7 +65,7 @@ def test_a_lost_answer_to_a_bulk_copy_still_adds_and_copies_once(emu, plugin_url
     assert view["status"] == "succeeded", view
     for fmt in FORMATS:
         assert outcome(view, asset, fmt)["result"] == "copied"
-        assert world.added(asset, fmt)
+        assert world.added(asset, fmt, once=False)
         assert len(emu.copies(asset, fmt, world.ll)) == 1
 
 
@@ -164,7 +77,7 @@ def test_a_lost_answer_to_the_jobs_panel_entry_leaves_one_entry_and_does_not_sto
     view = run(emu, plugin_url, "remove", world, asset_ids=[asset])
     assert emu.lost_replies, "the emulator lost no answer"
     assert view["status"] == "succeeded", view
-    assert all(world.removed(asset, fmt) for fmt in FORMATS)
+    assert all(world.removed(asset, fmt, purged=False) for fmt in FORMATS)
     entries = [job for job in emu.jobs.values() if job["type"] == "CUSTOM" and job["object_id"] == asset]
     assert [(job["id"], job["status"]) for job in entries] == [(view["iconik_job_id"], "FINISHED")]
 
@@ -224,7 +137,7 @@ def test_add_waits_for_the_copies_not_for_the_copy_job(emu, plugin_url, mode):
     for asset in (slow, quick):
         for fmt in FORMATS:
             assert outcome(view, asset, fmt)["result"] == "copied"
-            assert world.added(asset, fmt)
+            assert world.added(asset, fmt, once=False)
 
 
 @pytest.mark.parametrize("mode", ["parent_copy_jobs", "bulk_copy_without_job_id"])
@@ -237,7 +150,7 @@ def test_remove_waits_for_the_b2_copy_not_for_the_copy_job(emu, plugin_url, mode
     assert view["status"] == "succeeded", view
     for fmt in FORMATS:
         assert outcome(view, asset, fmt)["result"] == "removed"
-        assert world.removed(asset, fmt)
+        assert world.removed(asset, fmt, purged=False)
 
 
 # -- 3. empty lists answer 404 ---------------------------------------------------------------------
@@ -279,7 +192,7 @@ def test_the_active_format_is_used_when_a_deleted_one_has_the_same_name(emu, plu
     view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[asset])
     assert view["status"] == "succeeded", view
     assert outcome(view, asset, "ORIGINAL")["result"] == "removed"
-    assert world.removed(asset, "ORIGINAL"), "the new master must be on B2 (copied there first)"
+    assert world.removed(asset, "ORIGINAL", purged=False), "the new master must be on B2 (copied there first)"
 
 
 def test_a_b2_file_set_without_status_is_never_proof(emu, plugin_url):
@@ -383,7 +296,7 @@ def test_a_remove_clicked_during_an_add_of_the_same_asset_waits_for_it(emu, plug
     for fmt in FORMATS:
         assert outcome(added, asset, fmt)["result"] == "copied"
         assert outcome(removed, asset, fmt)["result"] == "removed"
-        assert world.removed(asset, fmt)
+        assert world.removed(asset, fmt, purged=False)
 
 
 # -- an older iconik whose files lack the file set fields ----------------------------------------------
@@ -398,7 +311,7 @@ def test_files_without_file_set_fields_cost_one_more_read_counted_in_the_job(emu
     assert view["counts"]["file_set_reads"] == 4
     for asset in assets:
         assert outcome(view, asset, "ORIGINAL")["result"] == "removed"
-        assert world.removed(asset, "ORIGINAL")
+        assert world.removed(asset, "ORIGINAL", purged=False)
     row = outcome(view, b2_only, "ORIGINAL")
     assert row["result"] == "kept" and "unknown status" in row["reason"], row
     assert world.kept(b2_only, "ORIGINAL")
@@ -419,7 +332,7 @@ def test_a_failed_transfer_under_a_finished_parent_is_judged_at_once_not_after_t
     row = outcome(view, broken, "ORIGINAL")
     assert row["result"] == "failed" and "this asset's own transfer failed" in row["reason"], row
     assert outcome(view, slow, "ORIGINAL")["result"] == "copied"
-    assert world.added(slow, "ORIGINAL") and not world.on_lucidlink(broken, "ORIGINAL")
+    assert world.added(slow, "ORIGINAL", once=False) and not world.on_lucidlink(broken, "ORIGINAL")
 
 
 def test_a_parent_whose_transfers_list_answers_404_has_none_to_wait_for():

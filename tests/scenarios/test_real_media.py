@@ -6,44 +6,30 @@ copy jobs whose transfers cannot be listed.
 The plugin runs with a 60 s open-copy wait and each job is given 30 s: an outcome that must be
 judged at once cannot pass by waiting that out. iconik counts as unreachable after 2 s of failed
 calls (PLUGIN_OUTAGE_TIMEOUT), so that a jobs list that keeps answering 500 is given up on soon.
-The emulator, the clicks and the checks on one copy are test_real_iconik's.
+The emulator, the gunicorn and the clicks are those of tests/scenarios/conftest.py and tests/helpers/.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers.harness import plugin_settings, run_gunicorn, settings_env, untouched, wait_for_job
-from tests.scenarios.test_real_iconik import World, click, emu, kind_again, media, outcome, run  # noqa: F401
+from tests.helpers.harness import click, outcome, run, untouched, wait_for_job
+from tests.helpers.world import World, media, storages
 
 ORIGINAL = "ORIGINAL"
 STEREO = [f"{eye}/frame_{n:04d}.dpx" for eye in ("L", "R") for n in range(1, 4)]
 CARD = ["CONTENTS/VIDEO/0001.MXF", "CONTENTS/AUDIO/0001.MXF", "CONTENTS/VIDEO/0002.MXF",
         "CONTENTS/AUDIO/0002.MXF", "CONTENTS/CLIP/0001.XML", "CONTENTS/CLIP/0002.XML", "MEDIAPRO.XML"]
-
-
-@pytest.fixture(scope="module")
-def plugin_url(emu, tmp_path_factory):  # noqa: F811 - the module's own emulator
-    state = tmp_path_factory.mktemp("state")
-    env = {**settings_env(plugin_settings(emu, state)), "PLUGIN_OPEN_COPY_TIMEOUT": "60",
-           "PLUGIN_COPY_TIMEOUT": "120", "PLUGIN_JOB_WORKERS": "4", "PLUGIN_OUTAGE_TIMEOUT": "2"}
-    with run_gunicorn(env, workers=2) as (url, _process):
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def jobs_listed_again(emu):  # noqa: F811
-    yield
-    emu.faults.child_jobs_list_status = 0
+PLUGIN_ENV = {"PLUGIN_OPEN_COPY_TIMEOUT": "60", "PLUGIN_COPY_TIMEOUT": "120", "PLUGIN_JOB_WORKERS": "4",
+              "PLUGIN_OUTAGE_TIMEOUT": "2"}
+pytestmark = pytest.mark.usefixtures("kind_again")
 
 
 class Media(World):
-    """test_real_iconik's World, with file sets of many files in sub-folders."""
+    """The tests' World, with file sets of many files in sub-folders."""
 
-    def __init__(self, emu, b2_checksums="md5"):  # noqa: F811
-        super().__init__(emu)
-        if b2_checksums != "md5":
-            self.b2 = emu.add_storage(f"B2 {self.b2[:8]} {b2_checksums}", method="B2", checksums=b2_checksums)
+    def __init__(self, emu, b2_checksums="md5"):
+        super().__init__(emu, *storages(emu, b2_checksums=b2_checksums))
         self.files: dict[tuple[str, str], dict[str, bytes]] = {}
 
     def media_asset(self, title, paths, *, on_b2=None, on_ll=None, size=300) -> str:
@@ -79,7 +65,7 @@ class Media(World):
 
 # -- 1. files paired by their path inside the file set ------------------------------------------
 
-def test_a_stereo_sequence_whose_b2_copy_lacks_every_right_eye_frame_is_kept(emu, plugin_url):  # noqa: F811
+def test_a_stereo_sequence_whose_b2_copy_lacks_every_right_eye_frame_is_kept(emu, plugin_url):
     """B2 checksums of another form (sha1): only paths, sizes and status can tell, and paired by bare
     name R/frame_0001.dpx would match L/frame_0001.dpx."""
     world = Media(emu, b2_checksums="sha1")
@@ -93,7 +79,7 @@ def test_a_stereo_sequence_whose_b2_copy_lacks_every_right_eye_frame_is_kept(emu
     assert outcome(preview, asset, ORIGINAL)["result"] == "would_keep"
 
 
-def test_a_complete_stereo_sequence_with_checksums_is_removed_every_checksum_compared(emu, plugin_url):  # noqa: F811
+def test_a_complete_stereo_sequence_with_checksums_is_removed_every_checksum_compared(emu, plugin_url):
     world = Media(emu)
     asset = world.media_asset("stereo, complete", STEREO)
     view = run(emu, plugin_url, "remove", world, formats=ORIGINAL, asset_ids=[asset])
@@ -105,7 +91,7 @@ def test_a_complete_stereo_sequence_with_checksums_is_removed_every_checksum_com
 
 # -- 2. multi-file copies removed when complete -------------------------------------------------
 
-def test_a_2000_frame_sequence_and_a_camera_card_are_removed_with_every_file_compared(emu, plugin_url):  # noqa: F811
+def test_a_2000_frame_sequence_and_a_camera_card_are_removed_with_every_file_compared(emu, plugin_url):
     world = Media(emu)
     frames = [f"frame_{n:05d}.exr" for n in range(2000)]
     sequence = world.media_asset("2000 frames", frames, size=32)
@@ -120,7 +106,7 @@ def test_a_2000_frame_sequence_and_a_camera_card_are_removed_with_every_file_com
         assert world.removed(asset)
 
 
-def test_a_camera_card_only_on_lucidlink_is_copied_to_b2_with_its_folders_then_removed(emu, plugin_url):  # noqa: F811
+def test_a_camera_card_only_on_lucidlink_is_copied_to_b2_with_its_folders_then_removed(emu, plugin_url):
     world = Media(emu)
     card = world.media_asset("P2 card on LucidLink only", CARD, on_b2=())
     view = run(emu, plugin_url, "remove", world, formats=ORIGINAL, asset_ids=[card])
@@ -130,7 +116,7 @@ def test_a_camera_card_only_on_lucidlink_is_copied_to_b2_with_its_folders_then_r
 
 # -- 7. Add says copied only for a complete copy ------------------------------------------------
 
-def test_add_copies_a_stereo_sequence_with_its_folders_and_says_copied(emu, plugin_url):  # noqa: F811
+def test_add_copies_a_stereo_sequence_with_its_folders_and_says_copied(emu, plugin_url):
     world = Media(emu)
     asset = world.media_asset("stereo to add", STEREO, on_ll=())
     view = run(emu, plugin_url, "add", world, formats=ORIGINAL, asset_ids=[asset])
@@ -139,7 +125,7 @@ def test_add_copies_a_stereo_sequence_with_its_folders_and_says_copied(emu, plug
     assert world.added(asset)
 
 
-def test_an_interrupted_copy_is_never_copied_and_the_add_after_it_is_judged_at_once(emu, plugin_url):  # noqa: F811
+def test_an_interrupted_copy_is_never_copied_and_the_add_after_it_is_judged_at_once(emu, plugin_url):
     """The first Add's copy stops after 1 of 3 frames, all CLOSED; the second Add's copy is SKIPPED by
     iconik, as the partial file set is there: reported at once, not after the 60 s open-copy wait."""
     world = Media(emu)
@@ -159,7 +145,7 @@ def test_an_interrupted_copy_is_never_copied_and_the_add_after_it_is_judged_at_o
     assert emu.copies(asset, ORIGINAL, world.ll) == [partial]  # reported, not completed nor replaced
 
 
-def test_files_missing_on_lucidlink_are_reported_at_once(emu, plugin_url):  # noqa: F811
+def test_files_missing_on_lucidlink_are_reported_at_once(emu, plugin_url):
     world = Media(emu)
     asset = world.media_asset("moved away by an editor", CARD)
     emu.move_away(world.ll_sets[asset, ORIGINAL], count=2)
@@ -173,7 +159,7 @@ def test_files_missing_on_lucidlink_are_reported_at_once(emu, plugin_url):  # no
 
 @pytest.mark.parametrize("parent_jobs", [False, True], ids=["one-job", "parent-and-transfers"])
 def test_a_stereo_sequence_copied_to_b2_by_a_waiting_job_that_ends_with_a_warning_is_removed(
-        emu, plugin_url, parent_jobs):  # noqa: F811
+        emu, plugin_url, parent_jobs):
     emu.faults.waiting_copy_jobs = True
     emu.faults.parent_copy_jobs = parent_jobs
     world = Media(emu)
@@ -190,7 +176,7 @@ def test_a_stereo_sequence_copied_to_b2_by_a_waiting_job_that_ends_with_a_warnin
 
 @pytest.mark.parametrize("status", [400, 500])
 def test_a_copy_job_whose_transfers_cannot_be_listed_still_ends_in_reading_the_assets(
-        emu, plugin_url, status):  # noqa: F811
+        emu, plugin_url, status):
     emu.faults.parent_copy_jobs = True
     emu.faults.child_jobs_list_status = status
     world = Media(emu)

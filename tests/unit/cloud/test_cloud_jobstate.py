@@ -37,6 +37,7 @@ from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLeas
                                      StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
 from tests.helpers.firestore_emulator import PROJECT, Peek
+from tests.helpers.clocks import Clock
 
 
 # -- a stand-in for google.cloud.firestore.Client ------------------------------------------
@@ -308,12 +309,8 @@ def _stored(data: dict) -> dict:
 
 # -- fixtures ----------------------------------------------------------------------
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+NOW = 1_800_000_000.0
+"""When the tests' clocks start."""
 
 
 @pytest.fixture(params=["memory", "emulator", "fake"])
@@ -323,7 +320,7 @@ def store(request):
     Firestore's documents are read back through `docs.peek` (`FakeFirestore`, or a client
     of the emulator); `docs.fake` is there on the fake only.
     """
-    clock = Clock()
+    clock = Clock(NOW)
     if request.param == "memory":
         docs = MemoryDocuments()
     elif request.param == "emulator":
@@ -559,7 +556,7 @@ def test_a_commit_that_dies_mid_write_leaves_the_last_committed_state(store):
 def test_a_lost_answer_to_a_commit_is_taken_as_the_commit_it_was():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
-    jobs = JobStates(docs, clock=Clock())
+    jobs = JobStates(docs, clock=Clock(NOW))
     job_id = jobs.create("remove", job_state(ids(10), "inspect"), None)
     claim = jobs.begin(job_id, 0, 60)
     state = jobs.load(claim)
@@ -674,7 +671,7 @@ def test_firestore_documents_use_the_configured_database_and_name_no_collection_
     docs = FirestoreDocuments("b2iconik_jobs", project="proj", database="plugin-db",
                               client_factory=lambda project, database: fake.client_class(
                                   project=project, database=database))
-    jobs = JobStates(docs, clock=Clock())
+    jobs = JobStates(docs, clock=Clock(NOW))
     job_id = jobs.create("add", job_state(ids(2500), "inspect", "add"), None)
     assert fake.clients == [("proj", "plugin-db")]
     assert set(fake.collection("b2iconik_jobs")) == {job_id}
@@ -757,7 +754,7 @@ def test_asset_leases_are_taken_in_transactions_that_lose_to_a_concurrent_one():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
     docs.fake = docs.peek = fake
-    jobs = JobStates(docs, clock=Clock())
+    jobs = JobStates(docs, clock=Clock(NOW))
     assets = ids(50)
     a, b = (jobs.create("remove", job_state(assets), None) for _ in range(2))
     held_a, held_b = jobs.begin(a, 0, 60), jobs.begin(b, 0, 60)
@@ -864,7 +861,7 @@ def test_a_live_job_is_counted_in_the_transaction_that_creates_it():
     fake = FakeFirestore()
     docs = FirestoreDocuments("jobs", client_factory=lambda project, database: fake.client_class())
     docs.fake = docs.peek = fake
-    jobs = JobStates(docs, clock=Clock())
+    jobs = JobStates(docs, clock=Clock(NOW))
     limits = LiveLimits(total=1, per_user=1)
     user = str(uuid.uuid4())
     commit = _Transaction._commit
@@ -915,7 +912,7 @@ def at_once(work, n: int) -> list:
 
 
 def test_jobs_claiming_the_same_assets_at_once_on_firestore_never_share_one(real_firestore):
-    clock, assets = Clock(), ids(120)
+    clock, assets = Clock(NOW), ids(120)
     instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in range(4)]
     held = [jobs.begin(jobs.create("remove", job_state(assets), None), 0, 60) for jobs in instances]
     results = at_once(lambda i: instances[i].claim_assets(held[i], assets), len(instances))
@@ -930,7 +927,7 @@ def test_jobs_claiming_the_same_assets_at_once_on_firestore_never_share_one(real
 
 
 def test_clicks_at_once_on_firestore_are_counted_past_the_limit_by_none(real_firestore):
-    clock, users = Clock(), [str(uuid.uuid4()) for _ in range(6)]
+    clock, users = Clock(NOW), [str(uuid.uuid4()) for _ in range(6)]
     instances = [JobStates(FirestoreDocuments("jobs", project=PROJECT), clock=clock) for _ in users]
     limits = LiveLimits(total=3, per_user=5)
     results = at_once(lambda i: instances[i].create("add", {**job_state(ids(2), action="add"),

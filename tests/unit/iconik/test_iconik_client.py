@@ -30,6 +30,7 @@ from iconik import (  # noqa: E402
     RateLimiter,
     Unauthorized,
 )
+from tests.helpers.clocks import FakeClock  # noqa: E402
 
 BASE = "https://app.iconik.io"
 APP_ID = "5b1c3a1e-0000-4000-8000-00000000a99d"
@@ -48,12 +49,6 @@ JOBS_URL = f"{BASE}/API/jobs/v1/jobs/"
 
 
 # -- fixtures ----------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fresh_shared_limiters(monkeypatch):
-    """Each test starts with no shared limiters (they live for the process)."""
-    monkeypatch.setattr(RateLimiter, "_shared", {})
 
 
 @pytest.fixture
@@ -81,21 +76,6 @@ def make_client(**kwargs) -> IconikClient:
 def client(sleeps):
     with make_client() as c:
         yield c
-
-
-class FakeClock:
-    """A clock that moves only when someone sleeps on it."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def errors(*messages: str) -> dict:

@@ -16,32 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import iconik  # noqa: E402
 from iconik import IconikClient, RateLimiter  # noqa: E402
+from tests.helpers.clocks import FakeClock
 
 BASE = "https://app.iconik.io"
 ASSET = "0d56db81-1b8e-4a68-9658-98ad9a94d841"
 ASSET_URL = f"{BASE}/API/assets/v1/assets/{ASSET}/"
-
-
-@pytest.fixture(autouse=True)
-def fresh_shared_limiters(monkeypatch):
-    monkeypatch.setattr(RateLimiter, "_shared", {})
-
-
-class FakeClock:
-    """Time that moves only when told to, or when a caller sleeps on it."""
-
-    def __init__(self, now: float = 500.0, sleep_advances: bool = True):
-        self.now = now
-        self.slept: list[float] = []
-        self.sleep_advances = sleep_advances
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        if self.sleep_advances:
-            self.now += seconds
 
 
 def none(n: int):
@@ -69,7 +48,7 @@ def assert_never_over_rate(times: list[float], rate: float, burst: int, slack: f
 
 def test_try_acquire_waits_for_a_near_slot_and_takes_none_past_its_limit():
     """The identity check at the edge: a slot within max_wait is waited for; a later one is not taken."""
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     limiter = limiter_on(clock, rate=2, burst=1)
     assert limiter.try_acquire(0.0) and clock.slept == []
     assert not limiter.try_acquire(0.4)  # the next slot is 0.5 s away
@@ -78,7 +57,7 @@ def test_try_acquire_waits_for_a_near_slot_and_takes_none_past_its_limit():
 
 
 def test_the_first_burst_calls_do_not_wait_then_calls_are_spaced_one_over_rate():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     limiter = limiter_on(clock, rate=10, burst=3)
     start = clock.now
     waits, at = [], []
@@ -93,14 +72,14 @@ def test_the_first_burst_calls_do_not_wait_then_calls_are_spaced_one_over_rate()
 def test_callers_arriving_together_queue_up_behind_the_burst():
     # Sleeps do not move the clock: every caller arrives at the same instant, as
     # many threads would, and each is given its own later slot.
-    clock = FakeClock(sleep_advances=False)
+    clock = FakeClock(500.0, sleep_advances=False)
     limiter = limiter_on(clock, rate=4, burst=2)
     waits = [limiter.acquire() for _ in range(6)]
     assert waits == pytest.approx([0, 0, 0.25, 0.5, 0.75, 1.0], abs=1e-9)
 
 
 def test_an_idle_limiter_refills_its_burst_but_never_beyond_it():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     limiter = limiter_on(clock, rate=10, burst=3)
     for _ in range(3):
         limiter.acquire()
@@ -110,7 +89,7 @@ def test_an_idle_limiter_refills_its_burst_but_never_beyond_it():
 
 
 def test_an_idle_spell_of_one_interval_gives_back_one_slot():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     limiter = limiter_on(clock, rate=10, burst=3)
     for _ in range(5):
         limiter.acquire()
@@ -120,7 +99,7 @@ def test_an_idle_spell_of_one_interval_gives_back_one_slot():
 
 
 def test_pause_holds_back_every_caller():
-    clock = FakeClock(sleep_advances=False)
+    clock = FakeClock(500.0, sleep_advances=False)
     limiter = limiter_on(clock, rate=10, burst=5)
     limiter.acquire()
     limiter.pause(2.0)
@@ -129,7 +108,7 @@ def test_pause_holds_back_every_caller():
 
 
 def test_pause_then_time_passing():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     limiter = limiter_on(clock, rate=10, burst=5)
     limiter.pause(3.0)
     clock.now += 1.0
@@ -139,7 +118,7 @@ def test_pause_then_time_passing():
 
 
 def test_a_short_pause_does_not_shorten_a_longer_queue():
-    clock = FakeClock(sleep_advances=False)
+    clock = FakeClock(500.0, sleep_advances=False)
     limiter = limiter_on(clock, rate=1, burst=1)
     for _ in range(5):
         limiter.acquire()  # slots reserved up to 4 s from now
@@ -166,7 +145,7 @@ def test_default_burst_and_bad_rates():
 )
 def test_any_arrival_pattern_stays_under_the_rate(rate, burst, gaps):
     """Whatever the arrival times, the granted times never exceed rate*window + burst."""
-    clock = FakeClock(sleep_advances=False)
+    clock = FakeClock(500.0, sleep_advances=False)
     limiter = limiter_on(clock, rate, burst)
     granted = []
     for gap in gaps:

@@ -11,35 +11,17 @@ import pytest
 
 import iconik
 from iconik import IconikClient, RateLimiter, SharedSchedule
+from tests.helpers.clocks import FakeClock
 
 KEY = ("https://app.iconik.io/", "app-1")
 FORK = multiprocessing.get_context("fork")
 
 
-@pytest.fixture(autouse=True)
-def fresh_shared_limiters(monkeypatch):
-    monkeypatch.setattr(RateLimiter, "_shared", {})
-
-
-class Frozen:
-    """A clock that stands still until set; sleeping on it only records the wait."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-
-def limiter_on(path, clock: Frozen, rate: float = 10.0, burst: int = 3) -> RateLimiter:
+def shared_limiter(path, clock: FakeClock, rate: float = 10.0, burst: int = 3) -> RateLimiter:
     return RateLimiter(rate, burst, clock=clock, sleep=clock.sleep, schedule=SharedSchedule(path, clock=clock))
 
 
-def _take_all(limiter: RateLimiter, clock: Frozen, barrier, results, tries: int = 200) -> None:
+def _take_all(limiter: RateLimiter, clock: FakeClock, barrier, results, tries: int = 200) -> None:
     """In a child: take every slot the frozen clock allows, then every slot 0.25 s later."""
     counts = []
     for now in (1000.0, 1000.25):
@@ -51,9 +33,9 @@ def _take_all(limiter: RateLimiter, clock: Frozen, barrier, results, tries: int 
 
 
 def test_two_processes_share_one_budget(tmp_path):
-    clock = Frozen()
+    clock = FakeClock(sleep_advances=False)
     # Built before the fork, as in a forked worker: each child must take the file's lock for itself.
-    limiter = limiter_on(tmp_path / "budget", clock, rate=10.0, burst=3)
+    limiter = shared_limiter(tmp_path / "budget", clock, rate=10.0, burst=3)
     barrier, results = FORK.Barrier(2), FORK.Queue()
     children = [FORK.Process(target=_take_all, args=(limiter, clock, barrier, results)) for _ in range(2)]
     for child in children:
@@ -68,7 +50,7 @@ def test_two_processes_share_one_budget(tmp_path):
     assert sum(c[1] for c in counts) == 2
 
 
-def _acquire(limiter: RateLimiter, clock: Frozen, barrier, results, calls: int) -> None:
+def _acquire(limiter: RateLimiter, clock: FakeClock, barrier, results, calls: int) -> None:
     barrier.wait()
     for _ in range(calls):
         limiter.acquire()
@@ -76,8 +58,8 @@ def _acquire(limiter: RateLimiter, clock: Frozen, barrier, results, calls: int) 
 
 
 def test_two_processes_waiting_get_distinct_slots_at_the_rate(tmp_path):
-    clock = Frozen()
-    limiter = limiter_on(tmp_path / "budget", clock, rate=10.0, burst=1)
+    clock = FakeClock(sleep_advances=False)
+    limiter = shared_limiter(tmp_path / "budget", clock, rate=10.0, burst=1)
     barrier, results = FORK.Barrier(2), FORK.Queue()
     children = [FORK.Process(target=_acquire, args=(limiter, clock, barrier, results, 15)) for _ in range(2)]
     for child in children:
@@ -92,8 +74,8 @@ def test_two_processes_waiting_get_distinct_slots_at_the_rate(tmp_path):
 
 
 def test_a_pause_in_one_process_holds_back_the_other(tmp_path):
-    clock = Frozen()
-    one, other = limiter_on(tmp_path / "budget", clock), limiter_on(tmp_path / "budget", clock)
+    clock = FakeClock(sleep_advances=False)
+    one, other = shared_limiter(tmp_path / "budget", clock), shared_limiter(tmp_path / "budget", clock)
     one.pause(5.0)
     assert other.try_acquire(1.0) is False
     clock.now += 5.0
@@ -101,17 +83,17 @@ def test_a_pause_in_one_process_holds_back_the_other(tmp_path):
 
 
 def test_a_schedule_of_another_boot_counts_for_nothing(tmp_path):
-    clock = Frozen()
+    clock = FakeClock(sleep_advances=False)
     path = tmp_path / "budget"
     path.write_bytes(struct.pack("<d16s", clock.now + 600.0, b"another boot...."))
-    assert limiter_on(path, clock).try_acquire(0.0) is True
+    assert shared_limiter(path, clock).try_acquire(0.0) is True
 
 
 def test_a_damaged_schedule_counts_for_nothing(tmp_path):
-    clock = Frozen()
+    clock = FakeClock(sleep_advances=False)
     path = tmp_path / "budget"
     path.write_bytes(b"\xff" * 24)  # a NaN
-    assert limiter_on(path, clock).try_acquire(0.0) is True
+    assert shared_limiter(path, clock).try_acquire(0.0) is True
 
 
 def test_the_budget_file_is_the_service_users_and_names_no_token(tmp_path):
@@ -140,8 +122,8 @@ def test_without_a_usable_state_directory_the_process_keeps_its_own_limiter(tmp_
 
 
 def test_a_budget_file_that_fails_later_leaves_the_process_on_its_own(tmp_path, caplog):
-    clock = Frozen()
-    limiter = limiter_on(tmp_path / "budget", clock)
+    clock = FakeClock(sleep_advances=False)
+    limiter = shared_limiter(tmp_path / "budget", clock)
     limiter.try_acquire(0.0)
     schedule = limiter._schedule
     os.close(schedule._fd)

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import random
 import signal
 import sqlite3
 import time
@@ -20,48 +19,11 @@ from b2iconik.jobs.store import JobReader, JobStore, new_owner
 from tests.helpers.harness import (  # noqa: F401
     SECRET, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, wait_for_job)
 from tests.unit.cloud.test_cloud_function import cloud, cloud_env, job_store  # noqa: F401
+from tests.helpers.world import FORMATS, World
 from tests.unit.cloud.test_cloud_function import world as cloud_world
+from tests.helpers.clocks import Clock
 
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
 A, B = "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c01", "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c02"
-
-
-def media(seed, size=700) -> bytes:
-    return random.Random(str(seed)).randbytes(size)
-
-
-class World:
-    """Assets on LucidLink with their B2 copy intact, corrupt (same size, other bytes) or missing."""
-
-    def __init__(self, emu):
-        self.emu = emu
-        self.b2 = emu.add_storage("B2 archive", method="B2")
-        self.ll = emu.add_storage("LucidLink", method="FILE")
-        self.data: dict[tuple[str, str], bytes] = {}
-        self.ll_sets: dict[tuple[str, str], str] = {}
-
-    def asset(self, title, b2="intact") -> str:
-        asset = self.emu.add_asset(title)
-        for fmt in FORMATS:
-            data = self.data[asset, fmt] = media(f"{title}/{fmt}")
-            self.ll_sets[asset, fmt] = self.emu.add_file(asset, fmt, self.ll, f"{title}-{fmt}.mov", data)
-            if b2 == "intact":
-                self.emu.add_file(asset, fmt, self.b2, f"{title}-{fmt}.mov", data)
-            elif b2 == "corrupt":
-                self.emu.add_file(asset, fmt, self.b2, f"{title}-{fmt}.mov", bytes(reversed(data)))
-        return asset
-
-    def b2_set_holding(self, asset, fmt) -> str | None:
-        """The ACTIVE B2 file set of the asset's format whose files hold exactly its bytes."""
-        for copy in self.emu.copies(asset, fmt, self.b2):
-            if copy["file_set"]["status"] == "ACTIVE" and copy["files"] and all(
-                    f["status"] == "CLOSED" and f["bytes"] == self.data[asset, fmt] for f in copy["files"]):
-                return copy["file_set"]["id"]
-        return None
-
-    def on_ll(self, asset, fmt) -> bool:
-        return any(c["file_set"]["id"] == self.ll_sets[asset, fmt] and c["file_set"]["status"] == "ACTIVE"
-                   for c in self.emu.copies(asset, fmt, self.ll))
 
 
 def check_against_ground_truth(world, assets, trail, view) -> None:
@@ -75,7 +37,7 @@ def check_against_ground_truth(world, assets, trail, view) -> None:
     for asset in assets:
         for fmt in FORMATS:
             ll_set = world.ll_sets[asset, fmt]
-            if world.on_ll(asset, fmt):
+            if world.ll_set_active(asset, fmt):
                 assert ll_set not in removed, (asset, fmt)
                 continue
             row, file_set = removed[ll_set]
@@ -128,18 +90,10 @@ def test_outcomes_are_appended_as_decided_and_a_repeat_of_the_latest_is_not(tmp_
         store.close()
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1_000_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_retention_is_a_year_by_default_and_forgets_a_job_with_its_trail_but_never_a_live_one(tmp_path):
     assert Settings(iconik_id="a", shared_secret="s" * 32).retention_days == 365
     assert Settings.from_env({"ICONIK_ID": "a", "BZ_SHARED_SECRET": "s" * 32}).retention_days == 365
-    clock = Clock()
+    clock = Clock(1_000_000_000.0)
     store = JobStore(tmp_path / "state", clock=clock)
     record = {"result": "kept", "reason": "r", "bytes_copied": 0, "bytes_freed": 0, "file_sets": []}
     try:
@@ -187,7 +141,7 @@ def test_a_job_records_who_asked_what_they_selected_and_each_outcome_with_its_b2
         **{(missing, f): "removed" for f in FORMATS}}
     for row in trail:
         if row["asset_id"] == corrupt:
-            assert "checksum" in row["reason"] and row["bytes_freed"] == 0 and world.on_ll(corrupt, row["format"])
+            assert "checksum" in row["reason"] and row["bytes_freed"] == 0 and world.ll_set_active(corrupt, row["format"])
         else:  # copied to B2 first when it had no copy there
             assert row["bytes_copied"] == (row["bytes_freed"] if row["asset_id"] == missing else 0)
     check_against_ground_truth(world, [intact, corrupt, missing], trail, view)
@@ -295,4 +249,4 @@ def test_a_kill_9_mid_remove_loses_no_outcome_and_the_trail_matches_iconik(emula
     check_against_ground_truth(world, assets, trail, view)
     for asset, kind in zip(assets, kinds):
         for fmt in FORMATS:
-            assert world.on_ll(asset, fmt) == (kind == "corrupt")
+            assert world.ll_set_active(asset, fmt) == (kind == "corrupt")

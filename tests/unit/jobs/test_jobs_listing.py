@@ -17,6 +17,7 @@ import requests
 from b2iconik.jobs import command as jobs_cli
 from b2iconik.jobs.store import JobStore
 from tests.helpers.harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.clocks import Clock
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
@@ -45,17 +46,10 @@ def state(action, requested_by, origin) -> dict:
             "to_copy": {}, "copies": [], "processed": [], "warnings": [], "error": None}
 
 
-class Clock:
-    now = T0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def jobs(tmp_path):
     """A store with JOBS in it; returns (state_dir, job ids in the order of JOBS)."""
-    clock = Clock()
+    clock = Clock(T0)
     store = JobStore(tmp_path / "state", clock=clock)
     ids = []
     try:

@@ -13,18 +13,11 @@ import threading
 import pytest
 
 from b2iconik.jobs.store import DamagedJob, JobStore, LostLease, StoreError, new_owner
+from tests.helpers.clocks import Clock
 
 STATE = {"phase": "resolve", "assets": []}
 TOKEN = "tok_store_secret_0123456789"
 BOOT = "boot-of-this-machine"
-
-
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

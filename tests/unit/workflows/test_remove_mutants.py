@@ -18,6 +18,7 @@ import pytest
 import iconik
 from b2iconik.workflows import RemoveWorkflow, Tuning
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled
+from tests.helpers.clocks import Clock
 
 B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
 ASSET = str(uuid.uuid4())
@@ -344,14 +345,6 @@ def test_a_status_less_lucidlink_file_set_keeps_the_format_beside_one_removed():
 
 
 # -- after the copy to B2: wait for it, or judge it now ----------------------------------------
-
-class Clock:
-    def __init__(self):
-        self.now = 1_000_000.0
-
-    def __call__(self):
-        return self.now
-
 
 def after_copy(client, clock, **copy_entry):
     """A job in its check phase: a copy of ORIGINAL to B2 was asked for this asset."""

@@ -12,14 +12,7 @@ from b2iconik import workflows
 from b2iconik.workflows import Fatal
 from b2iconik.workflows.remove import ROLES_MAX_AGE
 from b2iconik.workflows.storages import check_storages
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers.clocks import Clock
 
 
 def remove_state(b2, ll):
@@ -43,7 +36,7 @@ def storage_reads(emu) -> int:
 
 def test_the_roles_are_read_again_before_a_delete_after_a_pause_or_a_minute(setup):
     emu, client, b2, ll = setup
-    clock = Clock()
+    clock = Clock(1000.0)
     job = workflows.Workflow(client, remove_state(b2, ll), clock=clock, blocking_waits=False)
     assert job._check_storages_once()
     reads = storage_reads(emu)
