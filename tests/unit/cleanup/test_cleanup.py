@@ -15,7 +15,7 @@ from b2iconik.cleanup import queue as cleanup_queue
 from b2iconik.workflows.inventory import list_lucidlink, read_assets
 from b2iconik.jobs.store import JobStore
 from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin  # noqa: F401
-from tests.helpers.lucidlink_world import CATEGORY, env_for, make_world, standard
+from tests.helpers.world import CATEGORY, standard_world
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
@@ -24,10 +24,8 @@ PREVIEW_OF = {"would_remove": "removed", "would_copy_then_remove": "removed", "w
 
 @pytest.fixture
 def world(emulator, monkeypatch, tmp_path):
-    world = standard(make_world(emulator))
+    world = standard_world(emulator, monkeypatch, state_dir=tmp_path / "state")
     world.state_dir = tmp_path / "state"
-    world.token = env_for(world, monkeypatch, state_dir=world.state_dir)
-    emulator.reset_counts()
     return world
 
 
@@ -170,7 +168,7 @@ def test_a_stale_listing_is_safe_each_assets_fresh_read_decides(world, capsys):
     emu.world.purge(readded.ll_file_set)  # and put back now: modified since the listing
     emu.add_file(readded.id, "ORIGINAL", world.ll, readded.title, readded.data)
     only_ll = next(a for a in world.assets.values() if a.kind == "only_ll" and a.days > 30)
-    late = world.add("late_old.mov", "safe", 4321, 400)  # not in the stale listing at all
+    late = world.aged_asset("late_old.mov", "safe", 4321, 400)  # not in the stale listing at all
 
     code, out, err = cleanup(capsys, "--older-than", "30d", "--apply")
 
@@ -280,7 +278,7 @@ def test_bad_cleanup_settings_are_refused_too(world, capsys, monkeypatch):
 
 
 def test_the_plan_prints_names_without_control_characters(world, capsys):
-    world.add("evil\x1b[2J\x1b]0;owned\x07\rname\u202e.mov", "safe", 2345, 100)
+    world.aged_asset("evil\x1b[2J\x1b]0;owned\x07\rname\u202e.mov", "safe", 2345, 100)
     code, out, err = cleanup(capsys, "--older-than", "30d")
     assert code == 0, err
     assert "evil[2J]0;ownedname.mov" in out

