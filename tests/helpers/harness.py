@@ -56,6 +56,14 @@ class Plugin:
         return wait_for_job(self.url, job_id, self.secret, timeout)
 
 
+def until(predicate, what="condition", timeout=30.0) -> None:
+    """Wait until `predicate()` is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def wait_for_job(url, job_id, secret=SECRET, timeout=30.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -139,11 +147,15 @@ def transfers(emu, storage_id: str | None = None) -> list[dict]:
             and (storage_id is None or job["metadata"]["storage_id"] == storage_id)]
 
 
+def intact(copies, data: bytes) -> bool:
+    """True when one of `copies` (emulator copies) is ACTIVE and its files hold exactly `data`, CLOSED."""
+    return any(c["file_set"]["status"] == "ACTIVE" and c["files"]
+               and all(f["status"] == "CLOSED" and f["bytes"] == data for f in c["files"]) for c in copies)
+
+
 def holds(emu, asset_id: str, fmt: str, storage_id: str, data: bytes) -> bool:
     """True when an ACTIVE file set of that format on that storage holds exactly `data`, CLOSED."""
-    return any(c["file_set"]["status"] == "ACTIVE" and c["files"]
-               and all(f["status"] == "CLOSED" and f["bytes"] == data for f in c["files"])
-               for c in emu.copies(asset_id, fmt, storage_id))
+    return intact(emu.copies(asset_id, fmt, storage_id), data)
 
 
 def untouched(emu, asset_id: str, file_set_id: str) -> bool:

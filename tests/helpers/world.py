@@ -20,6 +20,10 @@ CATEGORY = {"safe": "safe", "only_ll": "only_on_lucidlink", "corrupt": "unverifi
             "open": "incomplete"}
 
 
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
 def media(seed, size=700) -> bytes:
     """`size` bytes of a media file, the same for the same seed."""
     return random.Random(str(seed)).randbytes(size)

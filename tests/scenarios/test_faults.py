@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import iconik
-from tests.helpers.harness import SECRET, plugin_settings, serve_plugin
+from tests.helpers.harness import SECRET, intact, plugin_settings, serve_plugin
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 
@@ -48,11 +48,6 @@ def world(emu, count: int, *, on_b2: bool = True):
                 emu.add_file(asset, fmt, b2, f"clip{n}-{fmt}.mov", data)
             assets[asset][fmt] = data
     return b2, ll, assets
-
-
-def intact(copies, data) -> bool:
-    return any(c["file_set"]["status"] == "ACTIVE" and c["files"]
-               and all(f["status"] == "CLOSED" and f["bytes"] == data for f in c["files"]) for c in copies)
 
 
 def deletes(emu) -> int:

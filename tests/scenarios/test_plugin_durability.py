@@ -19,7 +19,7 @@ import requests
 from b2iconik.jobs.store import JobStore, StoreError
 from tests.helpers.harness import (  # noqa: F401
     ROOT, SECRET, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, transfers,
-    wait_for_job)
+    until, wait_for_job)
 from tests.helpers.world import FORMATS, World
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
@@ -32,14 +32,6 @@ def raw_row(state_dir, job_id) -> dict:
 
 
 IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
-
-
-def until(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def copies_followed(store, job_id) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from b2iconik import custom_actions as ca
 from b2iconik.selftest import command as selftest
-from tests.helpers.harness import ROOT, SECRET, free_port, plugin_settings, serve_plugin
+from tests.helpers.harness import ROOT, SECRET, free_port, plugin_settings, serve_plugin, transfers
 
 ADD_CHECKS = ("post Add", "Add job", "LucidLink copy")
 REMOVE_CHECKS = ("B2 copy before", "post Remove", "Remove job", "LucidLink copy gone", "B2 copy after")
@@ -104,10 +104,6 @@ def result_of(text: str, check: str) -> str:
     return line_of(text, check)[2:6]
 
 
-def transfers(emu) -> list[dict]:
-    return [job for job in emu.jobs.values() if job.get("type") == "TRANSFER"]
-
-
 def plugin_jobs(plugin) -> int:
     return sum(plugin.service.store.counts().values())
 
@@ -139,7 +135,7 @@ def test_happy_path_passes_every_step_and_leaves_the_asset_on_b2_only(ready):
     assert not [p for p in world.emu.storage_files(world.ll) if p.startswith(world.asset)]
     # Nothing else was touched: one copy of this one asset, and one Add and one Remove job.
     assert world.emu.file_sets(world.bystander) == bystander_before
-    assert [job["metadata"]["asset_ids"] for job in transfers(world.emu)] == [[world.asset]]
+    assert [copy["asset_ids"] for copy in transfers(world.emu)] == [[world.asset]]
     assert world.plugin.service.store.counts() == {"succeeded": 2}
     # Each check shows its time.
     assert " s  " in line_of(out, "Add job")

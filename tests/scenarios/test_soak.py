@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.helpers.harness import plugin_settings, serve_plugin
+from tests.helpers.harness import intact, plugin_settings, serve_plugin
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 ACTIONS = 200
@@ -47,11 +47,6 @@ def settle(condition, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def intact(copies, data) -> bool:
-    return any(c["file_set"]["status"] == "ACTIVE" and c["files"]
-               and all(f["status"] == "CLOSED" and f["bytes"] == data for f in c["files"]) for c in copies)
 
 
 def test_200_actions_under_503s_and_429_bursts_all_end_right_and_leak_nothing(emulator, tmp_path):

@@ -55,7 +55,7 @@ from b2iconik.config import Settings
 from b2iconik.server.web import job_view
 from tests.helpers.google_oidc import CertificateServer, SigningKey
 from tests.helpers.firestore_emulator import Peek
-from tests.helpers.harness import free_port, run_server, untouched
+from tests.helpers.harness import free_port, iconik_calls, run_server, untouched
 from tests.unit.cloud.test_cloud_jobstate import FakeFirestore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -352,10 +352,6 @@ def world(emu, **assets):
         ids[title] = emu.add_asset(title)
         emu.add_file(ids[title], "ORIGINAL", b2, f"{title}.mov", data)
     return b2, ll, ids
-
-
-def iconik_calls(emu) -> int:
-    return sum(emu.request_counts.values())
 
 
 # -- the whole flow ------------------------------------------------------------------

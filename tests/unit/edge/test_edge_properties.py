@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from b2iconik.emulator import Emulator
-from tests.helpers.harness import SECRET, plugin_settings
+from tests.helpers.harness import SECRET, iconik_calls, plugin_settings
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -48,10 +48,6 @@ def edge(tmp_path_factory):
 
 def jobs_recorded(service) -> int:
     return sum(service.store.counts().values())
-
-
-def iconik_calls(emu) -> int:
-    return sum(emu.request_counts.values())
 
 
 def identity_checks(emu) -> int:

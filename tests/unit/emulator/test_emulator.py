@@ -4,12 +4,10 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,11 +15,12 @@ from flask import Flask, request
 
 from b2iconik.emulator.server import ServerThread
 from iconik import IconikClient, IconikError, NotFound
+from tests.helpers.harness import ROOT, free_port
+from tests.helpers.world import md5
 
 FILES = "/API/files/v1"
 ASSETS = "/API/assets/v1"
 JOBS = "/API/jobs/v1"
-ROOT = Path(__file__).resolve().parents[3]
 MISSING = "00000000-0000-0000-0000-000000000000"
 
 
@@ -38,10 +37,6 @@ def get(s, path, **kw):
 
 def client(emu):
     return IconikClient(emu.app_id, emu.new_token(), base_url=emu.url, max_rps=None)
-
-
-def md5(data):
-    return hashlib.md5(data).hexdigest()
 
 
 @pytest.fixture
@@ -522,12 +517,6 @@ def test_seed_builds_the_world(emulator):
     assert emulator.copies(ids["b"], "ORIGINAL", ids["ll"])[0]["files"][0]["checksum"] is None
     assert emulator.world.collections[ids["sub"]]["parent_id"] == ids["top"]
     assert emulator.world.expand_assets("collections", [ids["top"]]) == [ids["a"], ids["b"]]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_settings(stream, into):

@@ -19,7 +19,7 @@ from b2iconik.server import metrics
 from b2iconik.config import ConfigError, Settings, metrics_address
 from b2iconik.server.metrics_server import StoreCollector
 from b2iconik.jobs.store import JobStore
-from tests.helpers.harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, wait_for_job
+from tests.helpers.harness import SECRET, free_port, plugin_settings, run_gunicorn, settings_env, until, wait_for_job
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
 ALLOWED_LABELS = {
@@ -131,13 +131,6 @@ def listening_addresses(port) -> set[str]:
             if state == "0A" and int(hex_port, 16) == port:
                 found.add(address)
     return found
-
-
-def until(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_scrape_of_gunicorn_with_two_workers_sums_every_worker_and_names_no_ids(emulator, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from b2iconik.workflows.verify import (
     NO_B2_COPY, Copy, check_b2_copy, checksum_form, compare_copies, copies_of, find_intact_b2_copy, not_settled)
+from tests.helpers.world import md5
 
 LL, B2, OTHER = "ll-storage", "b2-storage", "other-storage"
 FMT, PROXY = "format-original", "format-proxy"
@@ -215,10 +216,6 @@ def copy_at(fs_id, paths, storage=B2, base="asset/ORIGINAL", with_base_dir=True,
     if with_base_dir:
         record["base_dir"] = base
     return Copy(record, in_folders(fs_id, paths, base=base, **fields))
-
-
-def md5(data):
-    return hashlib.md5(data).hexdigest()
 
 
 @pytest.mark.parametrize("with_base_dir", [True, False], ids=["base_dir-known", "from-the-files-list"])
