@@ -56,12 +56,12 @@ class Plugin:
         return wait_for_job(self.url, job_id, self.secret, timeout)
 
 
-def until(predicate, what="condition", timeout=30.0) -> None:
-    """Wait until `predicate()` is true; fail naming `what` after `timeout` seconds."""
+def until(predicate, what="condition", timeout=30.0, interval=0.02) -> None:
+    """Wait until `predicate()` is true, asking every `interval` s; fail naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def wait_for_job(url, job_id, secret=SECRET, timeout=30.0) -> dict:

@@ -3,7 +3,6 @@ that cannot record anything."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -11,9 +10,9 @@ import pytest
 import requests
 
 import iconik
-from tests.helpers.harness import SECRET, intact, plugin_settings, serve_plugin
+from tests.helpers.harness import SECRET, intact, plugin_settings, serve_plugin, until
+from tests.helpers.world import FORMATS, World
 
-FORMATS = ("ORIGINAL", "PPRO_PROXY")
 
 
 @pytest.fixture
@@ -33,44 +32,20 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(iconik.IconikClient, "__init__", init)
 
 
-def world(emu, count: int, *, on_b2: bool = True):
-    """`count` assets with ORIGINAL and PPRO_PROXY on LucidLink (and on B2 unless told)."""
-    b2 = emu.add_storage("b2")
-    ll = emu.add_storage("lucidlink", method="FILE")
-    assets = {}
-    for n in range(count):
-        asset = emu.add_asset(f"clip {n}")
-        assets[asset] = {}
-        for fmt in FORMATS:
-            data = os.urandom(300 + n)
-            emu.add_file(asset, fmt, ll, f"clip{n}-{fmt}.mov", data)
-            if on_b2:
-                emu.add_file(asset, fmt, b2, f"clip{n}-{fmt}.mov", data)
-            assets[asset][fmt] = data
-    return b2, ll, assets
-
-
 def deletes(emu) -> int:
     return sum(n for (method, route), n in emu.request_counts.items() if method == "DELETE")
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_iconik_unreachable_for_a_few_seconds_mid_job_the_job_waits_resumes_and_ends_right(
         emulator, tmp_path, quick_retries):
     emu = emulator
-    b2, ll, assets = world(emu, 16)
+    world = World(emu)
+    b2, ll, assets = world.b2, world.ll, [world.asset(f"clip {n}") for n in range(16)]
     emu.faults.latency = 0.02  # slow enough to be caught midway
     settings = plugin_settings(emu, tmp_path / "state", asset_concurrency=2, outage_timeout=30)
     with serve_plugin(settings) as plugin:
         job_id = plugin.post(emu, "remove", b2, ll, asset_ids=list(assets)).json()["job_id"]
-        wait_until(lambda: len(emu.purged) >= 4, 20, "the first deletions")
+        until(lambda: len(emu.purged) >= 4, "the first deletions", 20, interval=0.005)
         emu.faults.unavailable = True
         down_at = len(emu.purged)
         time.sleep(3)
@@ -83,23 +58,24 @@ def test_iconik_unreachable_for_a_few_seconds_mid_job_the_job_waits_resumes_and_
     assert view["status"] == "succeeded", view["message"]
     assert {(r["asset_id"], r["format"]): r["result"] for r in view["outcomes"]} == {
         (a, f): "removed" for a in assets for f in FORMATS}
-    for asset, data in assets.items():
+    for asset in assets:
         for fmt in FORMATS:
             assert emu.copies(asset, fmt, ll) == []
-            assert intact(emu.copies(asset, fmt, b2), data[fmt])
+            assert intact(emu.copies(asset, fmt, b2), world.data[asset, fmt])
 
 
 def test_iconik_unreachable_longer_than_the_outage_timeout_fails_the_job_clearly_and_deletes_nothing(
         emulator, tmp_path, quick_retries):
     emu = emulator
-    b2, ll, assets = world(emu, 4, on_b2=False)  # Remove must copy to B2 first, then verify
+    world = World(emu)  # Remove must copy to B2 first, then verify
+    b2, ll, assets = world.b2, world.ll, [world.asset(f"clip {n}", on_b2=False) for n in range(4)]
     for asset in assets:
         emu.fault_asset(asset, "copy_slow", seconds=1.0)
     settings = plugin_settings(emu, tmp_path / "state", outage_timeout=2)
     with serve_plugin(settings) as plugin:
         job_id = plugin.post(emu, "remove", b2, ll, asset_ids=list(assets)).json()["job_id"]
-        wait_until(lambda: emu.request_counts[("POST", "/API/files/v1/storages/<storage_id>/bulk/")] >= 1,
-                   20, "the copy to B2")
+        until(lambda: emu.request_counts[("POST", "/API/files/v1/storages/<storage_id>/bulk/")] >= 1,
+              "the copy to B2", 20, interval=0.005)
         emu.faults.unavailable = True
         went_down = time.monotonic()
         view = plugin.wait(job_id, timeout=45)
@@ -113,9 +89,9 @@ def test_iconik_unreachable_longer_than_the_outage_timeout_fails_the_job_clearly
     assert "iconik unreachable" in view["message"]
     assert failed_after >= 2, "failed before the outage timeout"
     assert deletes(emu) == 0 and emu.purged == []
-    for asset, data in assets.items():
+    for asset in assets:
         for fmt in FORMATS:
-            assert intact(emu.copies(asset, fmt, ll), data[fmt]), "a LucidLink copy was touched"
+            assert intact(emu.copies(asset, fmt, ll), world.data[asset, fmt]), "a LucidLink copy was touched"
 
 
 IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
