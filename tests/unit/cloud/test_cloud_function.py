@@ -11,7 +11,7 @@ verifies them with google-auth against that key's certificate, served on
 loopback at OIDC_CERTS_URL.
 
 The jobs are kept in the function's job store: Firestore in Cloud Tasks mode,
-replaced at its client class by `FakeFirestore` (tests/unit/cloud/test_cloud_jobstate.py),
+replaced at its client class by `FakeFirestore` (tests/helpers/fake_firestore.py),
 and the in-process store in local mode. The tests marked `on_both_stores` run a
 second time on Google's Firestore emulator (tests/helpers/firestore_emulator.py), in Cloud
 Tasks mode and in local mode (JOB_STORE=firestore) alike, through the real client.
@@ -54,9 +54,9 @@ from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.server.web import job_view
 from tests.helpers.google_oidc import CertificateServer, SigningKey
+from tests.helpers.fake_firestore import FakeFirestore
 from tests.helpers.firestore_emulator import Peek
 from tests.helpers.harness import free_port, iconik_calls, run_server, untouched
-from tests.unit.cloud.test_cloud_jobstate import FakeFirestore
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "cloud-shared-secret-0123456789abcdef"
