@@ -20,7 +20,7 @@ def reason(view, asset, fmt) -> str:
     return outcome(view, asset, fmt)["reason"]
 
 
-def run(emu, tmp_path, action, b2, ll, timeout=30, settings=None, **selection) -> dict:
+def run_in_process(emu, tmp_path, action, b2, ll, timeout=30, settings=None, **selection) -> dict:
     with serve_plugin(settings or plugin_settings(emu, tmp_path / "state")) as plugin:
         answer = plugin.post(emu, action, b2, ll, **selection)
         assert answer.status_code == 202, answer.text
@@ -33,7 +33,7 @@ def test_remove_when_b2_is_intact_deletes_lucidlink_and_leaves_b2(emulator, tmp_
     world = World(emu, b2, ll)
     assets = [world.asset("clip1"), world.asset("clip2")]
     b2_before = emu.storage_files(b2)
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=assets)
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=assets)
     assert view["status"] == "succeeded", view
     assert results(view) == {(a, f): "removed" for a in assets for f in FORMATS}
     assert all(world.removed(a, f) for a in assets for f in FORMATS)
@@ -54,7 +54,7 @@ def test_remove_when_b2_is_missing_copies_to_b2_first_then_removes(emulator, tmp
     world = World(emu, b2, ll)
     only_ll = world.asset("only-on-lucidlink", on_b2=())
     both = world.asset("on-both")
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[only_ll, both])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[only_ll, both])
     assert view["status"] == "succeeded", view
     assert results(view) == {(a, f): "removed" for a in (only_ll, both) for f in FORMATS}
     for fmt in FORMATS:
@@ -113,7 +113,7 @@ def test_a_b2_copy_that_is_not_intact_keeps_the_lucidlink_copy(emulator, tmp_pat
     make, words = BROKEN_B2[case]
     make(world, broken)
     b2_before = emu.storage_files(b2)
-    view = run(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[broken])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[broken])
     assert view["status"] == "failed", view
     assert results(view) == {(broken, "ORIGINAL"): "kept"}
     why = reason(view, broken, "ORIGINAL")
@@ -147,7 +147,7 @@ def test_when_the_copy_to_b2_fails_or_lands_broken_the_lucidlink_copy_is_kept(em
     fine = world.asset("fine", on_b2=())
     emu.fault_asset(asset, fault)
     settings = plugin_settings(emu, tmp_path / "state", open_copy_timeout=0.5)
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset, fine], settings=settings)
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[asset, fine], settings=settings)
     assert view["status"] == "failed", view
     assert results(view) == {(asset, "ORIGINAL"): "kept", (asset, "PPRO_PROXY"): "kept",
                              (fine, "ORIGINAL"): "removed", (fine, "PPRO_PROXY"): "removed"}
@@ -166,7 +166,7 @@ def test_a_format_only_on_lucidlink_is_copied_to_b2_then_removed(emulator, tmp_p
     b2, ll = storages(emu)
     world = World(emu, b2, ll)
     asset = world.asset("proxy-only-on-ll", on_b2=("ORIGINAL",))
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
     assert view["status"] == "succeeded", view
     assert results(view) == {(asset, "ORIGINAL"): "removed", (asset, "PPRO_PROXY"): "removed"}
     assert world.removed(asset, "ORIGINAL") and world.removed(asset, "PPRO_PROXY")
@@ -180,7 +180,7 @@ def test_a_format_only_on_lucidlink_whose_copy_fails_is_kept(emulator, tmp_path)
     world = World(emu, b2, ll)
     asset = world.asset("proxy-only-on-ll", on_b2=("ORIGINAL",))
     emu.fault_asset(asset, "copy_fails")
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
     assert view["status"] == "failed", view
     assert results(view) == {(asset, "ORIGINAL"): "removed", (asset, "PPRO_PROXY"): "kept"}
     assert world.removed(asset, "ORIGINAL")
@@ -201,7 +201,7 @@ def test_checksums_of_different_forms_decide_by_status_and_size_and_say_so(emula
     b2, ll = storages(emu, b2_checksums=b2_form, ll_checksums=ll_form)
     world = World(emu, b2, ll)
     asset = world.asset("forms", on_b2=on_b2)
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
     assert view["status"] == "succeeded", view
     for fmt in FORMATS:
         assert results(view)[asset, fmt] == "removed"
@@ -221,7 +221,7 @@ def test_a_different_size_is_caught_even_when_checksums_cannot_be_compared(emula
     world.data[asset, "ORIGINAL"] = data = media("short", 600)
     world.ll_sets[asset, "ORIGINAL"] = emu.add_file(asset, "ORIGINAL", ll, "short.mov", data)
     emu.add_file(asset, "ORIGINAL", b2, "short.mov", data[:-1])
-    view = run(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset])
     assert results(view) == {(asset, "ORIGINAL"): "kept"}
     assert "599 bytes" in reason(view, asset, "ORIGINAL")
     assert world.kept(asset, "ORIGINAL") and iconik_calls(emu, "DELETE") == 0
@@ -252,7 +252,7 @@ def test_a_storage_that_does_not_exist_fails_the_job_naming_it(emulator, tmp_pat
     asset = world.asset("orphan", on_b2=())
     ghost = str(uuid.uuid4())
     ids = {"b2": b2, "ll": ll, role: ghost}
-    view = run(emu, tmp_path, "remove", ids["b2"], ids["ll"], asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", ids["b2"], ids["ll"], asset_ids=[asset])
     assert view["status"] == "failed"
     assert ghost in view["error"] and "does not exist" in view["error"]
     assert ("B2 storage" if role == "b2" else "LucidLink storage") in view["error"]
@@ -269,7 +269,7 @@ def test_a_storage_that_is_not_a_files_storage_fails_the_job_naming_it(emulator,
     asset = world.asset("wrong-purpose", on_b2=())
     proxies = emu.add_storage("Proxy bucket", method="B2", purpose="PROXIES")
     ids = {"b2": b2, "ll": ll, role: proxies}
-    view = run(emu, tmp_path, "remove", ids["b2"], ids["ll"], asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", ids["b2"], ids["ll"], asset_ids=[asset])
     assert view["status"] == "failed"
     assert "Proxy bucket" in view["error"] and "PROXIES" in view["error"] and "not a Files storage" in view["error"]
     assert all(world.kept(asset, f) for f in FORMATS)
@@ -282,7 +282,7 @@ def test_the_formats_parameter_overrides_format_names(emulator, tmp_path):
     world = World(emu, b2, ll)
     asset = world.asset("partial")
     settings = plugin_settings(emu, tmp_path / "state", formats=FORMATS)
-    view = run(emu, tmp_path, "remove", b2, ll, settings=settings, formats="PPRO_PROXY", asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, settings=settings, formats="PPRO_PROXY", asset_ids=[asset])
     assert view["status"] == "succeeded", view
     assert view["formats"] == ["PPRO_PROXY"]
     assert results(view) == {(asset, "PPRO_PROXY"): "removed"}
@@ -306,7 +306,7 @@ def test_remove_of_a_nested_collection_with_a_mix_of_cases(make_emulator, tmp_pa
     emu.add_file(corrupt, "ORIGINAL", b2, "c.mov", data, checksum="0" * 32)
     for n, asset in enumerate([*intact, *missing, nowhere, corrupt]):
         emu.add_to_collection((top, mid, low)[n % 3], asset)
-    view = run(emu, tmp_path, "remove", b2, ll, context="COLLECTION", collection_ids=[top])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, context="COLLECTION", collection_ids=[top])
     assert view["status"] == "failed", view
     expected = {(a, f): "removed" for a in [*intact, *missing] for f in FORMATS}
     expected.update({(nowhere, f): "not_on_lucidlink" for f in FORMATS})
@@ -337,7 +337,7 @@ def test_transient_503s_and_429s_do_not_change_the_outcome(emulator, tmp_path, f
         emu.faults.transient_503_rate = 0.3
     else:
         emu.faults.rate_limit = (5, 50, 2)
-    view = run(emu, tmp_path, "remove", b2, ll, timeout=90, asset_ids=[intact, missing, corrupt])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, timeout=90, asset_ids=[intact, missing, corrupt])
     assert emu.status_counts[int(fault)] > 0
     assert view["status"] == "failed", view
     assert results(view) == {(intact, "ORIGINAL"): "removed", (intact, "PPRO_PROXY"): "removed",
@@ -375,7 +375,7 @@ def test_iconik_job_reporting_failing_does_not_stop_the_work(emulator, tmp_path,
     world = World(emu, b2, ll)
     assets = [world.asset("a"), world.asset("b", on_b2=())]
     _break_custom_jobs(emu, monkeypatch, create=broken == "create")
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=assets)
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=assets)
     assert view["status"] == "succeeded", view
     assert all(world.removed(a, f) for a in assets for f in FORMATS)
     assert emu.status_counts[500] > 0
@@ -441,7 +441,7 @@ def test_swapped_storage_roles_are_refused_and_nothing_is_deleted(emulator, tmp_
     b2, ll = storages(emu)
     world = World(emu, b2, ll)
     asset = world.asset("swapped")
-    view = run(emu, tmp_path, "remove", ll, b2, asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", ll, b2, asset_ids=[asset])
     assert view["status"] == "failed", view
     assert "not a storage gateway storage" in view["error"] or "not a cloud storage" in view["error"]
     assert iconik_calls(emu, "DELETE") == 0 and transfers(emu) == []
@@ -459,7 +459,7 @@ def test_storages_are_checked_by_what_they_are(emulator, tmp_path, b2_method, ll
     ll = emu.add_storage("LucidLink role", method=ll_method)
     world = World(emu, b2, ll)
     asset = world.asset("by kind")
-    view = run(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, asset_ids=[asset])
     assert view["status"] == "failed" and words in view["error"], view
     assert iconik_calls(emu, "DELETE") == 0
     assert all(world.kept(asset, f) for f in FORMATS)
@@ -496,7 +496,7 @@ def test_the_purge_setting_decides_between_purge_and_recycle_bin(emulator, tmp_p
     world = World(emu, b2, ll)
     asset = world.asset("purge", on_b2=("ORIGINAL",), on_ll=("ORIGINAL",))
     settings = plugin_settings(emu, tmp_path / "state", purge=mode)
-    view = run(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset], settings=settings)
+    view = run_in_process(emu, tmp_path, "remove", b2, ll, formats="ORIGINAL", asset_ids=[asset], settings=settings)
     assert view["status"] == "succeeded", view
     [file_set] = outcome(view, asset, "ORIGINAL")["file_sets"]
     assert file_set["deleted"] == expected

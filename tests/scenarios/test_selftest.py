@@ -79,7 +79,7 @@ def environ(world, **overrides) -> dict:
     return {k: v for k, v in env.items() if v is not None}
 
 
-def run(world, *extra, endpoint=None, env=None, b2=None, ll=None, asset=None):
+def run_selftest(world, *extra, endpoint=None, env=None, b2=None, ll=None, asset=None):
     """main() in-process; returns (exit code, stdout, stderr); the secret and token never appear."""
     argv = ["--endpoint", endpoint or world.plugin.url, "--b2-storage", b2 or world.b2,
             "--ll-storage", ll or world.ll, "--asset", asset or world.asset, "--poll", "0.05",
@@ -121,7 +121,7 @@ def test_happy_path_passes_every_step_and_leaves_the_asset_on_b2_only(ready):
     b2_before = world.emu.copies(world.asset, "ORIGINAL", world.b2)
     bystander_before = world.emu.file_sets(world.bystander)
 
-    code, out, err = run(world)
+    code, out, err = run_selftest(world)
 
     assert code == 0, out + err
     for check in ALL_CHECKS:
@@ -143,7 +143,7 @@ def test_happy_path_passes_every_step_and_leaves_the_asset_on_b2_only(ready):
 
 def test_keep_leaves_the_copy_on_lucidlink(ready):
     world = ready
-    code, out, _ = run(world, "--keep")
+    code, out, _ = run_selftest(world, "--keep")
 
     assert code == 0, out
     for check in CONFIG_CHECKS + ADD_CHECKS:
@@ -157,7 +157,7 @@ def test_keep_leaves_the_copy_on_lucidlink(ready):
     assert "stays on LucidLink (--keep)" in out
 
     # Run again without --keep: the asset, already on LucidLink, ends on B2 only.
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
     assert code == 0, out
     assert "already on LucidLink before the test" in out
     assert b2_only(world)
@@ -190,7 +190,7 @@ def assert_nothing_posted(world, out):
 def test_a_storage_id_that_does_not_exist(ready):
     world = ready
     missing = str(uuid.uuid4())
-    code, out, _ = run(world, ll=missing)
+    code, out, _ = run_selftest(world, ll=missing)
 
     assert code == 1
     assert result_of(out, "storages") == "FAIL"
@@ -201,7 +201,7 @@ def test_a_storage_id_that_does_not_exist(ready):
 def test_a_storage_that_is_not_a_files_storage(ready):
     world = ready
     proxies = world.emu.add_storage("proxies", method="B2", purpose="PROXIES")
-    code, out, _ = run(world, b2=proxies)
+    code, out, _ = run_selftest(world, b2=proxies)
 
     assert code == 1
     assert "not a Files storage" in line_of(out, "storages")
@@ -213,7 +213,7 @@ def test_the_plugin_runs_with_another_secret(world, tmp_path):
     with serve_plugin(plugin_settings(world.emu, tmp_path / "state", shared_secret=other)) as plugin:
         world.plugin = plugin
         create_actions(world, plugin.url)
-        code, out, _ = run(world)
+        code, out, _ = run_selftest(world)
 
         assert code == 1
         line = line_of(out, "shared secret")
@@ -226,7 +226,7 @@ def test_the_plugin_runs_with_another_secret(world, tmp_path):
 def test_the_custom_actions_send_another_secret(world, plugin):
     world.plugin = plugin
     create_actions(world, plugin.url, secret="an-old-secret-0000-0123456789abcdef")
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "custom actions")
@@ -240,7 +240,7 @@ def test_the_custom_actions_send_another_secret(world, plugin):
 def test_a_missing_custom_action(ready):
     world = ready
     delete_action(world, "BULK", "remove")
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "custom actions")
@@ -254,7 +254,7 @@ def test_a_missing_custom_action(ready):
 def test_custom_actions_pointing_at_another_endpoint(world, plugin):
     world.plugin = plugin
     create_actions(world, "https://old-plugin.example.com")
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "custom actions")
@@ -265,7 +265,7 @@ def test_custom_actions_pointing_at_another_endpoint(world, plugin):
 def test_the_plugin_does_not_answer(world):
     world.plugin = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}")
     create_actions(world, world.plugin.url)
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     assert "could not reach the plugin: could not connect" in line_of(out, "plugin answers")
@@ -275,7 +275,7 @@ def test_the_plugin_does_not_answer(world):
 
 def test_iconik_rejects_the_token(ready):
     world = ready
-    code, out, _ = run(world, env=environ(world, ICONIK_TOKEN="not-a-valid-token"))
+    code, out, _ = run_selftest(world, env=environ(world, ICONIK_TOKEN="not-a-valid-token"))
 
     assert code == 1
     assert "iconik rejected ICONIK_TOKEN (401)" in line_of(out, "storages")
@@ -291,7 +291,7 @@ def test_refuses_to_start_when_the_asset_is_not_on_b2(ready):
     only_ll = world.emu.add_asset("only on LucidLink")
     world.emu.add_file(only_ll, "ORIGINAL", world.ll, "x.mov", b"x" * 10)
 
-    code, out, _ = run(world, asset=only_ll)
+    code, out, _ = run_selftest(world, asset=only_ll)
 
     assert code == 1
     line = line_of(out, "asset on B2")
@@ -305,7 +305,7 @@ def test_refuses_to_start_when_the_b2_copy_is_incomplete(ready):
     world = ready
     partial = world.emu.add_asset("partial upload")
     world.emu.add_file(partial, "ORIGINAL", world.b2, "big.mov", b"y" * 100, status="OPEN")
-    code, out, _ = run(world, asset=partial)
+    code, out, _ = run_selftest(world, asset=partial)
 
     assert code == 1
     line = line_of(out, "asset on B2")
@@ -315,7 +315,7 @@ def test_refuses_to_start_when_the_b2_copy_is_incomplete(ready):
 
 def test_refuses_to_start_when_the_asset_lacks_the_format(ready):
     world = ready
-    code, out, _ = run(world, "--formats", "ORIGINAL,PPRO_PROXY")
+    code, out, _ = run_selftest(world, "--formats", "ORIGINAL,PPRO_PROXY")
 
     assert code == 1
     assert "the asset has no PPRO_PROXY format" in line_of(out, "asset on B2")
@@ -325,7 +325,7 @@ def test_refuses_to_start_when_the_asset_lacks_the_format(ready):
 def test_an_asset_that_does_not_exist(ready):
     world = ready
     missing = str(uuid.uuid4())
-    code, out, _ = run(world, asset=missing)
+    code, out, _ = run_selftest(world, asset=missing)
 
     assert code == 1
     assert f"asset {missing} does not exist in iconik" in line_of(out, "asset on B2")
@@ -338,7 +338,7 @@ def test_an_asset_that_does_not_exist(ready):
 def test_a_gateway_that_fails_the_copy(ready):
     world = ready
     world.emu.fault_asset(world.asset, "copy_fails")
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     assert result_of(out, "post Add") == "PASS"
@@ -357,7 +357,7 @@ def test_a_copy_of_another_size_is_reported_by_the_add_job_and_nothing_is_remove
     """Add compares the LucidLink copy with the B2 copy (count, paths, sizes, CLOSED): a short copy is not copied."""
     world = ready
     world.emu.fault_asset(world.asset, "copy_corrupt_size")
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "Add job")
@@ -372,7 +372,7 @@ def test_a_corrupt_copy_is_caught_by_the_selftest_itself(ready, fault, words):
     """Add leaves checksums to Remove: a copy of the right size whose checksum differs is the selftest's to catch."""
     world = ready
     world.emu.fault_asset(world.asset, fault)
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "LucidLink copy")
@@ -396,7 +396,7 @@ def test_refuses_to_remove_when_the_b2_copy_is_no_longer_intact(ready, monkeypat
         return result
 
     monkeypatch.setattr(selftest, "check_lucidlink_copy", then_break_b2)
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "B2 copy before")
@@ -422,7 +422,7 @@ def test_a_remove_job_that_keeps_the_copy_fails_the_test(ready, monkeypatch):
         return result
 
     monkeypatch.setattr(selftest, "check_b2_before_remove", then_change_b2)
-    code, out, _ = run(world)
+    code, out, _ = run_selftest(world)
 
     assert code == 1
     line = line_of(out, "Remove job")
@@ -437,7 +437,7 @@ def test_lucidlink_checksums_of_another_form_are_noted(world, tmp_path):
     with serve_plugin(plugin_settings(emu, tmp_path / "state2")) as plugin:
         world.plugin = plugin
         create_actions(world, plugin.url, ll=ll)
-        code, out, _ = run(world, ll=ll)
+        code, out, _ = run_selftest(world, ll=ll)
 
     assert code == 0, out
     assert "checksums not compared" in out
@@ -447,7 +447,7 @@ def test_lucidlink_checksums_of_another_form_are_noted(world, tmp_path):
 def test_a_job_that_does_not_finish_in_time(ready):
     world = ready
     world.emu.fault_asset(world.asset, "copy_slow", seconds=1)
-    code, out, _ = run(world, "--timeout", "0.2")
+    code, out, _ = run_selftest(world, "--timeout", "0.2")
 
     assert code == 1
     line = line_of(out, "Add job")
@@ -472,7 +472,7 @@ def test_bad_arguments_or_settings_exit_2_before_any_call(world, change, message
     world.emu.reset_counts()
     env = environ(world, **change.get("env", {}))
     ll = world.b2 if change.get("ll") == "same" else None
-    code, out, err = run(world, *change.get("extra", []), env=env, ll=ll, asset=change.get("asset"),
+    code, out, err = run_selftest(world, *change.get("extra", []), env=env, ll=ll, asset=change.get("asset"),
                          endpoint=change.get("endpoint"))
     assert code == 2
     assert message in err
@@ -595,7 +595,7 @@ def test_a_malformed_pin_exits_2(world):
 def test_a_secret_under_32_characters_exits_2_before_any_call(world):
     world.plugin = SimpleNamespace(url="https://plugin.example.com")
     world.emu.reset_counts()
-    code, out, err = run(world, env=environ(world, BZ_SHARED_SECRET="Q" * 31))
+    code, out, err = run_selftest(world, env=environ(world, BZ_SHARED_SECRET="Q" * 31))
     assert code == 2
     assert "BZ_SHARED_SECRET is 31 characters; it must be at least 32" in err and "openssl rand -hex 32" in err
     assert "Q" * 31 not in out + err
@@ -605,7 +605,7 @@ def test_a_secret_under_32_characters_exits_2_before_any_call(world):
 def test_a_lucidlink_storage_that_is_not_a_gateway_directory_fails_the_storages_check(ready):
     world = ready
     cloud = world.emu.add_storage("S3 bucket", method="S3")
-    code, out, _ = run(world, ll=cloud)
+    code, out, _ = run_selftest(world, ll=cloud)
 
     assert code == 1
     line = line_of(out, "storages")
@@ -616,7 +616,7 @@ def test_a_lucidlink_storage_that_is_not_a_gateway_directory_fails_the_storages_
 def test_a_b2_storage_that_is_a_gateway_directory_fails_the_storages_check(ready):
     world = ready
     filespace = world.emu.add_storage("second filespace", method="FILE")
-    code, out, _ = run(world, b2=filespace)
+    code, out, _ = run_selftest(world, b2=filespace)
 
     assert code == 1
     line = line_of(out, "storages")

@@ -50,7 +50,7 @@ def planned(out: str) -> tuple[set, set]:
     return go, keep
 
 
-def ids(world, predicate) -> set:
+def asset_ids_where(world, predicate) -> set:
     return {a.id for a in world.assets.values() if predicate(a)}
 
 
@@ -78,8 +78,8 @@ def test_a_dry_run_by_age_plans_the_old_verified_and_unarchived_assets_and_chang
 
     assert code == 0, err
     go, keep = planned(out)
-    old = ids(world, lambda a: a.days > 30)
-    assert go == ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
+    old = asset_ids_where(world, lambda a: a.days > 30)
+    assert go == asset_ids_where(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
     assert keep == old - go
     freed = sum(world.assets[a].size for a in go)
     assert f"Would go: {len(go)} asset(s), freeing" in out and f"({freed} bytes)" in out
@@ -93,8 +93,8 @@ def test_only_archived_keeps_what_has_no_b2_copy(world, capsys):
     code, out, err = cleanup(capsys, "--older-than", "30d", "--only-archived")
     assert code == 0, err
     go, keep = planned(out)
-    assert go == ids(world, lambda a: a.days > 30 and a.kind == "safe")
-    assert ids(world, lambda a: a.days > 30 and a.kind == "only_ll") <= keep
+    assert go == asset_ids_where(world, lambda a: a.days > 30 and a.kind == "safe")
+    assert asset_ids_where(world, lambda a: a.days > 30 and a.kind == "only_ll") <= keep
     assert "no B2 copy yet (--only-archived)" in out
 
 
@@ -108,7 +108,7 @@ def test_by_watermark_the_oldest_go_first_until_lucidlink_holds_at_most_the_size
     assert code == 0, err
     go, keep = planned(out)
     assert go == {removable[0].id, removable[1].id}
-    older_kept = ids(world, lambda a: a.kind not in ("safe", "only_ll") and a.days > removable[1].days)
+    older_kept = asset_ids_where(world, lambda a: a.kind not in ("safe", "only_ll") and a.days > removable[1].days)
     assert keep == older_kept  # judged on the way, and kept with the reason
     assert "LucidLink would then hold" in out
 
@@ -300,7 +300,7 @@ def test_the_settings_give_the_rule_when_the_command_line_gives_none(world, caps
     monkeypatch.setenv("CLEANUP_ONLY_ARCHIVED", "true")
     code, out, err = cleanup(capsys)
     assert code == 0, err
-    assert planned(out)[0] == ids(world, lambda a: a.days > 30 and a.kind == "safe")
+    assert planned(out)[0] == asset_ids_where(world, lambda a: a.days > 30 and a.kind == "safe")
 
 
 def test_preview_report_cleanup_and_remove_agree_on_the_same_world(world, capsys):
@@ -384,7 +384,7 @@ def test_the_scheduled_cleanup_takes_only_the_schedulers_token_and_starts_one_jo
     assert status == 202, body
     [(job_id, state)] = started.items()
     assert body["job_id"] == job_id and body["assets"] == len(state["selection"]["asset_ids"])
-    assert set(state["selection"]["asset_ids"]) == ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
+    assert set(state["selection"]["asset_ids"]) == asset_ids_where(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
     assert state["origin"] == "cleanup" and state["action"] == "remove" and state["phase"] == "resolve"
     assert (state["b2_storage_id"], state["ll_storage_id"]) == (world.b2, world.ll)
     workflows.validate_state(state)
@@ -446,7 +446,7 @@ def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(w
             break
         time.sleep(0.05)
     assert view["status"] == "succeeded", view
-    chosen = ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
+    chosen = asset_ids_where(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll"))
     assert {row["asset_id"] for row in view["outcomes"] if row["result"] == "removed"} == chosen
     assert not any(world.on_lucidlink(a) for a in chosen)
     assert call("POST", "/cleanup", {"Authorization": "Bearer scheduler-token"}).status in (200, 202)
@@ -458,6 +458,6 @@ def test_a_lucidlink_storage_without_deletes_plans_nothing_and_says_why(world, c
     assert code == 0, err
     go, keep = planned(out)
     assert go == set()
-    assert ids(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll")) <= keep
+    assert asset_ids_where(world, lambda a: a.days > 30 and a.kind in ("safe", "only_ll")) <= keep
     assert "settings.delete is off" in out and "refuses to delete there" in err
     assert world.writes() == 0

@@ -53,9 +53,9 @@ from b2iconik.cloud.secrets import crc32c
 from b2iconik.cloud.views import job_record
 from b2iconik.config import Settings
 from b2iconik.server.web import job_view
-from tests.helpers.google_oidc import CertificateServer, SigningKey
 from tests.helpers.fake_firestore import FakeFirestore
 from tests.helpers.firestore_emulator import Peek
+from tests.helpers.google_oidc import CertificateServer, SigningKey
 from tests.helpers.harness import free_port, iconik_calls, run_server, untouched
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -343,7 +343,7 @@ def cloud(cloud_env):
         yield Cloud(cloud_env["emu"], cloud_env["queue"], cloud_env["secrets"], url)
 
 
-def world(emu, **assets):
+def b2_world(emu, **assets):
     """B2 and LucidLink storages, and assets named by keyword with their ORIGINAL bytes on B2."""
     b2 = emu.add_storage("B2")
     ll = emu.add_storage("LucidLink", method="FILE")
@@ -359,7 +359,7 @@ def world(emu, **assets):
 @on_both_stores
 def test_add_then_remove_through_cloud_tasks(cloud):
     emu = cloud.emu
-    b2, ll, ids = world(emu, one=b"first clip " * 50, two=b"second clip " * 70, slow=b"slow clip " * 30)
+    b2, ll, ids = b2_world(emu, one=b"first clip " * 50, two=b"second clip " * 70, slow=b"slow clip " * 30)
     emu.fault_asset(ids["slow"], "copy_slow", 0.6)
 
     done = cloud.run("add", b2, ll, asset_ids=list(ids.values()))
@@ -388,7 +388,7 @@ def test_an_add_and_a_remove_of_one_asset_run_one_after_the_other(cloud_env):
     queue, emu, store = cloud_env["queue"], cloud_env["emu"], cloud_env["firestore"]
     with serve(cloud_env["port"]) as url, serve(free_port()) as other:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"leased clip " * 80, other=b"not shared " * 20)
+        b2, ll, ids = b2_world(emu, clip=b"leased clip " * 80, other=b"not shared " * 20)
         emu.fault_asset(ids["clip"], "copy_slow", 1.0)
         # Duplicated and lost deliveries, some to another instance, do not break the leases.
         queue.duplicate, queue.duplicate_url, queue.lose_first = {0, 1, 2}, other + "/continue", {1, 3}
@@ -425,7 +425,7 @@ def test_tasks_carry_oidc_schedule_and_names_and_no_signature(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"x" * 1000)
+        b2, ll, ids = b2_world(emu, clip=b"x" * 1000)
         emu.fault_asset(ids["clip"], "copy_slow", 0.5)
         done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
     assert done["result"] == "succeeded"
@@ -458,7 +458,7 @@ def test_duplicates_lost_deliveries_and_failed_enqueues_do_not_fork_or_stall(clo
     queue, emu = cloud_env["queue"], cloud_env["emu"]
     with serve(cloud_env["port"]) as url, serve(free_port()) as other:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, a=b"a" * 3000, b=b"b" * 2000)
+        b2, ll, ids = b2_world(emu, a=b"a" * 3000, b=b"b" * 2000)
         emu.fault_asset(ids["a"], "copy_slow", 1.0)
         queue.duplicate = {0, 1, 2}          # delivered again after success...
         queue.duplicate_url = other + "/continue"   # ...to another instance
@@ -488,7 +488,7 @@ def test_duplicates_lost_deliveries_and_failed_enqueues_do_not_fork_or_stall(clo
 
 def test_a_late_duplicate_after_the_end_does_nothing(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
-    b2, ll, ids = world(emu, clip=b"y" * 500)
+    b2, ll, ids = b2_world(emu, clip=b"y" * 500)
     emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"y" * 500)
     with serve(cloud_env["port"]) as url, serve(free_port()) as other:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
@@ -516,7 +516,7 @@ def test_long_phases_are_split_by_the_slice_deadline(cloud_env, monkeypatch):
     monkeypatch.setenv("PLUGIN_SLICE_SECONDS", "1")
     monkeypatch.setenv("PLUGIN_ASSET_CONCURRENCY", "1")
     queue, emu = cloud_env["queue"], cloud_env["emu"]
-    b2, ll, ids = world(emu, **{f"clip{n}": bytes([n]) * 100 for n in range(10)})
+    b2, ll, ids = b2_world(emu, **{f"clip{n}": bytes([n]) * 100 for n in range(10)})
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
         emu.faults.latency = 0.06
@@ -537,7 +537,7 @@ def test_with_an_iconik_app_token_the_clicks_token_stays_out_of_tasks_and_leaves
     click_token = emu.new_token()
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"z" * 100)
+        b2, ll, ids = b2_world(emu, clip=b"z" * 100)
         done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]], token=click_token)
     assert done["result"] == "succeeded"
     for task in queue.tasks.values():
@@ -559,7 +559,7 @@ def test_a_click_whose_token_is_not_the_users_is_refused_with_nothing_queued(clo
     other = emu.add_user("mallory@example.com")
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"z" * 100)
+        b2, ll, ids = b2_world(emu, clip=b"z" * 100)
         emu.reset_counts()
         forged = cloud.click("add", b2, ll, asset_ids=[ids["clip"]], token="tok_forged_" + "F" * 30)
         posing = cloud.click("add", b2, ll, asset_ids=[ids["clip"]], token=emu.new_token(user_id=other),
@@ -582,7 +582,7 @@ def test_a_click_whose_token_is_not_the_users_is_refused_with_nothing_queued(clo
 
 def test_the_function_leaves_what_the_user_may_not_read_untouched_and_says_so(cloud):
     emu = cloud.emu
-    b2, ll, ids = world(emu, mine=b"m" * 100, theirs=b"t" * 100)
+    b2, ll, ids = b2_world(emu, mine=b"m" * 100, theirs=b"t" * 100)
     emu.set_acl(ids["theirs"], {})
     done = cloud.run("add", b2, ll, asset_ids=[ids["mine"], ids["theirs"]])
     assert done["result"] == "failed"
@@ -626,7 +626,7 @@ def test_unsafe_removes_delete_nothing(cloud):
 
 def test_bad_input_and_bad_secret_are_refused_before_iconik(cloud):
     emu = cloud.emu
-    b2, ll, ids = world(emu, clip=b"q" * 10)
+    b2, ll, ids = b2_world(emu, clip=b"q" * 10)
     emu.reset_counts()
     query = f"b2_storage_id={b2}&ll_storage_id={ll}"
     good = {"context": "BULK", "asset_ids": [ids["clip"]], "auth_token": "t" * 20}
@@ -666,7 +666,7 @@ def test_bad_input_and_bad_secret_are_refused_before_iconik(cloud):
 
 def test_secret_comes_from_secret_manager_checked_and_cached(cloud):
     emu, secrets = cloud.emu, cloud.secrets
-    b2, ll, ids = world(emu, clip=b"s" * 10)
+    b2, ll, ids = b2_world(emu, clip=b"s" * 10)
     for _ in range(3):
         assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 202
     cloud.queue.wait_idle()
@@ -676,7 +676,7 @@ def test_secret_comes_from_secret_manager_checked_and_cached(cloud):
 def test_a_secret_with_a_wrong_crc32c_is_refused(cloud_env):
     queue, emu, secrets = cloud_env["queue"], cloud_env["emu"], cloud_env["secrets"]
     secrets.crc = crc32c_bitwise(secrets.value) ^ 0x1
-    b2, ll, ids = world(emu, clip=b"c" * 10)
+    b2, ll, ids = b2_world(emu, clip=b"c" * 10)
     emu.reset_counts()
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, secrets, url)
@@ -701,7 +701,7 @@ def test_a_secret_shorter_than_the_servers_minimum_is_refused(cloud_env):
     queue, emu, secrets = cloud_env["queue"], cloud_env["emu"], cloud_env["secrets"]
     short = "abc"
     secrets.value = short.encode() + b"\n"
-    b2, ll, ids = world(emu, clip=b"m" * 10)
+    b2, ll, ids = b2_world(emu, clip=b"m" * 10)
     emu.reset_counts()
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, secrets, url)
@@ -736,7 +736,7 @@ def test_past_the_live_job_limits_a_click_gets_429_and_nothing_is_queued(cloud_e
     from b2iconik.cloud.tasks import NullQueue
 
     emu = cloud_env["emu"]
-    b2, ll, ids = world(emu, a=b"a", b=b"b", c=b"c", d=b"d")
+    b2, ll, ids = b2_world(emu, a=b"a", b=b"b", c=b"c", d=b"d")
     with local_mode(cloud_env, monkeypatch, PLUGIN_MAX_LIVE_JOBS="3", PLUGIN_MAX_LIVE_JOBS_PER_USER="2",
                     PLUGIN_MAX_ASSETS_PER_JOB="3") as (url, handler):
         # The jobs stay live: their steps are queued and not delivered yet.
@@ -774,7 +774,7 @@ def test_a_collection_expanding_past_the_asset_limit_ends_the_job_with_nothing_t
     monkeypatch.setenv("PLUGIN_MAX_ASSETS_PER_JOB", "3")
     emu = cloud_env["emu"]
     clips = {f"clip{n}": b"in a collection %d" % n for n in range(4)}
-    b2, ll, ids = world(emu, **clips)
+    b2, ll, ids = b2_world(emu, **clips)
     top = emu.add_collection("four clips")
     for title, asset_id in ids.items():
         # The same file on LucidLink as on B2: without the limit, Remove would delete it.
@@ -797,7 +797,7 @@ def test_a_collection_expanding_past_the_asset_limit_ends_the_job_with_nothing_t
 def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
     monkeypatch.setenv("BZ_SHARED_SECRET", LOCAL_SECRET)
     emu = cloud_env["emu"]
-    b2, ll, ids = world(emu, clip=b"o" * 10)
+    b2, ll, ids = b2_world(emu, clip=b"o" * 10)
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, cloud_env["queue"], cloud_env["secrets"], url)
         assert cloud.click("add", b2, ll, asset_ids=[ids["clip"]]).status_code == 401
@@ -805,7 +805,7 @@ def test_env_secret_overrides_secret_manager(cloud_env, monkeypatch):
     assert cloud_env["secrets"].names == []
 
 
-def job_state(action, b2, ll, assets, phase="resolve") -> dict:
+def cloud_job_state(action, b2, ll, assets, phase="resolve") -> dict:
     """A job state as the click makes it, at `phase` (assets listed when past resolve)."""
     return {"action": action, "b2_storage_id": b2, "ll_storage_id": ll, "formats": ["ORIGINAL"],
             "context": "BULK", "selection": {"asset_ids": list(assets), "collection_ids": []},
@@ -832,20 +832,20 @@ def stored_job(jobs, state: dict, token: str | None = None, step: int = 0) -> tu
 
 def forged_remove(jobs, emu, b2, asset) -> tuple[str, bytes]:
     """Issue 13.1's job: remove, with the B2 storage in both roles, past resolve's checks, in the store."""
-    return stored_job(jobs, job_state("remove", b2, b2, [asset], "inspect"), emu.new_token(), step=1)
+    return stored_job(jobs, cloud_job_state("remove", b2, b2, [asset], "inspect"), emu.new_token(), step=1)
 
 
 def legacy_forged_task(emu, b2, asset) -> bytes:
     """Issue 13.1's task as it was sent then: the whole state in the task (version 1)."""
     return json.dumps({"v": 1, "job_id": str(uuid.uuid4()), "step": 1, "action": "remove",
-                       "state": job_state("remove", b2, b2, [asset], "inspect"),
+                       "state": cloud_job_state("remove", b2, b2, [asset], "inspect"),
                        "auth_token": emu.new_token()}).encode()
 
 
 def test_continuation_takes_only_the_queues_oidc_token(cloud_env):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
-    b2, ll, ids = world(emu, clip=b"p" * 10)
-    _, body = stored_job(cloud_env["jobs"], job_state("add", b2, ll, [ids["clip"]]), emu.new_token())
+    b2, ll, ids = b2_world(emu, clip=b"p" * 10)
+    _, body = stored_job(cloud_env["jobs"], cloud_job_state("add", b2, ll, [ids["clip"]]), emu.new_token())
     audience = f"http://127.0.0.1:{cloud_env['port']}"
     emu.reset_counts()
     with serve(cloud_env["port"]) as url:
@@ -937,7 +937,7 @@ def test_local_continuations_take_only_the_process_task_key(local_function, emul
     # Signed with the task key, but the job's state fails the checks made in every slice.
     answer = call(forged, sign(key, forged))
     assert answer.status_code == 400 and "same storage" in answer.json()["error"], answer.text
-    _, bad_asset = stored_job(handler.jobs, job_state("remove", b2, ll, ["not-a-uuid"], "inspect"), step=1)
+    _, bad_asset = stored_job(handler.jobs, cloud_job_state("remove", b2, ll, ["not-a-uuid"], "inspect"), step=1)
     answer = call(bad_asset, sign(key, bad_asset))
     assert answer.status_code == 400 and "asset" in answer.json()["error"], answer.text
     # A task of the old kind, carrying a state, is not a task at all now.
@@ -955,7 +955,7 @@ def test_local_continuations_take_only_the_process_task_key(local_function, emul
 
 def test_clicks_and_continuation_states_off_the_pinned_storages_are_refused(cloud_env, monkeypatch):
     queue, emu = cloud_env["queue"], cloud_env["emu"]
-    b2, ll, ids = world(emu, clip=b"n" * 100)
+    b2, ll, ids = b2_world(emu, clip=b"n" * 100)
     other_b2 = emu.add_storage("Another B2")
     ll_set = emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"n" * 100)
     monkeypatch.setenv("PLUGIN_B2_STORAGE_ID", b2)
@@ -967,7 +967,7 @@ def test_clicks_and_continuation_states_off_the_pinned_storages_are_refused(clou
         for b2_id, ll_id in ((other_b2, ll), (b2, other_b2)):
             click = cloud.click("remove", b2_id, ll_id, asset_ids=[ids["clip"]])
             assert click.status_code == 403, click.text
-            _, body = stored_job(cloud_env["jobs"], job_state("remove", b2_id, ll_id, [ids["clip"]], "inspect"),
+            _, body = stored_job(cloud_env["jobs"], cloud_job_state("remove", b2_id, ll_id, [ids["clip"]], "inspect"),
                                  emu.new_token(), step=1)
             answer = requests.post(f"{url}/continue", data=body, headers=token, timeout=30)
             assert answer.status_code == 400, answer.text
@@ -981,7 +981,7 @@ def test_a_step_that_keeps_failing_ends_the_job_as_failed(cloud_env, monkeypatch
     queue.fail_create = {1: 1000}
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        b2, ll, ids = world(emu, clip=b"f" * 100)
+        b2, ll, ids = b2_world(emu, clip=b"f" * 100)
         emu.fault_asset(ids["clip"], "copy_slow", 1.0)
         done = cloud.run("add", b2, ll, asset_ids=[ids["clip"]])
     assert done["result"] == "failed"
@@ -1025,7 +1025,7 @@ def job_status(url: str, job_id: str) -> dict:
     return answer.json()
 
 
-def wait_for_job(url: str, job_id: str, timeout: float = 60.0) -> dict:
+def wait_for_cloud_job(url: str, job_id: str, timeout: float = 60.0) -> dict:
     """The job's view once it has ended; meanwhile only its head is looked at (a large view is costly)."""
     docs = sys.modules["main"].get_handler().jobs.docs
     deadline = time.monotonic() + timeout
@@ -1115,7 +1115,7 @@ def test_a_20000_asset_remove_runs_end_to_end_in_local_mode(cloud_env, monkeypat
                     PLUGIN_ASSET_CONCURRENCY="2") as (url, handler):
         emu.reset_counts()
         job_id = local_click(url, emu, "remove", b2, ll, asset_ids=assets)
-        view = wait_for_job(url, job_id, timeout=240)
+        view = wait_for_cloud_job(url, job_id, timeout=240)
         chunk_bytes = sum(len(d["data"]) for d in stored(cloud_env, handler, "chunks").values()
                           if d["job_id"] == job_id)
     assert view["status"] == "succeeded", view["message"]
@@ -1150,7 +1150,7 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
                                  headers={SIGNATURE_HEADER: sign(handler.task_key, body)})
 
         # A job put in the store and not queued yet: its step 0 is held by another delivery.
-        state = job_state("remove", b2, ll, assets)
+        state = cloud_job_state("remove", b2, ll, assets)
         job_id, step0 = stored_job(handler.jobs, state, emu.new_token())
         holder = handler.jobs.begin(job_id, 0, 60)
         emu.reset_counts()
@@ -1165,7 +1165,7 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
         assert first.status_code == 200 and first.json()["next_step"] == 1, first.text
         again = deliver(step0)                      # the same step once more, after it was done
         assert again.status_code == 200 and again.json()["duplicate"] is True
-        view = wait_for_job(url, job_id)
+        view = wait_for_cloud_job(url, job_id)
         assert handler.queue.wait_idle(30)
         assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 40}, view["message"]
         bodies = list(dict.fromkeys(task.body for task in queued if task.name.startswith(job_id)))
@@ -1194,10 +1194,10 @@ def test_a_job_whose_leases_lapsed_waits_for_the_job_that_took_its_assets(cloud_
         jobs = handler.jobs
         # A job past resolve whose leases lapsed while no step ran (it never holds any here),
         # and another live job that took one of its assets meanwhile.
-        other = jobs.create("add", job_state("add", b2, ll, assets[:1]), None)
+        other = jobs.create("add", cloud_job_state("add", b2, ll, assets[:1]), None)
         holder = jobs.begin(other, 0, 600)
         assert jobs.claim_assets(holder, assets[:1]) == []
-        state = {**job_state("remove", b2, ll, assets, "inspect"), "resolved": True}
+        state = {**cloud_job_state("remove", b2, ll, assets, "inspect"), "resolved": True}
         job_id, body = stored_job(jobs, state, emu.new_token(), step=1)
         emu.reset_counts()
         answer = requests.post(f"{url}/continue", data=body, timeout=60,
@@ -1207,7 +1207,7 @@ def test_a_job_whose_leases_lapsed_waits_for_the_job_that_took_its_assets(cloud_
         time.sleep(0.3)                     # it keeps waiting, step after step, touching nothing
         assert iconik_calls(emu) == 0 and len(emu.storage_files(ll)) == 3
         jobs.finish(holder, {**jobs.load(holder), "assets": assets[:1], "phase": "done"}, "succeeded")
-        view = wait_for_job(url, job_id)
+        view = wait_for_cloud_job(url, job_id)
     assert view["status"] == "succeeded" and view["counts"]["results"] == {"removed": 3}, view["message"]
     assert emu.storage_files(ll) == {}
 
@@ -1252,7 +1252,7 @@ def test_a_slice_that_dies_mid_write_resumes_from_the_last_commit(cloud_env, mon
         docs.swap_head, jobs.load, handler.queue.deliver = dying_swap, recording_load, recording_deliver
         emu.faults.latency = 0.01
         job_id = local_click(url, emu, "remove", b2, ll, asset_ids=assets)
-        view = wait_for_job(url, job_id, timeout=120)
+        view = wait_for_cloud_job(url, job_id, timeout=120)
     fields, committed, trail = died["committed"]
     assert committed["phase"] == "inspect" and 0 < len(committed["outcomes"]) < 240
     # The delivery that died answered 500; the next ones waited for its lease, then step 2 ran
@@ -1275,10 +1275,10 @@ def test_a_slice_that_dies_mid_write_resumes_from_the_last_commit(cloud_env, mon
 
 def test_the_job_view_is_the_servers_and_needs_the_secret(cloud_env, monkeypatch):
     emu = cloud_env["emu"]
-    b2, ll, ids = world(emu, one=b"view one " * 30, two=b"view two " * 40)
+    b2, ll, ids = b2_world(emu, one=b"view one " * 30, two=b"view two " * 40)
     with local_mode(cloud_env, monkeypatch) as (url, handler):
         job_id = local_click(url, emu, "add", b2, ll, asset_ids=list(ids.values()))
-        view = wait_for_job(url, job_id)
+        view = wait_for_cloud_job(url, job_id)
         fields, state, trail = handler.jobs.read(job_id)
         denied = [requests.get(f"{url}/jobs/{job_id}", timeout=10, headers=headers)
                   for headers in ({}, {"x-bz-secret": "not-the-secret-0123456789abcdef0123"})]
@@ -1299,15 +1299,15 @@ def test_the_job_view_is_the_servers_and_needs_the_secret(cloud_env, monkeypatch
 def test_a_job_started_by_id_runs_once_however_often_it_is_started(cloud_env, monkeypatch):
     """`start_job` (the scheduled cleanup's way in): the same id twice records and runs one job."""
     emu = cloud_env["emu"]
-    b2, ll, ids = world(emu, clip=b"by id " * 50)
+    b2, ll, ids = b2_world(emu, clip=b"by id " * 50)
     emu.add_file(ids["clip"], "ORIGINAL", ll, "clip.mov", b"by id " * 50)
     monkeypatch.setenv("ICONIK_TOKEN", emu.new_token())
     with local_mode(cloud_env, monkeypatch) as (url, handler):
         job_id = str(uuid.uuid4())
-        state = job_state("remove", b2, ll, [ids["clip"]])
+        state = cloud_job_state("remove", b2, ll, [ids["clip"]])
         assert handler.start_job(job_id, state) is True
         assert handler.start_job(job_id, state) is False
-        view = wait_for_job(url, job_id)
+        view = wait_for_cloud_job(url, job_id)
         assert handler.queue.wait_idle(30)
         assert handler.start_job(job_id, state) is False
         assert handler.queue.wait_idle(30)
@@ -1344,7 +1344,7 @@ def wait_for_entry(emu, count: int, timeout: float = 60.0) -> list[dict]:
 
 def test_local_mode_runs_add_and_remove_without_google(emulator, tmp_path):
     emu = emulator
-    b2, ll, ids = world(emu, one=b"local one " * 40, two=b"local two " * 90)
+    b2, ll, ids = b2_world(emu, one=b"local one " * 40, two=b"local two " * 90)
     emu.fault_asset(ids["two"], "copy_slow", 0.5)
     env = {"ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
            "PLUGIN_POLL_INTERVAL": "0.1", "PLUGIN_MAX_POLL_INTERVAL": "0.3", "LOG_FORMAT": "text"}

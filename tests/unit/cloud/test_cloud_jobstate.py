@@ -33,9 +33,9 @@ from b2iconik.cloud.firestore_docs import FirestoreDocuments
 from b2iconik.cloud.jobstate import (DamagedJob, JobStates, LiveLimits, LostLease, MemoryDocuments, NoSuchJob,
                                      StepBusy, StepDone, StepEarly, StoreError, TooManyJobs)
 from b2iconik.cloud.slices import Slice
+from tests.helpers.clocks import Clock
 from tests.helpers.fake_firestore import FakeFirestore, FakeTransaction
 from tests.helpers.firestore_emulator import PROJECT, Peek
-from tests.helpers.clocks import Clock
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -114,7 +114,7 @@ def decide(state: dict, assets: list[str]) -> None:
 COLLECTIONS = ("jobs", "jobs_chunks", "jobs_assets", "jobs_live")
 
 
-def writes(docs):
+def doc_writes(docs):
     """What changes with every write: a count of writes, or on the emulator every document's update time."""
     if isinstance(docs, MemoryDocuments):
         return docs.writes
@@ -364,8 +364,8 @@ def test_nothing_changed_writes_nothing(store):
     job_id = jobs.create("remove", job_state(ids(50), "inspect"), None)
     claim = jobs.begin(job_id, 0, 60)
     state = jobs.load(claim)
-    before = writes(docs)
-    assert jobs.commit(claim, state).skipped and writes(docs) == before
+    before = doc_writes(docs)
+    assert jobs.commit(claim, state).skipped and doc_writes(docs) == before
     clock.now += 31                             # half the lease gone: renewed, still no chunk
     stats = jobs.commit(claim, state)
     assert not stats.skipped and stats.chunks_written == 0

@@ -21,7 +21,7 @@ TOKEN = "click-token-0123456789abcdef"
 DEFAULT_FORMATS = ("ORIGINAL",)
 
 
-def body(**fields) -> bytes:
+def call_body(**fields) -> bytes:
     base = {"context": "ASSET", "asset_ids": [ASSET], "auth_token": TOKEN, "user_id": USER}
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
@@ -29,7 +29,7 @@ def body(**fields) -> bytes:
 
 def parse(action="remove", query=None, raw=None, **options):
     query = {"b2_storage_id": B2, "ll_storage_id": LL} if query is None else query
-    return parse_action(action, query=query, body=body() if raw is None else raw,
+    return parse_action(action, query=query, body=call_body() if raw is None else raw,
                         default_formats=DEFAULT_FORMATS, **options)
 
 
@@ -54,31 +54,31 @@ def test_the_clicks_token_is_never_in_the_repr_of_the_call():
 
 def test_a_token_of_4096_characters_is_taken_and_one_of_4097_refused():
     longest = "t" * 4096
-    assert parse(raw=body(auth_token=longest)).auth_token == longest
-    refused(400, "auth_token", raw=body(auth_token=longest + "t"))
+    assert parse(raw=call_body(auth_token=longest)).auth_token == longest
+    refused(400, "auth_token", raw=call_body(auth_token=longest + "t"))
 
 
 @pytest.mark.parametrize("token", ["", "   ", " padded", "padded ", "tab\there", "caf\u00e9", 42, ["t"]],
                          ids=["empty", "blank", "leading space", "trailing space", "control", "non-ascii",
                               "number", "list"])
 def test_a_token_that_is_not_printable_ascii_without_spaces_around_is_refused(token):
-    refused(400, "auth_token must be a non-empty string of printable ASCII characters", raw=body(auth_token=token))
+    refused(400, "auth_token must be a non-empty string of printable ASCII characters", raw=call_body(auth_token=token))
 
 
 def test_a_missing_token_or_user_is_refused_whatever_token_the_plugin_has():
     """The click's token and user are confirmed with iconik at the edge, ICONIK_TOKEN or not."""
-    refused(400, "auth_token is missing", raw=body(auth_token=...))
-    refused(400, "auth_token is missing", raw=body(auth_token=None))
-    refused(400, "user_id is missing", raw=body(user_id=...))
-    refused(400, "user_id is missing", raw=body(user_id=None))
-    refused(400, "user_id", "not a UUID", raw=body(user_id="someone"))
+    refused(400, "auth_token is missing", raw=call_body(auth_token=...))
+    refused(400, "auth_token is missing", raw=call_body(auth_token=None))
+    refused(400, "user_id is missing", raw=call_body(user_id=...))
+    refused(400, "user_id is missing", raw=call_body(user_id=None))
+    refused(400, "user_id", "not a UUID", raw=call_body(user_id="someone"))
 
 
 # -- the query -------------------------------------------------------------------------------
 
 def test_a_valid_call_becomes_an_action_request():
     call = parse("add", query={"b2_storage_id": B2, "ll_storage_id": LL, "formats": "ORIGINAL,PPRO_PROXY"},
-                 raw=body(context="BULK", asset_ids=[ASSET, ASSET2, ASSET], collection_ids=[COLLECTION],
+                 raw=call_body(context="BULK", asset_ids=[ASSET, ASSET2, ASSET], collection_ids=[COLLECTION],
                           user_id=USER.upper()))
     assert call == ActionRequest(action="add", b2_storage_id=B2, ll_storage_id=LL,
                                  formats=("ORIGINAL", "PPRO_PROXY"), context="BULK", asset_ids=(ASSET, ASSET2),
@@ -167,43 +167,43 @@ def test_a_body_that_is_not_an_object_is_refused(raw):
 
 @pytest.mark.parametrize("context", ["ASSETS", "SEARCH", None, 3])
 def test_only_asset_collection_and_bulk_contexts_are_taken(context):
-    refused(400, "is not supported", "ASSET, COLLECTION, BULK", raw=body(context=context))
+    refused(400, "is not supported", "ASSET, COLLECTION, BULK", raw=call_body(context=context))
 
 
 def test_an_unsupported_context_is_named_cut_to_40_characters():
-    message = refused(400, raw=body(context="C" * 60))
+    message = refused(400, raw=call_body(context="C" * 60))
     assert message.startswith(f"context {'C' * 40!r} is not supported; ")
 
 
 @pytest.mark.parametrize("context", ["ASSET", "COLLECTION", "BULK"])
 def test_each_supported_context_is_taken(context):
-    assert parse(raw=body(context=context)).context == context
+    assert parse(raw=call_body(context=context)).context == context
 
 
 def test_a_saved_search_is_refused():
-    refused(400, "saved searches are not supported", raw=body(saved_search_ids=[ASSET]))
-    assert parse(raw=body(saved_search_ids=[])).asset_ids == (ASSET,)
+    refused(400, "saved searches are not supported", raw=call_body(saved_search_ids=[ASSET]))
+    assert parse(raw=call_body(saved_search_ids=[])).asset_ids == (ASSET,)
 
 
 def test_the_selection_is_lists_of_uuids_without_repeats():
-    refused(400, "asset_ids must be a list of UUIDs", raw=body(asset_ids=ASSET))
-    refused(400, "collection_ids must be a list of UUIDs", raw=body(collection_ids={"id": COLLECTION}))
-    refused(400, "asset id in asset_ids", raw=body(asset_ids=[ASSET, "nope"]))
-    refused(400, "collection id in collection_ids", raw=body(collection_ids=[7]))
-    call = parse(raw=body(asset_ids=[ASSET, ASSET.upper()], collection_ids=None))
+    refused(400, "asset_ids must be a list of UUIDs", raw=call_body(asset_ids=ASSET))
+    refused(400, "collection_ids must be a list of UUIDs", raw=call_body(collection_ids={"id": COLLECTION}))
+    refused(400, "asset id in asset_ids", raw=call_body(asset_ids=[ASSET, "nope"]))
+    refused(400, "collection id in collection_ids", raw=call_body(collection_ids=[7]))
+    call = parse(raw=call_body(asset_ids=[ASSET, ASSET.upper()], collection_ids=None))
     assert call.asset_ids == (ASSET,) and call.collection_ids == ()
 
 
 def test_nothing_selected_is_refused():
-    refused(400, "nothing selected", raw=body(asset_ids=[], collection_ids=[]))
-    assert parse(raw=body(asset_ids=..., collection_ids=[COLLECTION])).collection_ids == (COLLECTION,)
+    refused(400, "nothing selected", raw=call_body(asset_ids=[], collection_ids=[]))
+    assert parse(raw=call_body(asset_ids=..., collection_ids=[COLLECTION])).collection_ids == (COLLECTION,)
 
 
 def test_the_user_id_is_a_uuid_and_required():
-    refused(400, "user_id", raw=body(user_id="someone"))
-    refused(400, "user_id is missing", raw=body(user_id=...))
+    refused(400, "user_id", raw=call_body(user_id="someone"))
+    refused(400, "user_id is missing", raw=call_body(user_id=...))
     assert parse().user_id == USER
-    assert parse(raw=body(user_id=USER.upper())).user_id == USER
+    assert parse(raw=call_body(user_id=USER.upper())).user_id == USER
 
 
 # -- the shared secret -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
 FORMATS = ("ORIGINAL",)
 
 
-def world(emu):
+def identity_world(emu):
     """Storages, an asset on B2 and one on LucidLink with a verified B2 copy: (b2, ll, on_b2, on_both)."""
     b2 = emu.add_storage("B2 archive")
     ll = emu.add_storage("LucidLink", method="FILE")
@@ -30,7 +30,7 @@ def world(emu):
     return b2, ll, on_b2, on_both
 
 
-def click(plugin, emu, action, b2, ll, *, token=..., user_id=None, **selection):
+def post_click(plugin, emu, action, b2, ll, *, token=..., user_id=None, **selection):
     """A click as iconik sends it; `token=...` a fresh token of `user_id` (default: the emulator's user)."""
     payload = {"user_id": user_id or emu.user_id, "system_domain_id": emu.system_domain_id, "context": "BULK",
                "action_id": str(uuid.uuid4()), "asset_ids": [], "collection_ids": [], "saved_search_ids": [],
@@ -63,7 +63,7 @@ def plugin_for(request, emulator, tmp_path):
 @pytest.mark.parametrize("case", ["forged token", "another user's token", "missing token", "revoked token"])
 def test_a_click_whose_token_is_not_the_users_is_refused_and_nothing_is_queued(emulator, plugin_for, case):
     emu = emulator
-    b2, ll, on_b2, on_both = world(emu)
+    b2, ll, on_b2, on_both = identity_world(emu)
     other = emu.add_user("mallory@example.com")
     revoked = emu.new_token()
     emu.revoke_token(revoked)
@@ -75,7 +75,7 @@ def test_a_click_whose_token_is_not_the_users_is_refused_and_nothing_is_queued(e
     }[case]
     with plugin_for() as plugin:
         emu.reset_counts()
-        answer = click(plugin, emu, "remove", b2, ll, token=token, asset_ids=[on_both, on_b2])
+        answer = post_click(plugin, emu, "remove", b2, ll, token=token, asset_ids=[on_both, on_b2])
         assert answer.status_code == status, answer.text
         assert words in answer.json()["error"]
         assert plugin.service.store.counts() == {}
@@ -86,10 +86,10 @@ def test_a_click_whose_token_is_not_the_users_is_refused_and_nothing_is_queued(e
 def test_the_token_of_another_user_than_user_id_is_refused_whoever_user_id_names(emulator, plugin_for):
     """The body names the victim; the token is the caller's own: 403, nothing queued."""
     emu = emulator
-    b2, ll, _, on_both = world(emu)
+    b2, ll, _, on_both = identity_world(emu)
     victim = emu.add_user("boss@example.com", is_admin=True)
     with plugin_for() as plugin:
-        answer = click(plugin, emu, "remove", b2, ll, token=emu.new_token(), user_id=victim, asset_ids=[on_both])
+        answer = post_click(plugin, emu, "remove", b2, ll, token=emu.new_token(), user_id=victim, asset_ids=[on_both])
         assert answer.status_code == 403, answer.text
         assert plugin.service.store.counts() == {}
     assert len(emu.copies(on_both, "ORIGINAL", ll)) == 1
@@ -98,14 +98,14 @@ def test_the_token_of_another_user_than_user_id_is_refused_whoever_user_id_names
 @pytest.mark.parametrize("fault", ["unavailable", "slow"])
 def test_an_iconik_that_cannot_confirm_in_time_gets_503_with_nothing_queued(emulator, tmp_path, fault):
     emu = emulator
-    b2, ll, _, on_both = world(emu)
+    b2, ll, _, on_both = identity_world(emu)
     with serve_plugin(plugin_settings(emu, tmp_path / "state", identity_timeout=0.5)) as plugin:
         token = emu.new_token()
         if fault == "unavailable":
             emu.faults.unavailable = True
         else:
             emu.faults.latency = 1.5
-        answer = click(plugin, emu, "add", b2, ll, token=token, asset_ids=[on_both])
+        answer = post_click(plugin, emu, "add", b2, ll, token=token, asset_ids=[on_both])
         assert answer.status_code == 503, answer.text
         assert "could not confirm who clicked" in answer.json()["error"]
         assert answer.headers.get("Retry-After")
@@ -114,10 +114,10 @@ def test_an_iconik_that_cannot_confirm_in_time_gets_503_with_nothing_queued(emul
 
 def test_the_token_of_a_user_who_is_not_active_is_refused(emulator, tmp_path):
     emu = emulator
-    b2, ll, _, on_both = world(emu)
+    b2, ll, _, on_both = identity_world(emu)
     gone = emu.credentials.add_user("left@example.com", status="INACTIVE")
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
-        answer = click(plugin, emu, "remove", b2, ll, token=emu.new_token(user_id=gone), user_id=gone,
+        answer = post_click(plugin, emu, "remove", b2, ll, token=emu.new_token(user_id=gone), user_id=gone,
                        asset_ids=[on_both])
         assert answer.status_code == 403 and "not active" in answer.json()["error"], answer.text
         assert plugin.service.store.counts() == {}
@@ -126,10 +126,10 @@ def test_the_token_of_a_user_who_is_not_active_is_refused(emulator, tmp_path):
 def test_clicks_past_the_shared_iconik_budget_get_429_with_nothing_queued(emulator, tmp_path):
     """The check draws on the jobs' rate limiter but never waits in it for long."""
     emu = emulator
-    b2, ll, on_b2, _ = world(emu)
+    b2, ll, on_b2, _ = identity_world(emu)
     with serve_plugin(plugin_settings(emu, tmp_path / "state", max_rps=0.2), run_jobs=False) as plugin:
-        first = click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
-        second = click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
+        first = post_click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
+        second = post_click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
         assert first.status_code == 202, first.text
         assert second.status_code == 429 and second.headers.get("Retry-After"), second.text
         assert sum(plugin.service.store.counts().values()) == 1
@@ -138,10 +138,10 @@ def test_clicks_past_the_shared_iconik_budget_get_429_with_nothing_queued(emulat
 
 def test_the_token_is_never_logged_or_shown_when_refused(emulator, tmp_path, caplog):
     emu = emulator
-    b2, ll, _, on_both = world(emu)
+    b2, ll, _, on_both = identity_world(emu)
     forged = "tok_never_shown_" + "Q" * 30
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
-        answer = click(plugin, emu, "add", b2, ll, token=forged, asset_ids=[on_both])
+        answer = post_click(plugin, emu, "add", b2, ll, token=forged, asset_ids=[on_both])
     assert answer.status_code == 401
     assert forged not in answer.text and forged not in caplog.text
 
@@ -150,9 +150,9 @@ def test_the_token_is_never_logged_or_shown_when_refused(emulator, tmp_path, cap
 
 def test_the_audit_trail_names_the_user_iconik_confirmed(emulator, plugin_for):
     emu = emulator
-    b2, ll, on_b2, _ = world(emu)
+    b2, ll, on_b2, _ = identity_world(emu)
     with plugin_for() as plugin:
-        answer = click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
+        answer = post_click(plugin, emu, "add", b2, ll, asset_ids=[on_b2])
         assert answer.status_code == 202, answer.text
         view = plugin.wait(answer.json()["job_id"])
     assert view["status"] == "succeeded", view
@@ -165,7 +165,7 @@ def test_assets_the_user_may_not_read_are_not_touched_and_are_reported(emulator,
     """A Remove of a readable asset, one the user may not read, and a collection holding another such asset."""
     emu = emulator
     emu.faults.acls_need_role = acl_mode != "bulk ACL check"
-    b2, ll, _, mine = world(emu)
+    b2, ll, _, mine = identity_world(emu)
     secret_assets = []
     for name in ("secret", "secret in reel"):
         asset = emu.add_asset(name)
@@ -178,7 +178,7 @@ def test_assets_the_user_may_not_read_are_not_touched_and_are_reported(emulator,
     emu.add_to_collection(reel, in_reel)
     emu.add_to_collection(reel, mine)
     with plugin_for() as plugin:
-        answer = click(plugin, emu, "remove", b2, ll, asset_ids=[mine, secret], collection_ids=[reel])
+        answer = post_click(plugin, emu, "remove", b2, ll, asset_ids=[mine, secret], collection_ids=[reel])
         assert answer.status_code == 202, answer.text
         view = plugin.wait(answer.json()["job_id"])
     rows = {row["asset_id"]: row for row in view["outcomes"]}
@@ -206,7 +206,7 @@ def test_the_acl_checks_cost_one_call_per_500_ids(emulator, tmp_path):
     for asset in assets[:-1]:
         emu.add_to_collection(reel, asset)
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
-        answer = click(plugin, emu, "check", b2, ll, asset_ids=assets[-1:], collection_ids=[reel])
+        answer = post_click(plugin, emu, "check", b2, ll, asset_ids=assets[-1:], collection_ids=[reel])
         assert answer.status_code == 202, answer.text
         view = plugin.wait(answer.json()["job_id"], timeout=60)
     assert view["counts"]["assets"] == 501
@@ -220,7 +220,7 @@ def test_a_click_job_without_a_confirmed_identity_is_refused_having_touched_noth
     from b2iconik.edge.callback import ActionRequest
 
     emu = emulator
-    b2, ll, _, on_both = world(emu)
+    b2, ll, _, on_both = identity_world(emu)
     state = workflows.new_state(ActionRequest(action="remove", b2_storage_id=b2, ll_storage_id=ll,
                                               formats=FORMATS, context="BULK", asset_ids=(on_both,),
                                               collection_ids=(), user_id=emu.user_id))

@@ -26,7 +26,7 @@ HEADERS = {"x-bz-secret": SECRET, "Content-Type": "application/json"}
 IDENTITY_CHECK = ("GET", "/API/users/v1/users/current/")
 
 
-def click(emu, user_id: str, asset_ids=None, collection_ids=()) -> bytes:
+def click_body(emu, user_id: str, asset_ids=None, collection_ids=()) -> bytes:
     """A click of `user_id` (a user the emulated iconik knows from now on) with a token of theirs."""
     if emu.credentials.user(user_id) is None:
         emu.add_user(f"{user_id}@example.com", user_id=user_id)
@@ -58,8 +58,8 @@ def edge(emulator, tmp_path):
 def test_past_the_limit_on_all_live_jobs_a_click_gets_429_with_retry_after_and_nothing_is_queued(edge, emulator):
     client, store = edge(max_live_jobs=3, max_live_jobs_per_user=10)
     for _ in range(3):
-        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, str(uuid.uuid4()))).status_code == 202
-    answer = client.post(f"/remove?{QUERY}", headers=HEADERS, data=click(emulator, str(uuid.uuid4())))
+        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click_body(emulator, str(uuid.uuid4()))).status_code == 202
+    answer = client.post(f"/remove?{QUERY}", headers=HEADERS, data=click_body(emulator, str(uuid.uuid4())))
     assert answer.status_code == 429
     assert int(answer.headers["Retry-After"]) > 0
     error = answer.get_json()["error"]
@@ -72,16 +72,16 @@ def test_past_one_users_limit_their_click_gets_429_and_another_users_click_is_qu
     client, store = edge(max_live_jobs=50, max_live_jobs_per_user=2)
     busy, other = str(uuid.uuid4()), str(uuid.uuid4())
     for _ in range(2):
-        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, busy)).status_code == 202
-    answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=click(emulator, busy))
+        assert client.post(f"/add?{QUERY}", headers=HEADERS, data=click_body(emulator, busy)).status_code == 202
+    answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=click_body(emulator, busy))
     assert answer.status_code == 429 and answer.headers["Retry-After"]
     assert "PLUGIN_MAX_LIVE_JOBS_PER_USER" in answer.get_json()["error"]
-    assert client.post(f"/check?{QUERY}", headers=HEADERS, data=click(emulator, other)).status_code == 202
+    assert client.post(f"/check?{QUERY}", headers=HEADERS, data=click_body(emulator, other)).status_code == 202
     assert store.counts() == {"queued": 3}
     assert emulator.request_counts == {IDENTITY_CHECK: 3}  # who clicked, for the three queued; none for the 429
 
 
-def _state(user_id):
+def _live_state(user_id):
     return {"action": "add", "requested_by": user_id}
 
 
@@ -89,20 +89,20 @@ def test_running_and_parked_jobs_count_as_live_and_a_finished_one_frees_its_plac
     store = JobStore(tmp_path / "state")
     user = str(uuid.uuid4())
     limits = {"max_live": 10, "max_live_per_user": 3}
-    first, second, third = (store.create("add", _state(user), None, **limits) for _ in range(3))
+    first, second, third = (store.create("add", _live_state(user), None, **limits) for _ in range(3))
     owner = new_owner()
     running = store.claim(owner, 60)
     parked = store.claim(owner, 60, skip=[running.id])
-    store.park(parked.id, parked.owner, _state(user), time.time() + 3600)
+    store.park(parked.id, parked.owner, _live_state(user), time.time() + 3600)
     assert {store.get(job).status for job in (first, second, third)} == {"running", "waiting", "queued"}
     with pytest.raises(TooManyJobs) as refused:
-        store.create("add", _state(user), None, **limits)
+        store.create("add", _live_state(user), None, **limits)
     assert refused.value.per_user and (refused.value.live, refused.value.limit) == (3, 3)
     with pytest.raises(TooManyJobs):
         store.admit(user, **limits)
-    store.finish(running.id, running.owner, _state(user), "succeeded")
+    store.finish(running.id, running.owner, _live_state(user), "succeeded")
     store.admit(user, **limits)
-    assert store.create("add", _state(user), None, **limits)
+    assert store.create("add", _live_state(user), None, **limits)
     assert sum(store.counts().get(status, 0) for status in LIVE) == 3
     store.close()
 
@@ -110,12 +110,12 @@ def test_running_and_parked_jobs_count_as_live_and_a_finished_one_frees_its_plac
 def test_a_parked_job_is_claimed_only_once_it_is_due_and_keeps_its_attempts_and_assets(tmp_path):
     now = [1000.0]
     store = JobStore(tmp_path / "state", clock=lambda: now[0])
-    job_id = store.create("add", _state(None), "tok_parked_0123")
+    job_id = store.create("add", _live_state(None), "tok_parked_0123")
     owner = new_owner()
     job = store.claim(owner, 60)
     asset = str(uuid.uuid4())
     assert store.claim_assets(job_id, [asset]) == []
-    store.park(job_id, job.owner, {**_state(None), "phase": "wait"}, wake_at=now[0] + 30)
+    store.park(job_id, job.owner, {**_live_state(None), "phase": "wait"}, wake_at=now[0] + 30)
     parked = store.get(job_id)
     assert (parked.status, parked.attempts, parked.auth_token) == ("waiting", 0, "tok_parked_0123")
     assert store.claim_assets(str(uuid.uuid4()), [asset]) == [asset]  # its assets stay its own
@@ -137,7 +137,7 @@ def test_clicks_recorded_at_once_by_two_processes_never_pass_the_limit(tmp_path)
     def queue(n):
         start.wait()
         try:
-            job_id = stores[n % 2].create("add", _state(str(uuid.uuid4())), None, max_live=5, max_live_per_user=5)
+            job_id = stores[n % 2].create("add", _live_state(str(uuid.uuid4())), None, max_live=5, max_live_per_user=5)
         except TooManyJobs:
             with lock:
                 refused.append(n)
@@ -161,14 +161,14 @@ def test_clicks_recorded_at_once_by_two_processes_never_pass_the_limit(tmp_path)
 
 def test_a_call_naming_more_assets_than_one_job_takes_is_refused_with_413_and_the_limit(edge, emulator):
     client, store = edge(max_assets_per_job=3)
-    too_many = click(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4()) for _ in range(2)])
+    too_many = click_body(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4()) for _ in range(2)])
     answer = client.post(f"/add?{QUERY}", headers=HEADERS, data=too_many)
     assert answer.status_code == 413
     error = answer.get_json()["error"]
     assert "4 assets and collections" in error and "at most 3" in error and "PLUGIN_MAX_ASSETS_PER_JOB" in error
     assert store.counts() == {}
     assert emulator.request_counts == {}
-    just_right = click(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4())])
+    just_right = click_body(emulator, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(2)], [str(uuid.uuid4())])
     assert client.post(f"/add?{QUERY}", headers=HEADERS, data=just_right).status_code == 202
 
 

@@ -35,7 +35,7 @@ def get(s, path, **kw):
     return s.get(s.base + path, timeout=5, **kw)
 
 
-def client(emu):
+def iconik_client(emu):
     return IconikClient(emu.app_id, emu.new_token(), base_url=emu.url, max_rps=None)
 
 
@@ -55,7 +55,7 @@ def setup(emulator):
 
 
 def copy_and_wait(emu, storage_id, ids, object_type="assets"):
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         answer = c.bulk_copy(storage_id, ids, "ORIGINAL", object_type=object_type)
         assert emu.wait_idle(5)
         return c.get_job(answer["job_id"])
@@ -71,7 +71,7 @@ def test_bulk_copy_puts_identical_bytes_on_the_target(setup):
 
     on_disk = emu.storage_files(ll)
     assert len(on_disk) == 4
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         for asset, source in sources.items():
             original = {f["name"]: f["bytes"] for f in source["files"]}
             sets = [fs for fs in c.iter_file_sets(asset) if fs["storage_id"] == ll]
@@ -192,7 +192,7 @@ def test_fault_copy_slow_and_no_duplicate_while_in_flight(setup):
     asset = next(iter(sources))
     emu.fault_asset(asset, "copy_slow", seconds=0.4)
     started = time.monotonic()
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         first = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
         assert c.get_job(first)["status"] == "STARTED"
         second = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
@@ -310,7 +310,7 @@ def test_pagination_returns_every_object_once(make_emulator):
     for n in range(2):
         emu.add_to_collection(parent, emu.add_asset(f"member {n}"))
 
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         formats = [f["id"] for f in c.iter_formats(asset)]
         assert len(formats) == len(set(formats)) == 5
         sets = [fs["id"] for fs in c.iter_file_sets(asset)]
@@ -343,7 +343,7 @@ def test_pagination_returns_every_object_once(make_emulator):
 def test_reading_objects_and_404s(setup):
     emu, b2, ll, sources = setup
     asset = next(iter(sources))
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         assert c.get_storage(ll)["method"] == "FILE"
         assert c.get_storage(b2)["settings"] == {"delete": True}
         assert c.get_asset(asset)["title"] == "clip 1"
@@ -365,7 +365,7 @@ def test_collection_cycle_is_listed_and_copy_terminates(setup):
     emu.add_to_collection(inner, first)
     emu.add_to_collection(outer, first)
     emu.add_to_collection(outer, second)
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         assert [i["id"] for i in c.iter_collection_contents(inner)] == [outer, first]
         assert c.get_collection(inner)["parent_id"] == outer
     job = copy_and_wait(emu, ll, [outer], object_type="collections")
@@ -380,7 +380,7 @@ def test_soft_delete_keeps_bytes_until_purged(setup):
     asset, source = next(iter(sources.items()))
     file_set = source["file_set"]["id"]
     before = emu.storage_files(b2)
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         with pytest.raises(IconikError) as not_deleted:
             c.purge_file_set(asset, file_set)
         assert not_deleted.value.status == 400
@@ -416,7 +416,7 @@ def test_purge_leaves_bytes_where_the_storage_forbids_deleting(emulator):
     keep = emu.add_storage("keep", delete=False)
     asset = emu.add_asset("a")
     file_set = emu.add_file(asset, "ORIGINAL", keep, "a.mov", b"abc")
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         c.delete_file_set(asset, file_set, immediately=True)
     assert emu.file_sets(asset) == [] and emu.purged == [file_set]
     assert list(emu.storage_files(keep).values()) == [b"abc"]
@@ -425,7 +425,7 @@ def test_purge_leaves_bytes_where_the_storage_forbids_deleting(emulator):
 # -- jobs, custom actions, clicks ------------------------------------------
 
 def test_jobs_create_update_read(emulator):
-    with client(emulator) as c:
+    with iconik_client(emulator) as c:
         job = c.create_job({"type": "CUSTOM", "status": "STARTED", "title": "Copy", "extra": 1})
         assert "extra" not in job and job["progress_processed"] == 0
         changed = c.update_job(job["id"], {"status": "FINISHED", "message": "done"})
@@ -441,7 +441,7 @@ def test_custom_actions_crud(emulator):
     emu = emulator
     body = {"type": "POST", "context": "BULK", "title": "Copy", "url": "https://x/add?b2_storage_id=1",
             "headers": {"x-bz-secret": "s"}, "app_id": emu.app_id}
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         action = c.create_custom_action("BULK", body)
         assert action["context"] == "BULK" and action["headers"] == {"x-bz-secret": "s"}
         updated = c.update_custom_action("BULK", action["id"], {**body, "title": "Copy to LucidLink"})
@@ -469,7 +469,7 @@ def test_post_custom_action_sends_iconiks_payload(emulator):
     receiver.start()
     try:
         url = f"{receiver.url}/add?b2_storage_id=1"
-        with client(emu) as c:
+        with iconik_client(emu) as c:
             action = c.create_custom_action("BULK", {"type": "POST", "context": "BULK", "title": "Copy",
                                                      "url": url})
         answer = emu.post_custom_action(url, asset_ids=["a1"], collection_ids=["c1"],
@@ -682,7 +682,7 @@ def test_parent_copy_job_children_fail_and_skip_on_their_own(setup):
     bad, good = list(sources)
     emu.faults.parent_copy_jobs = True
     emu.fault_asset(bad, "copy_fails")
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         c.bulk_copy(ll, [good], "ORIGINAL")
         assert emu.wait_idle(5)
         parent = c.get_job(c.bulk_copy(ll, [bad, good], "ORIGINAL")["job_id"])
@@ -741,7 +741,7 @@ def test_deleted_format_is_listed_first_and_lookups_use_the_active_one(setup):
     s = session(emu)
     kept = get(s, f"{FILES}/assets/{asset}/formats/ORIGINAL/").json()
     assert kept["id"] == old_id and kept["status"] == "DELETED"
-    with client(emu) as c:  # no ACTIVE ORIGINAL: nothing to copy from
+    with iconik_client(emu) as c:  # no ACTIVE ORIGINAL: nothing to copy from
         c.bulk_copy(ll, [asset], "ORIGINAL")
         assert emu.wait_idle(5)
     assert emu.copies(asset, "ORIGINAL", ll) == []
@@ -757,7 +757,7 @@ def test_deleted_format_is_listed_first_and_lookups_use_the_active_one(setup):
     files = {f["name"]: f for f in get(s, f"{FILES}/assets/{asset}/files/").json()["objects"]}
     assert files["new.mov"]["format_status"] == "ACTIVE" and files["new.mov"]["file_set_id"] == new_set
     assert {files[n]["format_status"] for n in ("clip1.mov", "clip1.wav")} == {"DELETED"}
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         c.bulk_copy(ll, [asset], "ORIGINAL")
         assert emu.wait_idle(5)
     [copy] = emu.copies(asset, "ORIGINAL", ll)
@@ -898,7 +898,7 @@ def test_storage_listing_lag_serves_the_last_snapshot(listed):
     s = session(emu)
     emu.snapshot_listing()
     emu.faults.listing_lag = True
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         c.delete_file_set(assets[0], sets[0], immediately=True)
     emu.add_file(assets[1], "ORIGINAL", b2, "new.mov", b"new")
 
@@ -993,7 +993,7 @@ def test_files_in_sub_folders_repeat_names_have_root_relative_paths_and_are_copi
     b2, ll = emu.add_storage("b2"), emu.add_storage("ll", method="FILE")
     asset, file_set = stereo_asset(emu, b2)
     base = next(fs["base_dir"] for fs in emu.file_sets(asset))
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         listed = sorted((f["directory_path"], f["name"]) for f in c.iter_files(asset))
         assert listed == [(f"{base}/L", "frame_0001.dpx"), (f"{base}/R", "frame_0001.dpx")]
         with pytest.raises(ValueError):
@@ -1035,7 +1035,7 @@ def test_waiting_copy_jobs_read_waiting_and_end_with_a_warning(emulator, monkeyp
     b2, ll = emu.add_storage("b2"), emu.add_storage("ll", method="FILE")
     asset, _ = stereo_asset(emu, b2)
     emu.faults.waiting_copy_jobs = True
-    with client(emu) as c:
+    with iconik_client(emu) as c:
         job_id = c.bulk_copy(ll, [asset], "ORIGINAL")["job_id"]
         assert c.get_job(job_id)["status"] == "WAITING"
         assert emu.wait_idle(15)

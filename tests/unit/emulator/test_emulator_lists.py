@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 
-def get(emu, token, path, **params):
+def get_list(emu, token, path, **params):
     return requests.get(emu.url + path, params=params, timeout=5,
                         headers={"App-ID": emu.app_id, "Auth-Token": token})
 
@@ -18,9 +18,9 @@ def test_a_full_last_page_links_to_a_404_under_next_url_past_end(make_emulator):
     for name in ("one", "two"):
         emu.add_file(asset, name.upper(), b2, f"{name}.mov", b"x")
     path = f"/API/files/v1/assets/{asset}/formats/"
-    assert get(emu, token, path, per_page=2).json()["next_url"] is None  # off: the last page ends the list
+    assert get_list(emu, token, path, per_page=2).json()["next_url"] is None  # off: the last page ends the list
     emu.faults.next_url_past_end = True
-    first = get(emu, token, path, per_page=2).json()
+    first = get_list(emu, token, path, per_page=2).json()
     assert len(first["objects"]) == 2 and first["next_url"]
     after = requests.get(emu.url + first["next_url"], timeout=5,
                          headers={"App-ID": emu.app_id, "Auth-Token": token})
@@ -36,10 +36,10 @@ def test_contents_edits_put_the_first_item_last_before_a_later_page(make_emulato
         emu.add_to_collection(collection, asset)
     path = f"/API/assets/v1/collections/{collection}/contents/"
     emu.faults.contents_edits = 1
-    seen = [get(emu, token, path, per_page=1, page=n).json()["objects"][0]["id"] for n in (1, 2, 3)]
+    seen = [get_list(emu, token, path, per_page=1, page=n).json()["objects"][0]["id"] for n in (1, 2, 3)]
     assert seen == [assets[0], assets[2], assets[0]]  # one seen twice, one missed
     assert emu.faults.contents_edits == 0
-    again = [get(emu, token, path, per_page=1, page=n).json()["objects"][0]["id"] for n in (1, 2, 3)]
+    again = [get_list(emu, token, path, per_page=1, page=n).json()["objects"][0]["id"] for n in (1, 2, 3)]
     assert again == [assets[1], assets[2], assets[0]]  # no edit left: a steady reading
 
 

@@ -18,10 +18,9 @@ from b2iconik.config import Settings
 from b2iconik.jobs.store import JobReader, JobStore, new_owner
 from tests.helpers.harness import (  # noqa: F401
     SECRET, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, wait_for_job)
-from tests.unit.cloud.test_cloud_function import cloud, cloud_env, job_store  # noqa: F401
-from tests.helpers.world import FORMATS, World
-from tests.unit.cloud.test_cloud_function import world as cloud_world
 from tests.helpers.clocks import Clock
+from tests.helpers.world import FORMATS, World
+from tests.unit.cloud.test_cloud_function import b2_world, cloud, cloud_env, job_store  # noqa: F401
 
 A, B = "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c01", "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c02"
 
@@ -187,7 +186,7 @@ def test_the_cloud_function_writes_the_audit_record_of_each_outcome_to_its_log(c
     try:
         emu = cloud.emu
         data = {"one": b"first clip " * 40, "two": b"second clip " * 30}
-        b2, ll, ids = cloud_world(emu, **data)
+        b2, ll, ids = b2_world(emu, **data)
         ll_sets = {ids[t]: emu.add_file(ids[t], "ORIGINAL", ll, f"{t}.mov", d) for t, d in data.items()}
         done = cloud.run("remove", b2, ll, asset_ids=list(ids.values()))
     finally:

@@ -16,8 +16,8 @@ import requests
 
 from b2iconik.jobs import command as jobs_cli
 from b2iconik.jobs.store import JobStore
-from tests.helpers.harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
 from tests.helpers.clocks import Clock
+from tests.helpers.harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
@@ -72,7 +72,7 @@ def newest_first(ids, *, where=lambda job: True) -> list[str]:
     return [job_id for _, job_id in sorted(chosen, reverse=True)]
 
 
-def get(plugin, query="", secret=SECRET):
+def get_jobs(plugin, query="", secret=SECRET):
     return requests.get(f"{plugin.url}/jobs{query}", headers={"x-bz-secret": secret} if secret else {}, timeout=5)
 
 
@@ -82,9 +82,9 @@ def test_the_listing_needs_the_shared_secret(emulator, jobs):
     state_dir, _ = jobs
     with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
         for secret in (None, "wrong-" + SECRET):
-            answer = get(plugin, secret=secret)
+            answer = get_jobs(plugin, secret=secret)
             assert answer.status_code == 401 and set(answer.json()) == {"error", "status"}
-        assert get(plugin).status_code == 200
+        assert get_jobs(plugin).status_code == 200
         missing = requests.get(f"{plugin.url}/nothing", timeout=5).json()["error"]
         assert "/jobs, /jobs/<id>" in missing
 
@@ -92,7 +92,7 @@ def test_the_listing_needs_the_shared_secret(emulator, jobs):
 def test_jobs_are_listed_newest_first_with_who_asked_and_filtered(emulator, jobs):
     state_dir, ids = jobs
     with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
-        listed = get(plugin).json()
+        listed = get_jobs(plugin).json()
         assert [j["job_id"] for j in listed["jobs"]] == newest_first(ids) and listed["next_cursor"] is None
         first = next(j for j in listed["jobs"] if j["job_id"] == ids[2])
         assert first == {"job_id": ids[2], "action": "remove", "status": "failed", "requested_by": "cleanup",
@@ -103,7 +103,7 @@ def test_jobs_are_listed_newest_first_with_who_asked_and_filtered(emulator, jobs
         assert "click-token" not in json.dumps(listed)
 
         def listed_ids(query):
-            answer = get(plugin, query)
+            answer = get_jobs(plugin, query)
             assert answer.status_code == 200, answer.text
             return [j["job_id"] for j in answer.json()["jobs"]]
 
@@ -123,7 +123,7 @@ def test_pages_follow_an_opaque_cursor_through_every_job_once(emulator, jobs):
         for limit in (1, 2, 3):
             seen, cursor, pages = [], None, 0
             while True:
-                answer = get(plugin, f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")).json()
+                answer = get_jobs(plugin, f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")).json()
                 assert len(answer["jobs"]) <= limit
                 seen += [j["job_id"] for j in answer["jobs"]]
                 pages += 1
@@ -132,8 +132,8 @@ def test_pages_follow_an_opaque_cursor_through_every_job_once(emulator, jobs):
                     break
                 assert ids[0] not in cursor and "2026" not in cursor  # opaque, not a readable id
             assert seen == newest_first(ids) and pages == -(-len(ids) // limit)
-        page = get(plugin, "?action=remove&limit=1").json()
-        rest = get(plugin, f"?action=remove&limit=10&cursor={page['next_cursor']}").json()
+        page = get_jobs(plugin, "?action=remove&limit=1").json()
+        rest = get_jobs(plugin, f"?action=remove&limit=10&cursor={page['next_cursor']}").json()
         assert [j["job_id"] for j in page["jobs"] + rest["jobs"]] == newest_first(ids, where=lambda j: j[0] == "remove")
 
 
@@ -148,7 +148,7 @@ def test_pages_follow_an_opaque_cursor_through_every_job_once(emulator, jobs):
 def test_bad_input_is_a_400_naming_it_and_lists_nothing(emulator, jobs, query, names):
     state_dir, _ = jobs
     with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
-        answer = get(plugin, query)
+        answer = get_jobs(plugin, query)
     assert answer.status_code == 400
     body = answer.json()
     assert set(body) == {"error", "status"} and names in body["error"]
@@ -215,7 +215,7 @@ def test_the_command_reads_a_store_the_service_is_using_and_changes_nothing(emul
         assert result.returncode == 0, result.stderr
         assert [j["job_id"] for j in json.loads(result.stdout)["jobs"]] == newest_first(
             ids, where=lambda j: j[1] == "failed")
-        assert get(plugin).status_code == 200
+        assert get_jobs(plugin).status_code == 200
         assert contents() == before
 
 
