@@ -16,7 +16,7 @@ import requests
 from werkzeug.serving import make_server
 
 from b2iconik.config import Settings
-from b2iconik.server.launcher import ROOT, Launched, PluginServer, free_port  # noqa: F401 (ROOT and free_port for the tests)
+from b2iconik.server.launcher import ROOT, Launched, PluginServer, free_port  # noqa: F401 (the tests' too)
 
 SECRET = "test-shared-secret-0123456789abcdef0123"
 FINAL = ("succeeded", "failed")
@@ -133,7 +133,7 @@ def run_gunicorn(env: dict, workers: int = 2, port: int | None = None, config: s
         yield server.url, server.process
 
 
-# -- helpers for the plugin's end-to-end tests (test_plugin_*.py) ------------------------
+# -- helpers for the end-to-end tests: what iconik was asked and holds, clicks and their jobs -----
 
 def iconik_calls(emu, method: str | None = None, contains: str = "") -> int:
     """How many requests the emulator answered, optionally of one method and route."""
@@ -162,26 +162,6 @@ def untouched(emu, asset_id: str, file_set_id: str) -> bool:
     """The file set is still ACTIVE and was never purged: no DELETE reached it."""
     return (file_set_id not in emu.purged
             and any(fs["id"] == file_set_id and fs["status"] == "ACTIVE" for fs in emu.file_sets(asset_id)))
-
-
-@pytest.fixture
-def quick_runner(monkeypatch):
-    """Job runners that look for work every 50 ms and plugin servers (serve_plugin) that stop
-    within 50 ms, so each test that starts and stops one takes no whole second."""
-    import plugin
-    from b2iconik.server.runner import JobRunner
-
-    monkeypatch.setattr(plugin, "JobRunner", functools.partial(JobRunner, idle_poll=0.05))
-    monkeypatch.setattr(sys.modules[__name__], "make_server", _quick_make_server)
-
-
-def _quick_make_server(*args, **kwargs):
-    """werkzeug's server, polling for shutdown every 50 ms rather than 500 ms."""
-    from werkzeug.serving import make_server as werkzeug_make_server
-
-    server = werkzeug_make_server(*args, **kwargs)
-    server.serve_forever = functools.partial(server.serve_forever, poll_interval=0.05)
-    return server
 
 
 def custom_jobs(emu) -> list[dict]:
@@ -214,3 +194,24 @@ def click(emu, url, action, world, *, formats=None, token=None, **selection) -> 
 def run(emu, url, action, world, timeout=30, **kwargs) -> dict:
     """`click`, then the job's view once it has finished."""
     return wait_for_job(url, click(emu, url, action, world, **kwargs), timeout=timeout)
+
+
+@pytest.fixture
+def quick_runner(monkeypatch):
+    """Job runners that look for work every 50 ms and plugin servers (serve_plugin) that stop
+    within 50 ms, so each test that starts and stops one takes no whole second."""
+    import plugin
+    from b2iconik.server.runner import JobRunner
+
+    monkeypatch.setattr(plugin, "JobRunner", functools.partial(JobRunner, idle_poll=0.05))
+    monkeypatch.setattr(sys.modules[__name__], "make_server", _quick_make_server)
+
+
+def _quick_make_server(*args, **kwargs):
+    """werkzeug's server, polling for shutdown every 50 ms rather than 500 ms."""
+    from werkzeug.serving import make_server as werkzeug_make_server
+
+    server = werkzeug_make_server(*args, **kwargs)
+    server.serve_forever = functools.partial(server.serve_forever, poll_interval=0.05)
+    return server
+
