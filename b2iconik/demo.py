@@ -21,8 +21,6 @@ import json
 import os
 import random
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from b2iconik import cli
 from b2iconik.emulator import Emulator
 from b2iconik.progress_bar import Waiting
 from b2iconik.jobs.model import FINAL, JobStatus
+from b2iconik.server.launcher import LaunchFailed, PluginServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
@@ -79,31 +78,14 @@ def seed(emu: Emulator) -> dict:
     return {"b2": b2, "ll": ll, "top": top, "assets": assets}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_plugin(env: dict, state_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "PLUGIN_STATE_DIR": str(state_dir),
-                "PLUGIN_POLL_INTERVAL": "0.2", "PLUGIN_MAX_POLL_INTERVAL": "1", "ACCESS_LOG": "false",
-                "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "plugin:app"],
-                               cwd=ROOT, env=full_env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DemoFailed("the plugin did not start under gunicorn")
-        try:
-            if requests.get(url + "/", timeout=1).ok:
-                return process, url
-        except requests.RequestException:  # not listening yet, or too busy to answer within 1 s
-            time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGTERM)
-    raise DemoFailed("the plugin did not answer within 30 s")
+def start_plugin(env: dict, state_dir: Path) -> PluginServer:
+    plugin = PluginServer({**env, "PLUGIN_STATE_DIR": str(state_dir), "PLUGIN_POLL_INTERVAL": "0.2",
+                           "PLUGIN_MAX_POLL_INTERVAL": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING"},
+                          stop_timeout=40)
+    try:
+        return plugin.start()
+    except LaunchFailed as failed:
+        raise DemoFailed(f"the plugin did not start under gunicorn: {failed}") from None
 
 
 def create_actions(env: dict, endpoint: str, world: dict) -> None:
@@ -283,10 +265,11 @@ def run(workdir: Path, screenshot: bool = False) -> int:
         env = {"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "BZ_SHARED_SECRET": secret,
                "ICONIK_TOKEN": emu.new_token(), "PLUGIN_STATE_DIR": str(workdir / "state")}
         # Free ports for all it starts, so that it runs beside a plugin on this host (its metrics on 9464).
-        metrics_port = _free_port()
+        metrics_port = free_port()
         plugin_env = {**{k: v for k, v in env.items() if k != "ICONIK_TOKEN"},
                       "PLUGIN_METRICS_PORT": str(metrics_port)}
-        process, url = start_plugin(plugin_env, workdir / "state")
+        plugin = start_plugin(plugin_env, workdir / "state")
+        url = plugin.url
         try:
             print(f"iconik emulator at {emu.url}; plugin under gunicorn at {url}, "
                   f"its metrics at http://127.0.0.1:{metrics_port}/metrics\n")
@@ -329,8 +312,7 @@ def run(workdir: Path, screenshot: bool = False) -> int:
                   "iconik's Jobs panel shows the add FINISHED and the remove FAILED (one asset kept)", problems)
             check_metrics(metrics_port, problems, jobs=2)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(40)
+            plugin.stop()
     print("\nDEMO " + ("PASSED" if not problems else f"FAILED: {'; '.join(problems)}"))
     return 0 if not problems else 1
 

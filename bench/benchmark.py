@@ -92,6 +92,7 @@ import requests  # noqa: E402
 import iconik  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 from b2iconik.emulator.clicks import custom_action_payload  # noqa: E402
+from b2iconik.server.launcher import LaunchFailed, PluginServer  # noqa: E402
 
 RESULTS = ROOT / "bench-results"
 SECRET = "bench-secret-" + secrets.token_hex(12)
@@ -114,12 +115,6 @@ def log(message: str) -> None:
 
 
 # -- the service under test ----------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def group_pids(pgid: int) -> list[int]:
     """Every live process whose process group is `pgid` (gunicorn's master and workers)."""
@@ -149,48 +144,32 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-class Service:
-    """`gunicorn -c gunicorn.conf.py plugin:app` in its own process group, logs to a file."""
-
-    app_spec = "plugin:app"
+class Service(PluginServer):
+    """The plugin under gunicorn (the launcher's PluginServer) with the benchmark's settings over
+    the defaults, its log in bench-results/logs/."""
 
     def __init__(self, name: str, emu: Emulator, state_dir: Path, **settings: str):
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = RESULTS / "logs" / f"{name}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+        log_path = RESULTS / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
         # Empty means "the default" to Settings, and keeps a stray .env from filling them in.
-        env.update({name: "" for name in SETTING_NAMES if name not in ("GUNICORN_WORKERS", "GUNICORN_THREADS")})
-        env.update({
-            "ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
-            "PLUGIN_STATE_DIR": str(state_dir), "HOST": "127.0.0.1", "PORT": str(self.port),
-            "ACCESS_LOG": "false", "LOG_LEVEL": "info", "PYTHONPATH": str(ROOT),
-        })
+        env = {name: "" for name in SETTING_NAMES if name not in ("GUNICORN_WORKERS", "GUNICORN_THREADS")}
+        env.update({"ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
+                    "PLUGIN_STATE_DIR": str(state_dir), "LOG_LEVEL": "info"})
         env.update({k: str(v) for k, v in settings.items()})
-        self.env = env
-        self.process: subprocess.Popen | None = None
+        super().__init__(env, base_env=base, log=log_path, stop_timeout=40)
+
+    @property
+    def log_path(self) -> Path:
+        return self.log
 
     def start(self) -> "Service":
-        log_file = open(self.log_path, "wb")
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.app_spec]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log_file.close()
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
-            try:
-                if requests.get(self.url + "/", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: ask again
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log_path}")
-            time.sleep(0.05)
+        try:
+            super().start()
+        except LaunchFailed as failed:
+            raise RuntimeError(str(failed)) from None
         # wait until every worker is up, so process counts and RSS are steady
+        deadline = time.monotonic() + 30
         workers = int(self.env.get("GUNICORN_WORKERS") or 2)
         while len(self.pids()) < workers + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -234,22 +213,12 @@ class Service:
     def rss_mb(self) -> float:
         return sum(rss_kb(pid) for pid in self.pids()) / 1024
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.pgid, signal.SIGTERM)
-        try:
-            self.process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pgid, signal.SIGKILL)
-            self.process.wait()
-
     def kill9(self) -> None:
         """SIGKILL the whole process group (master and workers) at once."""
-        os.killpg(self.pgid, signal.SIGKILL)
-        self.process.wait()
+        pgid = self.pgid
+        self.kill()
         deadline = time.monotonic() + 5
-        while group_pids(self.pgid) and time.monotonic() < deadline:
+        while group_pids(pgid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def log_findings(self) -> dict:
