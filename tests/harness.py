@@ -23,7 +23,7 @@ from b2iconik.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-shared-secret-0123456789abcdef0123"
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "succeeded_with_warnings", "failed")
 
 
 def plugin_settings(emu, state_dir, **overrides) -> Settings:

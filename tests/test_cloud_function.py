@@ -1034,7 +1034,7 @@ def wait_for_job(url: str, job_id: str, timeout: float = 60.0) -> dict:
     """The job's view once it has ended; meanwhile only its head is looked at (a large view is costly)."""
     docs = sys.modules["main"].get_handler().jobs.docs
     deadline = time.monotonic() + timeout
-    while docs.read_head(job_id)[0]["status"] not in ("succeeded", "failed"):
+    while docs.read_head(job_id)[0]["status"] not in ("succeeded", "succeeded_with_warnings", "failed"):
         assert time.monotonic() < deadline, job_status(url, job_id)["counts"]
         time.sleep(0.1)
     return job_status(url, job_id)

@@ -207,19 +207,19 @@ def summarize(state: dict) -> dict:
         lines.append(f"Checked {_assets(len(state['assets']))}{where}: would remove {count['would_remove']:,}, "
                      f"would copy to B2 first, then remove {count['would_copy_then_remove']:,}, "
                      f"would keep {count['would_keep']:,}; nothing was changed.")
-        label = "Would keep"
+        label = "Would keep {}"
     else:
         done = "copied" if state["action"] == "add" else "removed"
         verb, to = ("Added", "to") if state["action"] == "add" else ("Removed", "from")
         lines.append(f"{verb} {_assets(len(assets_by.get(done, ())))} ({human_bytes(moved)}) {to} LucidLink{where}.")
-        label = "Not added" if state["action"] == "add" else "Kept on LucidLink for safety"
+        label = "{} not added" if state["action"] == "add" else "Kept {} on LucidLink for safety"
         if state["action"] == "remove" and assets_by.get("not_on_lucidlink"):
             nothing = len(assets_by["not_on_lucidlink"] - set().union(*(v for k, v in assets_by.items()
                                                                          if k != "not_on_lucidlink")))
             if nothing:
                 lines.append(f"Nothing on LucidLink to remove for {_assets(nothing)}.")
     if groups:
-        lines.append(f"{label} {len(named):,}: {_grouped(state, groups)}.")
+        lines.append(label.format(f"{len(named):,}") + f": {_grouped(state, groups)}.")
     lines.extend(f"Note: {w}" for w in state.get("warnings", []))
     text = phase_text(state)
     return {
