@@ -108,8 +108,11 @@ def reason_groups(state: dict) -> list[dict]:
 
 
 def title_ids(state: dict) -> list[str]:
-    """The assets and collections the message names: whose titles the job reads at its end."""
-    named = [asset_id for group in reason_groups(state) for asset_id in group["examples"]]
+    """The assets and collections the message names: whose titles the job reads at its end (not those
+    the user who clicked may not read: those stay ids)."""
+    denied = {asset_id for asset_id, formats in state["outcomes"].items()
+              if formats and all(o.get("result") == "not_permitted" for o in formats.values())}
+    named = [asset_id for group in reason_groups(state) for asset_id in group["examples"] if asset_id not in denied]
     return list(dict.fromkeys([*named, *state.get("selection", {}).get("collection_ids", [])]))
 
 
@@ -200,7 +203,7 @@ def summarize(state: dict) -> dict:
     named = {asset_id for ids in _by_kind(state).values() for asset_id in ids}
     lines = []
     if state.get("error"):
-        lines.append(f"Failed: {state['error']}")
+        lines.append(f"Failed: {str(state['error']).rstrip('.')}.")
     where = _collections(state)
     if state["action"] == "check":
         count = {r: len(assets_by.get(r, ())) for r in ("would_remove", "would_copy_then_remove", "would_keep")}
