@@ -80,7 +80,7 @@ def test_an_add_counts_assets_and_bytes_copied_and_a_missing_format_is_a_warning
     outcomes[bare] = {"ORIGINAL": {"result": "missing_format", "reason": "asset has no ORIGINAL format"}}
     summary = summarize(state("add", [*copied, bare], outcomes, titles={bare: "Bare"}))
     assert summary["status"] == JobStatus.SUCCEEDED_WITH_WARNINGS
-    assert summary["message"] == "Added 2 assets (3.00 KB) to LucidLink. 1 not added: missing format (1): 'Bare'."
+    assert summary["message"] == "Added 2 assets (3.00 KB) to LucidLink. Not copied for 1: missing format (1): 'Bare'."
     assert summary["counts"]["bytes_copied"] == 3_000
 
 

@@ -158,7 +158,7 @@ def test_an_asset_without_a_format_is_reported_missing_format_and_the_job_ends_w
     assert all(holds(emu, full, f, ll, full_data[f]) for f in FORMATS)
     [job] = custom_jobs(emu)
     assert job["status"] == "FINISHED_WITH_WARNING"
-    assert "1 not added: missing format (1): 'no-proxy'" in job["message"]
+    assert "Not copied for 1: missing format (1): 'no-proxy'" in job["message"]
 
 
 def test_the_formats_parameter_overrides_format_names(emulator, tmp_path):
@@ -195,7 +195,7 @@ def test_an_add_that_the_gateway_fails_for_one_asset_ends_with_a_warning_naming_
     assert "not on LucidLink" in reason and "FAILED" in reason
     [job] = custom_jobs(emu)
     assert job["status"] == "FINISHED_WITH_WARNING"
-    assert "1 not added: no LucidLink copy could be made (1): 'bad'" in job["message"]
+    assert "Not copied for 1: no LucidLink copy could be made (1): 'bad'" in job["message"]
 
 
 def test_adding_what_is_already_on_lucidlink_makes_no_second_copy(emulator, tmp_path):

@@ -215,7 +215,7 @@ def summarize(state: dict) -> dict:
         done = "copied" if state["action"] == "add" else "removed"
         verb, to = ("Added", "to") if state["action"] == "add" else ("Removed", "from")
         lines.append(f"{verb} {_assets(len(assets_by.get(done, ())))} ({human_bytes(moved)}) {to} LucidLink{where}.")
-        label = "{} not added" if state["action"] == "add" else "Kept {} on LucidLink for safety"
+        label = "Not copied for {}" if state["action"] == "add" else "Kept {} on LucidLink for safety"
         if state["action"] == "remove" and assets_by.get("not_on_lucidlink"):
             nothing = len(assets_by["not_on_lucidlink"] - set().union(*(v for k, v in assets_by.items()
                                                                          if k != "not_on_lucidlink")))
