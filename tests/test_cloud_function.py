@@ -623,8 +623,8 @@ def test_unsafe_removes_delete_nothing(cloud):
     assert done["counts"]["results"] == {"kept": 3, "removed": 1}
     kept = {path: content for path, content in before.items() if not path.startswith(ids["fine"])}
     assert emu.storage_files(ll) == kept and len(kept) == 3
-    assert "checksum" in done["message"] and "FAILED" in done["message"]
-    assert emu.jobs[done["iconik_job_id"]]["status"] == "FAILED"
+    assert "B2 copy differs (2): 'corrupt', 'garbled'; no B2 copy could be made (1): 'fails'" in done["message"]
+    assert emu.jobs[done["iconik_job_id"]]["status"] == "FINISHED_WITH_WARNING"
 
 
 # -- refusals --------------------------------------------------------------------------
