@@ -84,6 +84,16 @@ def test_an_add_counts_assets_and_bytes_copied_and_a_missing_format_is_a_warning
     assert summary["counts"]["bytes_copied"] == 3_000
 
 
+def test_a_missing_format_of_an_asset_added_in_its_other_formats_is_no_warning():
+    asset = ids(1)[0]
+    job = state("add", [asset], {asset: {"ORIGINAL": {"result": "copied", "reason": "complete copy", "bytes": 10},
+                                         "PPRO_PROXY": {"result": "missing_format", "reason": "no PPRO_PROXY"}}})
+    job["formats"] = ["ORIGINAL", "PPRO_PROXY"]
+    summary = summarize(job)
+    assert summary["status"] == JobStatus.SUCCEEDED and summary["reasons"] == []
+    assert summary["message"] == "Added 1 asset (10 B) to LucidLink."
+
+
 def test_only_a_job_that_could_not_do_its_work_fails():
     asset = ids(1)[0]
     job = state(assets=[asset], outcomes={asset: {"ORIGINAL": kept("not checked before the job ended (x)")}},

@@ -227,8 +227,7 @@ def test_a_real_prometheus_scrapes_the_plugin_and_runs_the_rules_and_the_dashboa
         answer = emu.post_custom_action(f"{url}/add?b2_storage_id={b2}&ll_storage_id={ll}",
                                         headers={"x-bz-secret": SECRET}, asset_ids=[asset])
         assert answer.status_code == 202, answer.text
-        # the asset has no PPRO_PROXY format: the add ends with a warning
-        assert wait_for_job(url, answer.json()["job_id"], timeout=60)["status"] == "succeeded_with_warnings"
+        assert wait_for_job(url, answer.json()["job_id"], timeout=60)["status"] == "succeeded"
 
         [info] = until(lambda: query(prom, "b2iconik_build_info"), "Prometheus to scrape b2iconik_build_info")
         assert info["metric"] == {"__name__": "b2iconik_build_info", "job": "b2-iconik-plugin",
@@ -237,7 +236,7 @@ def test_a_real_prometheus_scrapes_the_plugin_and_runs_the_rules_and_the_dashboa
         assert info["value"][1] == "1"
         [duration] = until(lambda: query(prom, 'b2iconik_job_duration_seconds_count{action="add"}'),
                            "the add's duration to be scraped")
-        assert duration["metric"]["status"] == "succeeded_with_warnings" and duration["value"][1] == "1"
+        assert duration["metric"]["status"] == "succeeded" and duration["value"][1] == "1"
         assert query(prom, 'b2iconik_job_duration_seconds_bucket{action="add", le="+Inf"}')[0]["value"][1] == "1"
 
         # Every series Prometheus took from the plugin is one the plugin is known to export.

@@ -140,7 +140,7 @@ def test_add_of_a_collection_cycle_ends_and_copies_every_asset(emulator, tmp_pat
     assert iconik_calls(emu, "GET", "/contents/") == 3
 
 
-def test_an_asset_without_a_format_is_reported_missing_format_and_the_job_ends_with_a_warning(emulator, tmp_path):
+def test_an_asset_without_a_format_is_reported_missing_format_and_the_job_succeeds(emulator, tmp_path):
     emu = emulator
     b2, ll = storages(emu)
     full, full_data = on_b2(emu, b2, "full")
@@ -148,7 +148,7 @@ def test_an_asset_without_a_format_is_reported_missing_format_and_the_job_ends_w
     with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
         answer = plugin.post(emu, "add", b2, ll, asset_ids=[full, bare])
         view = plugin.wait(answer.json()["job_id"])
-    assert view["status"] == "succeeded_with_warnings", view
+    assert view["status"] == "succeeded", view
     assert results(view) == {(full, "ORIGINAL"): "copied", (full, "PPRO_PROXY"): "copied",
                              (bare, "ORIGINAL"): "copied", (bare, "PPRO_PROXY"): "missing_format"}
     row = next(r for r in view["outcomes"] if r["result"] == "missing_format")
@@ -157,8 +157,7 @@ def test_an_asset_without_a_format_is_reported_missing_format_and_the_job_ends_w
     assert emu.copies(bare, "PPRO_PROXY", ll) == []
     assert all(holds(emu, full, f, ll, full_data[f]) for f in FORMATS)
     [job] = custom_jobs(emu)
-    assert job["status"] == "FINISHED_WITH_WARNING"
-    assert "Not copied for 1: missing format (1): 'no-proxy'" in job["message"]
+    assert job["status"] == "FINISHED"
 
 
 def test_the_formats_parameter_overrides_format_names(emulator, tmp_path):

@@ -19,7 +19,8 @@ from b2iconik.units import human_bytes
 GOOD_RESULTS = frozenset({"copied", "removed", "not_on_lucidlink",
                           "would_remove", "would_copy_then_remove", "would_keep"})
 """Results of a format that went as asked (a preview's `would_keep` is what it was asked to say).
-Any other (kept, not permitted, missing format, ...) is a warning, never a failure of the job."""
+Any other (kept, not permitted, ...) is a warning, never a failure of the job; so is a missing
+format of an asset that has none of the formats asked for (it was skipped)."""
 EXAMPLES = 5
 """Assets named (by title) for each kind of reason; the rest are counted."""
 KINDS_SHOWN = 8
@@ -81,8 +82,12 @@ def outcome_bytes(outcome: dict) -> int:
     return 0
 
 
-def _is_problem(state: dict, outcome: dict) -> bool:
+def _is_problem(state: dict, outcome: dict, formats: dict) -> bool:
+    """Did this outcome of an asset (whose outcomes are `formats`) not go as asked? A missing format
+    is no problem while another format of the asset went: the asset was done in the formats it has."""
     result = outcome.get("result")
+    if result == "missing_format":
+        return all(o.get("result") == "missing_format" for o in formats.values())
     if state["action"] == "check" and result == "would_keep":
         return False
     return result not in GOOD_RESULTS
@@ -93,7 +98,8 @@ def _by_kind(state: dict) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for asset_id, formats in state["outcomes"].items():
         for outcome in formats.values():
-            if _is_problem(state, outcome) or (state["action"] == "check" and outcome.get("result") == "would_keep"):
+            if _is_problem(state, outcome, formats) or (state["action"] == "check"
+                                                        and outcome.get("result") == "would_keep"):
                 members = groups.setdefault(reason_kind(outcome), [])
                 if asset_id not in members:
                     members.append(asset_id)
@@ -164,7 +170,7 @@ def status_of(state: dict) -> str | None:
         return None
     if state.get("error"):
         return "failed"
-    problems = any(_is_problem(state, o) for formats in state["outcomes"].values() for o in formats.values())
+    problems = any(_is_problem(state, o, formats) for formats in state["outcomes"].values() for o in formats.values())
     return "succeeded_with_warnings" if problems else "succeeded"
 
 
