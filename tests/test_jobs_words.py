@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 
+import iconik
 from b2iconik.jobs.model import FINAL, JobStatus
 from b2iconik.jobs.panel import PANEL_STATUS, JobsPanel
+from b2iconik.workflows.engine import Engine
 from b2iconik.workflows.summary import phase_text, summarize, title_ids
 
 B2, LL = str(uuid.uuid4()), str(uuid.uuid4())
@@ -147,3 +149,34 @@ def test_the_panel_shows_a_kept_asset_as_a_warning_and_sends_a_new_phase_text():
     assert messages == ["Checking 10 assets, 0 done", "Waiting for 4 copies to B2, 0 done",
                         "Removed 9 assets (1 GB) from LucidLink. Kept 1 ..."]
     assert client.updates[-1][1]["status"] == "FINISHED_WITH_WARNING" and "error_message" not in client.updates[-1][1]
+
+
+class Titles:
+    """A client that knows some titles; any other read is refused (403)."""
+
+    def __init__(self, titles):
+        self.titles = titles
+        self.reads = []
+
+    def _get(self, object_id):
+        self.reads.append(object_id)
+        if object_id not in self.titles:
+            raise iconik.IconikError(403, "GET", "API/assets/v1/...", "You don't have permission")
+        return {"id": object_id, "title": self.titles[object_id]}
+
+    get_asset = get_collection = _get
+
+
+def test_titles_are_read_once_with_the_clicking_users_token_and_an_unreadable_one_leaves_the_id():
+    trailer, secret, collection = ids(3)
+    job = state(assets=[trailer, secret], outcomes={trailer: {"ORIGINAL": kept("B2 copy checksum of 'x' differs")},
+                                                    secret: {"ORIGINAL": kept("no B2 copy after copying (x)")}})
+    job["selection"]["collection_ids"] = [collection]
+    service, user = Titles({}), Titles({trailer: "Trailer v3", collection: "Promos"})
+    Engine(service, job, user_client=user)._read_titles()
+    assert service.reads == [] and sorted(user.reads) == sorted([trailer, secret, collection])
+    assert job["titles"] == {trailer: "Trailer v3", secret: None, collection: "Promos"}
+    message = summarize(job)["message"]
+    assert "(of collection 'Promos')" in message and "'Trailer v3'" in message and secret in message
+    Engine(service, job, user_client=user)._read_titles()  # a resumed job: nothing is read again
+    assert len(user.reads) == 3
