@@ -106,10 +106,10 @@ def _by_kind(state: dict) -> dict[str, list[str]]:
     return groups
 
 
-def reason_groups(state: dict) -> list[dict]:
+def reason_groups(state: dict, by_kind: dict[str, list[str]] | None = None) -> list[dict]:
     """The assets not done as asked (or, for a preview, that would be kept), grouped by kind of
     reason, largest group first: {kind, assets (a count), examples (asset ids, at most EXAMPLES)}."""
-    ordered = sorted(_by_kind(state).items(), key=lambda item: -len(item[1]))
+    ordered = sorted((by_kind if by_kind is not None else _by_kind(state)).items(), key=lambda item: -len(item[1]))
     return [{"kind": kind, "assets": len(ids), "examples": ids[:EXAMPLES]} for kind, ids in ordered]
 
 
@@ -205,8 +205,9 @@ def summarize(state: dict) -> dict:
             results[result] = results.get(result, 0) + 1
             assets_by.setdefault(result, set()).add(asset_id)
             moved += outcome_bytes(outcome)
-    groups = reason_groups(state)
-    named = {asset_id for ids in _by_kind(state).values() for asset_id in ids}
+    by_kind = _by_kind(state)
+    groups = reason_groups(state, by_kind)
+    named = {asset_id for ids in by_kind.values() for asset_id in ids}
     lines = []
     if state.get("error"):
         lines.append(f"Failed: {str(state['error']).rstrip('.')}.")
