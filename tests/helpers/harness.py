@@ -19,7 +19,7 @@ from b2iconik.config import Settings
 from b2iconik.server.launcher import ROOT, Launched, PluginServer, free_port  # noqa: F401 (the tests' too)
 
 SECRET = "test-shared-secret-0123456789abcdef0123"
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "succeeded_with_warnings", "failed")
 
 
 def plugin_settings(emu, state_dir, **overrides) -> Settings:

@@ -214,7 +214,7 @@ def test_a_lucidlink_file_set_without_status_is_reported_not_skipped(emu, plugin
     emu.drop_status(world.ll_sets[asset, "ORIGINAL"])
     view = run(emu, plugin_url, "remove", world, formats="ORIGINAL", asset_ids=[asset])
     row = outcome(view, asset, "ORIGINAL")
-    assert view["status"] == "failed" and row["result"] == "kept", view
+    assert view["status"] == "succeeded_with_warnings" and row["result"] == "kept", view
     assert "no status" in row["reason"]
     [ll_copy] = emu.copies(asset, "ORIGINAL", world.ll)
     assert [f["bytes"] for f in ll_copy["files"]] == [world.data[asset, "ORIGINAL"]]
@@ -266,7 +266,7 @@ def test_an_add_whose_copy_stays_open_is_reported_after_the_open_copy_wait(emu, 
     fine = world.asset("fine", on_ll=())
     emu.fault_asset(stuck, "copy_open")
     view = run(emu, plugin_url, "add", world, asset_ids=[stuck, fine], timeout=30)
-    assert view["status"] == "failed", view
+    assert view["status"] == "succeeded_with_warnings", view
     for fmt in FORMATS:
         row = outcome(view, stuck, fmt)
         assert row["result"] == "failed" and "OPEN" in row["reason"] and "still being written" in row["reason"], row
@@ -328,7 +328,7 @@ def test_a_failed_transfer_under_a_finished_parent_is_judged_at_once_not_after_t
     started = time.monotonic()
     view = run(emu, plugin_url, "add", world, formats="ORIGINAL", asset_ids=[broken, slow], timeout=30)
     assert time.monotonic() - started < 25
-    assert view["status"] == "failed", view
+    assert view["status"] == "succeeded_with_warnings", view
     row = outcome(view, broken, "ORIGINAL")
     assert row["result"] == "failed" and "this asset's own transfer failed" in row["reason"], row
     assert outcome(view, slow, "ORIGINAL")["result"] == "copied"

@@ -195,7 +195,7 @@ def test_assets_the_user_may_not_read_are_not_touched_and_are_reported(emulator,
         assert len(emu.copies(asset, "ORIGINAL", ll)) == 1
         assert not [c for c in emu.copies(asset, "ORIGINAL", ll) if c["file_set"]["status"] != "ACTIVE"]
     assert view["counts"]["assets"] == 1  # the job worked on the one asset the user may read
-    assert view["status"] == "failed"  # what was asked for was not all done; the record says why
+    assert view["status"] == "succeeded_with_warnings"  # not all done (some were not permitted); it says why
 
 
 def test_the_acl_checks_cost_one_call_per_500_ids(emulator, tmp_path):

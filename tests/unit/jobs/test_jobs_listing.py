@@ -57,7 +57,7 @@ def jobs(tmp_path):
             clock.now = T0 + hours * HOUR
             job_id = store.create(action, state(action, who, origin), "click-token")
             store.record_outcomes(job_id, [(ASSET, "ORIGINAL", RECORD)])
-            if status in ("succeeded", "failed"):
+            if status in ("succeeded", "succeeded_with_warnings", "failed"):
                 store.finish(job_id, None, state(action, who, origin), status)
             elif status == "running":
                 store.claim("elsewhere:1:x", 3600, skip=ids)

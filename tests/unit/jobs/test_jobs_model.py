@@ -40,7 +40,8 @@ def cloud_state() -> dict:
 
 
 def test_a_status_is_its_word_wherever_it_is_written():
-    assert [status.value for status in JobStatus] == ["queued", "running", "waiting", "succeeded", "failed"]
+    assert [status.value for status in JobStatus] == ["queued", "running", "waiting", "succeeded",
+                                                     "succeeded_with_warnings", "failed"]
     assert set(LIVE) | set(FINAL) == set(JobStatus) and not set(LIVE) & set(FINAL)
     failed = JobStatus.FAILED
     assert (str(failed), f"{failed}", "%s" % failed, json.dumps({"status": failed})) == \

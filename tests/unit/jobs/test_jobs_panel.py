@@ -62,7 +62,7 @@ def test_an_entry_listed_late_is_closed_as_a_second_entry_when_the_job_ends():
     mark = client.created[0]["metadata"][MARK]
     assert client.created[1]["metadata"][MARK] == mark
     listed[:] = [entry(SECOND, mark, "2026-11-26T10:00:01"), entry(FIRST, mark, "2026-11-26T10:00:00")]
-    panel.finish(True, "Removed 2 file set(s)", 2, 2)
+    panel.finish("succeeded", "Removed 2 file set(s)", 2, 2)
     assert [(job_id, changes["status"]) for job_id, changes in client.updates] == [
         (FIRST, "SKIPPED"), (SECOND, "FINISHED")]
     assert SECOND in client.updates[0][1]["message"]
@@ -98,7 +98,7 @@ def test_a_refused_create_is_not_looked_for_nor_made_again():
     client = Client([lost(400)], lambda: [])
     JobsPanel(client, state).start("Add 1 asset to LucidLink", 1)
     assert len(client.created) == 1 and client.lookups == 0 and state.get("iconik_job_id") is None
-    JobsPanel(client, state).finish(True, "done", 1, 1)
+    JobsPanel(client, state).finish("succeeded", "done", 1, 1)
     assert client.lookups == 0 and client.updates == []
 
 
@@ -107,7 +107,7 @@ def test_a_job_whose_create_was_answered_looks_for_no_second_entry():
     client = Client([{"id": FIRST}], lambda: [])
     panel = JobsPanel(client, state)
     panel.start("Add 1 asset to LucidLink", 1)
-    panel.finish(True, "done", 1, 1)
+    panel.finish("succeeded", "done", 1, 1)
     assert client.lookups == 0 and [job_id for job_id, _ in client.updates] == [FIRST]
 
 
@@ -123,6 +123,6 @@ def test_listed_entries_that_are_not_this_jobs_or_malformed_are_left_alone():
     client = Client([lost(), {"id": SECOND}], listed)
     panel = JobsPanel(client, state)
     panel.start("Add 1 asset to LucidLink", 1)
-    panel.finish(True, "done", 1, 1)
+    panel.finish("succeeded", "done", 1, 1)
     assert state["iconik_job_id"] == SECOND
     assert [job_id for job_id, _ in client.updates] == [SECOND]
