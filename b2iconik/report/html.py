@@ -146,6 +146,10 @@ def _rows_table(summary) -> str:
             "<th>reason</th></tr>" + "".join(cells) + "</table>")
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:].rstrip(".")
+
+
 def render_html(summary) -> str:
     stamp = f"{summary.generated_at:%Y-%m-%d %H:%M} UTC"
     return f"""<!DOCTYPE html>
@@ -157,8 +161,8 @@ def render_html(summary) -> str:
 <h1>What is on LucidLink</h1>
 <p>LucidLink storage {_storage(summary.ll_storage_name, summary.ll_storage_id)},
 B2 storage {_storage(summary.b2_storage_name, summary.b2_storage_id)}, read {escape(stamp)}:
-{summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was read once and judged
-with the rules of Remove from LucidLink; nothing was changed.</p>
+{summary.assets} asset(s), {human_bytes(summary.bytes)}. Each asset was judged with the rules of
+Remove from LucidLink; nothing was changed. {escape(_sentence(summary.source["text"]))}.</p>
 {_totals_table(summary)}
 <h2>Bytes by category</h2>
 {category_chart(summary)}

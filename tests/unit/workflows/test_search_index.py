@@ -241,6 +241,15 @@ def test_the_report_from_the_index_has_the_figures_of_the_fresh_report(world, ca
     assert "the newest change it shows is from" in indexed["printed"]
 
 
+def test_the_report_page_says_where_its_figures_come_from(world, capsys, tmp_path):
+    for argv, words in (((), "Figures from iconik's search index"), (("--fresh",), "one fresh read of each asset")):
+        page = tmp_path / f"report{len(argv)}.html"
+        code = cli.main(["report", "--no-progress", "--html", str(page), *argv])
+        assert code == 0, capsys.readouterr().err
+        assert words in page.read_text().replace("&#x27;", "'")
+        capsys.readouterr()
+
+
 def test_the_report_makes_at_most_005_calls_per_asset(emulator, monkeypatch, capsys, tmp_path):
     world = World(emulator)
     for n in range(200):
