@@ -40,15 +40,25 @@ def dumps(value) -> str:
 
 
 class TrackedDict(dict):
-    """A dict that notes each key reached through it since `saved()`; `touched` None: all of them."""
+    """A dict that notes each key reached through it since `saved()` (`touched`; None: all of them),
+    the keys it gained, in order (`fresh`), and those it lost that it had then (`gone`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.touched: set | None = set()
+        self.saved()
 
     def _touch(self, key) -> None:
         if self.touched is not None:
-            self.touched.add(key)
+            self.touched[key] = None
+
+    def _add(self, key) -> None:
+        if key not in self:
+            self.fresh.pop(key, None)
+            self.fresh[key] = None
+
+    def _lose(self, key) -> None:
+        if key in self and self.fresh.pop(key, 0) is not None:
+            self.gone.add(key)
 
     def __getitem__(self, key):
         self._touch(key)
@@ -60,18 +70,22 @@ class TrackedDict(dict):
 
     def __setitem__(self, key, value):
         self._touch(key)
+        self._add(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key):
         self._touch(key)
+        self._lose(key)
         super().__delitem__(key)
 
     def setdefault(self, key, default=None):
         self._touch(key)
+        self._add(key)
         return super().setdefault(key, default)
 
     def pop(self, key, *default):
         self._touch(key)
+        self._lose(key)
         return super().pop(key, *default)
 
     def popitem(self):
@@ -91,7 +105,9 @@ class TrackedDict(dict):
         return self
 
     def saved(self) -> None:
-        self.touched = set()
+        self.touched: dict | None = {}
+        self.fresh: dict = {}
+        self.gone: set = set()
 
 
 def split(state: dict) -> tuple[dict, dict, dict]:
@@ -218,11 +234,14 @@ def changes(values: dict, meta: dict, written: Written | None) -> tuple[Changes,
                 and old.value is value and old.texts is None:
             part = _Part(value, next_pos=old.next_pos)
             for key in value.touched:
+                if key not in value or key in value.gone:
+                    out.delete.append((name, key))
+                elif key not in value.fresh:  # its row is there: ON CONFLICT keeps its position
+                    out.put.append((name, key, 0, dumps(dict.__getitem__(value, key))))
+            for key in value.fresh:
                 if key in value:
                     out.put.append((name, key, part.next_pos, dumps(dict.__getitem__(value, key))))
                     part.next_pos += 1
-                else:
-                    out.delete.append((name, key))
             out.after.append(value.saved)
         else:
             texts = {key: dumps(entry) for key, entry in dict.items(value)}
