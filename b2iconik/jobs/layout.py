@@ -109,6 +109,13 @@ class TrackedDict(dict):
         self.fresh: dict = {}
         self.gone: set = set()
 
+    def take(self) -> tuple[dict | None, dict, set]:
+        """(touched, fresh, gone) since the last save, noted from now on afresh: a read by another
+        thread meanwhile is noted for the next save."""
+        taken = self.touched, self.fresh, self.gone
+        self.saved()
+        return taken
+
 
 def split(state: dict) -> tuple[dict, dict, dict]:
     """(head, parts, values): the head, what was cut out (for `join`), and part name -> its value."""
@@ -185,12 +192,13 @@ class Written:
 
 @dataclass
 class Changes:
-    """The rows one save writes: (part, key, pos, JSON) to put, (part, key) to delete, parts to drop."""
+    """The rows one save writes: (part, key, pos, JSON) to put, (part, key) to delete, parts to drop.
+
+    Working them out starts the tracked dicts' notes afresh: a save that fails drops the store's
+    record of what was written, so the next one is whole."""
     put: list = field(default_factory=list)
     delete: list = field(default_factory=list)
     drop: list = field(default_factory=list)
-    after: list = field(default_factory=list)
-    """What to do once the save is committed (mark tracked dicts saved)."""
 
     def size(self) -> int:
         return sum(len(part) + len(key) + len(text) for part, key, _, text in self.put)
@@ -233,16 +241,16 @@ def changes(values: dict, meta: dict, written: Written | None) -> tuple[Changes,
         elif isinstance(value, TrackedDict) and value.touched is not None and old is not None \
                 and old.value is value and old.texts is None:
             part = _Part(value, next_pos=old.next_pos)
-            for key in value.touched:
-                if key not in value or key in value.gone:
+            touched, fresh, gone = value.take()
+            for key in touched:
+                if key not in value or key in gone:
                     out.delete.append((name, key))
-                elif key not in value.fresh:  # its row is there: ON CONFLICT keeps its position
+                elif key not in fresh:  # its row is there: ON CONFLICT keeps its position
                     out.put.append((name, key, 0, dumps(dict.__getitem__(value, key))))
-            for key in value.fresh:
+            for key in fresh:
                 if key in value:
                     out.put.append((name, key, part.next_pos, dumps(dict.__getitem__(value, key))))
                     part.next_pos += 1
-            out.after.append(value.saved)
         else:
             texts = {key: dumps(entry) for key, entry in dict.items(value)}
             previous = old.texts if old is not None else None
@@ -251,8 +259,8 @@ def changes(values: dict, meta: dict, written: Written | None) -> tuple[Changes,
             positions = iter(range(len(texts)))
             _compare(out, name, texts, previous, lambda key: next(positions))
             if isinstance(value, TrackedDict):
+                value.take()
                 part = _Part(value, next_pos=len(texts))
-                out.after.append(value.saved)
             else:
                 part = _Part(value, texts=texts)
         now.parts[name] = part

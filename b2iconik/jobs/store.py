@@ -477,8 +477,6 @@ class JobStore(_Reads):
         """After the commit of `write`: count it, and remember what it wrote for the holder."""
         self.last_write_bytes = len(write.head) + len(write.parts) + write.rows.size()
         self.bytes_written += self.last_write_bytes
-        for done in write.rows.after:
-            done()
         if write.owner is not None:
             self._written[write.job_id] = (write.owner, write.written)
 
