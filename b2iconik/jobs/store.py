@@ -263,10 +263,24 @@ class _Reads:
         except sqlite3.Error as error:
             raise StoreError(f"job store failed: {error}") from None
 
+    def _snapshot(self, *queries) -> list[list[sqlite3.Row]]:
+        """The rows of each (sql, args) of `queries`, all read in one transaction: one state of the store."""
+        try:
+            with self._lock:
+                db = self._connection()
+                db.execute("BEGIN")
+                try:
+                    return [db.execute(sql, args).fetchall() for sql, args in queries]
+                finally:
+                    db.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise StoreError(f"job store failed: {error}") from None
+
     def get(self, job_id: str) -> Job | None:
-        """The job, or None; DamagedJob if its state cannot be read."""
-        rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return _job(rows[0], self._read(PARTS, (job_id,))) if rows else None
+        """The job, or None; DamagedJob if its state cannot be read. Its row and its state's rows
+        are read together, so a checkpoint that commits meanwhile is seen whole or not at all."""
+        rows, parts = self._snapshot(("SELECT * FROM jobs WHERE id=?", (job_id,)), (PARTS, (job_id,)))
+        return _job(rows[0], parts) if rows else None
 
     def counts(self) -> dict[str, int]:
         return {row["status"]: row["n"] for row in self._read(
