@@ -65,7 +65,7 @@ def _mutate(state: dict, rng: random.Random, step: int) -> None:
     assets = state["assets"]
     asset = rng.choice(assets)
     fmt = rng.choice(FORMATS)
-    kind = rng.randrange(9)
+    kind = rng.randrange(10)
     if kind <= 2:
         state["outcomes"].setdefault(asset, {})[fmt] = {"result": rng.choice(["removed", "kept"]), "n": step}
         state["processed"].append(asset)
@@ -88,9 +88,11 @@ def _mutate(state: dict, rng: random.Random, step: int) -> None:
         state["phase"] = rng.choice(["inspect", "copy", "wait", "check"])
         state["processed"] = []
         state["warnings"].append(f"warning {step}")
-    else:
+    elif kind == 8:
         state["file_set_reads"] = state.get("file_set_reads", 0) + 1
         state.get("incomplete", {}).pop(f"{asset}/{fmt}", None)
+    elif rng.random() < 0.2:  # a part replaced by a dict the store has not seen
+        state["outcomes"] = dict(state["outcomes"])
 
 
 def test_many_small_checkpoints_read_back_as_exactly_the_last_one_saved(tmp_path):

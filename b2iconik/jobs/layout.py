@@ -236,8 +236,9 @@ def changes(values: dict, meta: dict, written: Written | None) -> tuple[Changes,
         elif name in meta["entries"]:
             texts = {str(n): dumps(entry) for n, entry in enumerate(value)}
             part = _Part(value, texts=texts)
-            _compare(out, name, texts, old.texts if old is not None and old.texts is not None else None,
-                     lambda key: int(key))
+            previous = old.texts if old is not None and old.texts is not None else {}
+            out.put += [(name, key, int(key), text) for key, text in texts.items() if previous.get(key) != text]
+            out.delete += [(name, key) for key in previous if key not in texts]
         elif isinstance(value, TrackedDict) and value.touched is not None and old is not None \
                 and old.value is value and old.texts is None:
             part = _Part(value, next_pos=old.next_pos)
@@ -251,32 +252,24 @@ def changes(values: dict, meta: dict, written: Written | None) -> tuple[Changes,
                 if key in value:
                     out.put.append((name, key, part.next_pos, dumps(dict.__getitem__(value, key))))
                     part.next_pos += 1
-        else:
+        else:  # compared entry by entry with what was written, or written whole
+            if isinstance(value, TrackedDict):
+                value.take()
             texts = {key: dumps(entry) for key, entry in dict.items(value)}
             previous = old.texts if old is not None else None
             if old is not None and previous is None:
                 out.drop.append(name)
-            positions = iter(range(len(texts)))
-            _compare(out, name, texts, previous, lambda key: next(positions))
-            if isinstance(value, TrackedDict):
-                value.take()
-                part = _Part(value, next_pos=len(texts))
-            else:
-                part = _Part(value, texts=texts)
+            next_pos = old.next_pos if previous is not None else 0
+            for key, text in texts.items():
+                if previous is None or key not in previous:
+                    out.put.append((name, key, next_pos, text))
+                    next_pos += 1
+                elif previous[key] != text:  # ON CONFLICT keeps the row's position
+                    out.put.append((name, key, 0, text))
+            out.delete += [(name, key) for key in previous or {} if key not in texts]
+            part = _Part(value, texts=None if isinstance(value, TrackedDict) else texts, next_pos=next_pos)
         now.parts[name] = part
     return out, now
-
-
-def _compare(out: Changes, name: str, texts: dict, previous: dict | None, position) -> None:
-    """Rows for a part compared entry by entry with what was written (`previous`; None: nothing).
-    An entry keeps its position on update (ON CONFLICT keeps the row's pos)."""
-    for key, text in texts.items():
-        pos = position(key)
-        if previous is None or previous.get(key) != text:
-            out.put.append((name, key, pos, text))
-    for key in (previous or {}):
-        if key not in texts:
-            out.delete.append((name, key))
 
 
 def remember(values: dict, meta: dict, next_pos: dict[str, int]) -> Written:
@@ -287,8 +280,7 @@ def remember(values: dict, meta: dict, next_pos: dict[str, int]) -> Written:
             written.parts[name] = _Part(value, len(value), value[-1] if value else None)
         elif name in meta["entries"]:
             written.parts[name] = _Part(value, texts={str(n): dumps(entry) for n, entry in enumerate(value)})
-        elif isinstance(value, TrackedDict):
-            written.parts[name] = _Part(value, next_pos=next_pos.get(name, 0))
         else:
-            written.parts[name] = _Part(value, texts={key: dumps(entry) for key, entry in dict.items(value)})
+            texts = None if isinstance(value, TrackedDict) else {key: dumps(entry) for key, entry in dict.items(value)}
+            written.parts[name] = _Part(value, texts=texts, next_pos=next_pos.get(name, 0))
     return written
