@@ -180,6 +180,20 @@ CREATE INDEX jobs_requested_by ON jobs (requested_by, created_at);
 """The store as the previous version made it: each job's state whole in its row."""
 
 
+def test_the_jobs_command_reads_a_store_of_the_previous_layout_as_it_is(tmp_path):
+    state = _state(random.Random(5), 40, 10)
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.executescript(PREVIOUS_SCHEMA)
+        db.execute("INSERT INTO jobs (id, action, status, state, created_at, updated_at, origin) "
+                   "VALUES ('old-job', 'remove', 'queued', ?, 1.0, 1.0, 'cleanup')", (json.dumps(state),))
+    with JobReader(tmp_path) as reader:
+        assert reader.get("old-job").state == state
+        listed = reader.list_jobs(limit=5)
+    assert [(job["job_id"], job["assets"], job["selection"]["asset_ids"]) for job in listed] == [("old-job", 40, 40)]
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # nothing was changed in the file
+        assert "job_state" not in {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+
+
 def test_a_store_of_the_previous_layout_opens_and_its_running_job_resumes_to_the_end(emulator, tmp_path,
                                                                                      quick_runner):
     b2 = emulator.add_storage("b2", method="B2")

@@ -777,10 +777,17 @@ class JobReader(_Reads):
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         except sqlite3.Error as error:
             raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
-        if not {"outcomes", "job_state"} <= tables or not {"requested_by", "wake_at", "parts"} <= columns:
+        if "outcomes" not in tables or not {"requested_by", "wake_at"} <= columns:
             db.close()
             raise StoreError(f"the job store in {self.dir} was made by an earlier version; "
                              "start the plugin once to bring it up to date")
+        if "job_state" not in tables:  # the previous layout, every state whole in its row: read it as it is
+            try:
+                db.execute("CREATE TEMP VIEW jobs AS SELECT *, NULL AS parts FROM main.jobs")
+                db.execute("CREATE TEMP TABLE job_state (job_id TEXT, part TEXT, key TEXT, pos INTEGER, value TEXT)")
+            except sqlite3.Error as error:
+                db.close()
+                raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
         self._db = db
 
     def _connection(self) -> sqlite3.Connection:
