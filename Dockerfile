@@ -12,7 +12,8 @@
 # (docs/deploy-container.md); `docker ps` then shows it Restarting (78), never Up.
 #
 # It runs the same command as the systemd unit (b2-iconik-plugin.service) and the
-# test suite (tests/harness.py, run_gunicorn); tests/test_deploy_files.py keeps them equal.
+# launcher that the tests, the demo and the benchmark use (b2iconik/server/launcher.py);
+# tests/repo/test_deploy_files.py keeps them equal.
 #
 # The base image: the official python:3.11-slim, pinned by digest so that every build starts
 # from the same bytes (this digest: its build of 2026-08-05, Python 3.11.15 on Debian trixie).

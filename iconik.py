@@ -11,9 +11,12 @@ Tokens never appear in logs, reprs or exception text.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import fcntl
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -23,6 +26,7 @@ import struct
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterator
 from urllib.parse import urljoin, urlsplit
@@ -36,9 +40,10 @@ DEFAULT_URL = "https://app.iconik.io"
 DEFAULT_MAX_RPS = 46.0
 """A little under iconik's documented ~50 requests/s and 1000 per 20 s.
 
-With the shared limiter's burst of 3, any 1 s window sees at most 49 calls and
-any 20 s window at most 923: for every process of the host together, when they
-keep their budget in one state directory (`SharedSchedule`)."""
+With the shared limiter's burst of 3, at most 49 calls count in any 1 s window as
+iconik stamps them (each from its send until its answer, `RateLimiter`), and so at
+most 980 in any 20 s; the rate alone sends at most 923 in 20 s. For every process of
+the host together, when they keep their budget in one state directory (`SharedSchedule`)."""
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_ATTEMPTS = 6
 PAGE_SIZE = 100
@@ -46,6 +51,8 @@ MAX_PAGES = 10_000
 """The most pages of one list the client follows when iconik gives no `total` (a million objects)."""
 BULK_LIMIT = 500
 """The bulk copy endpoint takes at most this many ids per call."""
+SEARCH_PAGE_SIZE = 1000
+"""The most documents a search answers per call (iconik's SearchQueryParamsSchema)."""
 STORAGE_FILE_FILTERS = ("path", "directory_path", "name", "status", "date_modified")
 """The filters of the storage file listing (`GET /storages/{id}/files/`)."""
 
@@ -162,16 +169,51 @@ class _Turns:
         return None
 
 
+WINDOW = 1.0
+"""iconik's shortest window (s): a limiter lets no more than its `per_window` calls count in any one."""
+MAX_FLIGHT = 60.0
+"""The longest a call not yet answered counts in the window (a process that died in a call leaves it behind)."""
+_LAPSE_SLACK = 1e-6
+"""A call counts until a hair before its window ends, against rounding in the schedule's float arithmetic."""
+
+
+class _Budget:
+    """What a limiter's schedule holds: GCRA's theoretical arrival time (`tat`), and the calls that
+    still count in iconik's window: (sent, counts until, ticket) each."""
+
+    __slots__ = ("tat", "calls")
+
+    def __init__(self, tat: float = 0.0, calls: list[tuple[float, float, int]] | None = None):
+        self.tat = tat
+        self.calls = calls if calls is not None else []
+
+    def forget_lapsed(self, now: float) -> None:
+        self.calls = [call for call in self.calls if call[1] > now + _LAPSE_SLACK]
+
+    def free_in(self, now: float) -> float:
+        """Seconds until the window may have room: when the first call counted lapses; at most one
+        window, as a call answered now counts one window more."""
+        return min(min(until for _, until, _ in self.calls), now + WINDOW) - now
+
+
+_tickets = itertools.count(1)
+
+
+def _ticket() -> int:
+    """A call's id, unique on the host while the call counts: the process id (22 bits) and a count
+    (30 bits), under 2**53 so that it is kept exactly as a float in the budget file."""
+    return ((os.getpid() & 0x3FFFFF) << 30) | (next(_tickets) & 0x3FFFFFFF)
+
+
 class _Schedule:
-    """A limiter's schedule in this process alone: GCRA's theoretical arrival time (TAT)."""
+    """A limiter's schedule in this process alone."""
 
     def __init__(self):
-        self._tat = 0.0
+        self._budget = _Budget()
 
     def update(self, change):
-        """`change(tat) -> (new tat, result)`; returns the result. The limiter's lock is held."""
-        self._tat, result = change(self._tat)
-        return result
+        """`change(budget) -> result`, which may change the budget; returns the result. The limiter's lock is held."""
+        return change(self._budget)
 
 
 def _boot_id() -> bytes:
@@ -186,16 +228,20 @@ def _boot_id() -> bytes:
 class SharedSchedule:
     """A limiter's schedule kept in a small file, shared by every process of the host that opens it.
 
-    The file holds the TAT (8 bytes) and the boot's id (16 bytes); each update reads and
-    writes them under an exclusive `flock`, which the kernel releases when a process
-    dies holding it. Times are CLOCK_MONOTONIC (`time.monotonic`), which every process
-    of one boot reads alike and which no clock step moves; a TAT written in another
-    boot counts for nothing. Nothing is fsynced: the budget need not outlive the boot.
+    The file holds the TAT (8 bytes), the boot's id (16 bytes), and the calls counted in
+    iconik's window (a count, then 24 bytes each); each update reads and writes them
+    under an exclusive `flock`, which the kernel releases when a process dies holding
+    it. Times are CLOCK_MONOTONIC (`time.monotonic`), which every process of one boot
+    reads alike and which no clock step moves; a schedule written in another boot
+    counts for nothing. Nothing is fsynced: the budget need not outlive the boot.
     """
 
     _FORMAT = struct.Struct("<d16s")
+    _COUNT = struct.Struct("<I")
+    _CALL = struct.Struct("<ddd")
+    _MOST_CALLS = 100_000
     _HORIZON = 3600.0
-    """A TAT further ahead than this is no schedule (a damaged file): it starts afresh."""
+    """A time further ahead than this is no schedule (a damaged file): it starts afresh."""
 
     def __init__(self, path: os.PathLike | str, clock=time.monotonic):
         self.path = os.fspath(path)
@@ -219,19 +265,36 @@ class SharedSchedule:
                 pass
 
     def update(self, change):
-        """`change(tat) -> (new tat, result)` under the file's lock; returns the result."""
+        """`change(budget) -> result` under the file's lock, which may change the budget; returns the result."""
         self.open()
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            raw = os.pread(self._fd, self._FORMAT.size, 0)
-            tat, boot = self._FORMAT.unpack(raw) if len(raw) == self._FORMAT.size else (0.0, b"")
-            if boot != self._boot or not math.isfinite(tat) or tat > self._clock() + self._HORIZON:
-                tat = 0.0
-            tat, result = change(tat)
-            os.pwrite(self._fd, self._FORMAT.pack(tat, self._boot), 0)
+            budget = self._read()
+            result = change(budget)
+            count = len(budget.calls)
+            calls = struct.pack(f"<{3 * count}d", *itertools.chain.from_iterable(budget.calls))
+            os.pwrite(self._fd, self._FORMAT.pack(budget.tat, self._boot) + self._COUNT.pack(count) + calls, 0)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         return result
+
+    def _read(self) -> _Budget:
+        head = os.pread(self._fd, self._FORMAT.size + self._COUNT.size, 0)
+        if len(head) < self._FORMAT.size:
+            return _Budget()
+        tat, boot = self._FORMAT.unpack(head[:self._FORMAT.size])
+        horizon = self._clock() + self._HORIZON
+        if boot != self._boot or not math.isfinite(tat) or tat > horizon:
+            return _Budget()
+        whole = len(head) == self._FORMAT.size + self._COUNT.size  # a file of before the window has no count
+        count = self._COUNT.unpack(head[self._FORMAT.size:])[0] if whole else 0
+        raw = os.pread(self._fd, count * self._CALL.size, len(head)) if 0 < count <= self._MOST_CALLS else b""
+        if len(raw) != count * self._CALL.size:
+            return _Budget(tat)
+        values = struct.unpack(f"<{3 * count}d", raw)
+        if not all(map(math.isfinite, values)) or max(values[1::3], default=0.0) > horizon:
+            return _Budget(tat)
+        return _Budget(tat, list(zip(values[0::3], values[1::3], values[2::3])))
 
 
 def budget_file(budget_dir: os.PathLike | str, key: tuple) -> str:
@@ -241,7 +304,15 @@ def budget_file(budget_dir: os.PathLike | str, key: tuple) -> str:
 
 
 class RateLimiter:
-    """A thread-safe limiter (GCRA) allowing `rate` calls/s with bursts of `burst`.
+    """A thread-safe limiter allowing `rate` calls/s with bursts of `burst`, and never more than
+    `per_window` calls in flight or answered within the last second.
+
+    The rate is paced by GCRA. The window is what iconik counts: a call counts from when
+    it is sent until one window after its answer, so however late a call reaches iconik
+    (a process descheduled after taking its slot, a server that holds calls and then
+    answers them together), iconik's stamp of it falls in that span, and no window of
+    iconik's can hold more than `per_window` of them. `per_window` (floor(rate) + burst)
+    is what GCRA allows in a second anyway: the window only binds when answers are late.
 
     `shared()` returns one limiter per key, so every client built with the same
     credentials draws on the same budget, whichever thread it runs in. Callers
@@ -249,7 +320,7 @@ class RateLimiter:
     a party with many threads (a big job) gets the same share as a party with one
     (the next click), instead of one share per thread.
 
-    With a `schedule` (a `SharedSchedule`), the slots are drawn from a budget shared with
+    With a `schedule` (a `SharedSchedule`), the slots and the window are shared with
     the other processes of the host; the turns by party stay within this process.
     """
 
@@ -262,6 +333,7 @@ class RateLimiter:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
         self.burst = burst if burst is not None else max(1, int(rate // 5))
+        self.per_window = int(self.rate * WINDOW) + self.burst
         self._interval = 1.0 / self.rate
         self._tolerance = (self.burst - 1) * self._interval
         self._schedule = schedule or _Schedule()
@@ -300,17 +372,13 @@ class RateLimiter:
                 limiter = cls._shared[known_as] = cls(rate, max(1, int(rate // 15)), schedule=schedule)
             return limiter
 
-    def _slot(self, max_wait: float | None = None) -> tuple[float, float] | None:
-        """Take the next slot: (now, seconds until it); None, taking none, if that is beyond `max_wait`.
-
-        The limiter's lock is held."""
-        def change(tat):
+    def _slot(self) -> tuple[float, float]:
+        """Take the next slot of the rate: (now, seconds until it). The limiter's lock is held."""
+        def change(budget):
             now = self._clock()
-            tat = max(tat, now)
-            delay = tat - self._tolerance - now
-            if max_wait is not None and delay > max_wait:
-                return tat, None
-            return tat + self._interval, (now, delay)
+            tat = max(budget.tat, now)
+            budget.tat = tat + self._interval
+            return now, tat - self._tolerance - now
         return self._update(change)
 
     def _update(self, change):
@@ -323,12 +391,43 @@ class RateLimiter:
             self._schedule = _Schedule()
             return self._schedule.update(change)
 
-    def acquire(self, party=None) -> float:
-        """Wait for the next slot; returns the seconds waited.
+    def _count_call(self, at: float, flight: float) -> tuple[int, float]:
+        """Count a call sent at `at` (or later, when the clock is past it) in the window, waiting while
+        the window is full: (the call's ticket, seconds waited). A call not answered within `flight`
+        stops counting one window after it."""
+        ticket, waited = _ticket(), 0.0
+        while True:
+            def change(budget):
+                now = max(self._clock(), at)
+                budget.forget_lapsed(now)
+                if len(budget.calls) < self.per_window:
+                    budget.calls.append((now, now + flight + WINDOW, ticket))
+                    return None
+                return budget.free_in(now)
+            with self._lock:
+                wait = self._update(change)
+            if wait is None:
+                return ticket, waited
+            self._sleep(wait)
+            waited += wait
+            at += wait
+
+    def _answered(self, ticket: int) -> None:
+        """The call's answer came (or it failed): it counts one window more."""
+        def change(budget):
+            now = self._clock()
+            budget.calls = [(sent, max(now, sent) + WINDOW, mine) if mine == ticket else (sent, until, mine)
+                            for sent, until, mine in budget.calls]
+        with self._lock:
+            self._update(change)
+
+    def _take(self, party, flight: float) -> tuple[float, int]:
+        """Wait for the turn, the next slot and room in the window: (seconds waited, the call's ticket).
 
         One caller at a time holds the turn: it takes the next slot and waits for it,
-        then hands the turn to the next party's first waiting caller. `party` (e.g. a
-        job's id) says whose share a call draws on; None is a party too.
+        then for room in the window, then hands the turn to the next party's first
+        waiting caller. `party` (e.g. a job's id) says whose share a call draws on;
+        None is a party too.
         """
         turn = threading.Event()
         with self._lock:
@@ -344,6 +443,7 @@ class RateLimiter:
                 now, delay = self._slot()
             if delay > 0:
                 self._sleep(delay)
+            ticket, held = self._count_call(now + max(0.0, delay), flight)
         finally:
             with self._lock:
                 following = self._waiting.next()
@@ -351,23 +451,58 @@ class RateLimiter:
                     self._turn_taken = False
                 else:
                     following.set()
-        return max(0.0, delay) + (now - queued_at if queued_at is not None else 0.0)
+        return max(0.0, delay) + held + (now - queued_at if queued_at is not None else 0.0), ticket
+
+    def acquire(self, party=None) -> float:
+        """Wait for the next slot, for a call counted as answered at once; returns the seconds waited."""
+        return self._take(party, 0.0)[0]
+
+    @contextlib.contextmanager
+    def sending(self, party=None):
+        """Wait (as `acquire`) for a slot for one call, sent in the block: the call counts in the
+        window from now until one window after the block ends (its answer, or its failure)."""
+        ticket = self._take(party, MAX_FLIGHT)[1]
+        try:
+            yield
+        finally:
+            self._answered(ticket)
 
     def try_acquire(self, max_wait: float) -> bool:
-        """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not."""
-        with self._lock:
-            slot = self._slot(max_wait)
-        if slot is None:
-            return False
-        delay = slot[1]
-        if delay > 0:
-            self._sleep(delay)
-        return True
+        """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not.
+
+        The call counts as answered at its slot."""
+        at, left, ticket = self._clock(), max_wait, _ticket()
+        while True:
+            def change(budget):
+                now = max(self._clock(), at)
+                budget.forget_lapsed(now)
+                if len(budget.calls) >= self.per_window:
+                    wait = budget.free_in(now)
+                    return ("full", wait) if wait <= left else ("refused", None)
+                tat = max(budget.tat, now)
+                delay = tat - self._tolerance - now
+                if delay > left:
+                    return "refused", None
+                budget.tat = tat + self._interval
+                sent = now + max(0.0, delay)
+                budget.calls.append((sent, sent + WINDOW, ticket))
+                return "taken", delay
+            with self._lock:
+                verdict, wait = self._update(change)
+            if verdict == "refused":
+                return False
+            if wait > 0:
+                self._sleep(wait)
+            if verdict == "taken":
+                return True
+            at, left = at + wait, left - wait
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (iconik said it is overloaded)."""
+        def change(budget):
+            budget.tat = max(budget.tat, self._clock() + seconds + self._tolerance)
         with self._lock:
-            self._update(lambda tat: (max(tat, self._clock() + seconds + self._tolerance), None))
+            self._update(change)
 
 
 def _wait_for(retry_state: tenacity.RetryCallState, base: float, cap: float) -> float:
@@ -548,13 +683,12 @@ class IconikClient:
     def _send(self, method: str, path: str, **kwargs) -> Any:
         url = self.resolve(method, path)
         shown = _shown(path)
-        if self.limiter:
-            self.limiter.acquire(self.party)
-        started = time.monotonic()
         response = None
         try:
             # Never follow a redirect: requests keeps the Auth-Token on a redirect to another host.
-            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+            with self.limiter.sending(self.party) if self.limiter else contextlib.nullcontext():
+                started = time.monotonic()
+                response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.ConnectionError as error:
             reason = getattr(error.args[0], "reason", None) if error.args else None
             unsent = isinstance(error, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
@@ -727,6 +861,53 @@ class IconikClient:
             raise ValueError(f"not a filter of the storage file listing: {', '.join(unknown)}")
         params = {key: str(value) for key, value in filters.items() if value is not None}
         return self._scroll(f"API/files/v1/storages/{sid}/files/", params)
+
+    def search_assets(self, terms: list[dict], include_fields: list[str],
+                      per_page: int = SEARCH_PAGE_SIZE) -> Iterator[dict]:
+        """Every asset document of iconik's search index that all `terms` match, `per_page` a call.
+
+        A term is iconik's `{name, value}` or `{name, value_in}` (e.g. `files.storage_id`).
+        Every search sends `generate_signed_url=false` and `save_search_history=false`
+        (both default to true). Sorted by id; each next page is the same body with
+        `search_after` from the last document's `_sort`, or the next `page` when the
+        documents carry none, and it is asked for while the caller takes in this one.
+        The index lags behind changes: never proof before a delete.
+        """
+        path = "API/search/v1/search/"
+        params = {"per_page": per_page, "generate_signed_url": "false", "save_search_history": "false"}
+        body = {"doc_types": ["assets"], "query": "", "filter": {"operator": "AND", "terms": list(terms)},
+                "include_fields": list(include_fields), "sort": [{"name": "id", "order": "asc"}]}
+
+        def fetch(body: dict, page: int) -> dict | None:
+            try:
+                return self.request("POST", path, params={**params, "page": page}, json=body) or {}
+            except NotFound:
+                if page == 1 and "search_after" not in body:
+                    raise
+                return None  # a page past the end
+
+        page, seen, calls = 1, 0, 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="search") as ahead:
+            pending = ahead.submit(contextvars.copy_context().run, fetch, body, page)
+            while pending is not None:
+                answer = pending.result()
+                if answer is None:
+                    return
+                calls += 1
+                objects = [o for o in answer.get("objects") or [] if isinstance(o, dict)]
+                seen += len(objects)
+                total = answer.get("total")
+                pending = None
+                if objects and not (isinstance(total, int) and seen >= total):
+                    if calls >= MAX_PAGES:
+                        raise BadAnswer(None, "POST", path, f"iconik's search did not end after {calls} pages")
+                    last = objects[-1].get("_sort")
+                    if isinstance(last, list) and last:
+                        body = {**body, "search_after": last}
+                    else:
+                        page += 1
+                    pending = ahead.submit(contextvars.copy_context().run, fetch, body, page)
+                yield from objects
 
     def _scroll(self, path: str, params: dict) -> Iterator[dict]:
         """Yield every object of a search-index list read with `scroll=true`.

@@ -3,8 +3,8 @@
 Each command is a line of COMMANDS: its module, imported only when it runs, and
 that module's `main(argv) -> int`. `python -m b2iconik <command> --help` shows
 a command's own options; `python -m b2iconik --version` prints the version.
-Exit 2 for an unknown command, and every command exits 2 with a message on bad
-arguments.
+Exit 2 for an unknown command; the commands' exit codes (0 ok, 1 a problem found,
+2 bad arguments or settings, 130 interrupted) are b2iconik/cli.py's.
 """
 
 from __future__ import annotations

@@ -9,14 +9,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from b2iconik import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run_guarded(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     if not (ROOT / "bench" / "benchmark.py").is_file():
-        print("error: the benchmark runs from a checkout of b2-iconik-plugin: in the checkout, run "
-              "python -m b2iconik bench (or python -m bench.benchmark)", file=sys.stderr)
-        return 2
+        raise cli.UsageError("the benchmark runs from a checkout of b2-iconik-plugin: in the checkout, run "
+                             "python -m b2iconik bench (or python -m bench.benchmark)")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from bench import benchmark

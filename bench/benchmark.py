@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.benchmark            # the full run (it prints how long it took)
     .venv/bin/python -m bench.benchmark --quick    # smaller sizes, a smoke run
     .venv/bin/python bench/benchmark.py --only answer,remove
+    .venv/bin/python bench/benchmark.py --only report-index --report-assets 20000
 
 Parts (each against a fresh emulator and a fresh gunicorn with default settings;
 the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, and
@@ -40,6 +41,11 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
                 in-process with TASKS_MODE=null (no enqueue), and main.py served over HTTP
                 by functions-framework in Cloud Tasks mode, enqueueing through the real
                 CloudTasksQueue with a stand-in client whose create_task takes 20-80 ms
+  report-index  `python -m b2iconik report` of N LucidLink assets from iconik's search index, the
+                emulator at iconik's limit (search documents 1,000 a call): 90 % safe (on B2,
+                verified), 9 % only on LucidLink, 1 % with a LucidLink copy still being written
+                (which the index leaves unclear, so each is read afresh): wall time, iconik calls
+                per asset by kind, 429s, and the report's figures against the world
   shared-budget a Remove of N verified assets on the server and `python -m b2iconik report` of N
                 other assets (a second LucidLink storage) at once: 429s, and the calls in the
                 busiest 20 s and 1 s, with the report on the server's PLUGIN_STATE_DIR (one
@@ -93,6 +99,7 @@ import requests  # noqa: E402
 import iconik  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 from b2iconik.emulator.clicks import custom_action_payload  # noqa: E402
+from b2iconik.server.launcher import LaunchFailed, PluginServer  # noqa: E402
 
 RESULTS = ROOT / "bench-results"
 SECRET = "bench-secret-" + secrets.token_hex(12)
@@ -115,12 +122,6 @@ def log(message: str) -> None:
 
 
 # -- the service under test ----------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def group_pids(pgid: int) -> list[int]:
     """Every live process whose process group is `pgid` (gunicorn's master and workers)."""
@@ -150,48 +151,32 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-class Service:
-    """`gunicorn -c gunicorn.conf.py plugin:app` in its own process group, logs to a file."""
-
-    app_spec = "plugin:app"
+class Service(PluginServer):
+    """The plugin under gunicorn (the launcher's PluginServer) with the benchmark's settings over
+    the defaults, its log in bench-results/logs/."""
 
     def __init__(self, name: str, emu: Emulator, state_dir: Path, **settings: str):
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = RESULTS / "logs" / f"{name}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+        log_path = RESULTS / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
         # Empty means "the default" to Settings, and keeps a stray .env from filling them in.
-        env.update({name: "" for name in SETTING_NAMES if name not in ("GUNICORN_WORKERS", "GUNICORN_THREADS")})
-        env.update({
-            "ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
-            "PLUGIN_STATE_DIR": str(state_dir), "HOST": "127.0.0.1", "PORT": str(self.port),
-            "ACCESS_LOG": "false", "LOG_LEVEL": "info", "PYTHONPATH": str(ROOT),
-        })
+        env = {name: "" for name in SETTING_NAMES if name not in ("GUNICORN_WORKERS", "GUNICORN_THREADS")}
+        env.update({"ICONIK_ID": emu.app_id, "BZ_SHARED_SECRET": SECRET, "ICONIK_URL": emu.url,
+                    "PLUGIN_STATE_DIR": str(state_dir), "LOG_LEVEL": "info"})
         env.update({k: str(v) for k, v in settings.items()})
-        self.env = env
-        self.process: subprocess.Popen | None = None
+        super().__init__(env, base_env=base, log=log_path, stop_timeout=40)
+
+    @property
+    def log_path(self) -> Path:
+        return self.log
 
     def start(self) -> "Service":
-        log_file = open(self.log_path, "wb")
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.app_spec]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log_file.close()
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
-            try:
-                if requests.get(self.url + "/", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a loaded machine
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log_path}")
-            time.sleep(0.05)
+        try:
+            super().start()
+        except LaunchFailed as failed:
+            raise RuntimeError(str(failed)) from None
         # wait until every worker is up, so process counts and RSS are steady
+        deadline = time.monotonic() + 30
         workers = int(self.env.get("GUNICORN_WORKERS") or 2)
         while len(self.pids()) < workers + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -235,22 +220,12 @@ class Service:
     def rss_mb(self) -> float:
         return sum(rss_kb(pid) for pid in self.pids()) / 1024
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.pgid, signal.SIGTERM)
-        try:
-            self.process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pgid, signal.SIGKILL)
-            self.process.wait()
-
     def kill9(self) -> None:
         """SIGKILL the whole process group (master and workers) at once."""
-        os.killpg(self.pgid, signal.SIGKILL)
-        self.process.wait()
+        pgid = self.pgid
+        self.kill()
         deadline = time.monotonic() + 5
-        while group_pids(self.pgid) and time.monotonic() < deadline:
+        while group_pids(pgid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def log_findings(self) -> dict:
@@ -378,12 +353,15 @@ CALL_KINDS = {
     "job_panel": "POST and PATCH /jobs/: the job's own entry in iconik's Jobs panel",
     "copy_job_polls": "GET /jobs/<id>/: following iconik's copy jobs",
     "storage_checks": "GET /storages/<id>/: the job checks both storages when it starts",
+    "searches": "POST /API/search/v1/search/: up to 1,000 asset documents a call",
     "other": "anything else",
 }
 
 
 def call_kind(method: str, route: str) -> str:
     """Which of CALL_KINDS an emulator route rule (e.g. '/API/files/v1/assets/<asset_id>/files/') is."""
+    if route.startswith("/API/search/"):
+        return "searches"
     if route.startswith("/API/jobs/"):
         return "job_panel" if method in ("POST", "PATCH", "PUT") else "copy_job_polls"
     if method == "POST" and route.endswith("/bulk/"):
@@ -1000,6 +978,95 @@ def shared_budget_rows(part: dict, mark) -> list[tuple]:
     return rows
 
 
+# -- part: the report of a large Filespace from the search index --------------------------------
+
+REPORT_INDEX_TARGETS = {"calls_per_asset": 0.05, "seconds_per_100k": 120.0}
+"""Issue 27: at most 0.05 iconik calls per asset; 100,000 assets reported in under 2 minutes."""
+
+
+def seed_report_world(emu: Emulator, b2: str, ll: str, count: int) -> dict[str, int]:
+    """`count` assets with one small ORIGINAL on LucidLink: 90 % also on B2, 9 % not, 1 % still OPEN."""
+    kinds = {"safe": 0, "only_on_lucidlink": 0, "incomplete": 0}
+    for n in range(count):
+        asset = emu.add_asset(f"report-{n:06d}.mov")
+        data = n.to_bytes(4, "big") * 4
+        kind = "incomplete" if n % 100 == 99 else "only_on_lucidlink" if n % 100 >= 90 else "safe"
+        if kind != "only_on_lucidlink":
+            emu.add_file(asset, "ORIGINAL", b2, f"report-{n:06d}.mov", data)
+        emu.add_file(asset, "ORIGINAL", ll, f"report-{n:06d}.mov", data,
+                     status="OPEN" if kind == "incomplete" else "CLOSED")
+        kinds[kind] += 1
+    return kinds
+
+
+def bench_report_index(tmp: Path, count: int) -> dict:
+    """The report of `count` LucidLink assets from the search index, as its own process (as a timer runs it)."""
+    name = "report-index"
+    with emulator(tmp, f"iconik-{name}") as emu:
+        b2 = emu.add_storage("b2", method="B2")
+        ll = emu.add_storage("lucidlink", method="FILE")
+        started = time.monotonic()
+        kinds = seed_report_world(emu, b2, ll, count)
+        log(f"{name}: seeded {count} assets in {time.monotonic() - started:.1f} s")
+        emu.faults.latency = 0.03
+        emu.faults.rate_limit = ICONIK_LIMIT
+        state_dir = tmp / f"state-{name}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+        env.update({"ICONIK_ID": emu.app_id, "ICONIK_URL": emu.url, "ICONIK_TOKEN": emu.new_token(),
+                    "PLUGIN_B2_STORAGE_ID": b2, "PLUGIN_LL_STORAGE_ID": ll, "PLUGIN_STATE_DIR": str(state_dir),
+                    "PYTHONPATH": str(ROOT), "LOG_LEVEL": "info"})
+        report_json = tmp / f"{name}.json"
+        report_log = RESULTS / "logs" / f"{name}.log"
+        report_log.parent.mkdir(parents=True, exist_ok=True)
+        emu.reset_counts()
+        began = time.monotonic()
+        with open(report_log, "wb") as out:
+            exit_code = subprocess.run([sys.executable, "-m", "b2iconik", "report", "--json", str(report_json),
+                                        "--no-progress"], cwd=ROOT, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT).returncode
+        wall = time.monotonic() - began
+        counts = emu.request_counts
+        statuses = emu.status_counts
+        searches = emu.searches
+    data = json.loads(report_json.read_text()) if report_json.exists() else {}
+    categories = data.get("categories", {})
+    answered = sum(counts.values()) - statuses.get(429, 0) - statuses.get(503, 0)
+    by_kind = {kind: round(n / count, 4) for kind, n in calls_by_kind(counts).items() if n}
+    part = {
+        "assets": count, "latency_s": 0.03, "rate_limit": list(ICONIK_LIMIT), "wall_s": round(wall, 1),
+        "calls": answered, "calls_per_asset": round(answered / count, 4), "calls_per_asset_by_kind": by_kind,
+        "searches": counts.get(("POST", "/API/search/v1/search/"), 0), "calls_429": statuses.get(429, 0),
+        "flags_all_false": bool(searches) and all(not any(s.values()) for s in searches),
+        "read_afresh": data.get("source", {}).get("read_afresh"), "report_exit": exit_code,
+        "report_log": str(report_log.relative_to(ROOT)),
+        "seconds_per_100k": round(wall * 100_000 / count, 1),
+    }
+    part["correct"] = (exit_code == 0 and data.get("totals", {}).get("assets") == count
+                       and all(categories.get(k, {}).get("assets") == n for k, n in kinds.items())
+                       and part["read_afresh"] == kinds["incomplete"] and part["flags_all_false"])
+    part["targets"] = {"calls_per_asset": part["calls_per_asset"] <= REPORT_INDEX_TARGETS["calls_per_asset"],
+                       "seconds_per_100k": part["seconds_per_100k"] <= REPORT_INDEX_TARGETS["seconds_per_100k"]}
+    log(f"{name}: {count} assets in {part['wall_s']} s, {part['calls']} calls ({part['calls_per_asset']} per asset, "
+        f"{part['searches']} searches), {part['calls_429']} x 429, correct={part['correct']}")
+    return part
+
+
+def report_index_rows(part: dict, mark) -> list[tuple]:
+    label = f"Report of {part['assets']} LucidLink assets from the search index"
+    split = ", ".join(f"{n:g} {kind.replace('_', ' ')}" for kind, n in part["calls_per_asset_by_kind"].items())
+    return [
+        (f"{label}: wall time", f"{part['wall_s']:.1f} s ({part['seconds_per_100k']:.0f} s per 100,000)",
+         "< 120 s per 100,000", mark(part["targets"]["seconds_per_100k"])),
+        (f"{label}: iconik calls per asset", f"{part['calls_per_asset']:g} = {split}", "<= 0.05",
+         mark(part["targets"]["calls_per_asset"])),
+        (f"{label}: searches / read afresh / 429s",
+         f"{part['searches']} / {part['read_afresh']} / {part['calls_429']}", "report", ""),
+        (f"{label}: result", "correct" if part["correct"] else "WRONG", "correct (both flags false)",
+         mark(part["correct"])),
+    ]
+
+
 # -- part: a large Remove through the Cloud Function in local mode -----------------------------
 
 FUNCTION_SLICE_SECONDS = "30"
@@ -1589,6 +1656,9 @@ def table(report: dict) -> str:
     part = report.get("shared-budget")
     if part:
         rows += shared_budget_rows(part, mark)
+    part = report.get("report-index")
+    if part:
+        rows += report_index_rows(part, mark)
     rows += flat_rows(report, mark)
     part = report.get("handler")
     if part:
@@ -1614,7 +1684,7 @@ def table(report: dict) -> str:
 
 
 PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash",
-         "function-remove", "handler", "shared-budget", "checkpoints", "flat")
+         "function-remove", "handler", "shared-budget", "report-index", "checkpoints", "flat")
 
 
 def main(argv=None) -> int:
@@ -1623,6 +1693,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--only", help=f"comma-separated parts to run ({','.join(PARTS)})")
     parser.add_argument("--out", default=str(RESULTS / "benchmark.json"), help="where to write the JSON")
+    parser.add_argument("--report-assets", type=int, metavar="N",
+                        help="assets of the report-index part (default 100,000; --quick 5,000)")
     args = parser.parse_args(argv)
     parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(parts) - set(PARTS)
@@ -1630,13 +1702,17 @@ def main(argv=None) -> int:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = ({"answer_requests": 50, "remove_assets": 100, "mixed_assets": 100, "add_assets": 100, "actions": 20,
               "per_action": 3, "crash_assets": 60, "function_assets": 2000, "multi_assets": 5, "multi_frames": 200,
-              "shared_assets": 150, "checkpoint_assets": [1000, 10_000], "flat_assets": [200, 1000]}
+              "shared_assets": 150, "report_assets": 5000,
+              "checkpoint_assets": [1000, 10_000], "flat_assets": [200, 1000]}
              if args.quick else
              {"answer_requests": 200, "remove_assets": 1000, "mixed_assets": 1000, "add_assets": 1000, "actions": 20,
               "per_action": 10, "crash_assets": 200, "function_assets": 20_000, "multi_assets": 20,
-              "multi_frames": 2000, "shared_assets": 1500, "checkpoint_assets": [1000, 10_000, 50_000],
-              "flat_assets": [1000, 10_000, 100_000]})
-    report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else ""),
+              "multi_frames": 2000, "shared_assets": 1500, "report_assets": 100_000,
+              "checkpoint_assets": [1000, 10_000, 50_000], "flat_assets": [1000, 10_000, 100_000]})
+    if args.report_assets:
+        sizes["report_assets"] = args.report_assets
+    report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else "")
+              + (f" --report-assets {args.report_assets}" if args.report_assets else ""),
               "quick": args.quick, "sizes": sizes, "machine": machine(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     log(f"machine: {report['machine']['nproc']} cpu, {report['machine']['memory']}, "
@@ -1672,6 +1748,8 @@ def main(argv=None) -> int:
             report["handler"] = bench_handler(tmp, sizes["answer_requests"])
         if "shared-budget" in parts:
             report["shared-budget"] = bench_shared_budget(tmp, sizes["shared_assets"])
+        if "report-index" in parts:
+            report["report-index"] = bench_report_index(tmp, sizes["report_assets"])
         if "checkpoints" in parts:
             report["checkpoints"] = bench_checkpoints(tmp, sizes["checkpoint_assets"])
         if "flat" in parts:

@@ -38,20 +38,25 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".mutation"
 MAP_OPTIONS = ["-p", "no:cacheprovider", "-q", "-k", "not gunicorn"]
 MAP_TESTS = {
-    "b2iconik/edge/callback.py": ["tests/test_callback_mutants.py", "tests/test_plugin_edge.py",
-                             "tests/test_edge_properties.py", "tests/test_limits.py"],
-    "b2iconik/workflows/assessment.py": ["tests/test_assessment_mutants.py", "tests/test_plugin_remove.py",
-                               "tests/test_report.py", "tests/test_cleanup.py"],
-    "b2iconik/workflows/remove.py": ["tests/test_remove_mutants.py", "tests/test_storage_roles.py",
-                                     "tests/test_plugin_remove.py", "tests/test_plugin_durability.py",
-                                     "tests/test_cleanup.py"],
-    "b2iconik/workflows/verify.py": ["tests/test_verify.py", "tests/test_verify_mutants.py", "tests/test_assessment_mutants.py",
-                           "tests/test_remove_mutants.py", "tests/test_plugin_remove.py", "tests/test_report.py"],
+    "b2iconik/edge/callback.py": [
+        "tests/unit/edge/test_callback_mutants.py", "tests/scenarios/test_plugin_edge.py",
+        "tests/unit/edge/test_edge_properties.py", "tests/unit/edge/test_limits.py"],
+    "b2iconik/workflows/assessment.py": [
+        "tests/unit/workflows/test_assessment_mutants.py", "tests/scenarios/test_plugin_remove.py",
+        "tests/unit/report/test_report.py", "tests/unit/cleanup/test_cleanup.py"],
+    "b2iconik/workflows/remove.py": [
+        "tests/unit/workflows/test_remove_mutants.py", "tests/unit/workflows/test_storage_roles.py",
+        "tests/scenarios/test_plugin_remove.py", "tests/scenarios/test_plugin_durability.py",
+        "tests/unit/cleanup/test_cleanup.py"],
+    "b2iconik/workflows/verify.py": [
+        "tests/unit/workflows/test_verify.py", "tests/unit/workflows/test_verify_mutants.py",
+        "tests/unit/workflows/test_assessment_mutants.py", "tests/unit/workflows/test_remove_mutants.py",
+        "tests/scenarios/test_plugin_remove.py", "tests/unit/report/test_report.py"],
 }
 """The test files whose tests the mapping run maps, per module (the machine is small: not the whole
 suite); a module not listed maps the whole suite less what runs the plugin in other processes, whose
 lines the map cannot see. Tests whose name says gunicorn are left out for that reason."""
-WHOLE_SUITE = ["tests", "--ignore=tests/test_demo.py", "--ignore=tests/test_soak.py"]
+WHOLE_SUITE = ["tests", "--ignore=tests/scenarios/test_demo.py", "--ignore=tests/scenarios/test_soak.py"]
 LOGGERS = {"log", "logger", "logging"}
 NEGATED = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE,
            ast.LtE: ast.Gt, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}

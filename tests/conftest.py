@@ -29,7 +29,7 @@ def emulator(make_emulator):
 @pytest.fixture(scope="session")
 def firestore_emulator():
     """Google's Firestore emulator, started once per test process on a free loopback port."""
-    import firestore_emulator as fe
+    from tests.helpers import firestore_emulator as fe
 
     lacks = fe.missing()
     if lacks:
@@ -42,7 +42,7 @@ def firestore_emulator():
 @pytest.fixture
 def real_firestore(firestore_emulator, monkeypatch):
     """The emulator, emptied, with FIRESTORE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT set for this test."""
-    import firestore_emulator as fe
+    from tests.helpers import firestore_emulator as fe
 
     firestore_emulator.clear(fe.PROJECT)
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)

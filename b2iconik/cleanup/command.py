@@ -3,7 +3,11 @@
     python -m b2iconik cleanup --older-than 30d [--apply]
     python -m b2iconik cleanup --until-below 20TB [--apply]        (or HIGH:LOW, e.g. 25TB:20TB)
         [--collection ID ...] [--only-archived] [--formats ORIGINAL,PPRO_PROXY]
-        [--b2-storage ID] [--ll-storage ID] [--no-progress]
+        [--fresh] [--b2-storage ID] [--ll-storage ID] [--no-progress]
+
+The candidates and their figures come from iconik's search index (only what it
+leaves unclear is read afresh); --fresh reads them from the storage file listing
+and one fresh read per candidate instead.
 
 Without --apply it prints the plan and changes nothing: what would go, the bytes
 freed, what would be kept and why. With --apply it queues one normal Remove job
@@ -42,6 +46,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--only-archived", action="store_true", help="only assets already on B2 (copy nothing)")
     parser.add_argument("--formats", help="formats to remove (default: FORMAT_NAMES)")
     parser.add_argument("--apply", action="store_true", help="queue the Remove job (default: only print the plan)")
+    parser.add_argument("--fresh", action="store_true", help="read every candidate afresh (listing, then one "
+                        "read per asset) instead of iconik's search index")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     cli.add_storage_options(parser)
     return parser
@@ -78,7 +84,7 @@ def run(argv: list[str] | None) -> int:
     rule = _rule(args, context)
     if not args.apply:
         plan = _plan(args, context, rule)
-        print(planning.render_plan(plan))
+        print(planning.render_cleanup_plan(plan))
         print("Dry run: nothing was changed. Run again with --apply to queue the Remove job.")
         return 0
     try:
@@ -104,7 +110,7 @@ def _apply(args, context, rule, store) -> int:
               "it goes on whenever the plugin runs (GET /jobs/<id>, or iconik's Jobs panel).")
         return 0
     plan = _plan(args, context, rule)
-    print(planning.render_plan(plan, applied=bool(plan.go)))
+    print(planning.render_cleanup_plan(plan, applied=bool(plan.go)))
     if not plan.go:
         print("Nothing to queue.")
         return 0
@@ -116,15 +122,15 @@ def _apply(args, context, rule, store) -> int:
     return 0
 
 
-def _plan(args, context, rule) -> planning.Plan:
+def _plan(args, context, rule) -> planning.CleanupPlan:
     with cli.client(context) as client:
-        refused = cli.check_storages(client, context)
+        refused = cli.check_context_storages(client, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             try:
                 return planning.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,
                                             purge=context.settings.purge,
                                             concurrency=min(16, context.settings.asset_concurrency),
-                                            progress=progress, deletes_refused=refused)
+                                            progress=progress, deletes_refused=refused, fresh=args.fresh)
             except ValueError as error:
                 raise cli.Failure(str(error)) from None
 

@@ -5,9 +5,12 @@ or the oldest first until LucidLink holds at most `low` (acting only above
 `high`), or both (only assets older than the age, and only as many as the
 watermark needs); optionally only assets in some collections.
 
-`plan_cleanup` finds candidates in iconik's storage file listing, then reads
-each candidate once (as Remove reads it) and judges it with Remove's rules: a
-listing can lag, so the fresh read decides what goes, its age and its bytes.
+`plan_cleanup` finds candidates in iconik's search index and judges each with
+Remove's rules from its document, reading afresh (as Remove reads it) only the
+candidates the index leaves unclear; with `fresh` it finds them in iconik's storage
+file listing and reads each candidate once instead. The index and the listing lag,
+so the plan says how fresh they are; Remove itself decides every delete from a
+fresh read right before it.
 Assets with no B2 copy go too (Remove copies them to B2 first) unless
 `only_archived`. Nothing here changes anything: `job_state` makes the state
 of a normal Remove job for the chosen assets, titled "Cleanup: remove N assets
@@ -19,12 +22,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from types import SimpleNamespace
 
 import iconik
 from b2iconik import workflows
 from b2iconik.config import parse_formats
-from b2iconik.workflows.inventory import ListedAsset, list_lucidlink, read_and_judge, records_reader
+from b2iconik.workflows.inventory import ListedAsset, index_lucidlink, list_lucidlink, read_and_judge
+from b2iconik.workflows.reading import read_asset
 from b2iconik.output import printable
 from b2iconik.workflows.selection import UnsteadyCollection, expand_selection
 from b2iconik.units import human_age, human_bytes, parse_age, parse_watermarks
@@ -116,7 +121,7 @@ class Choice:
 
 
 @dataclass
-class Plan:
+class CleanupPlan:
     rule: Rule
     now: datetime
     listed_assets: int = 0
@@ -125,13 +130,15 @@ class Plan:
     go: list[Choice] = field(default_factory=list)
     keep: list[Choice] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    source: str = "figures from iconik's storage file listing and one fresh read of each candidate (--fresh)"
+    """Where the figures come from, and how fresh they are."""
 
     @property
     def freed(self) -> int:
         return sum(choice.freed for choice in self.go)
 
 
-def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
+def _candidates(plan: CleanupPlan, listed: dict[str, ListedAsset], members: set | None) -> list[ListedAsset]:
     """Listed assets the rule may choose, oldest first (the listing's dates; fresh reads check them)."""
     rule = plan.rule
     pool = [a for a in listed.values() if members is None or a.asset_id in members]
@@ -148,7 +155,7 @@ def _candidates(plan: Plan, listed: dict[str, ListedAsset], members: set | None)
     return pool
 
 
-def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
+def _decide(plan: CleanupPlan, item: ListedAsset, rows) -> Choice | None:
     """What to do with one candidate, from its fresh read's rows; None when it is gone from LucidLink."""
     rule = plan.rule
     if all(row.category == "gone" for row in rows):
@@ -187,14 +194,20 @@ def _decide(plan: Plan, item: ListedAsset, rows) -> Choice | None:
 
 def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id: str, rule: Rule, *,
                  purge: str = "verified", concurrency: int = 8, now: datetime | None = None,
-                 progress=None, deletes_refused: str | None = None) -> Plan:
+                 progress=None, deletes_refused: str | None = None, fresh: bool = False) -> CleanupPlan:
     """Choose the assets; reads iconik, changes nothing. Raises iconik.IconikError, or ValueError
     for a collection iconik does not know or could not read steady. With `deletes_refused` (why
-    Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why."""
-    plan = Plan(rule, now or datetime.now(timezone.utc))
+    Remove deletes nothing on the LucidLink storage) nothing goes, and each asset says why.
+    With `fresh`, the storage file listing and a fresh read of each candidate, not the search index."""
+    plan = CleanupPlan(rule, now or datetime.now(timezone.utc))
     if progress is not None:
-        progress.start("listing LucidLink files", None, unit="files")
-    listed = list_lucidlink(client, ll_storage_id, progress)
+        progress.start("listing LucidLink files" if fresh else "searching iconik's index", None, unit="files" if fresh else "assets")
+    read, index = partial(read_asset, client), None
+    if fresh:
+        listed = list_lucidlink(client, ll_storage_id, progress)
+    else:
+        listed, index = index_lucidlink(client, ll_storage_id, b2_storage_id, progress)
+        read = index.reader(read)
     plan.listed_assets, plan.listed_bytes = len(listed), sum(a.bytes for a in listed.values())
     members = None
     if rule.collections:
@@ -211,12 +224,16 @@ def plan_cleanup(client: iconik.IconikClient, b2_storage_id: str, ll_storage_id:
         if plan.listed_bytes <= rule.high:
             plan.notes.append(f"LucidLink holds {human_bytes(plan.listed_bytes)}, not more than "
                               f"{human_bytes(rule.high)}: nothing to do")
+            if index is not None:
+                plan.source = "figures " + index.describe()
             return plan
         need = plan.listed_bytes - rule.low
     if progress is not None:
         progress.start("reading candidates", len(pool), unit="assets")
-    _walk(plan, pool, records_reader(client), b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
+    _walk(plan, pool, read, b2_storage_id, ll_storage_id, purge, max(1, concurrency), need,
           progress, deletes_refused)
+    if index is not None:
+        plan.source = "figures " + index.describe()
     return plan
 
 
@@ -248,11 +265,12 @@ def _walk(plan, pool, read, b2, ll, purge, concurrency, need, progress, deletes_
                           f"{human_bytes(plan.rule.low)}: not enough can go under this rule")
 
 
-def render_plan(plan: Plan, applied: bool = False) -> str:
+def render_cleanup_plan(plan: CleanupPlan, applied: bool = False) -> str:
     """The plan for people: what would go, the bytes freed, what is kept and why."""
     lines = [f"Cleanup of LucidLink: {plan.rule.describe()}",
              f"LucidLink holds {plan.listed_assets} asset(s), {human_bytes(plan.listed_bytes)} "
-             f"({plan.listed_bytes} bytes), by iconik's storage file listing"]
+             f"({plan.listed_bytes} bytes)",
+             plan.source[:1].upper() + plan.source[1:]]
     verb = "Goes" if applied else "Would go"
     lines.append(f"{verb}: {len(plan.go)} asset(s), freeing {human_bytes(plan.freed)} ({plan.freed} bytes)")
     for choice in plan.go:
@@ -269,7 +287,7 @@ def render_plan(plan: Plan, applied: bool = False) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def job_state(plan: Plan, b2_storage_id: str, ll_storage_id: str) -> dict:
+def job_state(plan: CleanupPlan, b2_storage_id: str, ll_storage_id: str) -> dict:
     """The state of the normal Remove job for the chosen assets, from the cleanup."""
     request = SimpleNamespace(action="remove", b2_storage_id=b2_storage_id, ll_storage_id=ll_storage_id,
                               formats=plan.rule.formats, context="BULK",

@@ -316,9 +316,9 @@ class Continuation:
                            "delay": round(delay, 3), "duplicate": False})
 
     def _finished(self, job: Slice, state: dict) -> Reply:
-        """Commit the job's end (succeeded or failed, as the workflow judged it); its token is erased."""
+        """Commit the job's end (its status as the summary judges it); its token is erased."""
         summary = workflows.summarize(state)
-        job.finish(state, JobStatus.SUCCEEDED if state.get("succeeded") else JobStatus.FAILED)
+        job.finish(state, JobStatus(summary["status"]))
         log.info("job finished (%s): %s", summary["status"], summary["message"])
         return Reply(200, {"job_id": job.job_id, "step": job.step, "done": True,
                            "result": summary["status"], "counts": summary["counts"],
@@ -340,5 +340,5 @@ class Continuation:
         panel = JobsPanel(client, state)
         if not state.get("iconik_job_id"):
             panel.start(workflows.job_title(state), summary["counts"]["assets"])
-        panel.finish(False, summary["message"], summary["counts"]["assets_done"], summary["counts"]["assets"])
+        panel.finish(JobStatus.FAILED, summary["message"], summary["counts"]["assets_done"], summary["counts"]["assets"])
         return self._finished(job, state)

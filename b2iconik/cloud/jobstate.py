@@ -3,7 +3,7 @@
 A job is one small head document and chunk documents (`chunks.py` decides
 what goes where):
 
-    head    job_id, action, status (queued, running, succeeded, failed), step,
+    head    job_id, action, status (queued, running, succeeded, succeeded_with_warnings, failed), step,
             version, holder and lease_until, created_at, updated_at, finished_at,
             next_at, auth_token (live jobs only), expire_at, assets_until and
             assets_held (its asset leases), counted (among the live jobs), and
@@ -583,7 +583,7 @@ class JobStates:
     def finish(self, claim: Claim, state: dict, status: str, audit=()) -> CommitStats:
         """Commit the job's end: its token erased, its documents set to expire after the retention."""
         if status not in FINAL:
-            raise ValueError(f"a finished job is succeeded or failed, not {status!r}")
+            raise ValueError(f"a finished job is one of {', '.join(FINAL)}, not {status!r}")
         return self.commit(claim, state, audit=audit, status=status, release=True)
 
     # -- asset leases -----------------------------------------------------------------

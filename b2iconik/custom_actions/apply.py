@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from b2iconik.custom_actions.errors import describe_error
+from b2iconik.cli import describe_error
 from b2iconik.custom_actions.listing import format_table, headers_text
-from b2iconik.custom_actions.plan import Plan, Step
+from b2iconik.custom_actions.plan import ActionPlan, ActionStep
 from iconik import IconikClient, IconikError
 
 
-def apply_plan(client: IconikClient, plan: Plan) -> Plan:
+def apply_plan(client: IconikClient, plan: ActionPlan) -> ActionPlan:
     """Carry out the plan's writes in order; stops at the first failure (recorded in the plan)."""
     plan.applied = True
     for step in plan.writes:
@@ -34,7 +34,7 @@ _FUTURE = {"create": "would create", "update": "would update", "delete": "would 
            "unchanged": "unchanged", "duplicate": "duplicate"}
 
 
-def step_result(step: Step, applied: bool) -> str:
+def step_result(step: ActionStep, applied: bool) -> str:
     if not step.writes or not applied:
         return (_PAST if applied else _FUTURE)[step.op]
     if step.done:
@@ -42,7 +42,7 @@ def step_result(step: Step, applied: bool) -> str:
     return f"FAILED to {step.op}" if step.error else f"not done ({step.op})"
 
 
-def render_plan(plan: Plan) -> str:
+def render_action_plan(plan: ActionPlan) -> str:
     """The plan (or, once applied, what happened) as a table and a summary line."""
     if not plan.steps:
         what = "no custom actions of the plugin found" if plan.kind == "delete" else "nothing to do"

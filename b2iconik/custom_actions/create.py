@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 
-from b2iconik import custom_actions as ca
+from b2iconik import cli
+from b2iconik.custom_actions.command import carry_out, print_listing, resolve_arguments, run_command
+from b2iconik.custom_actions.plan import plan_create
+from b2iconik.custom_actions.settings import load_settings
 
 PROG = "python -m b2iconik create-actions"
 NAMES = ["endpoint", "b2_storage_id", "ll_storage_id", "formats"]
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(prog: str = PROG) -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog=prog,
         usage="%(prog)s <endpoint> <b2_storage_id> <ll_storage_id> [formats] [--dry-run]\n"
               "       %(prog)s --endpoint E --b2_storage_id B --ll_storage_id L [--formats F] [--dry-run]\n"
@@ -44,22 +47,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    return ca.cli_main(build_parser(prog), run, argv)
+    return run_command(build_parser(prog), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
         if args.b2_storage_id or args.ll_storage_id or args.formats:
-            raise ca.UsageError("--list takes only an endpoint")
-        return ca.print_listing(args.args, vars(args))
-    pins = ca.storage_pins()
+            raise cli.UsageError("--list takes only an endpoint")
+        return print_listing(args.args, vars(args))
+    pins = cli.storage_pins()
     pinned = [name for name, pin in zip(NAMES[1:3], pins) if pin is not None]
-    values = ca.resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"], optional_ids=pinned)
-    b2, ll, missing = ca.pinned_storages(values["b2_storage_id"], values["ll_storage_id"], pins)
+    values = resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"], optional_ids=pinned)
+    b2, ll, missing = cli.pinned_storages(values["b2_storage_id"], values["ll_storage_id"], pins)
     if missing:
-        raise ca.UsageError("missing " + ", ".join(missing))
-    settings = ca.load_settings()
+        raise cli.UsageError("missing " + ", ".join(missing))
+    settings = load_settings()
     with settings.client() as client:
-        plan = ca.plan_create(client, values["endpoint"], b2, ll, values["formats"], settings.secret,
+        plan = plan_create(client, values["endpoint"], b2, ll, values["formats"], settings.secret,
                               settings.app_id)
-        return ca.carry_out(client, plan, args.dry_run)
+        return carry_out(client, plan, args.dry_run)

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 
-from b2iconik import custom_actions as ca
+from b2iconik import cli
+from b2iconik.custom_actions.command import carry_out, print_listing, resolve_arguments, run_command
+from b2iconik.custom_actions.plan import plan_delete
+from b2iconik.custom_actions.settings import load_settings
+from b2iconik.custom_actions.values import check_endpoint
 
 PROG = "python -m b2iconik delete-actions"
 NAMES = ["endpoint", "formats"]
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(prog: str = PROG) -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog=prog,
         usage="%(prog)s <endpoint> [formats] [--dry-run]\n"
               "       %(prog)s --endpoint E [--formats F] [--dry-run]\n"
@@ -35,16 +39,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    return ca.cli_main(build_parser(prog), run, argv)
+    return run_command(build_parser(prog), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
         if args.formats:
-            raise ca.UsageError("--list takes only an endpoint")
-        return ca.print_listing(args.args, vars(args))
-    values = ca.resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"])
-    ca.check_endpoint(values["endpoint"])
-    settings = ca.load_settings(need_secret=False)
+            raise cli.UsageError("--list takes only an endpoint")
+        return print_listing(args.args, vars(args))
+    values = resolve_arguments(NAMES, args.args, vars(args), required=["endpoint"])
+    check_endpoint(values["endpoint"])
+    settings = load_settings(need_secret=False)
     with settings.client() as client:
-        return ca.carry_out(client, ca.plan_delete(client, values["endpoint"], values["formats"]), args.dry_run)
+        return carry_out(client, plan_delete(client, values["endpoint"], values["formats"]), args.dry_run)

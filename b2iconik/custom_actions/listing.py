@@ -40,7 +40,7 @@ class PluginAction:
         return (self.context, self.verb, self.b2_storage_id, self.ll_storage_id, formats_key(self.formats))
 
 
-def parse_action(action: Mapping) -> PluginAction | None:
+def read_plugin_action(action: Mapping) -> PluginAction | None:
     """The plugin's reading of a custom action, or None when it is not one of the plugin's."""
     url = action.get("url")
     if not isinstance(url, str):
@@ -82,7 +82,7 @@ def list_plugin_actions(client: IconikClient, endpoint: str | None = None) -> li
     wanted = endpoint_key(endpoint) if endpoint else None
     found = []
     for action in client.list_custom_actions():
-        parsed = parse_action(action)
+        parsed = read_plugin_action(action)
         if parsed is None:
             continue
         if wanted is not None and endpoint_key(parsed.endpoint) != wanted:

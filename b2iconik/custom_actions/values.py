@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import iconik
 from b2iconik.config import MAX_FORMATS, MIN_SECRET_LENGTH, is_loopback
-from b2iconik.custom_actions.errors import UsageError
+from b2iconik.cli import UsageError
 
 CONTEXTS = iconik.CONTEXTS
 VERBS = ("add", "remove")
@@ -26,7 +26,7 @@ FORMAT_NAMES = {
 }
 
 
-def check_secret(secret: str) -> str:
+def check_secret_setting(secret: str) -> str:
     """The secret goes into an HTTP header, and the plugin refuses to start with a short one."""
     if not secret:
         raise UsageError("BZ_SHARED_SECRET is empty")
@@ -41,14 +41,7 @@ def check_secret(secret: str) -> str:
     return secret
 
 
-def check_storage_id(value: str, what: str) -> str:
-    try:
-        return iconik.check_uuid((value or "").strip(), f"the {what} storage id")
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
+def check_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
     """Format names from "ORIGINAL,PPRO_PROXY" or a list, in order, without repeats; None or "" give ()."""
     if formats is None:
         return ()

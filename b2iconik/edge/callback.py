@@ -21,8 +21,8 @@ SUPPORTED_CONTEXTS = ("ASSET", "COLLECTION", "BULK")
 SECRET_HEADER = "x-bz-secret"
 QUERY_PARAMETERS = {
     "add": ("b2_storage_id", "ll_storage_id", "formats"),
-    "remove": ("b2_storage_id", "ll_storage_id", "formats", "dry_run"),
-    "check": ("b2_storage_id", "ll_storage_id", "formats"),
+    "remove": ("b2_storage_id", "ll_storage_id", "formats", "dry_run", "fresh"),
+    "check": ("b2_storage_id", "ll_storage_id", "formats", "fresh"),
 }
 """What each path takes; anything else is refused, so nothing a caller asks for is silently ignored."""
 
@@ -48,6 +48,8 @@ class ActionRequest:
     user_id: str | None = None
     """As the body says; the job records only who iconik confirmed (`Identity`)."""
     auth_token: str | None = field(default=None, repr=False)
+    fresh: bool = False
+    """A preview that reads every asset afresh instead of iconik's search index (`fresh=true`)."""
 
     @property
     def size(self) -> int:
@@ -114,6 +116,12 @@ def parse_action(
         raise Rejected(400, "dry_run must be true or false")
     if dry_run == "true":
         action = "check"
+    fresh = (query.get("fresh") or "false").strip().lower()
+    if fresh not in ("true", "false"):
+        raise Rejected(400, "fresh must be true or false")
+    if fresh == "true" and action != "check":
+        raise Rejected(400, "fresh=true goes with a preview (/check or dry_run=true): a Remove always reads "
+                            "each asset afresh")
     b2 = _uuid(query.get("b2_storage_id"), "b2_storage_id") if query.get("b2_storage_id") else None
     ll = _uuid(query.get("ll_storage_id"), "ll_storage_id") if query.get("ll_storage_id") else None
     missing = [name for name, value in (("b2_storage_id", b2), ("ll_storage_id", ll)) if not value]
@@ -169,6 +177,7 @@ def parse_action(
         collection_ids=collection_ids,
         user_id=user_id,
         auth_token=token,
+        fresh=fresh == "true",
     )
     if max_assets is not None and call.size > max_assets:
         raise Rejected(413, f"the call names {call.size} assets and collections; one job takes at most "

@@ -11,6 +11,7 @@ from . import paging
 from .auth import Credentials
 from .faults import Faults
 from .gateway import Gateway
+from .search_index import Indexes
 from .stats import RequestStats
 from .world import World
 
@@ -24,6 +25,8 @@ class Backend:
     stats: RequestStats
     per_page_cap: int
     scrolls: paging.Scrolls = field(default_factory=paging.Scrolls)
+    search_per_page_cap: int = 1000
+    search_index: Indexes = field(default_factory=Indexes)
 
 
 def backend() -> Backend:

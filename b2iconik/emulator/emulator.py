@@ -25,7 +25,8 @@ from .world import World
 
 
 class Emulator:
-    def __init__(self, data_dir, per_page_cap: int = 100, app_id: str | None = None):
+    def __init__(self, data_dir, per_page_cap: int = 100, app_id: str | None = None,
+                 search_per_page_cap: int = 1000):
         self.data_dir = Path(data_dir)
         self.faults = Faults()
         self.world = World(self.data_dir, self.faults)
@@ -35,8 +36,9 @@ class Emulator:
         self.user_id = self.credentials.default_user
         """The user who clicks in `post_custom_action`, and whose tokens `new_token()` makes by default."""
         self.system_domain_id = str(uuid.uuid4())
-        self.app = create_app(Backend(self.world, self.gateway, self.faults, self.credentials,
-                                      self.stats, per_page_cap))
+        self._backend = Backend(self.world, self.gateway, self.faults, self.credentials, self.stats,
+                                per_page_cap, search_per_page_cap=search_per_page_cap)
+        self.app = create_app(self._backend)
         self._server: ServerThread | None = None
 
     # -- serving -----------------------------------------------------------
@@ -122,6 +124,11 @@ class Emulator:
         """What the storage file listing serves while `faults.listing_lag` is on."""
         self.world.snapshot_listing()
 
+    def snapshot_search(self) -> None:
+        """Take the search index's snapshot now: what search serves while `faults.search_lag` is on,
+        until the snapshot is that many seconds old."""
+        self._backend.search_index.take(self.world, self.faults)
+
     def add_collection(self, title, parent_id=None, collection_id=None) -> str:
         return self.world.add_collection(title, parent_id, collection_id)
 
@@ -176,6 +183,17 @@ class Emulator:
 
     def reset_counts(self) -> None:
         self.stats.reset()
+
+    @property
+    def searches(self) -> list[dict]:
+        """{generate_signed_url, save_search_history} of each search so far, as iconik read them."""
+        return self.stats.searches
+
+    @property
+    def search_history(self) -> list[dict]:
+        """The searches saved into users' search history (`save_search_history` left true)."""
+        with self.world.lock:
+            return copy.deepcopy(self.world.search_history)
 
     @property
     def lost_replies(self) -> list[dict]:

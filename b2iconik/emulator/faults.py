@@ -33,6 +33,9 @@ and one that would end FINISHED or SKIPPED ends FINISHED_WITH_WARNING."""
 WAITING_SECONDS = 0.3
 """How long a copy job reads WAITING under waiting_copy_jobs."""
 # -- end of real media ---------------------------------------------------------------------------
+MODES += ("search_sparse_files",)
+"""search_sparse_files: the search index's asset documents carry each file's storage_id, name and size
+only (what some public clients read of them), so nothing else of a file can be taken from the index."""
 
 
 @dataclass
@@ -82,6 +85,9 @@ class Faults:
         # -- real media (issue 22), each off by default:
         self.waiting_copy_jobs = False  # copy jobs read WAITING first and end FINISHED_WITH_WARNING
         self.child_jobs_list_status = 0  # when set (e.g. 403, 500): GET /jobs/?parent_id= answers it
+        # -- the search index (issue 27), each off by default:
+        self.search_lag = 0.0  # seconds: search answers from a snapshot of the index taken again once this old
+        self.search_sparse_files = False  # search documents' files carry storage_id, name and size only
 
     def seed(self, n) -> None:
         """Make the transient 503s reproducible."""

@@ -23,6 +23,7 @@ from .api_common import ApiError, Backend, backend, error_response
 from .api_files import files_api
 from .api_job_list import job_list_api
 from .api_jobs import jobs_api
+from .api_search import search_api
 from .api_users import users_api
 
 DROP_REPLY = "b2iconik.emulator.drop_reply"
@@ -31,7 +32,7 @@ DROP_REPLY = "b2iconik.emulator.drop_reply"
 def create_app(services: Backend) -> Flask:
     app = Flask("b2iconik.emulator")
     app.extensions["iconik_emulator"] = services
-    for blueprint in (assets_api, files_api, jobs_api, job_list_api, users_api):
+    for blueprint in (assets_api, files_api, jobs_api, job_list_api, users_api, search_api):
         app.register_blueprint(blueprint)
     app.before_request(_gate)
     app.after_request(_count)

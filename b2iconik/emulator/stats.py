@@ -14,6 +14,7 @@ class RequestStats:
         self._statuses: Counter = Counter()
         self._lost: list[dict] = []
         self._log: list[tuple[float, int]] = []
+        self._searches: list[dict] = []
 
     def record(self, method: str, route: str, status: int) -> None:
         with self._lock:
@@ -24,6 +25,17 @@ class RequestStats:
     def record_lost(self, method: str, path: str, status: int, how: str) -> None:
         with self._lock:
             self._lost.append({"method": method, "path": path, "status": status, "how": how})
+
+    def record_search(self, flags: dict) -> None:
+        with self._lock:
+            self._searches.append(dict(flags))
+
+    @property
+    def searches(self) -> list[dict]:
+        """The query flags of each search (`generate_signed_url`, `save_search_history`, as iconik
+        read them: both true unless sent false), in order."""
+        with self._lock:
+            return [dict(s) for s in self._searches]
 
     @property
     def lost_replies(self) -> list[dict]:
@@ -55,3 +67,4 @@ class RequestStats:
             self._requests.clear()
             self._statuses.clear()
             self._lost.clear()
+            self._searches.clear()

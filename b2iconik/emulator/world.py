@@ -103,6 +103,11 @@ class World:
         self.purged: list[str] = []
         self.kept_sources: set[str] = set()
         self.listing_snapshot: dict[str, list[dict]] = {}
+        self.generation = 0
+        """Counts the changes of which records exist (assets, file records): what a search's matches on ids
+        and storages depend on."""
+        self.search_history: list[dict] = []
+        """One entry per search made with `save_search_history` left true (the calling user's history)."""
         self._formats_by_asset = Index("asset_id")
         self._file_sets_by_asset = Index("asset_id")
         self._files_by_asset = Index("asset_id")
@@ -142,6 +147,7 @@ class World:
                 raise ValueError(f"asset {aid} exists")
             self.assets[aid] = {"id": aid, "title": title, "type": "ASSET", "status": "ACTIVE",
                                 "version_id": new_id(), "date_created": now()}
+            self.generation += 1
             return aid
 
     def format_named(self, asset_id: str, name: str) -> dict | None:
@@ -256,11 +262,13 @@ class World:
             return record
 
     def _add_file_record(self, record: dict) -> None:
+        self.generation += 1
         self.files[record["id"]] = record
         for index in (self._files_by_asset, self._files_by_file_set, self._files_by_storage):
             index.add(record)
 
     def _drop_file_record(self, record: dict) -> None:
+        self.generation += 1
         del self.files[record["id"]]
         for index in (self._files_by_asset, self._files_by_file_set, self._files_by_storage):
             index.drop(record)
@@ -332,6 +340,11 @@ class World:
         with self.lock:
             return [{k: view.get(k) for k in LISTING_FIELDS}
                     for view in map(self.file_view, self._files_by_storage.of(storage_id))]
+
+    def asset_ids_on_storage(self, storage_id: str) -> set[str]:
+        """The assets with a file record (of any status) on the storage."""
+        with self.lock:
+            return {f["asset_id"] for f in self._files_by_storage.of(storage_id)}
 
     def snapshot_listing(self) -> None:
         """Freeze what the listing serves under `listing_lag`, for every storage."""

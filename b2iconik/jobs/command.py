@@ -12,7 +12,6 @@ read, or an unknown job, exits 1. An export is written whole or not at all.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -23,6 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from b2iconik import cli
 from b2iconik.jobs import listing
 from b2iconik.config import state_dir_from_env
 from b2iconik.output import csv_cell, printable
@@ -35,24 +35,11 @@ CSV_COLUMNS = ("job_id", "job_created_at", "action", "job_status", "requested_by
 EXPORT_PAGE = 200
 
 
-class BadInput(Exception):
-    """Exit 2: what was asked for cannot be done as given."""
-
-
-class Failed(Exception):
-    """Exit 1: the store could not answer."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadInput(f"{self.prog}: {message}")
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+def _parser() -> cli.ArgumentParser:
+    common = cli.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", help="the job store's directory (default: PLUGIN_STATE_DIR, or ./state)")
-    parser = _Parser(prog="python -m b2iconik jobs", description="The plugin's jobs and their audit trail.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = cli.ArgumentParser(prog="python -m b2iconik jobs", description="The plugin's jobs and their audit trail.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=cli.ArgumentParser)
 
     def filters(sub):
         sub.add_argument("--action", help=f"one of {', '.join(listing.ACTIONS)}")
@@ -84,14 +71,14 @@ def _query(args, **extra) -> listing.Query:
     try:
         return listing.parse_query(given)
     except ValueError as error:
-        raise BadInput(str(error)) from None
+        raise cli.UsageError(str(error)) from None
 
 
 def _reader(args) -> JobReader:
     try:
         return JobReader(Path(args.state_dir) if args.state_dir else state_dir_from_env())
     except StoreError as error:
-        raise Failed(str(error)) from None
+        raise cli.Failure(str(error)) from None
 
 
 def _list(args) -> str:
@@ -120,15 +107,15 @@ def _show(args) -> str:
     try:
         job_id = str(uuid.UUID(args.job_id))
     except ValueError:
-        raise BadInput(f"job id is not a UUID: {args.job_id[:60]!r}") from None
+        raise cli.UsageError(f"job id is not a UUID: {args.job_id[:60]!r}") from None
     with _reader(args) as reader:
         try:
             job = reader.get(job_id)
             trail = reader.outcomes(job_id) if job else None
         except StoreError as error:
-            raise Failed(str(error)) from None
+            raise cli.Failure(str(error)) from None
     if job is None:
-        raise Failed(f"no job {job_id}")
+        raise cli.Failure(f"no job {job_id}")
     return json.dumps(job_view(job, trail), indent=2) + "\n"
 
 
@@ -157,7 +144,7 @@ def _export(args) -> str | None:
     query = _query(args)
     target = None if args.csv == "-" else Path(args.csv)
     if target is not None and (target.is_dir() or not target.absolute().parent.is_dir()):
-        raise BadInput(f"cannot write {args.csv}: not a file in an existing directory")
+        raise cli.UsageError(f"cannot write {args.csv}: not a file in an existing directory")
     with _reader(args) as reader:
         if target is None:
             buffer = io.StringIO()
@@ -180,24 +167,21 @@ def _write_csv(file, reader, query) -> None:
     try:
         writer.writerows(_audit_rows(reader, query))
     except StoreError as error:
-        raise Failed(str(error)) from None
+        raise cli.Failure(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run_guarded(lambda: _run(sys.argv[1:] if argv is None else argv))
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
         output = {"list": _list, "show": _show, "export": _export}[args.command](args)
-    except SystemExit as done:  # --help
-        return done.code or 0
-    except BadInput as error:
-        sys.stderr.write(f"{error}\n")
-        return 2
-    except (Failed, StoreError) as error:
-        sys.stderr.write(f"jobs: {error}\n")
-        return 1
+    except StoreError as error:
+        raise cli.Failure(str(error)) from None
     except OSError as error:
-        sys.stderr.write(f"jobs: {error.strerror or error}: {getattr(error, 'filename', '') or ''}\n")
-        return 1
+        raise cli.Failure(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}") from None
     if output:
         sys.stdout.write(output)
     return 0

@@ -39,7 +39,8 @@ class HeldJob(JobHandle, Protocol):
         """Save `state` and give the job back to run again at `wake_at` (epoch s; None: at once)."""
 
     def finish(self, state: dict, status: str) -> None:
-        """Record the job's end (`succeeded` or `failed`); its token is erased, its assets freed."""
+        """Record the job's end (a FINAL status: `succeeded`, `succeeded_with_warnings` or `failed`);
+        its token is erased, its assets freed."""
 
     def release(self) -> None:
         """Give the job back as it was last saved, to be taken again at once (this run failed or stops)."""

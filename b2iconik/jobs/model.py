@@ -19,12 +19,15 @@ class JobStatus(StrEnum):
     WAITING = "waiting"
     """Parked until its wake-up time (it waits for iconik, e.g. for copies), holding no worker."""
     SUCCEEDED = "succeeded"
+    SUCCEEDED_WITH_WARNINGS = "succeeded_with_warnings"
+    """It did its work, but kept some assets for safety or skipped some (the message says which, and why)."""
     FAILED = "failed"
+    """It could not do its work (storages refused, iconik unreachable to the end, a damaged job, ...)."""
 
 
 LIVE = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.WAITING)
 """A live job is run on (and counts against the limits on live jobs); it holds its asset leases."""
-FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+FINAL = (JobStatus.SUCCEEDED, JobStatus.SUCCEEDED_WITH_WARNINGS, JobStatus.FAILED)
 """A finished job is never run again; its token is erased and it is forgotten after the retention."""
 
 

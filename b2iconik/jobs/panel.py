@@ -16,12 +16,16 @@ import time
 import uuid
 
 import iconik
+from b2iconik.jobs.model import JobStatus
 
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 4000
 MARK = "b2iconik_job"
 """The `metadata` key of an entry's mark."""
+PANEL_STATUS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.SUCCEEDED_WITH_WARNINGS: "FINISHED_WITH_WARNING",
+                JobStatus.FAILED: "FAILED"}
+"""iconik's status of the entry of a finished plugin job, by the plugin job's status."""
 LOOKBACK = 600.0
 """How long before its create an entry is looked for: room for a clock difference with iconik."""
 
@@ -79,22 +83,25 @@ class JobsPanel:
         return time.monotonic() - self._last_update >= self.min_interval
 
     def progress(self, done: int, total: int, message: str | None = None, force: bool = False) -> None:
+        """Update the entry's progress (and its message: where the job is, what it waits for); an update
+        that changes neither, or comes sooner than `min_interval` after the last, is not sent unless forced."""
         now = time.monotonic()
-        if done == self._last_done and not force:
+        if (done, message) == self._last_done and not force:
             return
         if not force and now - self._last_update < self.min_interval:
             return
-        self._last_update, self._last_done = now, done
+        self._last_update, self._last_done = now, (done, message)
         changes = {"progress_processed": done, "progress_total": total}
         if message:
             changes["message"] = message[:MESSAGE_LIMIT]
         self._patch(changes)
 
-    def finish(self, succeeded: bool, message: str, done: int, total: int) -> None:
-        changes = {"status": "FINISHED" if succeeded else "FAILED",
+    def finish(self, status: str, message: str, done: int, total: int) -> None:
+        """End the entry: `status` is the plugin job's (a JobStatus value, as `summarize` judged it)."""
+        changes = {"status": PANEL_STATUS[status],
                    "progress_processed": done, "progress_total": total,
                    "message": message[:MESSAGE_LIMIT]}
-        if not succeeded:
+        if status == JobStatus.FAILED:
             changes["error_message"] = message[:MESSAGE_LIMIT]
         if self.state.get("panel_unsure"):
             self._close_second_entries()

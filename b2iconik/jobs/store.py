@@ -616,7 +616,7 @@ class JobStore(_Reads):
     def finish(self, job_id: str, owner: str | None, state: dict, status: str) -> None:
         """Record the end of a job, free its assets and erase its iconik token, from the log too."""
         if status not in FINAL:
-            raise ValueError(f"a finished job is succeeded or failed, not {status!r}")
+            raise ValueError(f"a finished job is one of {', '.join(FINAL)}, not {status!r}")
         write = self._state_write(job_id, owner, state, whole=True)
 
         def work(db):

@@ -21,6 +21,7 @@ def job_view(job, audit_trail: list[dict] | None = None) -> dict:
         "status": job.status,
         **audit.requester(state),
         "phase": state["phase"],
+        "phase_text": summary["phase_text"],
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
@@ -30,6 +31,9 @@ def job_view(job, audit_trail: list[dict] | None = None) -> dict:
         "iconik_job_id": state.get("iconik_job_id"),
         "counts": {**summary["counts"], "file_set_reads": state.get("file_set_reads", 0)},
         "message": summary["message"],
+        "reasons": summary["reasons"],
+        "collections": [{"collection_id": c, "title": (state.get("titles") or {}).get(c)}
+                        for c in (state.get("selection") or {}).get("collection_ids", [])],
         "error": state.get("error"),
         "warnings": state.get("warnings", []),
         "outcomes": workflows.outcome_rows(state),

@@ -21,17 +21,16 @@ refused (exit 2), since the plugin would refuse it too.
    "Remove from LucidLink", follows the job, and checks that the LucidLink copy
    is gone and the B2 copy is intact and unchanged.
 4. Prints each check with PASS/FAIL and its time; exits 0 when all passed,
-   1 when a check failed, 2 for bad arguments or settings.
+   1 when a check failed, 2 for bad arguments or settings, 130 interrupted
+   (b2iconik/cli.py).
 
 It never names any asset but the one given; the secret and the token are never printed.
 
-This module is the run, top-down, and its `main`; the parts are selftest_config.py
-(step 1), selftest_actions.py (steps 2 and 3), selftest_report.py (the report),
-selftest_context.py (the options, the context and the asset's records) and
-selftest_cli.py (arguments and settings). Every name is importable from here.
+This module is the run, top-down, and its `main`; the parts are configuration.py
+(step 1), actions.py (steps 2 and 3), results.py (the report), context.py (the
+context and the asset's records) and options.py (arguments and settings). Every
+name is importable from here.
 """
-
-from __future__ import annotations
 
 from __future__ import annotations
 
@@ -39,12 +38,13 @@ import sys
 from typing import Callable, Mapping, TextIO
 
 import iconik
-from b2iconik import custom_actions as ca
+from b2iconik import cli
 from b2iconik.selftest.actions import (EXPECTED_RESULT, action_body, b2_changes, check_b2_after,
                                        check_b2_before_remove, check_lucidlink_copy, check_lucidlink_gone,
                                        follow_job, judge_job, post_action, recorded_b2_copy)
 from b2iconik.selftest.options import build_parser, load_environment, make_context
-from b2iconik.selftest.configuration import check_asset, check_custom_actions, check_plugin, check_secret, check_storages
+from b2iconik.selftest.configuration import (check_asset, check_configured_storages, check_custom_actions, check_plugin,
+                                             check_plugin_secret)
 from b2iconik.selftest.context import (DEFAULT_FORMATS, HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Options,
                                        Records, Snapshot, b2_copy_problem, read_records, snapshot_problem)
 from b2iconik.selftest.results import Report, Result, Step, describe_request_error, failed, passed
@@ -53,7 +53,7 @@ __all__ = [
     "Context", "DEFAULT_FORMATS", "EXPECTED_RESULT", "HTTP_TIMEOUT", "Options", "Records", "Report",
     "Result", "SECRET_HEADER", "Snapshot", "Step", "VERB_TITLE", "action_body", "b2_changes", "b2_copy_problem",
     "build_parser", "check_asset", "check_b2_after", "check_b2_before_remove", "check_custom_actions",
-    "check_lucidlink_copy", "check_lucidlink_gone", "check_plugin", "check_secret", "check_storages",
+    "check_configured_storages", "check_lucidlink_copy", "check_lucidlink_gone", "check_plugin", "check_plugin_secret",
     "closing_words", "describe_request_error", "failed", "follow_job", "judge_job", "load_environment",
     "lucidlink_now", "main", "make_context", "passed", "post_action", "read_records", "recorded_b2_copy",
     "run_selftest", "snapshot_problem",
@@ -63,10 +63,10 @@ __all__ = [
 def run_selftest(ctx: Context, report: Report) -> Report:
     ctx.report_progress = report.progress
     step = report.step("check the configuration")
-    report.run("storages", lambda: check_storages(ctx))
+    report.run("storages", lambda: check_configured_storages(ctx))
     plugin = report.run("plugin answers", lambda: check_plugin(ctx))
     if plugin.ok:
-        report.run("shared secret", lambda: check_secret(ctx))
+        report.run("shared secret", lambda: check_plugin_secret(ctx))
     else:
         report.skip("shared secret", "not checked: the plugin does not answer", counts_as_failure=True)
     report.run("custom actions", lambda: check_custom_actions(ctx))
@@ -135,7 +135,7 @@ def lucidlink_now(ctx: Context) -> str:
     try:
         records = read_records(ctx)
     except iconik.IconikError as error:
-        return f"Could not check what {asset} has on LucidLink now ({ca.describe_error(error)})."
+        return f"Could not check what {asset} has on LucidLink now ({cli.describe_error(error)})."
     left = [f"{fmt} (file set {copy.id})" for fmt in ctx.options.formats
             for copy in records.copies(fmt, ctx.options.ll_storage_id, active_only=False)]
     if left:
@@ -146,16 +146,11 @@ def lucidlink_now(ctx: Context) -> str:
 def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None,
          out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        ctx, warnings = make_context(args, environ)
-    except ca.UsageError as error:
-        print(f"error: {error}", file=err)
-        return 2
+    return cli.run_guarded(lambda: _run(build_parser().parse_args(argv), environ, out), err or sys.stderr)
+
+
+def _run(args, environ: Mapping[str, str] | None, out: TextIO) -> int:
+    ctx, warnings = make_context(args, environ)
     report = Report(out)
     opts = ctx.options
     report.line("b2-iconik-plugin self-test")
@@ -173,6 +168,6 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
     except KeyboardInterrupt:
         report.line()
         report.line("interrupted: jobs already posted go on in the plugin")
-        return 130
+        return cli.EXIT_INTERRUPTED
     report.summary(closing_words(ctx, report))
-    return 0 if report.ok else 1
+    return cli.EXIT_OK if report.ok else cli.EXIT_PROBLEM

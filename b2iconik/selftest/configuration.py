@@ -10,15 +10,16 @@ import hmac
 import uuid
 
 import iconik
+from b2iconik import cli
 from b2iconik import custom_actions as ca
 from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Snapshot, b2_copy_problem,
                                        error_of, files_text, read_records, storage_label)
 from b2iconik.selftest.results import Result, failed, passed
 
 
-def check_storages(ctx: Context) -> Result:
+def check_configured_storages(ctx: Context) -> Result:
     """Both storages exist, are Files storages, and are different (checked before)."""
-    warnings = ca.check_storages(ctx.client, ctx.options.b2_storage_id, ctx.options.ll_storage_id)
+    warnings, _ = cli.storage_warnings(ctx.client, ctx.options.b2_storage_id, ctx.options.ll_storage_id)
     b2 = ctx.client.get_storage(ctx.options.b2_storage_id) or {}
     ll = ctx.client.get_storage(ctx.options.ll_storage_id) or {}
     return passed(f"B2 storage {b2.get('name')!r} ({b2.get('method')}) and LucidLink storage "
@@ -49,7 +50,7 @@ def check_plugin(ctx: Context) -> Result:
     return passed(f"{ctx.endpoint} answers as b2-iconik-plugin ({body.get('status')}); /healthz ok", notes)
 
 
-def check_secret(ctx: Context) -> Result:
+def check_plugin_secret(ctx: Context) -> Result:
     """The plugin accepts BZ_SHARED_SECRET: asking for a job that cannot exist gives 404, not 401."""
     probe = str(uuid.uuid4())
     response = ctx.http.get(f"{ctx.endpoint}/jobs/{probe}", headers={SECRET_HEADER: ctx.settings.secret},

@@ -52,7 +52,7 @@ class Snapshot:
 @dataclass
 class Context:
     options: Options
-    settings: ca.Settings
+    settings: ca.ActionSettings
     client: iconik.IconikClient
     http: requests.Session
     report_progress: Callable[[str], None] = lambda text: None

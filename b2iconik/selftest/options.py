@@ -11,12 +11,13 @@ import requests
 from dotenv import dotenv_values, find_dotenv
 
 import iconik
+from b2iconik import cli
 from b2iconik import custom_actions as ca
 from b2iconik.selftest.context import DEFAULT_FORMATS, Context, Options
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m b2iconik selftest",
         description="Prove a deployment of b2-iconik-plugin end to end with one test asset whose "
                     "ORIGINAL is on B2: check the configuration, Add it to LucidLink, Remove it again.",
@@ -55,7 +56,7 @@ def load_environment(env_file: str | None, environ: Mapping[str, str] | None) ->
     if env_file:
         path = Path(env_file)
         if not path.is_file():
-            raise ca.UsageError(f"--env-file {env_file}: no such file")
+            raise cli.UsageError(f"--env-file {env_file}: no such file")
         values = {k: v for k, v in dotenv_values(path).items() if v is not None}
         return {**base, **values}
     if environ is None:
@@ -73,28 +74,28 @@ def make_context(args: argparse.Namespace, environ: Mapping[str, str] | None) ->
         env["ICONIK_URL"] = args.iconik_url
     if args.iconik_id:
         env["ICONIK_ID"] = args.iconik_id
-    b2, ll, missing = ca.pinned_storages(args.b2_storage, args.ll_storage, ca.storage_pins(env),
-                                         ("--b2-storage", "--ll-storage"))
+    b2, ll, missing = cli.pinned_storages(args.b2_storage, args.ll_storage, cli.storage_pins(env),
+                                          ("--b2-storage", "--ll-storage"))
     if not (args.asset or "").strip():
         missing.append("--asset")
     if missing:
-        raise ca.UsageError("missing " + ", ".join(missing))
+        raise cli.UsageError("missing " + ", ".join(missing))
     settings = ca.load_settings(env)
     if not settings.url.startswith(("http://", "https://")):
-        raise ca.UsageError(f"ICONIK_URL must be an http(s) URL, not {settings.url!r}")
+        raise cli.UsageError(f"ICONIK_URL must be an http(s) URL, not {settings.url!r}")
     endpoint, warnings = ca.check_endpoint(args.endpoint)
     if b2 == ll:
-        raise ca.UsageError("--b2-storage and --ll-storage are the same storage; they must be different")
+        raise cli.UsageError("--b2-storage and --ll-storage are the same storage; they must be different")
     try:
         asset = iconik.check_uuid((args.asset or "").strip(), "--asset")
     except ValueError as error:
-        raise ca.UsageError(str(error)) from None
-    formats = ca.parse_formats(args.formats)
+        raise cli.UsageError(str(error)) from None
+    formats = ca.check_formats(args.formats)
     if not formats:
-        raise ca.UsageError("--formats names no format")
+        raise cli.UsageError("--formats names no format")
     for name, value in (("--timeout", args.timeout), ("--poll", args.poll), ("--checksum-wait", args.checksum_wait)):
         if not value >= 0:
-            raise ca.UsageError(f"{name} must be a number of seconds, at least 0")
+            raise cli.UsageError(f"{name} must be a number of seconds, at least 0")
     options = Options(endpoint, b2, ll, asset, formats, args.keep, args.timeout, max(args.poll, 0.01),
                       args.checksum_wait)
     # On the plugin's host, with its PLUGIN_STATE_DIR, the selftest's calls come out of the host's iconik budget.

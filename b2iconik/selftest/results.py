@@ -9,7 +9,7 @@ from typing import Callable, TextIO
 import requests
 
 import iconik
-from b2iconik import custom_actions as ca
+from b2iconik import cli
 from b2iconik.selftest.context import HTTP_TIMEOUT
 
 
@@ -78,10 +78,10 @@ class Report:
         try:
             result = check()
         except iconik.IconikError as error:
-            result = failed(ca.describe_error(error))
+            result = failed(cli.describe_error(error))
         except requests.RequestException as error:
             result = failed(f"could not reach the plugin: {describe_request_error(error)}")
-        except ca.CustomActionError as error:
+        except cli.CommandError as error:
             result = failed(str(error))
         except Exception as error:  # a surprise answer must still end in a readable report
             result = failed(f"unexpected error: {type(error).__name__}: {str(error)[:300]}")

@@ -19,7 +19,7 @@ from b2iconik.version import version
 from b2iconik.jobs.model import FINAL
 
 ACTIONS = ("add", "remove", "check")
-RESULTS = ("copied", "missing_format", "removed", "not_on_lucidlink", "kept", "failed", "unconfirmed",
+RESULTS = ("copied", "missing_format", "removed", "not_on_lucidlink", "kept", "failed", "unconfirmed", "not_permitted",
            "would_remove", "would_copy_then_remove", "would_keep")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 

@@ -330,7 +330,7 @@ class JobRunner:
                 done = flow.run()
             if done:
                 job.recorder.flush()  # any outcome whose own write failed is in the audit trail before the end
-                self._finish(job, state, JobStatus.SUCCEEDED if state.get("succeeded") else JobStatus.FAILED)
+                self._finish(job, state, JobStatus(workflows.summarize(state)["status"]))
             elif self._stop.is_set():
                 state.pop("wake_at", None)
                 job.release()

@@ -2,7 +2,7 @@
 
 The preview of a Remove (the `check` job), the report and the cleanup's plan
 all use `assess_format`: the same rules Remove deletes by (b2iconik.workflows.verify),
-applied to the records of one fresh read (`Workflow._read_asset`). Nothing
+applied to the records of one fresh read (`reading.read_asset`). Nothing
 here talks to iconik or changes anything.
 """
 

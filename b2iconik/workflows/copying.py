@@ -97,6 +97,7 @@ class CopyingWorkflow(Engine):
                 return True
             interval = min(interval * 1.5, self.tuning.max_poll_interval)
             state["poll_interval"] = interval
+            self._report_progress()
             self.checkpoint()
             if not self._pause(interval):
                 return False

@@ -26,7 +26,7 @@ from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transie
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
 from b2iconik.workflows.storages import check_storages
-from b2iconik.workflows.summary import count_done, summarize
+from b2iconik.workflows.summary import count_done, phase_text, summarize, title_ids
 
 log = logging.getLogger(__package__)
 
@@ -166,6 +166,8 @@ class Engine:
             self.state.pop("retry_interval", None)
         if phase == "done":
             self._finish()
+        else:
+            self._report_progress(force=True)
         self.checkpoint(force=True)
 
     def checkpoint(self, force: bool = False) -> None:
@@ -427,21 +429,42 @@ class Engine:
         except Exception as error:  # the audit must never stop the work; the state still has it
             log.error("could not hand an outcome to the audit trail: %s", error)
 
-    def _report_progress(self) -> None:
-        if not self.panel.due():  # counting is a pass over every outcome: only when an update is due
+    def _report_progress(self, force: bool = False) -> None:
+        """Tell the Jobs panel how far the job is and what it waits for (`summary.phase_text`)."""
+        if not force and not self.panel.due():  # counting is a pass over every outcome: only when due
             return
-        done = count_done(self.state)
-        self.panel.progress(done, len(self.state["assets"]))
+        with self._lock:
+            done, text = count_done(self.state), phase_text(self.state)
+        self.panel.progress(done, len(self.state["assets"]), text, force=force)
 
     # -- the end -----------------------------------------------------------
 
     def _finish(self) -> None:
         self.state.pop("wake_at", None)
+        if not self.state.get("error"):
+            self._read_titles()
         summary = summarize(self.state)
-        self.state["succeeded"] = summary["status"] == "succeeded"
-        self.panel.finish(self.state["succeeded"], summary["message"], summary["counts"]["assets_done"],
+        self.state["succeeded"] = summary["status"] != "failed"
+        self.panel.finish(summary["status"], summary["message"], summary["counts"]["assets_done"],
                           summary["counts"]["assets"])
-        log.info("job finished: %s", summary["message"])
+        log.info("job finished (%s): %s", summary["status"], summary["message"])
+
+    def _read_titles(self) -> None:
+        """Read the titles of the few assets and collections the job's message names (best effort,
+        with the clicking user's token where there is one); kept in the state, so read once."""
+        titles = self.state.setdefault("titles", {})
+        reader = self.user_client or self.client
+        for object_id in title_ids(self.state):
+            if object_id in titles:
+                continue
+            is_collection = object_id in self.state["selection"]["collection_ids"]
+            try:
+                record = reader.get_collection(object_id) if is_collection else reader.get_asset(object_id)
+            except (iconik.IconikError, ValueError) as error:
+                log.info("could not read the title of %s (its id stands for it): %s", object_id, error)
+                record = None
+            found = record.get("title") if isinstance(record, dict) else None
+            titles[object_id] = found[:200] if isinstance(found, str) else None
 
     # -- what each action says of a format it could not judge ---------------
 

@@ -1,7 +1,10 @@
-"""What is on the LucidLink storage: iconik's storage file listing, then one fresh read per asset.
+"""What is on the LucidLink storage: iconik's search index, or its storage file listing and one
+fresh read per asset.
 
-`list_lucidlink` scrolls the listing (every page) and groups it by asset.
-`read_assets` reads each asset once, as Remove reads it (`Workflow._read_asset`:
+`index_lucidlink` searches the index (a thousand assets a call) for every asset with a file
+on LucidLink; each document that is clear stands for the asset's read (b2iconik.workflows.indexed),
+the rest are read afresh. `list_lucidlink` scrolls the listing (every page) and groups it by asset.
+`read_assets` reads each asset once, as Remove reads it (`reading.read_asset`:
 its live formats and its files), and judges each format it has on LucidLink
 with Remove's rules (`b2iconik.workflows.assessment`). The listing is a search index and
 can lag behind recent changes, so an asset's fresh read decides: an asset the
@@ -11,12 +14,14 @@ listing shows but the read does not is `gone`.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import iconik
 from b2iconik.workflows.assessment import B2, STORAGE, assess_format, lucidlink_files
-from b2iconik.workflows import Workflow
+from b2iconik.workflows.indexed import INCLUDE_FIELDS, IndexRead, records_of
+from b2iconik.workflows.reading import read_asset
 
 CATEGORIES = {
     "safe": "safe to remove now (verified on B2)",
@@ -82,6 +87,41 @@ def list_lucidlink(client: iconik.IconikClient, ll_storage_id: str, progress=Non
     return found
 
 
+def _listed_from(document: dict, ll_storage_id: str) -> ListedAsset:
+    """What a search document holds of its asset on the storage (files not DELETED), as the listing would."""
+    files = [f for f in document.get("files") or [] if isinstance(f, dict)
+             and f.get("storage_id") == ll_storage_id and f.get("status") != "DELETED"]
+    files.sort(key=lambda f: (str(f.get("directory_path") or ""), str(f.get("name") or ""), str(f.get("id") or "")))
+    listed = ListedAsset(document["id"], files=len(files), bytes=sum(map(_size, files)), last_modified=_newest(files))
+    listed.name = next((str(f.get("original_name") or f.get("name")) for f in files
+                        if f.get("original_name") or f.get("name")), "")
+    return listed
+
+
+def index_lucidlink(client: iconik.IconikClient, ll_storage_id: str, b2_storage_id: str,
+                    progress=None, submit=None) -> tuple[dict[str, ListedAsset], IndexRead]:
+    """Asset id -> what the search index holds of it on the storage, and the search (its records, its
+    freshness). Documents with nothing left on the storage but DELETED files are left out. With
+    `submit` (asset id -> a Future of its fresh read), an asset the index leaves unclear is read while
+    the search goes on."""
+    found: dict[str, ListedAsset] = {}
+    index = IndexRead(datetime.now(timezone.utc))
+    terms = [{"name": "files.storage_id", "value": iconik.check_uuid(ll_storage_id, "storage id")}]
+    for document in client.search_assets(terms, INCLUDE_FIELDS):
+        if not isinstance(document.get("id"), str) or not document["id"]:
+            continue
+        index.note_change(document)
+        listed = _listed_from(document, ll_storage_id)
+        if listed.files:
+            found[listed.asset_id] = listed
+            index.records[listed.asset_id] = records_of(document, {ll_storage_id, b2_storage_id})
+            if submit is not None and index.records[listed.asset_id] is None:
+                index.read_early(listed.asset_id, submit)
+        if progress is not None:
+            progress.advance()
+    return found, index
+
+
 @dataclass
 class Row:
     """One format of one asset on LucidLink, as its fresh read shows it."""
@@ -122,12 +162,6 @@ class AssetView:
         return max(times) if times else None
 
 
-def records_reader(client: iconik.IconikClient):
-    """Remove's own read of an asset (`Workflow._read_asset`): AssetRecords, or None if no such asset."""
-    reader = Workflow(client, {"action": "check", "assets": [], "outcomes": {}, "warnings": []})
-    return reader._read_asset
-
-
 def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, purge: str,
           deletes_refused: str | None = None) -> list[Row]:
     """The rows of one asset from its fresh read (`records`; None: the asset is gone); `deletes_refused`
@@ -164,9 +198,9 @@ def judge(listed: ListedAsset, records, b2_storage_id: str, ll_storage_id: str, 
 
 def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: str, purge: str,
                    deletes_refused: str | None = None) -> list[Row]:
-    """One asset's rows from a fresh read (`read`: records_reader's). A read that fails after the
-    client's retries, or an asset id in the listing that is not a UUID, is one `unknown` row with
-    the reason; a refused token (401/403) raises."""
+    """One asset's rows from a fresh read (`read(asset_id)`: `reading.read_asset` with its client). A read
+    that fails after the client's retries, or an asset id in the listing that is not a UUID, is one
+    `unknown` row with the reason; a refused token (401/403) raises."""
     try:
         asset_id = iconik.check_uuid(item.asset_id, "the listing's asset id")
     except ValueError as error:
@@ -183,15 +217,25 @@ def read_and_judge(read, item: ListedAsset, b2_storage_id: str, ll_storage_id: s
 
 def read_assets(client: iconik.IconikClient, listed: dict[str, ListedAsset], b2_storage_id: str,
                 ll_storage_id: str, *, purge: str = "verified", concurrency: int = 8, progress=None,
-                deletes_refused: str | None = None) -> list[AssetView]:
-    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it."""
-    read = records_reader(client)
+                deletes_refused: str | None = None, read=None, known=None) -> list[AssetView]:
+    """Read each listed asset once (several at a time, under the client's rate limiter) and judge it;
+    `read` (default `reading.read_asset`) reads one asset. The assets whose records `known` (asset id ->
+    AssetRecords, from the index) holds are judged from them at once, without a read or a thread."""
+    read = read or partial(read_asset, client)
 
-    def view(item: ListedAsset) -> AssetView:
-        rows = read_and_judge(read, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
+    def view(item: ListedAsset, reader=read) -> AssetView:
+        rows = read_and_judge(reader, item, b2_storage_id, ll_storage_id, purge, deletes_refused)
         if progress is not None:
             progress.advance()
         return AssetView(item, rows)
 
+    views, pending = {}, []
+    for item in listed.values():
+        records = (known or {}).get(item.asset_id)
+        if records is not None:
+            views[item.asset_id] = view(item, lambda _asset_id, records=records: records)
+        else:
+            pending.append(item)
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="read") as pool:
-        return list(pool.map(view, listed.values()))
+        views.update(zip((item.asset_id for item in pending), pool.map(view, pending)))
+    return [views[asset_id] for asset_id in listed]

@@ -37,6 +37,7 @@ def new_state(request, identity=None) -> dict:
         "processed": [],
         "warnings": [],
         "error": None,
+        **({"fresh": True} if getattr(request, "fresh", False) else {}),
     }
 
 
