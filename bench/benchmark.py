@@ -55,8 +55,9 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
                 heads and rows it wrote) and the Cloud Function's (chunk documents and head,
                 compressed), beside the state whole (what every checkpoint wrote before)
   flat          the server's CPU time (gunicorn master and workers) and RSS growth per asset for a
-                Remove of 1,000, 10,000 and 100,000 assets without the formats (a collection; two
-                reads an asset), the emulator answering at once (no latency, no rate limit)
+                Remove of 1,000, 10,000 and 100,000 assets without the formats (named in the click,
+                PLUGIN_MAX_BODY_BYTES raised to fit), the emulator answering at once (no latency,
+                no rate limit)
 
 The calls per asset count every call of the job iconik answered (429s and 503s
 not), its own included (storage checks, the Jobs panel entry, following the copy
@@ -1444,23 +1445,21 @@ def group_cpu_seconds(pgid: int) -> float:
 
 def bench_flat(tmp: Path, sizes: list[int]) -> dict:
     """The server's CPU time and memory per asset for a Remove of each of `sizes` assets that have
-    neither format (two reads an asset, no copy or delete: the figures are the plugin's own), with
-    the emulator answering at once (no latency, no rate limit) from a collection of the assets."""
+    neither format (no copy or delete: the figures are the plugin's own), the assets named in the
+    click (the emulator's collection listing builds the whole collection for every page), with the
+    emulator answering at once (no latency, no rate limit)."""
     runs = []
     for size in sizes:
         with emulator(tmp, f"iconik-flat-{size}") as emu:
             b2 = emu.add_storage("b2", method="B2")
             ll = emu.add_storage("lucidlink", method="FILE")
-            collection = emu.add_collection(f"flat {size}")
             assets = [emu.add_asset(f"flat-{n:06d}.mov") for n in range(size)]
-            with emu.world.lock:  # at once: add_to_collection checks the whole collection for each item
-                emu.world.contents[collection].extend(("assets", asset) for asset in assets)
             emu.reset_counts()
             with running(f"flat-{size}", emu, tmp / f"state-flat-{size}", ICONIK_MAX_RPS="100000",
-                         LOG_LEVEL="warning") as service:
+                         PLUGIN_MAX_BODY_BYTES=str(64 * size + 65536), LOG_LEVEL="warning") as service:
                 cpu_before, rss_before = group_cpu_seconds(service.pgid), service.rss_mb()
                 began = time.monotonic()
-                answer = service.post(emu, "remove", b2, ll, formats=",".join(FORMATS), collection_ids=[collection])
+                answer = service.post(emu, "remove", b2, ll, formats=",".join(FORMATS), asset_ids=assets)
                 job_id = answer.json()["job_id"]
                 samples, done = [], threading.Event()
 
