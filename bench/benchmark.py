@@ -50,6 +50,14 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
                 other assets (a second LucidLink storage) at once: 429s, and the calls in the
                 busiest 20 s and 1 s, with the report on the server's PLUGIN_STATE_DIR (one
                 budget for the host) and, to compare, on a state directory of its own
+  checkpoints   bytes one checkpoint writes after one more asset's outcomes, for jobs of 1,000,
+                10,000 and 50,000 assets half judged: the server's store (its own count of the
+                heads and rows it wrote) and the Cloud Function's (chunk documents and head,
+                compressed), beside the state whole (what every checkpoint wrote before)
+  flat          the server's CPU time (gunicorn master and workers) and RSS growth per asset for a
+                Remove of 1,000, 10,000 and 100,000 assets without the formats (named in the click,
+                PLUGIN_MAX_BODY_BYTES raised to fit), the emulator answering at once (no latency,
+                no rate limit)
 
 The calls per asset count every call of the job iconik answered (429s and 503s
 not), its own included (storage checks, the Jobs panel entry, following the copy
@@ -447,15 +455,26 @@ class CallTimeline:
 
 def job_record(state_dir: Path, job_id: str) -> dict | None:
     """The job's state as the service recorded it in its SQLite job store (read-only), or None."""
-    path = state_dir / "jobs.sqlite3"
-    if not path.exists():
+    from b2iconik.jobs.store import JobReader, StoreError
+
+    if not (state_dir / "jobs.sqlite3").exists():
         return None
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with JobReader(state_dir) as reader:
+            job = reader.get(job_id)
+    except StoreError:
+        return None
+    return job.state if job is not None else None
+
+
+def job_status(state_dir: Path, job_id: str) -> str | None:
+    """The job's status in the service's job store, read there, so that waiting costs the service nothing."""
+    try:
+        with closing(sqlite3.connect(f"file:{state_dir / 'jobs.sqlite3'}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
     except sqlite3.Error:
         return None
-    return json.loads(row[0]) if row else None
+    return row[0] if row else None
 
 
 def file_set_reads(view: dict, record: dict | None) -> tuple[int | None, str]:
@@ -1336,6 +1355,187 @@ def bench_handler(tmp: Path, requests_each: int) -> dict:
 
 # -- the report --------------------------------------------------------------------------
 
+# -- flat costs: what a checkpoint writes, and the server's cost per asset ---------------------
+
+CHECKPOINT_TARGET_BYTES = 100_000
+"""The most one checkpoint of a 50,000-asset job may write, after one more outcome."""
+
+
+def checkpoint_state(rng: random.Random, assets: int, decided: int) -> dict:
+    """A Remove's state with `decided` of its `assets` judged (2 formats each, removed)."""
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(assets)]
+    return {"action": "remove", "b2_storage_id": str(uuid.uuid4()), "ll_storage_id": str(uuid.uuid4()),
+            "formats": list(FORMATS), "context": "BULK", "selection": {"asset_ids": list(ids), "collection_ids": []},
+            "requested_by": None, "origin": "cleanup", "phase": "inspect", "resolved": True, "assets": ids,
+            "outcomes": {a: {fmt: removed_outcome(rng) for fmt in FORMATS} for a in ids[:decided]},
+            "to_copy": {}, "copies": [], "processed": ids[:decided], "warnings": [], "error": None}
+
+
+def removed_outcome(rng: random.Random) -> dict:
+    return {"result": "removed", "file_set_ids": [str(uuid.UUID(int=rng.getrandbits(128), version=4))],
+            "reason": "verified B2 copy: 1 file(s) paired by path, same size and checksum"}
+
+
+def bench_checkpoints(tmp: Path, sizes: list[int], checkpoints: int = 50) -> dict:
+    """Bytes one checkpoint writes after one more asset's outcomes, in the server's store (its own
+    count: heads and rows) and the Cloud Function's (compressed chunk documents and the head), for
+    jobs of `sizes` assets about half judged (the next outcomes in the middle of a cloud chunk of
+    500 assets, as on average); beside it the state whole, which every checkpoint wrote before."""
+    from b2iconik.cloud.jobstate import JobStates, MemoryDocuments
+    from b2iconik.jobs.store import JobStore, new_owner
+
+    runs = []
+    for size in sizes:
+        rng = random.Random(size)
+        decided = size // 2 + 225
+        state = checkpoint_state(rng, size, decided)
+        whole = len(json.dumps(state, separators=(",", ":")))
+        store = JobStore(tmp / f"checkpoints-{size}")
+        job_id = store.create("remove", state, None)
+        claimed = store.claim(new_owner(), 600)
+        live = claimed.state
+        cloud = JobStates(MemoryDocuments())
+        cloud_id = cloud.create("remove", state, None)
+        claim = cloud.begin(cloud_id, 0, 600)
+        cloud_state = cloud.load(claim)
+        written, seconds, cpu, cloud_written = [], [], [], []
+        for n in range(checkpoints):
+            asset = live["assets"][decided + n]
+            outcome = {fmt: removed_outcome(rng) for fmt in FORMATS}
+            for held in (live, cloud_state):
+                for fmt in FORMATS:
+                    held["outcomes"].setdefault(asset, {})[fmt] = outcome[fmt]
+                held["processed"].append(asset)
+            began, cpu_began = time.perf_counter(), time.process_time()
+            store.save(job_id, claimed.owner, live, 600)
+            seconds.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - cpu_began)
+            written.append(store.last_write_bytes)
+            cloud_written.append(cloud.commit(claim, cloud_state).bytes_written)
+        store.close()
+        run = {"assets": size, "state_bytes": whole, "checkpoints": checkpoints,
+               "bytes_per_checkpoint_mean": round(sum(written) / len(written)), "bytes_per_checkpoint_max": max(written),
+               "seconds_per_checkpoint_mean": round(sum(seconds) / len(seconds), 5),
+               "cpu_seconds_per_checkpoint_mean": round(sum(cpu) / len(cpu), 5),
+               "cloud_bytes_per_commit_mean": round(sum(cloud_written) / len(cloud_written)),
+               "cloud_bytes_per_commit_max": max(cloud_written)}
+        runs.append(run)
+        log(f"checkpoints: {size} assets: {run['bytes_per_checkpoint_mean']} B a checkpoint (max "
+            f"{run['bytes_per_checkpoint_max']}), {run['seconds_per_checkpoint_mean'] * 1000:.1f} ms "
+            f"({run['cpu_seconds_per_checkpoint_mean'] * 1000:.1f} ms CPU); "
+            f"cloud {run['cloud_bytes_per_commit_mean']} B a commit; the state whole {whole} B")
+    biggest = max(runs, key=lambda r: r["assets"])
+    return {"runs": runs, "target_bytes": CHECKPOINT_TARGET_BYTES,
+            "targets": {"under_100KB_at_largest": biggest["bytes_per_checkpoint_max"] < CHECKPOINT_TARGET_BYTES}}
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of the live processes of a process group, their reaped children's too."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def bench_flat(tmp: Path, sizes: list[int]) -> dict:
+    """The server's CPU time and memory per asset for a Remove of each of `sizes` assets that have
+    neither format (no copy or delete: the figures are the plugin's own), the assets named in the
+    click (the emulator's collection listing builds the whole collection for every page), with the
+    emulator answering at once (no latency, no rate limit)."""
+    runs = []
+    for size in sizes:
+        with emulator(tmp, f"iconik-flat-{size}") as emu:
+            b2 = emu.add_storage("b2", method="B2")
+            ll = emu.add_storage("lucidlink", method="FILE")
+            assets = [emu.add_asset(f"flat-{n:06d}.mov") for n in range(size)]
+            emu.reset_counts()
+            with running(f"flat-{size}", emu, tmp / f"state-flat-{size}", ICONIK_MAX_RPS="100000",
+                         PLUGIN_MAX_BODY_BYTES=str(64 * size + 65536), LOG_LEVEL="warning") as service:
+                cpu_before, rss_before = group_cpu_seconds(service.pgid), service.rss_mb()
+                began = time.monotonic()
+                answer = service.post(emu, "remove", b2, ll, formats=",".join(FORMATS), asset_ids=assets)
+                job_id = answer.json()["job_id"]
+                samples, done = [], threading.Event()
+
+                def sample():
+                    while not done.wait(0.2):
+                        samples.append(service.rss_mb())
+
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
+                deadline = time.monotonic() + max(600, size / 20)
+                try:  # not GET /jobs/<id>: a view of the whole job each second would be the service's biggest cost
+                    while job_status(service_state_dir(service), job_id) not in FINAL:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"job {job_id} of {size} assets did not finish in time")
+                        time.sleep(0.5)
+                finally:
+                    done.set()
+                    sampler.join()
+                wall = time.monotonic() - began
+                cpu = group_cpu_seconds(service.pgid) - cpu_before
+                record = job_record(service_state_dir(service), job_id)
+                status = job_status(service_state_dir(service), job_id)
+            calls = call_summary(emu, size)
+        peak = max(samples + [service_rss_fallback(rss_before)])
+        run = {"assets": size, "status": status, "wall_s": round(wall, 1),
+               "cpu_s": round(cpu, 2), "cpu_ms_per_asset": round(cpu / size * 1000, 3),
+               "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
+               "rss_growth_kb_per_asset": round((peak - rss_before) * 1024 / size, 3),
+               "calls_per_asset": calls["calls_per_asset"],
+               "assets_recorded": len((record or {}).get("assets", []))}
+        runs.append(run)
+        log(f"flat: {size} assets, {run['status']} in {wall:.1f} s; server CPU {run['cpu_ms_per_asset']} ms an asset; "
+            f"peak RSS {run['peak_rss_mb']} MB ({run['rss_growth_kb_per_asset']} KB an asset over "
+            f"{run['rss_before_mb']} MB)")
+    per_asset = [r["cpu_ms_per_asset"] for r in runs]
+    return {"runs": runs, "formats": list(FORMATS), "latency_s": 0, "rate_limit": None,
+            "targets": {"all_succeeded": all(r["status"] == "succeeded" for r in runs),
+                        "cpu_per_asset_within_2x": max(per_asset) <= 2 * min(per_asset)}}
+
+
+def service_state_dir(service: "Service") -> Path:
+    return Path(service.env["PLUGIN_STATE_DIR"])
+
+
+def service_rss_fallback(rss_before: float) -> float:
+    """The peak when no sample was taken (a job quicker than one sampling interval)."""
+    return rss_before
+
+
+def flat_rows(report: dict, mark) -> list[tuple]:
+    rows = []
+    part = report.get("checkpoints")
+    if part:
+        for run in part["runs"]:
+            target = f"< {CHECKPOINT_TARGET_BYTES // 1000} KB" if run["assets"] == max(r["assets"] for r in part["runs"]) \
+                else "report"
+            ok = mark(run["bytes_per_checkpoint_max"] < CHECKPOINT_TARGET_BYTES) if target != "report" else ""
+            rows.append((f"Checkpoint of a {run['assets']}-asset job, one more outcome: bytes written",
+                         f"{run['bytes_per_checkpoint_mean']} B (max {run['bytes_per_checkpoint_max']}), "
+                         f"{run['seconds_per_checkpoint_mean'] * 1000:.1f} ms "
+                         f"({run['cpu_seconds_per_checkpoint_mean'] * 1000:.1f} ms CPU); the state whole "
+                         f"{run['state_bytes'] / 1e6:.1f} MB; Cloud Function {run['cloud_bytes_per_commit_mean']} B",
+                         target, ok))
+    part = report.get("flat")
+    if part:
+        for run in part["runs"]:
+            rows.append((f"Server, Remove of {run['assets']} without the formats: CPU, memory per asset",
+                         f"{run['cpu_ms_per_asset']} ms CPU, {run['rss_growth_kb_per_asset']} KB RSS an asset "
+                         f"(peak {run['peak_rss_mb']} MB); {run['status']} in {run['wall_s']} s",
+                         "flat", ""))
+        rows.append(("Server CPU per asset, largest / smallest job",
+                     f"{max(r['cpu_ms_per_asset'] for r in part['runs']) / max(min(r['cpu_ms_per_asset'] for r in part['runs']), 1e-9):.2f}x",
+                     "<= 2x", mark(part["targets"]["cpu_per_asset_within_2x"])))
+    return rows
+
+
 def machine() -> dict:
     memory = "?"
     try:
@@ -1458,6 +1658,7 @@ def table(report: dict) -> str:
     part = report.get("report-index")
     if part:
         rows += report_index_rows(part, mark)
+    rows += flat_rows(report, mark)
     part = report.get("handler")
     if part:
         skipped = part["skipped"] if isinstance(part.get("skipped"), dict) else {"all": part.get("skipped")}
@@ -1482,7 +1683,7 @@ def table(report: dict) -> str:
 
 
 PARTS = ("answer", "remove", "remove-mixed", "remove-multi", "add", "latency", "headroom", "concurrent", "crash",
-         "function-remove", "handler", "shared-budget", "report-index")
+         "function-remove", "handler", "shared-budget", "report-index", "checkpoints", "flat")
 
 
 def main(argv=None) -> int:
@@ -1500,11 +1701,13 @@ def main(argv=None) -> int:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = ({"answer_requests": 50, "remove_assets": 100, "mixed_assets": 100, "add_assets": 100, "actions": 20,
               "per_action": 3, "crash_assets": 60, "function_assets": 2000, "multi_assets": 5, "multi_frames": 200,
-              "shared_assets": 150, "report_assets": 5000}
+              "shared_assets": 150, "report_assets": 5000,
+              "checkpoint_assets": [1000, 10_000], "flat_assets": [200, 1000]}
              if args.quick else
              {"answer_requests": 200, "remove_assets": 1000, "mixed_assets": 1000, "add_assets": 1000, "actions": 20,
               "per_action": 10, "crash_assets": 200, "function_assets": 20_000, "multi_assets": 20,
-              "multi_frames": 2000, "shared_assets": 1500, "report_assets": 100_000})
+              "multi_frames": 2000, "shared_assets": 1500, "report_assets": 100_000,
+              "checkpoint_assets": [1000, 10_000, 50_000], "flat_assets": [1000, 10_000, 100_000]})
     if args.report_assets:
         sizes["report_assets"] = args.report_assets
     report = {"command": "python -m bench.benchmark" + (" --quick" if args.quick else "")
@@ -1546,6 +1749,10 @@ def main(argv=None) -> int:
             report["shared-budget"] = bench_shared_budget(tmp, sizes["shared_assets"])
         if "report-index" in parts:
             report["report-index"] = bench_report_index(tmp, sizes["report_assets"])
+        if "checkpoints" in parts:
+            report["checkpoints"] = bench_checkpoints(tmp, sizes["checkpoint_assets"])
+        if "flat" in parts:
+            report["flat"] = bench_flat(tmp, sizes["flat_assets"])
     report["duration_s"] = round(time.monotonic() - began, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@
     store.py     the server's job store (SQLite, leases, asset leases, the audit trail)
                  and JobReader, which only reads it (the Cloud Function's store is
                  b2iconik/cloud/jobstate.py)
+    layout.py    how the server's store keeps a state: a head and rows per part, so that a
+                 checkpoint writes only what changed
     listing.py   the filters and cursor of a job listing (GET /jobs and the jobs command)
     views.py     a job in JSON, with its audit trail (GET /jobs/<id>, jobs show)
     audit.py     who asked for a job and each outcome, as audit records

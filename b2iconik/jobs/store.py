@@ -18,6 +18,12 @@ A job also leases the assets it works on (`claim_assets`), so two jobs never
 work on one asset at once; the lease of a job that is no longer live never
 blocks.
 
+A job's state is a small head in its row and the parts that grow with its
+assets (outcomes, processed, ...) in rows of `job_state` (`layout.py`); a
+checkpoint writes only the rows that changed, with the head, in one
+transaction that also checks the lease. A job recorded before (`parts` NULL)
+keeps its whole state in its row until its next save.
+
 Each outcome of a job (per asset and format) is appended to the `outcomes`
 table the moment it is decided, in a transaction of its own, so the audit
 trail of a job that crashes keeps everything decided before the crash. A
@@ -45,6 +51,7 @@ import time
 import uuid
 from pathlib import Path
 
+from b2iconik.jobs import layout
 from b2iconik.jobs.model import FINAL, LIVE, DamagedJob, Job, JobStatus, LostLease, StoreError, TooManyJobs
 
 SCHEMA = """
@@ -78,9 +85,17 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 CREATE INDEX IF NOT EXISTS outcomes_job ON outcomes (job_id, asset_id, format, seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
+CREATE TABLE IF NOT EXISTS job_state (
+    job_id TEXT NOT NULL,
+    part TEXT NOT NULL,
+    key TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_id, part, key)
+) WITHOUT ROWID;
 """
 ADDED_COLUMNS = {"lease_boot": "TEXT", "lease_mono": "REAL", "requested_by": "TEXT", "origin": "TEXT",
-                 "wake_at": "REAL"}
+                 "wake_at": "REAL", "parts": "TEXT"}
 """Columns newer than the first release, added to a store made by it."""
 LATER_SCHEMA = "CREATE INDEX IF NOT EXISTS jobs_requested_by ON jobs (requested_by, created_at);"
 """What needs the added columns."""
@@ -159,11 +174,26 @@ def _parse_state(text: str) -> dict:
     return state
 
 
-def _job(row, *, owner: str | None = None, strict: bool = True) -> Job:
-    """A Job from a row; DamagedJob when its state is unreadable, unless `strict` is off."""
+def _whole_state(row, parts) -> dict:
+    """The state of a job's row and its `job_state` rows ((part, key, value), in order)."""
+    state = _parse_state(row["state"])
+    if row["parts"] is None:
+        return state
+    try:
+        meta = json.loads(row["parts"])
+        found: dict[str, list] = {}
+        for part in parts:
+            found.setdefault(part["part"], []).append((part["key"], part["value"]))
+        return layout.join(state, meta, found)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise DamagedJob(f"its recorded state is not readable ({type(error).__name__})") from None
+
+
+def _job(row, parts=(), *, owner: str | None = None, strict: bool = True) -> Job:
+    """A Job from a row and its parts; DamagedJob when its state is unreadable, unless `strict` is off."""
     state, damage = None, None
     try:
-        state = _parse_state(row["state"])
+        state = _whole_state(row, parts)
     except DamagedJob as error:
         if strict:
             raise DamagedJob(f"job {row['id']}: {error}") from None
@@ -200,12 +230,17 @@ LISTED = """SELECT id, action, status, created_at, updated_at, finished_at, requ
     CASE WHEN json_valid(state) THEN json_extract(state, '$.phase') END AS phase,
     CASE WHEN json_valid(state) THEN json_extract(state, '$.error') END AS error,
     CASE WHEN json_valid(state) THEN state -> '$.formats' END AS formats,
-    CASE WHEN json_valid(state) THEN json_array_length(state, '$.assets') END AS assets,
-    CASE WHEN json_valid(state) THEN json_array_length(state, '$.selection.asset_ids') END AS selected_assets,
-    CASE WHEN json_valid(state) THEN json_array_length(state, '$.selection.collection_ids') END
+    CASE WHEN parts IS NOT NULL THEN json_extract(parts, '$.lists.assets')
+        WHEN json_valid(state) THEN json_array_length(state, '$.assets') END AS assets,
+    CASE WHEN parts IS NOT NULL THEN json_extract(parts, '$.lists."selection.asset_ids"')
+        WHEN json_valid(state) THEN json_array_length(state, '$.selection.asset_ids') END AS selected_assets,
+    CASE WHEN parts IS NOT NULL THEN json_extract(parts, '$.lists."selection.collection_ids"')
+        WHEN json_valid(state) THEN json_array_length(state, '$.selection.collection_ids') END
         AS selected_collections
     FROM jobs"""
 """What a listing shows of each job, read without loading whole job states."""
+PARTS = "SELECT part, key, pos, value FROM job_state WHERE job_id=? ORDER BY part, pos, key"
+"""The rows of a job's state beside its head."""
 LATEST_RESULTS = """SELECT o.job_id, o.result, COUNT(*) AS n FROM outcomes o
     WHERE o.job_id IN ({marks}) AND o.seq = (SELECT MAX(l.seq) FROM outcomes l
         WHERE l.job_id = o.job_id AND l.asset_id = o.asset_id AND l.format = o.format)
@@ -228,10 +263,24 @@ class _Reads:
         except sqlite3.Error as error:
             raise StoreError(f"job store failed: {error}") from None
 
+    def _snapshot(self, *queries) -> list[list[sqlite3.Row]]:
+        """The rows of each (sql, args) of `queries`, all read in one transaction: one state of the store."""
+        try:
+            with self._lock:
+                db = self._connection()
+                db.execute("BEGIN")
+                try:
+                    return [db.execute(sql, args).fetchall() for sql, args in queries]
+                finally:
+                    db.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise StoreError(f"job store failed: {error}") from None
+
     def get(self, job_id: str) -> Job | None:
-        """The job, or None; DamagedJob if its state cannot be read."""
-        rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return _job(rows[0]) if rows else None
+        """The job, or None; DamagedJob if its state cannot be read. Its row and its state's rows
+        are read together, so a checkpoint that commits meanwhile is seen whole or not at all."""
+        rows, parts = self._snapshot(("SELECT * FROM jobs WHERE id=?", (job_id,)), (PARTS, (job_id,)))
+        return _job(rows[0], parts) if rows else None
 
     def counts(self) -> dict[str, int]:
         return {row["status"]: row["n"] for row in self._read(
@@ -296,6 +345,29 @@ def _summary(row) -> dict:
             "error": row["error"] if row["readable"] else "the job's record is damaged"}
 
 
+class _StateWrite:
+    """A state to write: its head and parts (for the job's row) and its rows (`apply` in the transaction)."""
+
+    def __init__(self, job_id: str, owner: str | None, head: str, parts: str, rows: layout.Changes,
+                 written: layout.Written):
+        self.job_id, self.owner, self.head, self.parts, self.rows, self.written = job_id, owner, head, parts, rows, written
+
+    def apply(self, db: sqlite3.Connection) -> None:
+        rows = self.rows
+        for part in rows.drop:
+            if part is None:
+                db.execute("DELETE FROM job_state WHERE job_id=?", (self.job_id,))
+            else:
+                db.execute("DELETE FROM job_state WHERE job_id=? AND part=?", (self.job_id, part))
+        if rows.delete:
+            db.executemany("DELETE FROM job_state WHERE job_id=? AND part=? AND key=?",
+                           [(self.job_id, part, key) for part, key in rows.delete])
+        if rows.put:
+            db.executemany("INSERT INTO job_state (job_id, part, key, pos, value) VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (job_id, part, key) DO UPDATE SET value=excluded.value",
+                           [(self.job_id, part, key, pos, text) for part, key, pos, text in rows.put])
+
+
 class JobStore(_Reads):
     def __init__(self, state_dir: str | os.PathLike, *, clock=time.time, monotonic=time.monotonic,
                  boot_id: str | None = None):
@@ -312,6 +384,12 @@ class JobStore(_Reads):
         self._probe_lock = threading.Lock()
         self.wal_dirty = False
         """A finished job's token may still be in the write-ahead log: checkpoint() again."""
+        self._written: dict[str, tuple[str, layout.Written]] = {}
+        """job id -> (holder, what of its state this store wrote last), for the jobs this process holds"""
+        self.bytes_written = 0
+        """Bytes of job state this store has written (heads and rows), for the benchmark and tests."""
+        self.last_write_bytes = 0
+        """Bytes of job state the latest write of a state wrote."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.dir, 0o700)
@@ -390,6 +468,32 @@ class JobStore(_Reads):
             return row["lease_mono"] < self.monotonic()
         return (row["lease_expires"] or 0) < self.clock()
 
+    def _state_write(self, job_id: str, owner: str | None, state: dict, *, whole: bool = False) -> "_StateWrite":
+        """What to write of `state`: its head, and the rows that changed since `owner` last saved it
+        here (all of them when `whole`, or when this store holds no record of that)."""
+        held = self._written.get(job_id)
+        before = held[1] if held is not None and held[0] == owner and owner is not None and not whole else None
+        head, meta, values = layout.split(state)
+        rows, written = layout.changes(values, meta, before)
+        return _StateWrite(job_id, owner, json.dumps(head, separators=(",", ":")),
+                           json.dumps(meta, separators=(",", ":")), rows, written)
+
+    def _run_state(self, job_id: str, work) -> None:
+        """`_run(work)` for a write of the job's state; the record of what was written is dropped
+        when it fails, so that the next write is whole."""
+        try:
+            self._run(work)
+        except BaseException:
+            self._written.pop(job_id, None)
+            raise
+
+    def _wrote(self, write: "_StateWrite") -> None:
+        """After the commit of `write`: count it, and remember what it wrote for the holder."""
+        self.last_write_bytes = len(write.head) + len(write.parts) + write.rows.size()
+        self.bytes_written += self.last_write_bytes
+        if write.owner is not None:
+            self._written[write.job_id] = (write.owner, write.written)
+
     # -- jobs --------------------------------------------------------------
 
     def create(self, action: str, state: dict, auth_token: str | None, *, max_live: int | None = None,
@@ -402,18 +506,20 @@ class JobStore(_Reads):
         """
         job_id = str(uuid.uuid4())
         now = self.clock()
-        encoded = json.dumps(state, separators=(",", ":"))
+        write = self._state_write(job_id, None, state, whole=True)
         who = [state.get(key) if isinstance(state.get(key), str) else None for key in ("requested_by", "origin")]
 
         def work(db):
             if max_live is not None or max_live_per_user is not None:
                 _check_room(db.execute(LIVE_COUNTS, (who[0],)).fetchone(), max_live, max_live_per_user)
             db.execute(
-                "INSERT INTO jobs (id, action, status, state, auth_token, created_at, updated_at, requested_by, "
-                f"origin) VALUES (?, ?, '{QUEUED}', ?, ?, ?, ?, ?, ?)", (job_id, action, encoded, auth_token, now, now,
-                                                                       *who))
+                "INSERT INTO jobs (id, action, status, state, parts, auth_token, created_at, updated_at, requested_by, "
+                f"origin) VALUES (?, ?, '{QUEUED}', ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, action, write.head, write.parts, auth_token, now, now, *who))
+            write.apply(db)
 
         self._run(work)
+        self._wrote(write)
         return job_id
 
     def claim(self, owner: str, lease_seconds: float, *, skip=()) -> Job | None:
@@ -435,27 +541,39 @@ class JobStore(_Reads):
                     continue
                 db.execute(f"UPDATE jobs SET status='{RUNNING}', attempts=attempts+1, updated_at=?, wake_at=NULL, "
                            f"{LEASE} WHERE id=?", (self.clock(), *self._lease(holder, lease_seconds), row["id"]))
-                return db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone(), row["status"]
+                return (db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone(), row["status"],
+                        db.execute(PARTS, (row["id"],)).fetchall())
             return None
 
         claimed = self._run(work)
         if claimed is None:
             return None
-        job = _job(claimed[0], owner=holder, strict=False)
+        job = _job(claimed[0], claimed[2], owner=holder, strict=False)
         job.woken = claimed[1] == WAITING
+        self._written.pop(job.id, None)
+        if job.state is not None and claimed[0]["parts"] is not None:
+            next_pos: dict[str, int] = {}
+            for part in claimed[2]:
+                next_pos[part["part"]] = max(next_pos.get(part["part"], 0), part["pos"] + 1)
+            _, meta, values = layout.split(job.state)
+            self._written[job.id] = (holder, layout.remember(values, meta, next_pos))
         return job
 
     def save(self, job_id: str, owner: str, state: dict, lease_seconds: float) -> None:
-        """Record progress and renew the lease; LostLease if `owner` no longer holds the job."""
-        encoded = json.dumps(state, separators=(",", ":"))
+        """Record progress (what changed since this holder's last save) and renew the lease, in one
+        transaction; LostLease if `owner` no longer holds the job, and nothing is written."""
+        write = self._state_write(job_id, owner, state)
 
         def work(db):
-            return db.execute(f"UPDATE jobs SET state=?, updated_at=?, {LEASE} "
+            if not db.execute(f"UPDATE jobs SET state=?, parts=?, updated_at=?, {LEASE} "
                               f"WHERE id=? AND owner=? AND status='{RUNNING}'",
-                              (encoded, self.clock(), *self._lease(owner, lease_seconds), job_id, owner)).rowcount
+                              (write.head, write.parts, self.clock(), *self._lease(owner, lease_seconds), job_id,
+                               owner)).rowcount:
+                raise LostLease(f"job {job_id} is no longer held by this holder")
+            write.apply(db)
 
-        if not self._run(work):
-            raise LostLease(f"job {job_id} is no longer held by this holder")
+        self._run_state(job_id, work)
+        self._wrote(write)
 
     def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend the lease; False if `owner` no longer holds the job."""
@@ -469,6 +587,7 @@ class JobStore(_Reads):
         A graceful stop (a deploy, SIGTERM) gives its attempt back; a crash keeps it
         counted, so a job that keeps crashing its runner ends. The job keeps its asset leases.
         """
+        self._written.pop(job_id, None)
         self._run(lambda db: db.execute(
             f"UPDATE jobs SET status='{QUEUED}', owner=NULL, lease_expires=NULL, lease_boot=NULL, lease_mono=NULL, "
             f"attempts=MAX(attempts - ?, 0), updated_at=? WHERE id=? AND owner=? AND status='{RUNNING}'",
@@ -479,37 +598,41 @@ class JobStore(_Reads):
         back as `waiting`: no worker holds it meanwhile, and the first claim after `wake_at`
         resumes it. Its attempt is given back, as on a graceful stop, and it keeps its asset
         leases. LostLease if `owner` no longer holds the job."""
-        encoded = json.dumps(state, separators=(",", ":"))
+        write = self._state_write(job_id, owner, state)
 
         def work(db):
-            return db.execute(
-                f"UPDATE jobs SET status='{WAITING}', state=?, wake_at=?, owner=NULL, lease_expires=NULL, "
-                "lease_boot=NULL, lease_mono=NULL, attempts=MAX(attempts - 1, 0), updated_at=? "
-                f"WHERE id=? AND owner=? AND status='{RUNNING}'",
-                (encoded, wake_at, self.clock(), job_id, owner)).rowcount
+            if not db.execute(
+                    f"UPDATE jobs SET status='{WAITING}', state=?, parts=?, wake_at=?, owner=NULL, lease_expires=NULL, "
+                    "lease_boot=NULL, lease_mono=NULL, attempts=MAX(attempts - 1, 0), updated_at=? "
+                    f"WHERE id=? AND owner=? AND status='{RUNNING}'",
+                    (write.head, write.parts, wake_at, self.clock(), job_id, owner)).rowcount:
+                raise LostLease(f"job {job_id} is no longer held by this holder")
+            write.apply(db)
 
-        if not self._run(work):
-            raise LostLease(f"job {job_id} is no longer held by this holder")
+        self._run_state(job_id, work)
+        self._wrote(write)
+        self._written.pop(job_id, None)
 
     def finish(self, job_id: str, owner: str | None, state: dict, status: str) -> None:
         """Record the end of a job, free its assets and erase its iconik token, from the log too."""
         if status not in FINAL:
             raise ValueError(f"a finished job is one of {', '.join(FINAL)}, not {status!r}")
-        encoded = json.dumps(state, separators=(",", ":"))
+        write = self._state_write(job_id, owner, state, whole=True)
 
         def work(db):
             now = self.clock()
-            done = db.execute(
-                "UPDATE jobs SET status=?, state=?, auth_token=NULL, owner=NULL, lease_expires=NULL, "
-                "lease_boot=NULL, lease_mono=NULL, updated_at=?, finished_at=? "
-                f"WHERE id=? AND {IS_LIVE} AND (owner=? OR ? IS NULL)",
-                (status, encoded, now, now, job_id, owner, owner)).rowcount
-            if done:
-                db.execute("DELETE FROM asset_leases WHERE job_id=?", (job_id,))
-            return done
+            if not db.execute(
+                    "UPDATE jobs SET status=?, state=?, parts=?, auth_token=NULL, owner=NULL, lease_expires=NULL, "
+                    "lease_boot=NULL, lease_mono=NULL, updated_at=?, finished_at=? "
+                    f"WHERE id=? AND {IS_LIVE} AND (owner=? OR ? IS NULL)",
+                    (status, write.head, write.parts, now, now, job_id, owner, owner)).rowcount:
+                raise LostLease(f"job {job_id} is no longer held by this holder")
+            write.apply(db)
+            db.execute("DELETE FROM asset_leases WHERE job_id=?", (job_id,))
 
-        if not self._run(work):
-            raise LostLease(f"job {job_id} is no longer held by this holder")
+        self._run_state(job_id, work)
+        self._wrote(write)
+        self._written.pop(job_id, None)
         try:
             self.checkpoint()
         except StoreError:
@@ -542,6 +665,7 @@ class JobStore(_Reads):
             cutoff = self.clock() - older_than_days * 86400
             old = f"SELECT id FROM jobs WHERE {IS_FINAL} AND finished_at < ?"
             db.execute(f"DELETE FROM outcomes WHERE job_id IN ({old})", (cutoff,))
+            db.execute(f"DELETE FROM job_state WHERE job_id IN ({old})", (cutoff,))
             return db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,)).rowcount
 
         return self._run(work)
@@ -657,6 +781,13 @@ class JobReader(_Reads):
             db.close()
             raise StoreError(f"the job store in {self.dir} was made by an earlier version; "
                              "start the plugin once to bring it up to date")
+        if "job_state" not in tables:  # the previous layout, every state whole in its row: read it as it is
+            try:
+                db.execute("CREATE TEMP VIEW jobs AS SELECT *, NULL AS parts FROM main.jobs")
+                db.execute("CREATE TEMP TABLE job_state (job_id TEXT, part TEXT, key TEXT, pos INTEGER, value TEXT)")
+            except sqlite3.Error as error:
+                db.close()
+                raise StoreError(f"cannot read the job store in {self.dir}: {error}") from None
         self._db = db
 
     def _connection(self) -> sqlite3.Connection:
