@@ -31,7 +31,9 @@ INCLUDE_FIELDS = ["id", "formats"]
 
 
 class FormatNames:
-    """The format ids and names of many assets, as the index showed them (kept in memory only)."""
+    """The format ids and names of many assets, as the index showed them (kept in memory only).
+
+    `learn` is called by one thread at a time (the engine holds a lock around it)."""
 
     def __init__(self):
         self._formats: dict[str, dict[str, str]] = {}
@@ -49,7 +51,6 @@ class FormatNames:
         A search that fails leaves its assets unnamed: each is then read in full, as without the index."""
         with self._lock:
             wanted = [a for a in dict.fromkeys(asset_ids) if a not in self._asked]
-            self._asked.update(wanted)
         for start in range(0, len(wanted), iconik.SEARCH_PAGE_SIZE):
             chunk = wanted[start:start + iconik.SEARCH_PAGE_SIZE]
             found: dict[str, dict[str, str]] = {}
@@ -63,9 +64,10 @@ class FormatNames:
             except (iconik.IconikError, ValueError) as error:
                 log.warning("iconik's search index could not name the formats of %d asset(s), each is read "
                             "in full: %s", len(chunk), error)
-                continue
-            with self._lock:
+                found = {}
+            with self._lock:  # asked only now: a read that sees its asset asked finds the names in
                 self._formats.update(found)
+                self._asked.update(chunk)
 
     def formats_from_files(self, asset_id: str, files: list[dict], wanted) -> dict | None:
         """Name -> id of each `wanted` live format, from the index's names and the fresh `files`' statuses.
