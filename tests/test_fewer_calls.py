@@ -42,9 +42,9 @@ def seed(emu, b2, ll, title, on_b2=FORMATS, on_ll=FORMATS) -> tuple[str, dict]:
     return asset, data
 
 
-def run(emu, tmp_path, action, b2, ll, assets, timeout=60, **overrides) -> dict:
-    with serve_plugin(plugin_settings(emu, tmp_path / "state", **overrides)) as plugin:
-        answer = plugin.post(emu, action, b2, ll, asset_ids=assets)
+def run(emu, tmp_path, action, b2, ll, assets, timeout=60, formats=None) -> dict:
+    with serve_plugin(plugin_settings(emu, tmp_path / "state")) as plugin:
+        answer = plugin.post(emu, action, b2, ll, formats=formats, asset_ids=assets)
         assert answer.status_code == 202, answer.text
         return plugin.wait(answer.json()["job_id"], timeout=timeout)
 
@@ -145,7 +145,7 @@ def test_a_format_deleted_since_the_index_was_brought_up_to_date_is_not_removed(
     format_id = emu.delete_format(asset, "ORIGINAL")
     old_ll = ll_file_set(emu, asset, format_id, ll)
     emu.reset_counts()
-    view = run(emu, tmp_path, "remove", b2, ll, [asset])
+    view = run(emu, tmp_path, "remove", b2, ll, [asset], formats="ORIGINAL")
     assert results(view)[asset, "ORIGINAL"] == "not_on_lucidlink"
     assert reason(view, asset, "ORIGINAL") == "asset has no ORIGINAL format"
     assert untouched(emu, asset, old_ll)
@@ -166,7 +166,7 @@ def test_a_format_deleted_and_made_again_is_judged_by_its_new_id_not_the_index(e
     new = media("clip/new")
     emu.add_file(asset, "ORIGINAL", ll, "clip-new.mov", new)
     emu.reset_counts()
-    view = run(emu, tmp_path, "remove", b2, ll, [asset])
+    view = run(emu, tmp_path, "remove", b2, ll, [asset], formats="ORIGINAL")
     assert untouched(emu, asset, old_ll)
     assert formats_reads(emu) >= 1
     row = results(view)[asset, "ORIGINAL"]
