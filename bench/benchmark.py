@@ -1415,6 +1415,8 @@ def job_rows(label: str, part: dict, mark) -> list[tuple]:
     per_asset = part["calls_per_asset"]
     if part["action"] == "remove" and not part["assets_without_b2_copy"] and part.get("files_per_original", 1) == 1:
         target, ok = f"<= {REMOVE_CALLS_TARGET}", mark(per_asset <= REMOVE_CALLS_TARGET)
+    elif part["action"] == "add":
+        target, ok = f"<= {ADD_CALLS_TARGET}", mark(per_asset <= ADD_CALLS_TARGET)
     else:
         target, ok = "report", ""
     rows.append((f"{label}: iconik calls per asset", f"{per_asset:g} = {split}", target, ok))
