@@ -17,10 +17,16 @@ from harness import holds, iconik_calls, plugin_settings, quick_runner, serve_pl
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
 FORMATS = ("ORIGINAL", "PPRO_PROXY")
-N = 100
-N_ADD = 200
-"""An Add's own calls (the storages, the Jobs panel, the bulk copies, following them) are some 15
-whatever its size: at 200 assets they leave room for the 1 read an asset within 1.1 calls."""
+N = 200
+"""A job's own calls (who clicked, the storages, the Jobs panel entry, the search, the bulk copies
+and following them) are some 10 whatever its size: at 200 assets they leave room within 3.1 and
+1.1 calls an asset."""
+
+
+def calls_per_asset(emu, assets: int) -> float:
+    """Every call iconik answered, per asset, but the Jobs panel's progress updates: those come every
+    2 s of the job (Tuning.progress_interval), as many as a loaded machine makes it last."""
+    return (iconik_calls(emu) - iconik_calls(emu, "PATCH", "/API/jobs/")) / assets
 
 
 def media(seed, size=400) -> bytes:
@@ -75,8 +81,7 @@ def test_a_verified_remove_makes_3_calls_an_asset_a_files_read_and_two_deletes(e
     view = run(emu, tmp_path, "remove", b2, ll, assets)
     assert view["status"] == "succeeded", view["error"]
     assert results(view) == {(a, f): "removed" for a in assets for f in FORMATS}
-    total = iconik_calls(emu)
-    assert total / N <= 3.1, emu.request_counts
+    assert calls_per_asset(emu, N) <= 3.1, emu.request_counts
     assert formats_reads(emu) == 0
     assert iconik_calls(emu, "GET", "/API/files/v1/assets/<asset_id>/files/") == N
     assert iconik_calls(emu, "DELETE", "/file_sets/") == 2 * N
@@ -87,16 +92,16 @@ def test_a_verified_remove_makes_3_calls_an_asset_a_files_read_and_two_deletes(e
 def test_an_add_makes_1_call_an_asset_and_follows_its_copy_jobs_in_one_call(emulator, tmp_path):
     emu = emulator
     b2, ll = storages(emu)
-    seeded = dict(seed(emu, b2, ll, f"clip{i}", on_ll=()) for i in range(N_ADD))
+    seeded = dict(seed(emu, b2, ll, f"clip{i}", on_ll=()) for i in range(N))
     assets = list(seeded)
     emu.reset_counts()
     view = run(emu, tmp_path, "add", b2, ll, assets)
     assert view["status"] == "succeeded", view["error"]
     assert results(view) == {(a, f): "copied" for a in assets for f in FORMATS}
     assert all(holds(emu, a, f, ll, seeded[a][f]) for a in assets for f in FORMATS)
-    assert iconik_calls(emu) / N_ADD <= 1.1, emu.request_counts
+    assert calls_per_asset(emu, N) <= 1.1, emu.request_counts
     assert formats_reads(emu) == 0
-    assert iconik_calls(emu, "GET", "/API/files/v1/assets/<asset_id>/files/") == N_ADD
+    assert iconik_calls(emu, "GET", "/API/files/v1/assets/<asset_id>/files/") == N
     assert iconik_calls(emu, "GET", "/API/jobs/v1/jobs/<job_id>/") == 0  # no copy job read on its own
     assert iconik_calls(emu, "GET", "/API/jobs/v1/jobs/") >= 1
 

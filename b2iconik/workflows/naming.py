@@ -53,11 +53,12 @@ class FormatNames:
             wanted = [a for a in dict.fromkeys(asset_ids) if a not in self._asked]
         for start in range(0, len(wanted), iconik.SEARCH_PAGE_SIZE):
             chunk = wanted[start:start + iconik.SEARCH_PAGE_SIZE]
+            asked = set(chunk)
             found: dict[str, dict[str, str]] = {}
             try:
                 for document in client.search_assets([{"name": "id", "value_in": chunk}], INCLUDE_FIELDS):
                     named = _names_of(document)
-                    if named is not None and document["id"] in chunk:
+                    if named is not None and document["id"] in asked:
                         found[document["id"]] = named
             except iconik.NotFound:
                 pass  # none of them is in the index
@@ -67,7 +68,7 @@ class FormatNames:
                 found = {}
             with self._lock:  # asked only now: a read that sees its asset asked finds the names in
                 self._formats.update(found)
-                self._asked.update(chunk)
+                self._asked.update(asked)
 
     def formats_from_files(self, asset_id: str, files: list[dict], wanted) -> dict | None:
         """Name -> id of each `wanted` live format, from the index's names and the fresh `files`' statuses.
