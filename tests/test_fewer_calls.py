@@ -223,3 +223,15 @@ def test_copy_jobs_the_jobs_list_does_not_show_yet_are_read_on_their_own(make_em
     assert view["status"] == "succeeded", view["error"]
     assert results(view) == {(a, f): "copied" for a in seeded for f in FORMATS}
     assert iconik_calls(emu, "GET", "/API/jobs/v1/jobs/<job_id>/") >= 2  # one copy job a format
+
+
+def test_an_asset_the_index_shows_without_the_formats_costs_its_one_formats_read(emulator, tmp_path):
+    """As without the index: its formats are read first, and its files not at all when none is live."""
+    emu = emulator
+    b2, ll = storages(emu)
+    assets = [seed(emu, b2, ll, f"other{i}", on_b2=("EDIT",), on_ll=("EDIT",))[0] for i in range(3)]
+    emu.reset_counts()
+    view = run(emu, tmp_path, "remove", b2, ll, assets)
+    assert results(view) == {(a, f): "not_on_lucidlink" for a in assets for f in FORMATS}
+    assert formats_reads(emu) == 3
+    assert iconik_calls(emu, "GET", "/API/files/v1/assets/<asset_id>/files/") == 0

@@ -45,6 +45,13 @@ class FormatNames:
         with self._lock:
             return asset_id in self._asked
 
+    def names_any(self, asset_id: str, wanted) -> bool:
+        """Does the index name any of the `wanted` formats of the asset? If not, its formats are read
+        first, as without the index: an asset with none of them live then costs that one read."""
+        with self._lock:
+            names = self._formats.get(asset_id)
+        return names is not None and bool(set(wanted) & set(names.values()))
+
     def learn(self, client: iconik.IconikClient, asset_ids: list[str]) -> None:
         """Search the index for those of `asset_ids` not asked yet, up to 1,000 a call.
 

@@ -39,9 +39,9 @@ def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=l
                wanted=None, names: FormatNames | None = None) -> AssetRecords | None:
     """The asset's live formats, its file sets and files: 2 iconik calls; None if no such asset.
 
-    With `names` (the search index's names of the format ids) that hold the asset, its
-    files are read first and its formats only where the index leaves a doubt
-    (`naming.FormatNames.formats_from_files`): 1 call.
+    With `names` (the search index's names of the format ids) that name a wanted format
+    of the asset, its files are read first and its formats only where the index leaves a
+    doubt (`naming.FormatNames.formats_from_files`): 1 call.
 
     iconik answers 404 for an empty formats or files list, so a 404 there means
     "none"; only then is the asset itself read, to tell "none" from "no asset".
@@ -50,7 +50,7 @@ def read_asset(client: iconik.IconikClient, asset_id: str, count_file_set_read=l
     When the asset has none of the `wanted` format names live, its files are not
     read: nothing of them could matter.
     """
-    if names is not None and wanted and names.asked(asset_id):
+    if names is not None and wanted and names.asked(asset_id) and names.names_any(asset_id, wanted):
         named = _read_named(client, asset_id, count_file_set_read, wanted, names)
         if named is not None:
             return named
