@@ -1,5 +1,6 @@
 """The jobs list, GET /API/jobs/v1/jobs/: filtered (e.g. `parent_id` for a copy's
-children), numbered pages (404 past the last) or scroll, per_page at most 100.
+children, `ids` for many jobs at once), numbered pages (404 past the last) or scroll,
+per_page at most 100.
 
 iconik serves it from a search index; `faults.jobs_list_delay` shows a new job only
 that many seconds after it was made, as an index that has not caught up would;
@@ -25,6 +26,8 @@ job_list_api = Blueprint("job_list_api", __name__, url_prefix="/API/jobs/v1")
 @job_list_api.get("/jobs/")
 def list_jobs():
     wanted = {k: set(request.args[k].split(",")) for k in FILTERS if request.args.get(k)}
+    if request.args.get("ids"):
+        wanted["id"] = {i.strip().lower() for i in request.args["ids"].split(",")}
     try:
         created = time_range(request.args["date_created"]) if request.args.get("date_created") else None
     except ValueError as error:

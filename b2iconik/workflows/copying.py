@@ -34,6 +34,10 @@ def plan_copies(wanted: dict) -> list[dict]:
 class CopyingWorkflow(Engine):
     """The copy and wait phases' work, and the check phase's wait for each copy."""
 
+    names_from_index = True
+    _jobs_unlisted = False
+    """Set once iconik's jobs list could not be read: each copy job is then read on its own."""
+
     def _request_copies(self, target: str, wanted: dict) -> bool:
         """Ask iconik to copy `wanted` (format -> asset ids) to storage `target`, once per planned copy."""
         state = self.state
@@ -79,9 +83,22 @@ class CopyingWorkflow(Engine):
                     entry.update(status="TIMED_OUT",
                                  message=f"copy did not finish within {self.tuning.copy_timeout:.0f} s")
                 return True
-            for entry in waiting:
+            try:
+                listed = self._list_copy_jobs(waiting)
+            except iconik.IconikError as error:
+                if isinstance(error, iconik.Unauthorized):
+                    raise Fatal(token_refused(error)) from None
+                listed = None if is_transient(error) and not self._outage_over(error) else {}
+                if listed is not None:
+                    self._jobs_unlisted = True
+                    log.warning("iconik's jobs list cannot be read, each copy job is read on its own: %s", error)
+            for entry in waiting if listed is not None else ():
                 try:
-                    self._poll_copy_job(entry)
+                    job = listed.get(entry["job_id"])
+                    if job is None:
+                        self._poll_copy_job(entry)
+                    else:
+                        self._note_copy_job(entry, job)
                 except iconik.IconikError as error:
                     if isinstance(error, iconik.Unauthorized):
                         raise Fatal(token_refused(error)) from None
@@ -111,6 +128,21 @@ class CopyingWorkflow(Engine):
             return True
         return False
 
+    def _list_copy_jobs(self, waiting: list[dict]) -> dict[str, dict]:
+        """The copy jobs of `waiting` that iconik's jobs list holds, by id: one call per 100 jobs.
+
+        The list is a search index: a job it leaves out (just made, or gone) is looked
+        at on its own (`_poll_copy_job`), as every job is once the list could not be read."""
+        wanted = {e["job_id"] for e in waiting}
+        listed: dict[str, dict] = {}
+        if self._jobs_unlisted:
+            return listed
+        for job in self.client.iter_jobs_by_id(sorted(wanted)):
+            job_id = job.get("id") if isinstance(job, dict) else None
+            if isinstance(job_id, str) and job_id.lower() in wanted:
+                listed[job_id.lower()] = job
+        return listed
+
     def _poll_copy_job(self, entry: dict) -> None:
         """Look once at one copy job (and at its transfers, when it has them); note its end on `entry`."""
         try:
@@ -118,6 +150,10 @@ class CopyingWorkflow(Engine):
         except iconik.NotFound:
             entry.update(status="UNKNOWN", message="iconik no longer knows the copy job")
             return
+        self._note_copy_job(entry, job)
+
+    def _note_copy_job(self, entry: dict, job) -> None:
+        """Note on `entry` the end iconik shows for its copy job (once its transfers, if any, ended too)."""
         status = job.get("status") if isinstance(job, dict) else None
         if status in DONE_JOB_STATUSES and job.get("has_children"):
             status = self._children_ended(entry)

@@ -23,6 +23,7 @@ from b2iconik.jobs.panel import JobsPanel
 from b2iconik.workflows.selection import TooManyAssets, UnsteadyCollection
 from b2iconik.workflows.handle import JobHandle, Unrecorded
 from b2iconik.workflows.errors import Fatal, Interrupted, NotSettled, is_transient, token_refused
+from b2iconik.workflows.naming import FormatNames
 from b2iconik.workflows.reading import AssetRecords, read_asset
 from b2iconik.workflows.state import PHASES, job_title, validate_state
 from b2iconik.workflows.storages import check_storages
@@ -67,6 +68,8 @@ class Engine:
 
     claims_assets = True
     """Whether the job waits until no other job works on its assets (the preview does not)."""
+    names_from_index = False
+    """Whether an asset's fresh read names its formats from iconik's search index (`naming`): Add and Remove."""
 
     def __init__(self, client: iconik.IconikClient, state: dict, tuning: Tuning = Tuning(), *,
                  job: JobHandle | None = None, stop: threading.Event | None = None, deadline: float | None = None,
@@ -98,6 +101,10 @@ class Engine:
         """(clock, waits) at the last check of the storages."""
         self.waits = 0
         """Pauses so far in this run: a check of the storages made before the latest is stale."""
+        self.format_names = FormatNames()
+        """The search index's names of the assets' format ids, searched as the assets are first read."""
+        self._naming_lock = threading.Lock()
+        self._positions: dict[str, int] = {}
 
     # -- driving -----------------------------------------------------------
 
@@ -278,8 +285,29 @@ class Engine:
     # -- reading an asset (in asset threads) --------------------------------
 
     def _read_asset(self, asset_id: str) -> AssetRecords | None:
-        """One fresh read of the asset (`reading.read_asset`); an extra read is counted in the job's record."""
-        return read_asset(self.client, asset_id, self._count_file_set_read, wanted=self.state.get("formats"))
+        """One fresh read of the asset (`reading.read_asset`); an extra read is counted in the job's record.
+
+        With `names_from_index`, its formats are named from iconik's search index where it leaves
+        no doubt (`naming`); the first read of an asset not yet searched for searches the index for
+        it and the next 999 of the job's assets.
+        """
+        if not self.names_from_index:
+            return read_asset(self.client, asset_id, self._count_file_set_read, wanted=self.state.get("formats"))
+        if not self.format_names.asked(asset_id):
+            with self._naming_lock:
+                if not self.format_names.asked(asset_id):
+                    assets = self.state.get("assets") or []
+                    start = self._asset_positions().get(asset_id)
+                    chunk = assets[start:start + iconik.SEARCH_PAGE_SIZE] if start is not None else [asset_id]
+                    self.format_names.learn(self.client, chunk)
+        return read_asset(self.client, asset_id, self._count_file_set_read, wanted=self.state.get("formats"),
+                          names=self.format_names)
+
+    def _asset_positions(self) -> dict[str, int]:
+        assets = self.state.get("assets") or []
+        if len(self._positions) != len(assets):
+            self._positions = {a: i for i, a in enumerate(assets)}
+        return self._positions
 
     def _count_file_set_read(self) -> None:
         with self._lock:

@@ -200,6 +200,9 @@ def test_a_copy_job_gone_or_unreadable_ends_the_following_at_once(answer):
     class Jobs:
         calls = 0
 
+        def iter_jobs_by_id(self, job_ids):
+            return iter([])  # the jobs list (a search index) holds none of them: each is read on its own
+
         def get_job(self, job_id):
             Jobs.calls += 1
             if answer == "gone":

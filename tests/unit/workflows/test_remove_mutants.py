@@ -66,6 +66,10 @@ class FakeIconik:
     def get_asset(self, asset_id):
         return {"id": asset_id}
 
+    def search_assets(self, terms, include_fields):
+        """The search index holds none of the assets: each is read in full."""
+        return iter([])
+
     def get_storage(self, storage_id):
         """Both storages in the roles Remove needs (B2 a cloud storage, LucidLink a gateway that deletes)."""
         self.storage_reads += 1
