@@ -1180,8 +1180,11 @@ def test_duplicated_and_reordered_deliveries_run_nothing_twice(cloud_env, monkey
             assert answer.status_code == 200 and answer.json()["duplicate"] is True, answer.text
         assert iconik_calls(emu) == 0
         assert job_status(url, job_id) == view
-    # One read of each asset, one delete of each LucidLink copy, one iconik entry.
-    assert calls_to(calls, "GET", "/formats") == 40 and calls_to(calls, "DELETE", "file_sets") == 40
+    # One files read of each asset (the format names from a search per slice that reads assets),
+    # one delete of each LucidLink copy, one iconik entry.
+    assert calls_to(calls, "GET", "/assets/<asset_id>/files/") == 40 and calls_to(calls, "GET", "/formats") == 0
+    assert 1 <= calls_to(calls, "POST", "/search/") <= len(bodies) + 1
+    assert calls_to(calls, "DELETE", "file_sets") == 40
     assert emu.storage_files(ll) == {} and len(emu.storage_files(b2)) == 40
     assert len([job for job in emu.jobs.values() if job["type"] == "CUSTOM"]) == 1
     assert len(view["audit"]) == 40
