@@ -100,6 +100,7 @@ import requests  # noqa: E402
 import iconik  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 from b2iconik.emulator.clicks import custom_action_payload  # noqa: E402
+from b2iconik.jobs.model import FINAL  # noqa: E402
 from b2iconik.server.launcher import LaunchFailed, PluginServer  # noqa: E402
 
 RESULTS = ROOT / "bench-results"
@@ -115,7 +116,6 @@ SETTING_NAMES = (
     "PLUGIN_JOB_RETENTION_DAYS", "PLUGIN_RUN_JOBS", "PLUGIN_PURGE", "PLUGIN_OPEN_COPY_TIMEOUT",
     "PLUGIN_B2_STORAGE_ID", "PLUGIN_LL_STORAGE_ID", "GUNICORN_WORKERS", "GUNICORN_THREADS",
 )
-FINAL = ("succeeded", "failed")
 
 
 def log(message: str) -> None:
