@@ -482,10 +482,11 @@ class Engine:
         with the clicking user's token where there is one); kept in the state, so read once."""
         titles = self.state.setdefault("titles", {})
         reader = self.user_client or self.client
+        collections = set(self.state["selection"]["collection_ids"])
         for object_id in title_ids(self.state):
             if object_id in titles:
                 continue
-            is_collection = object_id in self.state["selection"]["collection_ids"]
+            is_collection = object_id in collections
             try:
                 record = reader.get_collection(object_id) if is_collection else reader.get_asset(object_id)
             except (iconik.IconikError, ValueError) as error:

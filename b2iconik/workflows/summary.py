@@ -119,7 +119,8 @@ def title_ids(state: dict) -> list[str]:
     denied = {asset_id for asset_id, formats in state["outcomes"].items()
               if formats and all(o.get("result") == "not_permitted" for o in formats.values())}
     named = [asset_id for group in reason_groups(state) for asset_id in group["examples"] if asset_id not in denied]
-    return list(dict.fromkeys([*named, *state.get("selection", {}).get("collection_ids", [])]))
+    collections = state.get("selection", {}).get("collection_ids", [])[:EXAMPLES]  # as many as the message names
+    return list(dict.fromkeys([*named, *collections]))
 
 
 def title(state: dict, object_id: str) -> str:

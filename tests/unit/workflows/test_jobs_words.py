@@ -180,3 +180,9 @@ def test_titles_are_read_once_with_the_clicking_users_token_and_an_unreadable_on
     assert "(of collection 'Promos')" in message and "'Trailer v3'" in message and secret in message
     Engine(service, job, user_client=user)._read_titles()  # a resumed job: nothing is read again
     assert len(user.reads) == 3
+
+
+def test_a_click_naming_many_collections_reads_only_the_titles_its_message_names():
+    collections = ids(500)
+    job = state(selection={"asset_ids": [], "collection_ids": collections})
+    assert title_ids(job) == collections[:5]
