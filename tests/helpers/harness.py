@@ -15,11 +15,11 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from b2iconik.jobs.model import FINAL
 from b2iconik.config import Settings
 from b2iconik.server.launcher import ROOT, Launched, PluginServer, free_port  # noqa: F401 (the tests' too)
 
 SECRET = "test-shared-secret-0123456789abcdef0123"
-FINAL = ("succeeded", "succeeded_with_warnings", "failed")
 
 
 def plugin_settings(emu, state_dir, **overrides) -> Settings:

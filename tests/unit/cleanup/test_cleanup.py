@@ -10,6 +10,7 @@ import time
 import pytest
 
 import iconik
+from b2iconik.jobs.model import FINAL
 from b2iconik import __main__ as cli
 from b2iconik.cleanup import queue as cleanup_queue
 from b2iconik.workflows.inventory import list_lucidlink, read_assets
@@ -443,7 +444,7 @@ def test_the_function_serves_the_scheduled_cleanup_on_cleanup_and_runs_its_job(w
     deadline = time.monotonic() + 30
     while True:
         view = call("GET", f"/jobs/{job_id}", {"x-bz-secret": secret}).body
-        if view.get("status") in ("succeeded", "succeeded_with_warnings", "failed") or time.monotonic() > deadline:
+        if view.get("status") in FINAL or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert view["status"] == "succeeded", view

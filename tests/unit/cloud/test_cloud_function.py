@@ -45,6 +45,7 @@ from google.api_core import exceptions as api_errors
 from google.cloud import firestore, secretmanager, tasks_v2
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from b2iconik.jobs.model import FINAL
 from b2iconik.cloud import payload as payloads
 from b2iconik.cloud.auth import SIGNATURE_HEADER, sign
 from b2iconik.cloud.firestore_docs import FirestoreDocuments
@@ -1030,7 +1031,7 @@ def wait_for_cloud_job(url: str, job_id: str, timeout: float = 60.0) -> dict:
     """The job's view once it has ended; meanwhile only its head is looked at (a large view is costly)."""
     docs = sys.modules["main"].get_handler().jobs.docs
     deadline = time.monotonic() + timeout
-    while docs.read_head(job_id)[0]["status"] not in ("succeeded", "succeeded_with_warnings", "failed"):
+    while docs.read_head(job_id)[0]["status"] not in FINAL:
         assert time.monotonic() < deadline, job_status(url, job_id)["counts"]
         time.sleep(0.1)
     return job_status(url, job_id)

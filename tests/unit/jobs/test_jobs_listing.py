@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
+from b2iconik.jobs.model import FINAL
 from b2iconik.jobs import command as jobs_cli
 from b2iconik.jobs.store import JobStore
 from tests.helpers.clocks import Clock
@@ -57,7 +58,7 @@ def jobs(tmp_path):
             clock.now = T0 + hours * HOUR
             job_id = store.create(action, state(action, who, origin), "click-token")
             store.record_outcomes(job_id, [(ASSET, "ORIGINAL", RECORD)])
-            if status in ("succeeded", "succeeded_with_warnings", "failed"):
+            if status in FINAL:
                 store.finish(job_id, None, state(action, who, origin), status)
             elif status == "running":
                 store.claim("elsewhere:1:x", 3600, skip=ids)
