@@ -521,7 +521,8 @@ def test_long_phases_are_split_by_the_slice_deadline(cloud_env, monkeypatch):
     b2, ll, ids = b2_world(emu, **{f"clip{n}": bytes([n]) * 100 for n in range(10)})
     with serve(cloud_env["port"]) as url:
         cloud = Cloud(emu, queue, cloud_env["secrets"], url)
-        emu.faults.latency = 0.06
+        # Long enough that the check (one files read an asset, one at a time) outlasts a 1 s slice.
+        emu.faults.latency = 0.15
         done = cloud.run("add", b2, ll, asset_ids=list(ids.values()))
     assert done["result"] == "succeeded"
     assert done["counts"]["results"] == {"copied": 10}
