@@ -471,6 +471,24 @@ class RateLimiter:
         """Take the next slot if it comes within `max_wait` s (waiting for it); False, taking none, if not.
 
         The call counts as answered at its slot."""
+        return self._try_take(max_wait, 0.0) is not None
+
+    @contextlib.contextmanager
+    def try_sending(self, max_wait: float):
+        """As `sending`, for a caller that must not wait long: yields False (and takes nothing) when no
+        slot comes within `max_wait` s; else True, and the call sent in the block counts in the
+        window from its slot until one window after the block ends."""
+        ticket = self._try_take(max_wait, MAX_FLIGHT)
+        try:
+            yield ticket is not None
+        finally:
+            if ticket is not None:
+                self._answered(ticket)
+
+    def _try_take(self, max_wait: float, flight: float) -> int | None:
+        """The next slot's ticket if it comes within `max_wait` s (waiting for it), counted in the
+        window until `flight` and a window after it (or, once answered, one window after that); None
+        if it does not come in time."""
         at, left, ticket = self._clock(), max_wait, _ticket()
         while True:
             def change(budget):
@@ -485,16 +503,16 @@ class RateLimiter:
                     return "refused", None
                 budget.tat = tat + self._interval
                 sent = now + max(0.0, delay)
-                budget.calls.append((sent, sent + WINDOW, ticket))
+                budget.calls.append((sent, sent + flight + WINDOW, ticket))
                 return "taken", delay
             with self._lock:
                 verdict, wait = self._update(change)
             if verdict == "refused":
-                return False
+                return None
             if wait > 0:
                 self._sleep(wait)
             if verdict == "taken":
-                return True
+                return ticket
             at, left = at + wait, left - wait
 
     def pause(self, seconds: float) -> None:

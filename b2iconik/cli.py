@@ -33,7 +33,7 @@ from typing import Callable, Mapping, TextIO
 
 import iconik
 from b2iconik.config import ConfigError, Settings
-from b2iconik.workflows.storages import RoleRefused, check_storage_roles
+from b2iconik.workflows.storages import RoleRefused, StorageRoles, check_storage_roles
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -191,8 +191,8 @@ def pinned_storages(b2_storage_id: str | None, ll_storage_id: str | None,
 
 
 def storage_warnings(client: iconik.IconikClient, b2_storage_id: str,
-                     ll_storage_id: str) -> tuple[list[str], str | None]:
-    """The plugin's storage-role check, for a command: (warnings, why Remove would delete nothing there).
+                     ll_storage_id: str) -> tuple[list[str], StorageRoles]:
+    """The plugin's storage-role check, for a command: (warnings, the two storages as iconik described them).
 
     Failure for a storage the plugin refuses to work with. A B2 storage that is not
     ACTIVE, and a LucidLink storage where iconik may not delete, are warnings here: a
@@ -214,7 +214,7 @@ def storage_warnings(client: iconik.IconikClient, b2_storage_id: str,
                         "(settings.delete is off): \"Remove from LucidLink\" refuses to delete there and keeps "
                         "every copy (a delete would leave the bytes on the Filespace, untracked); turn deletes "
                         "on for the storage in iconik to free space")
-    return warnings, roles.deletes_refused
+    return warnings, roles
 
 
 # -- the report's and the cleanup's settings ---------------------------------------------
@@ -260,12 +260,13 @@ def client(context: CommandContext) -> iconik.IconikClient:
     return context.settings.client(None)
 
 
-def check_context_storages(client_: iconik.IconikClient, context: CommandContext) -> str | None:
+def check_context_storages(client_: iconik.IconikClient, context: CommandContext) -> StorageRoles:
     """Both storages can play their role (else Failure); warnings on stderr.
 
-    Returns why Remove would delete nothing on the LucidLink storage (settings.delete off), or None.
+    Returns the two storages as iconik described them: their names, and (`deletes_refused`) why
+    Remove would delete nothing on the LucidLink storage (settings.delete off), or None.
     """
-    warnings, refused = storage_warnings(client_, context.b2_storage_id, context.ll_storage_id)
+    warnings, roles = storage_warnings(client_, context.b2_storage_id, context.ll_storage_id)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return refused
+    return roles

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.benchmark --quick    # smaller sizes, a smoke run
     .venv/bin/python bench/benchmark.py --only answer,remove
     .venv/bin/python bench/benchmark.py --only report-index --report-assets 20000
+    .venv/bin/python -m bench.benchmark --show bench-results/benchmark.json --markdown   # a saved run's table
 
 Parts (each against a fresh emulator and a fresh gunicorn with default settings;
 the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, and
@@ -46,7 +47,7 @@ the jobs run with the emulator at iconik's limit, 50 req/s and 1000 per 20 s, an
                 verified), 9 % only on LucidLink, 1 % with a LucidLink copy still being written
                 (which the index leaves unclear, so each is read afresh): wall time, iconik calls
                 per asset by kind, 429s, and the report's figures against the world
-  shared-budget a Remove of N verified assets on the server and `python -m b2iconik report` of N
+  shared-budget a Remove of N verified assets on the server and `python -m b2iconik report --fresh` of N
                 other assets (a second LucidLink storage) at once: 429s, and the calls in the
                 busiest 20 s and 1 s, with the report on the server's PLUGIN_STATE_DIR (one
                 budget for the host) and, to compare, on a state directory of its own
@@ -64,7 +65,8 @@ not), its own included (storage checks, the Jobs panel entry, following the copy
 jobs), divided by the assets; the split by kind counts refused calls too.
 The rate ceiling is iconik's 50 requests/s divided by the calls per asset.
 
-Prints a table and writes everything to bench-results/benchmark.json. Logs of each
+Prints a table and writes everything to bench-results/benchmark.json (after each part, so a
+run that stops keeps what it measured; `finished` says whether it ran to its end). Logs of each
 gunicorn run are kept in bench-results/logs/.
 """
 
@@ -78,8 +80,6 @@ import os
 import platform
 import random
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -891,9 +891,11 @@ SHARED_BUDGET_RUNS = {
 def bench_shared_budget(tmp: Path, count: int) -> dict:
     """A Remove of `count` verified assets on the server and a report of `count` others at once.
 
-    The report (`python -m b2iconik report`, its own process) lists a second LucidLink storage,
-    so neither sees the other's assets. Run twice: on the server's state directory, and on one
-    of its own; each run counts every call the emulator answered in its busiest 20 s and 1 s.
+    The report (`python -m b2iconik report --fresh`, its own process: one read of every asset, so
+    that it competes for the budget as the Remove does; from the search index it would make a few
+    dozen calls) lists a second LucidLink storage, so neither sees the other's assets. Run twice:
+    on the server's state directory, and on one of its own; each run counts every call the
+    emulator answered in its busiest 20 s and 1 s.
     """
     runs = []
     for mode, description in SHARED_BUDGET_RUNS.items():
@@ -922,7 +924,7 @@ def bench_shared_budget(tmp: Path, count: int) -> dict:
                 with open(report_log, "wb") as out:
                     report = subprocess.Popen(
                         [sys.executable, "-m", "b2iconik", "report", "--b2-storage", b2, "--ll-storage", ll_other,
-                         "--json", str(report_json), "--no-progress"],
+                         "--json", str(report_json), "--no-progress", "--fresh"],
                         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
                 report_done = {}
                 waiter = threading.Thread(target=lambda: report_done.update(
@@ -1456,8 +1458,8 @@ def group_cpu_seconds(pgid: int) -> float:
 def bench_flat(tmp: Path, sizes: list[int]) -> dict:
     """The server's CPU time and memory per asset for a Remove of each of `sizes` assets that have
     neither format (no copy or delete: the figures are the plugin's own), the assets named in the
-    click (the emulator's collection listing builds the whole collection for every page), with the
-    emulator answering at once (no latency, no rate limit)."""
+    click (as a click of that many assets names them; the emulator's collection listing filters the
+    whole collection for every page), with the emulator answering at once (no latency, no rate limit)."""
     runs = []
     for size in sizes:
         with emulator(tmp, f"iconik-flat-{size}") as emu:
@@ -1627,7 +1629,8 @@ def job_rows(label: str, part: dict, mark) -> list[tuple]:
     return rows
 
 
-def table(report: dict) -> str:
+def table_rows(report: dict) -> list[tuple]:
+    """(measure, measured, target, mark) for each figure of a run's report."""
     rows = []
     mark = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
     answer = report.get("answer")
@@ -1687,10 +1690,24 @@ def table(report: dict) -> str:
                 measured += f" (create_task p50 {run['create_task_p50_ms']:.0f} ms)"
                 rows.append((f"Cloud Function /{run['action']}, {run['assets']} asset(s), {where}", measured,
                              "report; iconik waits ~10 s", mark(run["p99_ms"] < 10_000)))
+    return rows
+
+
+def table(report: dict) -> str:
+    """The figures as a plain-text table."""
+    rows = table_rows(report)
     widths = [max(len(str(r[i])) for r in rows + [("measure", "measured", "target", "")]) for i in range(4)]
     lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "measured", "target", ""), widths))]
     lines.append("-+-".join("-" * w for w in widths))
     lines += [" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(report: dict) -> str:
+    """The figures as a Markdown table, for docs/performance.md."""
+    cell = lambda text: str(text).strip().replace("|", "\\|")  # noqa: E731
+    lines = ["| What | Measured | Target | |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table_rows(report)]
     return "\n".join(lines)
 
 
@@ -1706,7 +1723,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "benchmark.json"), help="where to write the JSON")
     parser.add_argument("--report-assets", type=int, metavar="N",
                         help="assets of the report-index part (default 100,000; --quick 5,000)")
+    parser.add_argument("--show", metavar="JSON", help="run nothing: print the table of a run saved in JSON "
+                        "(its --out file, also written after each part)")
+    parser.add_argument("--markdown", action="store_true", help="with --show: the table in Markdown")
     args = parser.parse_args(argv)
+    if args.show:
+        saved = json.loads(Path(args.show).read_text())
+        print(markdown_table(saved) if args.markdown else table(saved))
+        return 0
+    if args.markdown:
+        parser.error("--markdown goes with --show")
     parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -1728,47 +1754,44 @@ def main(argv=None) -> int:
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     log(f"machine: {report['machine']['nproc']} cpu, {report['machine']['memory']}, "
         f"python {report['machine']['python']}")
-    RESULTS.mkdir(exist_ok=True)
-    began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="b2iconik-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        if "answer" in parts:
-            report["answer"] = bench_answer(tmp, sizes["answer_requests"], sizes["remove_assets"])
-        if "remove" in parts:
-            report["remove"] = bench_job(tmp, "remove", "remove", sizes["remove_assets"], 0.03)
-        if "remove-mixed" in parts:
-            count = sizes["mixed_assets"]
-            report["remove-mixed"] = bench_job(tmp, "remove-mixed", "remove", count, 0.03, without_b2=count // 2)
-        if "remove-multi" in parts:
-            report["remove-multi"] = bench_job(tmp, "remove-multi", "remove", sizes["multi_assets"], 0.03,
-                                               frames=sizes["multi_frames"])
-        if "add" in parts:
-            report["add"] = bench_job(tmp, "add", "add", sizes["add_assets"], 0.03)
-        if "latency" in parts:
-            report["latency"] = bench_job(tmp, "latency", "remove", sizes["remove_assets"], 0.15)
-        if "headroom" in parts:
-            report["headroom"] = bench_job(tmp, "headroom", "remove", sizes["remove_assets"], 0.03,
-                                           ICONIK_MAX_RPS="48")
-        if "concurrent" in parts:
-            report["concurrent"] = bench_concurrent(tmp, sizes["actions"], sizes["per_action"])
-        if "crash" in parts:
-            report["crash"] = bench_crash(tmp, sizes["crash_assets"])
-        if "function-remove" in parts:
-            report["function-remove"] = bench_function_remove(tmp, sizes["function_assets"])
-        if "handler" in parts:
-            report["handler"] = bench_handler(tmp, sizes["answer_requests"])
-        if "shared-budget" in parts:
-            report["shared-budget"] = bench_shared_budget(tmp, sizes["shared_assets"])
-        if "report-index" in parts:
-            report["report-index"] = bench_report_index(tmp, sizes["report_assets"])
-        if "checkpoints" in parts:
-            report["checkpoints"] = bench_checkpoints(tmp, sizes["checkpoint_assets"])
-        if "flat" in parts:
-            report["flat"] = bench_flat(tmp, sizes["flat_assets"])
-    report["duration_s"] = round(time.monotonic() - began, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    began = time.monotonic()
+
+    def save() -> None:
+        """The run so far (`finished` false until the last part), so that a run that stops keeps what it measured."""
+        report["duration_s"] = round(time.monotonic() - began, 1)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="b2iconik-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        count = sizes["mixed_assets"]
+        runs = {
+            "answer": lambda: bench_answer(tmp, sizes["answer_requests"], sizes["remove_assets"]),
+            "remove": lambda: bench_job(tmp, "remove", "remove", sizes["remove_assets"], 0.03),
+            "remove-mixed": lambda: bench_job(tmp, "remove-mixed", "remove", count, 0.03, without_b2=count // 2),
+            "remove-multi": lambda: bench_job(tmp, "remove-multi", "remove", sizes["multi_assets"], 0.03,
+                                              frames=sizes["multi_frames"]),
+            "add": lambda: bench_job(tmp, "add", "add", sizes["add_assets"], 0.03),
+            "latency": lambda: bench_job(tmp, "latency", "remove", sizes["remove_assets"], 0.15),
+            "headroom": lambda: bench_job(tmp, "headroom", "remove", sizes["remove_assets"], 0.03,
+                                          ICONIK_MAX_RPS="48"),
+            "concurrent": lambda: bench_concurrent(tmp, sizes["actions"], sizes["per_action"]),
+            "crash": lambda: bench_crash(tmp, sizes["crash_assets"]),
+            "function-remove": lambda: bench_function_remove(tmp, sizes["function_assets"]),
+            "handler": lambda: bench_handler(tmp, sizes["answer_requests"]),
+            "shared-budget": lambda: bench_shared_budget(tmp, sizes["shared_assets"]),
+            "report-index": lambda: bench_report_index(tmp, sizes["report_assets"]),
+            "checkpoints": lambda: bench_checkpoints(tmp, sizes["checkpoint_assets"]),
+            "flat": lambda: bench_flat(tmp, sizes["flat_assets"]),
+        }
+        report["finished"] = False
+        for name in PARTS:
+            if name in parts:
+                report[name] = runs[name]()
+                save()
+    report["finished"] = True
+    save()
     print()
     print(table(report))
     print(f"\n{report['duration_s']:.0f} s in all; details in {out}")

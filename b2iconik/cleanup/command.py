@@ -124,7 +124,7 @@ def _apply(args, context, rule, store) -> int:
 
 def _plan(args, context, rule) -> planning.CleanupPlan:
     with cli.client(context) as client:
-        refused = cli.check_context_storages(client, context)
+        refused = cli.check_context_storages(client, context).deletes_refused
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
             try:
                 return planning.plan_cleanup(client, context.b2_storage_id, context.ll_storage_id, rule,

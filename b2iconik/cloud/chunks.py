@@ -12,7 +12,7 @@ the chunks that changed since the last one:
 The rest (action, phase, storages, formats, counters, ...) is the head. An
 entry of a per-asset dict goes where its asset is, so the outcomes of the
 assets a slice works on land in a few chunks, and appending to a list touches
-only its last chunk. `join(*split(state)) == state` for every state.
+only its last chunk. `from_chunks(*into_chunks(state)) == state` for every state.
 
 Chunk names use [a-z0-9_.-] only; a name built from a key that is not a plain
 word (a format name) uses a short hash of it instead.
@@ -47,7 +47,7 @@ LISTS_BY_KEY = ("to_copy",)
 _WORD = re.compile(r"^[a-z_]{1,40}$")
 
 
-def dumps(value) -> bytes:
+def encode(value) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
@@ -58,10 +58,10 @@ def tag(key: str) -> str:
 
 def _list_chunks(chunks: dict, name: str, items: list, size: int) -> None:
     for n, start in enumerate(range(0, len(items), size)):
-        chunks[f"{name}-{n}"] = dumps(items[start:start + size])
+        chunks[f"{name}-{n}"] = encode(items[start:start + size])
 
 
-def split(state: dict) -> tuple[dict, dict, dict[str, bytes]]:
+def into_chunks(state: dict) -> tuple[dict, dict, dict[str, bytes]]:
     """(head, layout, chunks): the head's keys, what was chunked, and chunk name -> JSON bytes."""
     head: dict = {}
     layout: dict = {"order": list(state), "lists": [], "by_asset": [], "lists_by_key": {}, "values": []}
@@ -82,7 +82,7 @@ def split(state: dict) -> tuple[dict, dict, dict[str, bytes]]:
                 bucket = index.get(BY_ASSET[key](entry), "x") if isinstance(entry, str) else "x"
                 buckets.setdefault(bucket, []).append([entry, item])
             for bucket, pairs in buckets.items():
-                chunks[f"{key}-{bucket}"] = dumps(pairs)
+                chunks[f"{key}-{bucket}"] = encode(pairs)
             layout["by_asset"].append(key)
         elif (key in LISTS_BY_KEY and isinstance(value, dict)
               and all(isinstance(k, str) and isinstance(v, list) for k, v in value.items())):
@@ -99,9 +99,9 @@ def split(state: dict) -> tuple[dict, dict, dict[str, bytes]]:
                     rest[sub] = items
             head[key] = rest
         else:
-            encoded = dumps(value)
+            encoded = encode(value)
             if len(encoded) > BIG_VALUE:
-                chunks[f"value.{tag(key)}"] = dumps([key, value])
+                chunks[f"value.{tag(key)}"] = encode([key, value])
                 layout["values"].append(key)
             else:
                 head[key] = value
@@ -119,8 +119,8 @@ def _numbered(chunks: dict[str, bytes], prefix: str) -> list:
     return [json.loads(chunks[name]) for _, name in sorted(found)]
 
 
-def join(head: dict, layout: dict, chunks: dict[str, bytes]) -> dict:
-    """The state that `split` cut into `head`, `layout` and `chunks`."""
+def from_chunks(head: dict, layout: dict, chunks: dict[str, bytes]) -> dict:
+    """The state that `into_chunks` cut into `head`, `layout` and `chunks`."""
     state = dict(head)
     for key in layout.get("values", []):
         decoded = json.loads(chunks[f"value.{tag(key)}"])

@@ -417,7 +417,7 @@ class JobStates:
         elif self.docs.read_head(job_id) is not None:
             raise JobExists(f"job {job_id} is recorded already")
         now = self.clock()
-        head, layout, parts = layout_of.split(state)
+        head, layout, parts = layout_of.into_chunks(state)
         rev = "1-" + uuid.uuid4().hex[:12]
         docs, manifest = self._chunk_docs(job_id, parts, rev, now)
         if docs:
@@ -513,7 +513,7 @@ class JobStates:
         """
         started = time.perf_counter()
         now = self.clock()
-        head, layout, parts = layout_of.split(state)
+        head, layout, parts = layout_of.into_chunks(state)
         changed = {name: raw for name, raw in parts.items() if claim.cache.get(name) != raw}
         gone = [name for name in claim.manifest if name not in parts]
         audit_state, tail, audit_parts = self._append(claim, list(audit))
@@ -670,7 +670,7 @@ class JobStates:
             tail.append({"seq": count, **entry})
             touched[f"audit-{(count - 1) // AUDIT_PER_CHUNK}"] = tail
         audit["count"] = count
-        return audit, tail, {name: layout_of.dumps(items) for name, items in touched.items()}
+        return audit, tail, {name: layout_of.encode(items) for name, items in touched.items()}
 
     def _refresh(self, job_id: str, manifest: dict, audit_chunks: dict, now: float) -> None:
         """Put off the expiry of chunks a live job has not written for REFRESH_AGE."""
@@ -711,7 +711,7 @@ class JobStates:
             for name, entry in wanted.items():
                 packed = b"".join(found[doc_id]["data"] for doc_id in self._ids(job_id, name, entry))
                 raw[name] = inflate(packed, MAX_CHUNK_BYTES)
-            state = layout_of.join(head["state"], head["layout"], {n: raw[n] for n in manifest})
+            state = layout_of.from_chunks(head["state"], head["layout"], {n: raw[n] for n in manifest})
             trail = [item for name in trail_names for item in json.loads(raw.pop(name))]
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             raise DamagedJob(f"the job's record is not readable ({type(error).__name__}: {error})") from None

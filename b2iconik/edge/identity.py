@@ -10,12 +10,14 @@ one's), 429 when the iconik budget this service shares cannot take the call
 now, 503 when iconik does not answer in time or answers what cannot be read.
 The edge calls it through `Service.identity`, knowing nothing of iconik.
 
-The call draws on the same rate limiter as the jobs (the budget is per App-ID),
-but never waits in it for long: a flood of clicks is refused, not queued.
+Each try draws on the same rate limiter as the jobs (the budget is per App-ID) and
+counts in its window until a second after its answer, as the jobs' calls do, but
+never waits in it for long: a flood of clicks is refused, not queued.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -90,9 +92,6 @@ class IdentityChecker:
             raise NotConfirmed(400, "auth_token is missing from the body")
         if not user_id:
             raise NotConfirmed(400, "user_id is missing from the body")
-        if self.limiter is not None and not self.limiter.try_acquire(LIMITER_WAIT):
-            raise NotConfirmed(429, "too many clicks to confirm with iconik right now; nothing was queued, "
-                                    "try again shortly", {"Retry-After": "1"})
         answer = self._ask(token)
         try:
             identity = identity_of(answer)
@@ -107,15 +106,29 @@ class IdentityChecker:
             raise NotConfirmed(403, "the user who clicked is not active in iconik; nothing was queued")
         return identity
 
+    @contextlib.contextmanager
+    def _budget(self, max_wait: float):
+        """A slot in the host's iconik budget for one try, counted until a second after its answer
+        (as the jobs' calls are); 429 when none comes within `max_wait` s. Every try takes one."""
+        if self.limiter is None:
+            yield
+            return
+        with self.limiter.try_sending(max_wait) as taken:
+            if not taken:
+                raise NotConfirmed(429, "too many clicks to confirm with iconik right now; nothing was queued, "
+                                        "try again shortly", {"Retry-After": "1"})
+            yield
+
     def _ask(self, token: str):
         """iconik's answer to users/current, tried again after a transient failure while the deadline allows."""
         deadline = time.monotonic() + self.timeout
         with iconik.IconikClient(self.app_id, token, self.base_url, max_rps=None, attempts=1) as client:
             while True:
-                left = deadline - time.monotonic()
-                client.timeout = (min(2.0, left), left)
                 try:
-                    return client.request("GET", USERS_CURRENT)
+                    with self._budget(min(LIMITER_WAIT, max(0.0, deadline - time.monotonic() - MIN_ATTEMPT))):
+                        left = max(0.1, deadline - time.monotonic())
+                        client.timeout = (min(2.0, left), left)
+                        return client.request("GET", USERS_CURRENT)
                 except iconik.Unauthorized:
                     raise NotConfirmed(401, "iconik does not accept the click's auth_token; "
                                             "nothing was queued") from None

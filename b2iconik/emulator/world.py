@@ -97,7 +97,8 @@ class World:
         self.file_sets: dict[str, dict] = {}
         self.files: dict[str, dict] = {}
         self.collections: dict[str, dict] = {}
-        self.contents: dict[str, list[tuple[str, str]]] = {}
+        self.contents: dict[str, dict[tuple[str, str], None]] = {}
+        """Collection id -> its items, (object type, id), in the order they were added."""
         self.jobs: dict[str, dict] = {}
         self.custom_actions: dict[str, dict] = {}
         self.purged: list[str] = []
@@ -396,7 +397,7 @@ class World:
                 raise ValueError(f"collection {cid} exists")
             self.collections[cid] = {"id": cid, "title": title, "parent_id": parent_id,
                                      "status": "ACTIVE", "date_created": now()}
-            self.contents[cid] = []
+            self.contents[cid] = {}
             if parent_id:
                 self.add_to_collection(parent_id, cid, "collections")
             return cid
@@ -408,20 +409,21 @@ class World:
             known = {"assets": self.assets, "collections": self.collections}.get(object_type)
             if known is None or object_id not in known:
                 raise ValueError(f"no {object_type} {object_id}")
-            if (object_type, object_id) not in self.contents[collection_id]:
-                self.contents[collection_id].append((object_type, object_id))
+            self.contents[collection_id].setdefault((object_type, object_id))
 
     def put_first_item_last(self, collection_id: str) -> None:
         """An edit: the collection's first item is taken out and put back, so it now lists last."""
         with self.lock:
             items = self.contents[collection_id]
             if items:
-                items.append(items.pop(0))
+                first = next(iter(items))
+                del items[first]
+                items[first] = None
 
-    def collection_items(self, collection_id: str) -> list[dict]:
-        titled = {"assets": self.assets, "collections": self.collections}
-        return [{"id": oid, "object_type": kind, "title": titled[kind][oid]["title"]}
-                for kind, oid in self.contents[collection_id]]
+    def collection_item(self, kind: str, object_id: str) -> dict:
+        """One item of a collection as its contents list shows it."""
+        titled = self.assets if kind == "assets" else self.collections
+        return {"id": object_id, "object_type": kind, "title": titled[object_id]["title"]}
 
     def expand_assets(self, object_type: str, object_ids: list[str]) -> list[str]:
         """The distinct assets named, or inside the named collections at any depth.

@@ -11,7 +11,7 @@ The parts that grow with the selection get rows of their own (table `job_state`)
     entries     copies: one row per entry (an entry changes in place)
 
 The rest (action, phase, storages, formats, counters, ...) is the head, one JSON object in the
-job's row, with `parts` saying what was cut out. `join(head, parts, rows)` is the state again.
+job's row, with `parts` saying what was cut out. `from_rows(head, parts, rows)` is the state again.
 
 A state the store hands to a workflow keeps its by-key dicts as `TrackedDict`, which notes the
 keys reached since the last save (set, fetched, popped): a checkpoint writes those rows only, so
@@ -117,8 +117,8 @@ class TrackedDict(dict):
         return taken
 
 
-def split(state: dict) -> tuple[dict, dict, dict]:
-    """(head, parts, values): the head, what was cut out (for `join`), and part name -> its value."""
+def into_rows(state: dict) -> tuple[dict, dict, dict]:
+    """(head, parts, values): the head, what was cut out (for `from_rows`), and part name -> its value."""
     head, values = {}, {}
     meta: dict = {"order": list(state), "by_key": [], "lists": {}, "entries": {}, "lists_by_key": {}}
     for key, value in state.items():
@@ -150,8 +150,8 @@ def split(state: dict) -> tuple[dict, dict, dict]:
     return head, meta, values
 
 
-def join(head: dict, meta: dict, rows: dict[str, list[tuple[str, str]]]) -> dict:
-    """The state `split` cut up, from the head, its `parts` and part name -> [(key, JSON)] in order."""
+def from_rows(head: dict, meta: dict, rows: dict[str, list[tuple[str, str]]]) -> dict:
+    """The state `into_rows` cut up, from the head, its `parts` and part name -> [(key, JSON)] in order."""
     state = dict(head)
     for key in meta.get("by_key", []):
         state[key] = TrackedDict((entry, json.loads(text)) for entry, text in rows.get(key, []))

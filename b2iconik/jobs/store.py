@@ -184,7 +184,7 @@ def _whole_state(row, parts) -> dict:
         found: dict[str, list] = {}
         for part in parts:
             found.setdefault(part["part"], []).append((part["key"], part["value"]))
-        return layout.join(state, meta, found)
+        return layout.from_rows(state, meta, found)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise DamagedJob(f"its recorded state is not readable ({type(error).__name__})") from None
 
@@ -473,7 +473,7 @@ class JobStore(_Reads):
         here (all of them when `whole`, or when this store holds no record of that)."""
         held = self._written.get(job_id)
         before = held[1] if held is not None and held[0] == owner and owner is not None and not whole else None
-        head, meta, values = layout.split(state)
+        head, meta, values = layout.into_rows(state)
         rows, written = layout.changes(values, meta, before)
         return _StateWrite(job_id, owner, json.dumps(head, separators=(",", ":")),
                            json.dumps(meta, separators=(",", ":")), rows, written)
@@ -555,7 +555,7 @@ class JobStore(_Reads):
             next_pos: dict[str, int] = {}
             for part in claimed[2]:
                 next_pos[part["part"]] = max(next_pos.get(part["part"], 0), part["pos"] + 1)
-            _, meta, values = layout.split(job.state)
+            _, meta, values = layout.into_rows(job.state)
             self._written[job.id] = (holder, layout.remember(values, meta, next_pos))
         return job
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,8 +30,9 @@ from pathlib import Path
 from b2iconik import cli
 from b2iconik.workflows.inventory import CATEGORIES, AssetView, Row, index_lucidlink, list_lucidlink, read_assets
 from b2iconik.workflows.reading import read_asset
+from b2iconik.workflows.storages import StorageRoles
 from b2iconik.output import csv_cell, open_private, printable
-from b2iconik.report.reasons import KEPT, group_reasons, reason_kind
+from b2iconik.report.reasons import KEPT, group_reasons, masked_reason
 from b2iconik.progress_bar import ProgressBar
 from b2iconik.units import human_bytes
 
@@ -93,7 +93,7 @@ def row_order(row: Row) -> tuple:
     return ROW_ORDER.index(row.category), -row.bytes, row.name, row.asset_id, row.format
 
 
-def summarize(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
+def summary_of(views: list[AssetView], b2_storage_id: str, ll_storage_id: str,
               now: datetime | None = None, storage_names: dict | None = None, source: dict | None = None) -> Summary:
     """The figures of the report; `storage_names` maps a storage id to its name in iconik, `source`
     says where the figures come from (the search index, or fresh reads)."""
@@ -200,7 +200,7 @@ def row_dict(row: Row, now: datetime) -> dict:
             "result": row.result, "bytes": row.bytes, "files": row.files,
             "last_modified": row.last_modified.isoformat() if row.last_modified else None,
             "age_days": round(age, 2) if age is not None else None, "reason": row.reason,
-            "reason_kind": reason_kind(row.reason) if row.category in KEPT else ""}
+            "reason_kind": masked_reason(row.reason) if row.category in KEPT else ""}
 
 
 def as_json(summary: Summary) -> dict:
@@ -242,11 +242,11 @@ def write_html(path: Path, summary: Summary) -> None:
         out.write(render_html(summary))
 
 
-def storage_names(client, storage_ids) -> dict[str, str]:
-    """Storage id -> its name in iconik (one read each; a storage with no name is left out)."""
+def storage_names(roles: StorageRoles, context: cli.CommandContext) -> dict[str, str]:
+    """Storage id -> its name in iconik, from the role check's reads (a storage with no name is left out)."""
     names = {}
-    for storage_id in storage_ids:
-        name = client.get_storage(storage_id).get("name")
+    for storage_id, storage in ((context.b2_storage_id, roles.b2), (context.ll_storage_id, roles.ll)):
+        name = storage.get("name")
         if isinstance(name, str) and name.strip():
             names[storage_id] = name.strip()
     return names
@@ -302,11 +302,12 @@ def run(argv: list[str] | None) -> int:
     outputs = {name: output_path(getattr(args, name), f"--{name}") for name in ("csv", "json", "html")}
     context = cli.load(args)
     with cli.client(context) as client:
-        refused = cli.check_context_storages(client, context)
-        names = storage_names(client, (context.b2_storage_id, context.ll_storage_id))
+        roles = cli.check_context_storages(client, context)
+        names = storage_names(roles, context)
         with ProgressBar("", enabled=False if args.no_progress else None) as progress:
-            views, source = gather(client, context, progress=progress, deletes_refused=refused, fresh=args.fresh)
-    summary = summarize(views, context.b2_storage_id, context.ll_storage_id, storage_names=names, source=source)
+            views, source = gather(client, context, progress=progress, deletes_refused=roles.deletes_refused,
+                                   fresh=args.fresh)
+    summary = summary_of(views, context.b2_storage_id, context.ll_storage_id, storage_names=names, source=source)
     print(render_text(summary))
     writers = {"csv": write_csv, "json": write_json, "html": write_html}
     for name, path in outputs.items():

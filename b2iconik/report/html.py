@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from html import escape
 
-from b2iconik.report.command import copies, overlap_note
+from b2iconik.report.command import overlap_note
 from b2iconik.units import human_bytes
 from b2iconik.workflows.inventory import CATEGORIES
 

@@ -25,7 +25,7 @@ _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 
 
-def reason_kind(reason: str) -> str:
+def masked_reason(reason: str) -> str:
     """The kind of a reason: its text without the names, ids and numbers it is about."""
     text = reason.removeprefix("would keep: ")
     text = _MORE.sub("", text)
@@ -57,7 +57,7 @@ def group_reasons(rows, examples: int = EXAMPLES) -> list[ReasonGroup]:
     for row in rows:
         if row.category not in KEPT:
             continue
-        kind = reason_kind(row.reason)
+        kind = masked_reason(row.reason)
         group = groups.setdefault((row.category, kind), ReasonGroup(kind, row.category))
         group.format_copies += 1
         group.bytes += row.bytes

@@ -15,7 +15,7 @@ from b2iconik import custom_actions as ca
 from b2iconik.progress_bar import Waiting
 from b2iconik.jobs.model import FINAL, JobStatus
 from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Records, error_of,
-                                       file_name, files_text, read_records, snapshot_problem, storage_label)
+                                       file_name, files_text, read_records, snapshot_problem, role_storage)
 from b2iconik.selftest.results import Result, failed, passed
 from b2iconik.workflows.verify import check_b2_copy
 
@@ -150,7 +150,7 @@ def _lucidlink_copy_state(ctx: Context, records: Records) -> tuple[list[str], li
             continue
         on_ll = records.copies(fmt, opts.ll_storage_id, active_only=True)
         if not on_ll:
-            problems.append(f"iconik lists no {fmt} copy on {storage_label(ctx, 'LucidLink')}")
+            problems.append(f"iconik lists no {fmt} copy on {role_storage(ctx, 'LucidLink')}")
             continue
         for copy in on_ll:
             open_files = sorted(f"{file_name(f)} is {f.get('status')}" for f in copy.files if f.get("status") != "CLOSED")
@@ -204,7 +204,7 @@ def check_lucidlink_gone(ctx: Context) -> Result:
             for fmt in ctx.options.formats
             for copy in records.copies(fmt, ctx.options.ll_storage_id, active_only=False)]
     if left:
-        return failed(f"iconik still lists on {storage_label(ctx, 'LucidLink')}: {', '.join(left)}")
+        return failed(f"iconik still lists on {role_storage(ctx, 'LucidLink')}: {', '.join(left)}")
     return passed("no copy of " + ", ".join(ctx.options.formats) + " left on LucidLink")
 
 

@@ -13,7 +13,7 @@ import iconik
 from b2iconik import cli
 from b2iconik import custom_actions as ca
 from b2iconik.selftest.context import (HTTP_TIMEOUT, SECRET_HEADER, VERB_TITLE, Context, Snapshot, b2_copy_problem,
-                                       error_of, files_text, read_records, storage_label)
+                                       error_of, files_text, read_records, role_storage)
 from b2iconik.selftest.results import Result, failed, passed
 
 
@@ -144,7 +144,7 @@ def check_asset(ctx: Context) -> Result:
             continue
         b2_copies = records.copies(fmt, opts.b2_storage_id, active_only=True)
         if not b2_copies:
-            problems.append(f"its {fmt} is not on {storage_label(ctx, 'B2')}")
+            problems.append(f"its {fmt} is not on {role_storage(ctx, 'B2')}")
             continue
         reasons = {copy.id: b2_copy_problem(copy) for copy in b2_copies}
         intact = next((copy for copy in b2_copies if reasons[copy.id] is None), None)

@@ -122,7 +122,7 @@ def snapshot_problem(copy: Copy | None, snapshot: Snapshot) -> str | None:
     return None
 
 
-def storage_label(ctx: Context, role: str) -> str:
+def role_storage(ctx: Context, role: str) -> str:
     storage_id = ctx.options.b2_storage_id if role == "B2" else ctx.options.ll_storage_id
     return f"{role} storage {storage_id}"
 

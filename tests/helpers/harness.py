@@ -11,7 +11,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pytest
 import requests
 from werkzeug.serving import make_server
 
@@ -196,10 +195,10 @@ def run(emu, url, action, world, timeout=30, **kwargs) -> dict:
     return wait_for_job(url, click(emu, url, action, world, **kwargs), timeout=timeout)
 
 
-@pytest.fixture
-def quick_runner(monkeypatch):
+def make_quick(monkeypatch) -> None:
     """Job runners that look for work every 50 ms and plugin servers (serve_plugin) that stop
-    within 50 ms, so each test that starts and stops one takes no whole second."""
+    within 50 ms, so each test that starts and stops one takes no whole second (the
+    `quick_runner` fixture)."""
     import plugin
     from b2iconik.server.runner import JobRunner
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from tests.helpers.harness import (  # noqa: F401
-    custom_jobs, holds, iconik_calls, plugin_settings, quick_runner, results, serve_plugin, transfers)
+from tests.helpers.harness import (
+    custom_jobs, holds, iconik_calls, plugin_settings, results, serve_plugin, transfers)
 from tests.helpers.world import FORMATS, media, storages
 
 pytestmark = pytest.mark.usefixtures("quick_runner")

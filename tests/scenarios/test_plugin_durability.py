@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from b2iconik.jobs.store import JobStore, StoreError
-from tests.helpers.harness import (  # noqa: F401
-    ROOT, SECRET, iconik_calls, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, transfers,
+from tests.helpers.harness import (
+    ROOT, SECRET, iconik_calls, plugin_settings, run_gunicorn, serve_plugin, settings_env, transfers,
     until, wait_for_job)
 from tests.helpers.world import FORMATS, World
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.helpers.harness import SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import SECRET, plugin_settings, serve_plugin
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from b2iconik.emulator.api_common import ApiError
-from tests.helpers.harness import (  # noqa: F401
-    custom_jobs, holds, iconik_calls, outcome, plugin_settings, quick_runner, results, serve_plugin, transfers)
+from tests.helpers.harness import (
+    custom_jobs, holds, iconik_calls, outcome, plugin_settings, results, serve_plugin, transfers)
 from tests.helpers.world import FORMATS, World, media, storages
 
 pytestmark = pytest.mark.usefixtures("quick_runner")

@@ -126,7 +126,7 @@ def test_collection_items_whose_id_is_not_a_uuid_are_warnings_not_a_crash(emu, p
     with emu.world.lock:  # iconik answers what no client would send it: ids that are not UUID strings
         for odd, kind in (("not-a-uuid", "assets"), (42, "assets"), ("also-not", "collections")):
             (emu.world.assets if kind == "assets" else emu.world.collections)[odd] = {"id": odd, "title": str(odd)}
-            emu.world.contents[collection].append((kind, odd))
+            emu.world.contents[collection][(kind, odd)] = None
     view = run(emu, plugin_url, "add", world, collection_ids=[collection], context="COLLECTION", timeout=60)
     assert view["status"] == "succeeded", view
     assert asset_results(view) == {asset: "copied"}

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from b2iconik import version as version_module
 from b2iconik.server import metrics
-from tests.helpers.harness import ROOT, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import ROOT, plugin_settings, serve_plugin
 
 PYPROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 

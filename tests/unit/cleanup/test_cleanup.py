@@ -15,7 +15,7 @@ from b2iconik import __main__ as cli
 from b2iconik.cleanup import queue as cleanup_queue
 from b2iconik.workflows.inventory import list_lucidlink, read_assets
 from b2iconik.jobs.store import JobStore
-from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import plugin_settings, serve_plugin
 from tests.helpers.world import CATEGORY, standard_world
 
 pytestmark = pytest.mark.usefixtures("quick_runner")

@@ -174,9 +174,9 @@ def test_split_and_join_give_back_every_state(assets, extra, outcome_keys, big):
     state["incomplete"] = {f"{a}/ORIGINAL": {"files": ["f"], "since": 1.5} for a in assets[:2]} | {"odd": 1}
     state["to_copy"] = {"ORIGINAL": assets[:5], "PPRO PROXY/ü": []}
     state["deleting"] = {a: {"ORIGINAL": {"fs": {"note": None}}} for a in assets[-2:]}
-    head, layout, parts = chunks.split(state)
+    head, layout, parts = chunks.into_chunks(state)
     assert all(chunks._WORD.match(c) or c in "-.0123456789" for name in parts for c in name), list(parts)
-    back = chunks.join(json.loads(json.dumps(head)), json.loads(json.dumps(layout)), parts)
+    back = chunks.from_chunks(json.loads(json.dumps(head)), json.loads(json.dumps(layout)), parts)
     assert back == state and list(back) == list(state)
     assert len(json.dumps(head)) < 16_384 + 2_000
 

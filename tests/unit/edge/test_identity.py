@@ -3,6 +3,7 @@ that user may read (issue 23.1). On the server and on the Cloud Function, with a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import replace
@@ -10,7 +11,9 @@ from dataclasses import replace
 import pytest
 import requests
 
-from tests.helpers.harness import SECRET, iconik_calls, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from b2iconik.edge import identity as identity_module
+from b2iconik.edge.identity import IdentityChecker, NotConfirmed
+from tests.helpers.harness import SECRET, iconik_calls, plugin_settings, serve_plugin
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
@@ -233,3 +236,46 @@ def test_a_click_job_without_a_confirmed_identity_is_refused_having_touched_noth
     assert view["status"] == "failed" and "never confirmed" in view["error"]
     assert emu.request_counts == {}
     assert len(emu.copies(on_both, "ORIGINAL", ll)) == 1
+
+
+class RecordingLimiter:
+    """Stands in for the host's budget: notes each try's slot and when its block ended."""
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    @contextlib.contextmanager
+    def try_sending(self, max_wait):
+        self.events.append("slot")
+        try:
+            yield True
+        finally:
+            self.events.append("answered")
+
+
+def test_every_try_of_the_identity_check_takes_a_slot_and_counts_until_its_answer(emulator):
+    """A retry after a lost answer is a call like any other: it takes its own slot in the host's
+    budget, and each call counts there until its answer came (so iconik never sees more than the
+    budget's count in a second)."""
+    emu = emulator
+    user = emu.add_user("editor@example.com")
+    checker = IdentityChecker(emu.app_id, emu.url, timeout=4.0)
+    checker.limiter = limiter = RecordingLimiter()
+    emu.lose_replies("GET", "users/current", times=1, how="503")
+    identity = checker.confirm(emu.new_token(user_id=user), user)
+    assert identity.user_id == user
+    assert limiter.events == ["slot", "answered", "slot", "answered"]
+    assert emu.request_counts == {IDENTITY_CHECK: 2}
+
+
+def test_the_identity_check_never_sends_without_a_slot(emulator, monkeypatch):
+    emu = emulator
+    user = emu.add_user("editor@example.com")
+    checker = IdentityChecker(emu.app_id, emu.url, timeout=4.0, max_rps=1.0)
+    while checker.limiter.try_acquire(0.0):
+        pass  # the budget is spent: the next slot is a second away, past what the check may wait
+    monkeypatch.setattr(identity_module, "LIMITER_WAIT", 0.1)
+    with pytest.raises(NotConfirmed) as refused:
+        checker.confirm(emu.new_token(user_id=user), user)
+    assert refused.value.status == 429
+    assert emu.request_counts == {}

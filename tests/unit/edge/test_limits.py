@@ -14,7 +14,7 @@ import iconik
 from b2iconik.server import runner as runner_module
 from b2iconik.config import ConfigError, Settings
 from b2iconik.jobs.store import LIVE, JobStore, TooManyJobs, new_owner
-from tests.helpers.harness import (SECRET, iconik_calls, plugin_settings, quick_runner, serve_plugin,  # noqa: F401
+from tests.helpers.harness import (SECRET, iconik_calls, plugin_settings, serve_plugin,
                      transfers, untouched)
 
 B2 = str(uuid.uuid4())

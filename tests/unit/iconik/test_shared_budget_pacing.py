@@ -185,6 +185,32 @@ def test_try_acquire_waits_for_room_in_the_window_within_its_limit(tmp_path):
     assert server.now == pytest.approx(1001.5)
 
 
+def test_try_sending_counts_the_call_until_a_window_after_its_answer_however_late(tmp_path):
+    """The identity check's way in: it never waits long for a slot, and a call answered late
+    counts as long as one that waited in the queue would."""
+    server = Server()
+    limiter = limiters(server, 1, tmp_path, rate=10.0, burst=1)[0]
+    with limiter.try_sending(0.0) as taken:
+        assert taken is True
+        sent = server.now
+        (call,) = limiter._schedule._read().calls
+        assert call[1] == pytest.approx(sent + MAX_FLIGHT + WINDOW)  # counting while unanswered
+        server.sleep(3.0)  # the answer comes 3 s later
+    (call,) = limiter._schedule._read().calls
+    assert call[1] == pytest.approx(sent + 3.0 + WINDOW)
+
+
+def test_try_sending_takes_nothing_when_no_slot_comes_in_time(tmp_path):
+    server = Server()
+    limiter = limiters(server, 1, tmp_path, rate=1.0, burst=1)[0]
+    while limiter.try_acquire(0.0):
+        pass  # the slots due now are taken: the next is a second away
+    now, counted = server.now, len(limiter._schedule._read().calls)
+    with limiter.try_sending(0.5) as taken:
+        assert taken is False
+    assert server.now == now and len(limiter._schedule._read().calls) == counted
+
+
 def test_every_try_of_a_call_takes_its_own_place_in_the_window(tmp_path, monkeypatch):
     """A retry after a 429 is a call like any other: it waits for the budget and counts in it."""
     monkeypatch.setattr(tenacity.nap.time, "sleep", lambda seconds: None)

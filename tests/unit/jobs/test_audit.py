@@ -16,11 +16,11 @@ import pytest
 from b2iconik.jobs import audit
 from b2iconik.config import Settings
 from b2iconik.jobs.store import JobReader, JobStore, new_owner
-from tests.helpers.harness import (  # noqa: F401
-    SECRET, plugin_settings, quick_runner, run_gunicorn, serve_plugin, settings_env, wait_for_job)
+from tests.helpers.harness import (
+    SECRET, plugin_settings, run_gunicorn, serve_plugin, settings_env, wait_for_job)
 from tests.helpers.clocks import Clock
 from tests.helpers.world import FORMATS, World
-from tests.unit.cloud.test_cloud_function import b2_world, cloud, cloud_env, job_store  # noqa: F401
+from tests.helpers.cloud_function import b2_world
 
 A, B = "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c01", "0b0e8e1c-7f5e-4a43-9c7e-5a0f6f1b2c02"
 

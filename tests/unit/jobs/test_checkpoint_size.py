@@ -13,7 +13,7 @@ import pytest
 from b2iconik.jobs.layout import TrackedDict
 from b2iconik.jobs.model import LostLease
 from b2iconik.jobs.store import JobReader, JobStore, new_owner
-from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import plugin_settings, serve_plugin
 
 FORMATS = ["ORIGINAL", "PPRO_PROXY"]
 

@@ -18,7 +18,7 @@ from b2iconik.jobs.model import FINAL
 from b2iconik.jobs import command as jobs_cli
 from b2iconik.jobs.store import JobStore
 from tests.helpers.clocks import Clock
-from tests.helpers.harness import ROOT, SECRET, plugin_settings, quick_runner, serve_plugin  # noqa: F401
+from tests.helpers.harness import ROOT, SECRET, plugin_settings, serve_plugin
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 

@@ -220,7 +220,7 @@ def test_report_summary_figures_add_up(world):
 
     with iconik.IconikClient(world.emu.app_id, world.emu.new_token(), world.emu.url) as client:
         views = read_assets(client, list_lucidlink(client, world.ll), world.b2, world.ll)
-    summary = report.summarize(views, world.b2, world.ll)
+    summary = report.summary_of(views, world.b2, world.ll)
     assert summary.bytes == sum(f["bytes"] for f in summary.by_category.values())
     assert summary.bytes == sum(sum(c.values()) for c in summary.by_age.values())
 

@@ -22,7 +22,7 @@ import pytest
 from b2iconik import __main__ as cli
 from b2iconik.report import browser
 from b2iconik.report.command import ROW_ORDER
-from b2iconik.report.reasons import group_reasons, reason_kind
+from b2iconik.report.reasons import group_reasons, masked_reason
 from b2iconik.units import human_bytes
 from b2iconik.workflows.inventory import Row
 from tests.helpers.world import CATEGORY, World, env_for
@@ -219,16 +219,16 @@ def row(name, category, size, reason, asset_id=None):
 
 
 def test_a_reason_kind_leaves_out_names_ids_and_numbers_but_not_words():
-    assert reason_kind("would keep: B2 copy checksum of 'A002.mov' differs") == "B2 copy checksum of … differs"
-    assert reason_kind("B2 copy checksum of \"it's.mov\" differs") == "B2 copy checksum of … differs"
-    assert reason_kind("B2 copy lacks file 'a/b.mov' (and 1,234 more); LucidLink copy has 1,300 files, B2 copy 66") \
+    assert masked_reason("would keep: B2 copy checksum of 'A002.mov' differs") == "B2 copy checksum of … differs"
+    assert masked_reason("B2 copy checksum of \"it's.mov\" differs") == "B2 copy checksum of … differs"
+    assert masked_reason("B2 copy lacks file 'a/b.mov' (and 1,234 more); LucidLink copy has 1,300 files, B2 copy 66") \
         == "B2 copy lacks file …; LucidLink copy has … files, B2 copy …"
-    assert reason_kind("iconik gives no status for LucidLink file set 0b7c1c9e-1111-4222-8333-444455556666; cannot "
+    assert masked_reason("iconik gives no status for LucidLink file set 0b7c1c9e-1111-4222-8333-444455556666; cannot "
                        "tell whether it is live") == ("iconik gives no status for LucidLink file set …; cannot tell "
                                                       "whether it is live")
-    assert reason_kind("B2 copy of 'x.mov' is OPEN, not CLOSED (incomplete)") \
-        != reason_kind("B2 copy of 'x.mov' is MISSING, not CLOSED (incomplete)")
-    assert reason_kind("B2 copy is of another version of the asset") == "B2 copy is of another version of the asset"
+    assert masked_reason("B2 copy of 'x.mov' is OPEN, not CLOSED (incomplete)") \
+        != masked_reason("B2 copy of 'x.mov' is MISSING, not CLOSED (incomplete)")
+    assert masked_reason("B2 copy is of another version of the asset") == "B2 copy is of another version of the asset"
 
 
 def test_groups_count_format_copies_assets_and_bytes_and_keep_the_largest_examples():

@@ -8,7 +8,6 @@ import platform
 import random
 import re
 import signal
-import time
 
 import pytest
 import requests

@@ -4,7 +4,6 @@ per job across clock steps, threads that survive anything, one job per asset at 
 import logging
 import json
 import sqlite3
-import threading
 import time
 import uuid
 
@@ -13,7 +12,7 @@ import requests
 
 from b2iconik.server.runner import JobRunner, Throttle
 from b2iconik.jobs.store import JobStore, new_owner
-from tests.helpers.harness import plugin_settings, quick_runner, serve_plugin, transfers  # noqa: F401
+from tests.helpers.harness import plugin_settings, serve_plugin, transfers
 
 
 def _wait(predicate, timeout=5.0):

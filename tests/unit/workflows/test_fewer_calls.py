@@ -12,7 +12,7 @@ import random
 import pytest
 
 import iconik
-from tests.helpers.harness import holds, iconik_calls, plugin_settings, quick_runner, serve_plugin, untouched  # noqa: F401
+from tests.helpers.harness import holds, iconik_calls, plugin_settings, serve_plugin, untouched
 
 pytestmark = pytest.mark.usefixtures("quick_runner")
 
