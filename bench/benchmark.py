@@ -100,6 +100,7 @@ import requests  # noqa: E402
 import iconik  # noqa: E402
 from b2iconik.emulator import Emulator  # noqa: E402
 from b2iconik.emulator.clicks import custom_action_payload  # noqa: E402
+from b2iconik.emulator.stats import busiest_window  # noqa: E402
 from b2iconik.jobs.model import FINAL  # noqa: E402
 from b2iconik.server.launcher import LaunchFailed, PluginServer  # noqa: E402
 
@@ -871,16 +872,6 @@ def bench_crash(tmp: Path, count: int) -> dict:
 
 
 # -- part: the server's Remove and a report at once, one budget ----------------------------------
-
-def busiest_window(times: list[float], seconds: float) -> int:
-    """The most of `times` (sorted) in any window of `seconds`."""
-    most, first = 0, 0
-    for last, at in enumerate(times):
-        while times[first] <= at - seconds:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
 
 SHARED_BUDGET_RUNS = {
     "shared": "the report on the server's PLUGIN_STATE_DIR: one budget",

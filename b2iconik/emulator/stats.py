@@ -7,6 +7,16 @@ import time
 from collections import Counter
 
 
+def busiest_window(times: list[float], seconds: float) -> int:
+    """The most of `times` (sorted, e.g. of `RequestStats.request_log`) in any window of `seconds`."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 class RequestStats:
     def __init__(self):
         self._lock = threading.Lock()

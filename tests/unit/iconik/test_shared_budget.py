@@ -11,6 +11,7 @@ import pytest
 
 import iconik
 from iconik import IconikClient, RateLimiter, SharedSchedule
+from b2iconik.emulator.stats import busiest_window
 from tests.helpers.clocks import FakeClock
 
 KEY = ("https://app.iconik.io/", "app-1")
@@ -155,16 +156,6 @@ for _ in range(int(calls)):
 """
 
 
-def busiest(times: list[float], seconds: float) -> int:
-    """The most of `times` (sorted) in any window of `seconds`."""
-    most, first = 0, 0
-    for last, at in enumerate(times):
-        while times[first] <= at - seconds:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 def test_two_processes_on_one_state_directory_stay_within_the_rate_at_the_emulator(emulator, tmp_path):
     """Two processes at ICONIK_MAX_RPS=20 each: together about 20 calls in any second, not 40.
 
@@ -186,5 +177,5 @@ def test_two_processes_on_one_state_directory_stay_within_the_rate_at_the_emulat
     times = [at for at, _ in emulator.request_log]
     assert len(times) == 120
     assert emulator.status_counts[429] == 0
-    assert busiest(times, 1.0) <= 26
+    assert busiest_window(times, 1.0) <= 26
     assert times[-1] - times[0] >= 4.0  # 120 calls at 20/s: about 6 s; at 40/s it would be about 3
