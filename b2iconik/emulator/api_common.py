@@ -63,15 +63,17 @@ def flag(name: str) -> bool:
     return request.args.get(name, "").lower() in ("true", "1", "yes")
 
 
-def cursor_list(objects: list[dict], empty_message: str | None = None):
+def cursor_list(objects: list[dict], empty_message: str | None = None, view=None):
     """A `last_id` paged list; under `empty_lists_404` an empty page answers 404 `empty_message`.
 
     Under `next_url_past_end` a full last page carries a `next_url`, and the page after
-    the last answers 404 `empty_message`, as iconik's cursor lists do.
+    the last answers 404 `empty_message`, as iconik's cursor lists do. `view(record)`: what
+    the list shows of a record, made for the page's records only (a page then costs what it
+    shows, not the whole list).
     """
     past_end = backend().faults.next_url_past_end
     after_last = past_end and bool(request.args.get("last_id"))
-    return _paged(lambda *args: paging.by_cursor(*args, past_end=past_end), objects, empty_message,
+    return _paged(lambda *args: paging.by_cursor(*args, past_end=past_end, view=view), objects, empty_message,
                   empty_is_404=after_last)
 
 

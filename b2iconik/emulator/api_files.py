@@ -78,10 +78,13 @@ def list_files(asset_id):
     world = backend().world
     with world.lock:
         found(world.assets, asset_id, "asset")
-        views = [world.file_view(f) for f in world.files_of(asset_id)]
-        if backend().faults.files_without_file_set_fields:
-            views = [{k: v for k, v in view.items() if k not in OLDER_ICONIK_LACKS} for view in views]
-        return cursor_list(views, NO_FILES)
+        older = backend().faults.files_without_file_set_fields
+
+        def view(file: dict) -> dict:
+            shown = world.file_view(file)
+            return {k: v for k, v in shown.items() if k not in OLDER_ICONIK_LACKS} if older else shown
+
+        return cursor_list(world.files_of(asset_id), NO_FILES, view=view)
 
 
 OLDER_ICONIK_LACKS = ("file_set_status", "format_status", "storage_method")
@@ -93,8 +96,7 @@ def list_file_set_files(asset_id, file_set_id):
     world = backend().world
     with world.lock:
         _file_set_of(asset_id, file_set_id)
-        return cursor_list([world.file_view(f) for f in world.files_of(asset_id, file_set_id)],
-                           NO_FILE_SET_FILES)
+        return cursor_list(world.files_of(asset_id, file_set_id), NO_FILE_SET_FILES, view=world.file_view)
 
 
 @files_api.delete("/assets/<asset_id>/file_sets/<file_set_id>/")

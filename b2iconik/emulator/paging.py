@@ -12,6 +12,7 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
+from operator import itemgetter
 from urllib.parse import urlencode
 
 DEFAULT_PER_PAGE = 10
@@ -49,14 +50,18 @@ class Scrolls:
             return objects[start:start + size], start, len(objects)
 
 
-def by_cursor(objects: list[dict], path: str, args, cap: int, past_end: bool = False) -> dict:
-    """A page after `last_id`; with `past_end` a full last page links on (as iconik's may), to an empty page."""
-    objects = sorted(objects, key=lambda o: o["id"])
+def by_cursor(objects: list[dict], path: str, args, cap: int, past_end: bool = False, view=None) -> dict:
+    """A page after `last_id`; with `past_end` a full last page links on (as iconik's may), to an empty page.
+
+    `view(record)`, if given, is what the list shows of each record, made for the page's records only."""
+    objects = sorted(objects, key=itemgetter("id"))
     size = _page_size(args, cap)
     last_id = args.get("last_id")
-    start = bisect.bisect_right([o["id"] for o in objects], last_id) if last_id else 0
+    start = bisect.bisect_right(objects, last_id, key=itemgetter("id")) if last_id else 0
     chunk = objects[start:start + size]
     more = start + size < len(objects) or (past_end and len(chunk) == size)
+    if view is not None:
+        chunk = [view(record) for record in chunk]
     return _envelope(
         chunk, page=start // size + 1, size=size, total=len(objects),
         next_url=_url(path, args, "last_id", chunk[-1]["id"]) if more else None,
