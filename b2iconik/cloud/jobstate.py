@@ -445,8 +445,9 @@ class JobStates:
         self._count(documents_written=len(docs) + 1, bytes_written=sum(len(d["data"]) for d in docs.values()))
         return job_id
 
-    def read(self, job_id: str) -> tuple[dict, dict, list] | None:
+    def read(self, job_id: str, trail: bool = True) -> tuple[dict, dict, list] | None:
         """(head fields without the token, state, audit trail) of a job, or None: one snapshot.
+        With `trail` false, only the trail's last chunk is read (for a view that leaves it out).
 
         A commit can replace chunks between reading the head and its chunks: then
         the head is read again. DamagedJob if the record cannot be read back.
@@ -457,7 +458,7 @@ class JobStates:
                 return None
             fields, _ = found
             try:
-                loaded = self._load(fields, whole_trail=True)
+                loaded = self._load(fields, whole_trail=trail)
             except _Missing:
                 continue
             fields.pop("auth_token", None)

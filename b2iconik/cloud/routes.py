@@ -36,6 +36,7 @@ from b2iconik.cloud.tasks import CONTINUE_PATH, QueueError
 from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action, secret_matches
 from b2iconik.edge.identity import IdentityChecker
 from b2iconik.jobs.interfaces import StepStore
+from b2iconik.jobs.views import outcomes_wanted
 from b2iconik.logs import job_id_var, redactor
 from b2iconik.version import version
 
@@ -130,7 +131,7 @@ class FunctionHandler:
         allowed = ROUTES.get(path)
         if allowed is None:
             if path.startswith("/jobs/"):
-                return self._job_status(method, path[len("/jobs/"):], headers)
+                return self._job_status(method, path[len("/jobs/"):], headers, query)
             return error(404, f"no such path: {path[:200]}; the function serves /, /healthz, /add, "
                               "/remove, /check, /jobs/<id>, /cleanup for Cloud Scheduler, and /continue for its "
                               "task queue")
@@ -224,7 +225,7 @@ class FunctionHandler:
 
     # -- the job's record ----------------------------------------------------------
 
-    def _job_status(self, method: str, job_id: str, headers) -> Reply:
+    def _job_status(self, method: str, job_id: str, headers, query) -> Reply:
         """GET /jobs/<id>: the job as the server shows it, to a caller with the shared secret."""
         allowed = ("GET", "HEAD", "OPTIONS")
         if method == "OPTIONS":
@@ -240,10 +241,14 @@ class FunctionHandler:
         except ValueError:
             return error(400, "job id is not a UUID")
         try:
-            found = self.jobs.read(job_id)
+            outcomes = outcomes_wanted(query)
+        except ValueError as problem:
+            return error(400, str(problem))
+        try:
+            found = self.jobs.read(job_id, trail=outcomes)
         except StoreError as exc:
             log.error("could not read job %s: %s", job_id, exc)
             return error(503, "the job store cannot be read right now")
         if found is None:
             return error(404, f"no job {job_id}")
-        return Reply(200, views.view(*found))
+        return Reply(200, views.view(*found, outcomes=outcomes))

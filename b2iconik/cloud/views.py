@@ -15,9 +15,9 @@ def job_record(fields: dict, state: dict) -> Job:
                origin=state.get("origin"))
 
 
-def view(fields: dict, state: dict, trail: list[dict]) -> dict:
+def view(fields: dict, state: dict, trail: list[dict], outcomes: bool = True) -> dict:
     """The job's view with its audit trail, exactly as the server's GET /jobs/<id> shows it."""
-    return job_view(job_record(fields, state), trail)
+    return job_view(job_record(fields, state), trail, outcomes=outcomes)
 
 
 def damaged_state(action: str, problem: str) -> dict:

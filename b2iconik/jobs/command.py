@@ -1,7 +1,7 @@
 """`python -m b2iconik jobs`: the job store's jobs and audit trail, read on the host.
 
     jobs list [--action A] [--status S] [--since T] [--user-id U] [--limit N] [--cursor C] [--json]
-    jobs show <job id>
+    jobs show <job id> [--no-outcomes]
     jobs export --csv FILE [--since T] [--action A] [--status S] [--user-id U]
 
 It reads the store in PLUGIN_STATE_DIR (or --state-dir) without writing to it,
@@ -54,6 +54,8 @@ def _parser() -> cli.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help="as GET /jobs answers")
     show = commands.add_parser("show", parents=[common], help="one job and its audit trail, as JSON")
     show.add_argument("job_id")
+    show.add_argument("--no-outcomes", action="store_true", help="leave out the outcomes and the audit trail "
+                      "(as GET /jobs/<id>?outcomes=false)")
     export = commands.add_parser("export", parents=[common], help="the audit trail as CSV, one row an outcome")
     filters(export)
     export.add_argument("--csv", required=True, metavar="FILE", help="where to write it (- for stdout)")
@@ -111,12 +113,12 @@ def _show(args) -> str:
     with _reader(args) as reader:
         try:
             job = reader.get(job_id)
-            trail = reader.outcomes(job_id) if job else None
+            trail = reader.outcomes(job_id) if job and not args.no_outcomes else None
         except StoreError as error:
             raise cli.Failure(str(error)) from None
     if job is None:
         raise cli.Failure(f"no job {job_id}")
-    return json.dumps(job_view(job, trail), indent=2) + "\n"
+    return json.dumps(job_view(job, trail, outcomes=not args.no_outcomes), indent=2) + "\n"
 
 
 def _audit_rows(reader, query: listing.Query):

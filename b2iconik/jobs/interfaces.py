@@ -125,5 +125,6 @@ class StepStore(JobRecords, Protocol):
 
     def claim_assets(self, claim, asset_ids) -> list[str]: ...
 
-    def read(self, job_id: str) -> tuple[dict, dict, list] | None:
-        """(the job's record without its token, its state, its audit trail), or None."""
+    def read(self, job_id: str, trail: bool = True) -> tuple[dict, dict, list] | None:
+        """(the job's record without its token, its state, its audit trail), or None; with `trail`
+        false the trail may be cut short (its last part only)."""

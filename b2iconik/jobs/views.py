@@ -11,8 +11,20 @@ from b2iconik import workflows
 from b2iconik.jobs import audit
 
 
-def job_view(job, audit_trail: list[dict] | None = None) -> dict:
-    """A job for people and scripts: where it is, its outcomes, and its audit trail if given."""
+def outcomes_wanted(query) -> bool:
+    """The `outcomes` query parameter of GET /jobs/<id>: true (the default) or false, which leaves out
+    the job's outcomes and audit trail (what grows with the job); ValueError for anything else."""
+    raw = str(query.get("outcomes", "true")).strip().lower()
+    if raw not in ("true", "false"):
+        raise ValueError("outcomes must be true or false")
+    return raw == "true"
+
+
+def job_view(job, audit_trail: list[dict] | None = None, outcomes: bool = True) -> dict:
+    """A job for people and scripts: where it is, its outcomes, and its audit trail if given.
+
+    With `outcomes` false, the outcomes (one row per asset and format) are left out, and so is
+    the trail: what is left is the same size for a job of 10 assets as for one of 100,000."""
     state = job.state
     summary = workflows.summarize(state)
     return {
@@ -36,6 +48,6 @@ def job_view(job, audit_trail: list[dict] | None = None) -> dict:
                         for c in (state.get("selection") or {}).get("collection_ids", [])],
         "error": state.get("error"),
         "warnings": state.get("warnings", []),
-        "outcomes": workflows.outcome_rows(state),
-        **({"audit": audit_trail} if audit_trail is not None else {}),
+        **({"outcomes": workflows.outcome_rows(state)} if outcomes else {}),
+        **({"audit": audit_trail} if audit_trail is not None and outcomes else {}),
     }

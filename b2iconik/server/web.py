@@ -15,7 +15,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from b2iconik import workflows
 from b2iconik.jobs import listing
-from b2iconik.jobs.views import job_view
+from b2iconik.jobs.views import job_view, outcomes_wanted
 from b2iconik.edge.callback import SECRET_HEADER, Rejected, check_secret, parse_action
 from b2iconik.jobs.store import StoreError, TooManyJobs
 from b2iconik.version import version
@@ -152,13 +152,17 @@ def job_status(job_id: str):
     except ValueError:
         return error(400, "job id is not a UUID")
     try:
+        outcomes = outcomes_wanted(request.args)
+    except ValueError as problem:
+        return error(400, str(problem))
+    try:
         job = service.store.get(job_id)
-        audit_trail = service.store.outcomes(job_id) if job is not None else None
+        audit_trail = service.store.outcomes(job_id) if job is not None and outcomes else None
     except StoreError:
         return error(503, "the job store cannot be read right now")
     if job is None:
         return error(404, f"no job {job_id}")
-    return jsonify(job_view(job, audit_trail))
+    return jsonify(job_view(job, audit_trail, outcomes=outcomes))
 
 
 def register_error_handlers(app) -> None:

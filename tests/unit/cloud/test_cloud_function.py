@@ -298,6 +298,12 @@ def test_the_function_leaves_what_the_user_may_not_read_untouched_and_says_so(cl
     assert view["requester"] == {"user_id": emu.user_id, "email": "editor@example.com", "name": "Eddie Editor"}
     assert {row["asset_id"]: row["result"] for row in view["audit"]} == {ids["mine"]: "copied",
                                                                          ids["theirs"]: "not_permitted"}
+    brief = requests.get(f"{cloud.url}/jobs/{done['job_id']}?outcomes=false", headers={"x-bz-secret": SECRET},
+                         timeout=10)
+    assert brief.status_code == 200
+    assert brief.json() == {k: v for k, v in view.items() if k not in ("outcomes", "audit")}
+    bad = requests.get(f"{cloud.url}/jobs/{done['job_id']}?outcomes=no", headers={"x-bz-secret": SECRET}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"] == "outcomes must be true or false"
 
 
 # -- safe delete ---------------------------------------------------------------------

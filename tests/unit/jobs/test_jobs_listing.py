@@ -90,6 +90,21 @@ def test_the_listing_needs_the_shared_secret(emulator, jobs):
         assert "/jobs, /jobs/<id>" in missing
 
 
+def test_one_job_without_its_outcomes_keeps_its_figures_and_a_bad_value_is_a_400(emulator, jobs):
+    """GET /jobs/<id>?outcomes=false: what a monitor polls, the same size for any job."""
+    state_dir, ids = jobs
+    with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
+        whole = get_jobs(plugin, f"/{ids[2]}").json()
+        brief = get_jobs(plugin, f"/{ids[2]}?outcomes=false").json()
+        assert "outcomes" in whole and "audit" in whole
+        assert "outcomes" not in brief and "audit" not in brief
+        assert brief == {k: v for k, v in whole.items() if k not in ("outcomes", "audit")}
+        assert get_jobs(plugin, f"/{ids[2]}?outcomes=true").json() == whole
+        bad = get_jobs(plugin, f"/{ids[2]}?outcomes=maybe")
+        assert bad.status_code == 400 and bad.json()["error"] == "outcomes must be true or false"
+        assert get_jobs(plugin, f"/{ids[2]}?outcomes=false", secret=None).status_code == 401
+
+
 def test_jobs_are_listed_newest_first_with_who_asked_and_filtered(emulator, jobs):
     state_dir, ids = jobs
     with serve_plugin(plugin_settings(emulator, state_dir), run_jobs=False) as plugin:
@@ -184,6 +199,11 @@ def test_the_command_lists_shows_and_exports_from_the_store_without_the_server(j
     assert shown["selection"] == {"asset_ids": [ASSET], "collection_ids": []}
     assert [(r["asset_id"], r["result"], r["file_sets"][0]["verified_against"]) for r in shown["audit"]] == [
         (ASSET, "removed", "b2-1")]
+    code, out, err = run_cli(capsys, "show", ids[2], "--state-dir", str(state_dir), "--no-outcomes")
+    brief = json.loads(out)
+    assert code == 0 and "outcomes" not in brief and "audit" not in brief
+    assert {k: brief[k] for k in ("job_id", "status", "counts", "message")} == {
+        k: shown[k] for k in ("job_id", "status", "counts", "message")}
 
     target = tmp_path / "audit.csv"
     code, out, err = run_cli(capsys, "export", "--state-dir", str(state_dir), "--since", "2026-01-01T02:00:00Z",
